@@ -1,0 +1,1 @@
+"""One HealthImaging copy's life: intake, destination, pacing, start, status, force."""

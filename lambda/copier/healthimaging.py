@@ -1,0 +1,185 @@
+"""The HealthImaging calls one copy needs, with service errors turned into ours.
+
+Two clients: reads use botocore's standard retries; CopyImageSet gets none, because
+the API has no client token and a blind retry after an accepted request is a second copy.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectionError,
+    ReadTimeoutError,
+)
+
+from copier import errors
+
+if TYPE_CHECKING:
+    from mypy_boto3_medical_imaging import HealthImagingClient
+
+READ_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
+COPY_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
+
+_INCONSISTENT = re.compile(r"inconsisten|mismatch|\bforce\b", re.IGNORECASE)
+# Patient/Study/Series level DICOM keywords a service message may name.
+DICOM_ELEMENT_NAMES = (
+    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "PatientAge", "OtherPatientIDs", "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime",
+    "StudyDescription", "AccessionNumber", "ReferringPhysicianName", "SeriesInstanceUID",
+    "SeriesNumber", "SeriesDescription", "Modality", "BodyPartExamined",
+)  # fmt: skip
+_ELEMENT = re.compile(r"\b(" + "|".join(DICOM_ELEMENT_NAMES) + r")\b")
+
+
+class AmbiguousCopyOutcome(Exception):
+    """CopyImageSet may or may not have been accepted (5xx, timeout, dropped connection)."""
+
+
+@lru_cache(maxsize=1)
+def read_client() -> HealthImagingClient:
+    return boto3.client("medical-imaging", config=READ_CONFIG)
+
+
+@lru_cache(maxsize=1)
+def copy_client() -> HealthImagingClient:
+    return boto3.client("medical-imaging", config=COPY_CONFIG)
+
+
+def is_inconsistent_metadata(message: str) -> bool:
+    return bool(_INCONSISTENT.search(message or ""))
+
+
+def element_names(message: str) -> list[str]:
+    """DICOM element names mentioned in a service message; the message itself is dropped."""
+    return sorted(set(_ELEMENT.findall(message or "")))
+
+
+def translate(error: ClientError, subject: str) -> errors.CopyError:
+    """Map a service error to a named error. Service messages are not passed on verbatim:
+    they could quote metadata values; only element names are kept."""
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    names = element_names(message)
+    detail = f"{code} (HTTP {status}) on {subject}"
+    if code in ("ConflictException", "ValidationException") and is_inconsistent_metadata(message):
+        return errors.InconsistentMetadata(
+            f"{detail}: inconsistent metadata between source and destination"
+            + (f" in {', '.join(names)}" if names else ""),
+            names,
+        )
+    mapping: dict[str, type[errors.CopyError]] = {
+        "ConflictException": errors.CopyConflict,
+        "ThrottlingException": errors.CopyThrottled,
+        "ServiceQuotaExceededException": errors.CopyQuotaExceeded,
+        "ResourceNotFoundException": errors.ImageSetNotFound,
+        "AccessDeniedException": errors.CopyAccessDenied,
+        "ValidationException": errors.InvalidCopyRequest,
+        "InternalServerException": errors.HealthImagingUnavailable,
+    }
+    return mapping.get(code, errors.HealthImagingUnavailable)(detail)
+
+
+def get_image_set(datastore_id: str, image_set_id: str, version_id: str | None = None) -> dict[str, Any]:
+    params = {"datastoreId": datastore_id, "imageSetId": image_set_id}
+    if version_id:
+        params["versionId"] = version_id
+    try:
+        return dict(read_client().get_image_set(**params))
+    except ClientError as error:
+        raise translate(error, f"GetImageSet {image_set_id}") from None
+    except (ConnectionError, ReadTimeoutError):
+        raise errors.HealthImagingUnavailable(f"GetImageSet {image_set_id}: no answer") from None
+
+
+def get_metadata(datastore_id: str, image_set_id: str, version_id: str | None = None) -> dict[str, Any]:
+    """The image set's DICOM metadata document (gzip JSON on the wire)."""
+    params = {"datastoreId": datastore_id, "imageSetId": image_set_id}
+    if version_id:
+        params["versionId"] = version_id
+    try:
+        response = read_client().get_image_set_metadata(**params)
+        blob = response["imageSetMetadataBlob"].read()
+    except ClientError as error:
+        raise translate(error, f"GetImageSetMetadata {image_set_id}") from None
+    except (ConnectionError, ReadTimeoutError):
+        raise errors.HealthImagingUnavailable(f"GetImageSetMetadata {image_set_id}: no answer") from None
+    if response.get("contentEncoding") == "gzip" or blob[:2] == b"\x1f\x8b":
+        blob = gzip.decompress(blob)
+    document: dict[str, Any] = json.loads(blob)
+    return document
+
+
+def search_study(datastore_id: str, study_instance_uid: str) -> list[dict[str, Any]]:
+    """All image sets of one study (every page)."""
+    criteria = {"filters": [{"values": [{"DICOMStudyInstanceUID": study_instance_uid}], "operator": "EQUAL"}]}
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    try:
+        while True:
+            params: dict[str, Any] = {"datastoreId": datastore_id, "searchCriteria": criteria}
+            if token:
+                params["nextToken"] = token
+            page = read_client().search_image_sets(**params)
+            found.extend(page.get("imageSetsMetadataSummaries", []))
+            token = page.get("nextToken")
+            if not token:
+                return found
+    except ClientError as error:
+        raise translate(error, "SearchImageSets") from None
+    except (ConnectionError, ReadTimeoutError):
+        raise errors.HealthImagingUnavailable("SearchImageSets: no answer") from None
+
+
+def copy_image_set(
+    *,
+    datastore_id: str,
+    source_image_set_id: str,
+    source_version_id: str,
+    destination_image_set_id: str | None,
+    destination_version_id: str | None,
+    copiable_attributes: str | None,
+    force: bool,
+    promote_to_primary: bool,
+) -> dict[str, Any]:
+    """One CopyImageSet call, never retried here. Raises AmbiguousCopyOutcome when the
+    service may have accepted it, a named error when it certainly did not."""
+    source: dict[str, Any] = {"latestVersionId": source_version_id}
+    if copiable_attributes:
+        source["DICOMCopies"] = {"copiableAttributes": copiable_attributes}
+    information: dict[str, Any] = {"sourceImageSet": source}
+    if destination_image_set_id:
+        information["destinationImageSet"] = {
+            "imageSetId": destination_image_set_id,
+            "latestVersionId": destination_version_id,
+        }
+    try:
+        return dict(
+            copy_client().copy_image_set(
+                datastoreId=datastore_id,
+                sourceImageSetId=source_image_set_id,
+                copyImageSetInformation=information,
+                force=force,
+                promoteToPrimary=promote_to_primary,
+            )
+        )
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500:
+            raise AmbiguousCopyOutcome(f"CopyImageSet answered HTTP {status}") from None
+        raise translate(error, f"CopyImageSet {source_image_set_id}") from None
+    except (ReadTimeoutError, ConnectionClosedError) as error:
+        # The request went out; whether it was accepted is unknown.
+        raise AmbiguousCopyOutcome(f"CopyImageSet got no answer: {type(error).__name__}") from None
+    except ConnectionError:
+        # Could not connect: the request never reached the service.
+        raise errors.HealthImagingUnavailable("CopyImageSet: could not connect") from None

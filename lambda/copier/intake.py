@@ -1,0 +1,69 @@
+"""First step of every execution: validate and normalise the input, or decide to skip.
+
+Accepts the console contract (README, "Starting a copy by hand") or a HealthImaging
+EventBridge event. Fails with InvalidCopyRequest naming the field before any
+HealthImaging call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from copier import ledger
+from copier.errors import InvalidCopyRequest
+from copier.models import CopyPlan, CopyRequest, HealthImagingEvent, parse
+from copier.settings import CopyPolicy, load_settings
+
+logger = Logger(child=True)
+EVENT_SOURCE = "aws.medical-imaging"
+
+
+def is_event(raw: object) -> bool:
+    return isinstance(raw, dict) and "detail-type" in raw and "source" in raw
+
+
+def plan_copy(raw: Any) -> CopyPlan:
+    if is_event(raw):
+        return _plan_for_event(raw)
+    request = parse(CopyRequest, raw, "console input")
+    if request.generation:
+        raise InvalidCopyRequest("invalid console input: generation: is set by the pipeline, not by callers")
+    _check_datastore(request.datastore_id, "datastoreId")
+    return CopyPlan(request=request, trigger="console")
+
+
+def _check_datastore(datastore_id: str, field: str) -> None:
+    configured = load_settings().datastore_id
+    if datastore_id != configured:
+        raise InvalidCopyRequest(f"{field}: {datastore_id} is not this stack's data store ({configured})")
+
+
+def _plan_for_event(raw: dict[str, Any]) -> CopyPlan:
+    if raw.get("source") != EVENT_SOURCE:
+        raise InvalidCopyRequest(f"source: expected {EVENT_SOURCE!r}")
+    event = parse(HealthImagingEvent, raw, "HealthImaging event")
+    detail = event.detail
+    _check_datastore(detail.datastore_id, "detail.datastoreId")
+    settings = load_settings()
+
+    def skip(reason: str) -> CopyPlan:
+        logger.info("Event skipped", extra={"imageSetId": detail.image_set_id, "reason": reason})
+        return CopyPlan(skip=True, reason=reason, trigger="event")
+
+    if event.detail_type not in settings.trigger_detail_types:
+        return skip(f"detail-type {event.detail_type!r} does not trigger copies")
+    if settings.copy_policy is CopyPolicy.OFF:
+        return skip("copy policy is 'off' (console-only)")
+    if ledger.is_pipeline_destination(detail.image_set_id):
+        return skip("image set was written by this pipeline (copy-storm guard)")
+    merge = settings.copy_policy is CopyPolicy.MERGE_INTO_PRIMARY
+    if merge and detail.is_primary:
+        return skip("image set is already primary: nothing to merge")
+    request = CopyRequest(
+        datastore_id=detail.datastore_id,
+        source_image_set_id=detail.image_set_id,
+        source_version_id=detail.image_set_version,
+    )
+    return CopyPlan(request=request, resolve_destination=merge, trigger="event")

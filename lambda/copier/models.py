@@ -1,0 +1,164 @@
+"""Every shape the function accepts or returns.
+
+Inputs are validated here, before any HealthImaging call; an invalid field is named
+in the error. Field names on the wire are camelCase (the console contract in the README).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, TypeVar
+
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from copier.errors import InvalidCopyRequest
+
+ResourceId = Annotated[str, Field(pattern=r"^[0-9a-z]{32}$")]
+VersionId = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]
+COPIABLE_ATTRIBUTES_MAX_CHARS = 260_000
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, snake_case in Python, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json")
+
+
+class CopyRequest(WireModel):
+    """One logical copy: the console contract, and what every later step carries."""
+
+    datastore_id: ResourceId
+    source_image_set_id: ResourceId
+    source_version_id: VersionId | None = None
+    destination_image_set_id: ResourceId | None = None
+    destination_version_id: VersionId | None = None
+    copiable_attributes: str | None = None
+    force: StrictBool = False
+    promote_to_primary: StrictBool = False
+    # Bumped only when a previous attempt was confirmed NOT accepted by the service.
+    generation: int = Field(default=0, ge=0, le=100)
+
+    @field_validator("copiable_attributes", mode="before")
+    @classmethod
+    def _canonical_attributes(cls, value: object) -> object:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError("must be a JSON object (as a string or an object)") from None
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object (as a string or an object)")
+        study = value.get("Study")
+        if study is not None and not isinstance(study, dict):
+            raise ValueError("'Study' must be an object")
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+        if len(text) > COPIABLE_ATTRIBUTES_MAX_CHARS:
+            raise ValueError(f"is {len(text)} characters; the API allows {COPIABLE_ATTRIBUTES_MAX_CHARS}")
+        return text
+
+    @field_validator("destination_version_id")
+    @classmethod
+    def _version_needs_destination(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and info.data.get("destination_image_set_id") is None:
+            raise ValueError("is set but destinationImageSetId is not")
+        return value
+
+
+class HealthImagingEventDetail(BaseModel):
+    """The detail of an aws.medical-imaging image set event (both id spellings)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    datastore_id: ResourceId = Field(alias="datastoreId")
+    image_set_id: ResourceId = Field(validation_alias=AliasChoices("imageSetId", "imagesetId"))
+    image_set_version: VersionId | None = Field(default=None, alias="imageSetVersion")
+    is_primary: StrictBool | None = Field(default=None, alias="isPrimary")
+
+    @field_validator("image_set_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class HealthImagingEvent(EventBridgeModel):  # type: ignore[misc]
+    detail: HealthImagingEventDetail
+
+
+class CopyPlan(WireModel):
+    """What intake decided: copy this request (maybe after resolving a destination), or skip."""
+
+    request: CopyRequest | None = None
+    resolve_destination: bool = False
+    skip: bool = False
+    reason: str | None = None
+    trigger: Literal["console", "event"] = "console"
+
+
+class CopyProgress(WireModel):
+    """A copy after CopyImageSet answered, as the wait loop sees it."""
+
+    status: Literal["COPYING", "COPIED", "UNCONFIRMED", "NOT_ACCEPTED"]
+    destination_image_set_id: ResourceId | None = None
+    destination_version_id: VersionId | None = None
+    source_version_id: VersionId | None = None
+    requested_at: float | None = None
+    next_poll_seconds: int = 0
+    waited_seconds: int = 0
+    polls: int = 0
+    forced: bool = False
+    retry_request: CopyRequest | None = None
+
+
+class CopyResult(WireModel):
+    """The execution's output: one documented object (README, "Output")."""
+
+    datastore_id: ResourceId
+    source_image_set_id: ResourceId
+    source_version_id: VersionId | None
+    destination_image_set_id: ResourceId
+    destination_version_id: VersionId | None
+    status: Literal["COPIED"]
+    forced: bool
+    promoted_to_primary: bool
+    polls: int
+    waited_seconds: int
+
+
+def field_errors(error: ValidationError, prefix: str = "") -> str:
+    """'field: problem' for each invalid field, without echoing the offending value."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "input"
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{prefix}{location}: {message}")
+    return "; ".join(parts)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], payload: object, what: str, prefix: str = "") -> M:
+    """Validate payload as model, or raise InvalidCopyRequest naming the fields."""
+    if not isinstance(payload, dict):
+        raise InvalidCopyRequest(f"{what} must be a JSON object, got {type(payload).__name__}")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise InvalidCopyRequest(f"invalid {what}: {field_errors(error, prefix)}") from None

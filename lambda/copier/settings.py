@@ -1,0 +1,60 @@
+"""The function's settings, read once from the environment the CDK stack sets."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from copier.errors import FunctionMisconfigured
+
+DatastoreId = Annotated[str, Field(pattern=r"^[0-9a-z]{32}$")]
+
+
+class CopyPolicy(StrEnum):
+    SNAPSHOT = "snapshot"
+    MERGE_INTO_PRIMARY = "merge-into-primary"
+    OFF = "off"  # console-only: events never start copies
+
+
+class ForcePolicy(StrEnum):
+    NEVER = "never"
+    SAME_PATIENT = "same-patient"
+    ALWAYS = "always"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    datastore_id: DatastoreId = Field(alias="DATASTORE_ID")
+    copy_policy: CopyPolicy = Field(alias="COPY_POLICY", default=CopyPolicy.SNAPSHOT)
+    force_policy: ForcePolicy = Field(alias="FORCE_POLICY", default=ForcePolicy.SAME_PATIENT)
+    trigger_detail_types: tuple[str, ...] = Field(
+        alias="TRIGGER_DETAIL_TYPES", default=("Image Set Created",)
+    )
+    table_name: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
+    idempotency_ttl_seconds: int = Field(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, ge=60)
+    copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=1)
+    poll_initial_seconds: int = Field(alias="POLL_INITIAL_SECONDS", default=5, ge=1)
+    poll_max_seconds: int = Field(alias="POLL_MAX_SECONDS", default=120, ge=1)
+    max_wait_seconds: int = Field(alias="MAX_WAIT_SECONDS", default=3_600, ge=1)
+
+    @field_validator("trigger_detail_types", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Validated settings; a bad variable is named in the error."""
+    try:
+        return Settings.model_validate(dict(os.environ))
+    except ValidationError as error:
+        names = ", ".join(str(e["loc"][0]) for e in error.errors())
+        raise FunctionMisconfigured(f"function settings are invalid: {names}") from None

@@ -1,0 +1,80 @@
+"""The state machine's steps: one `action` each, payloads validated, errors counted.
+
+| action              | state                 | returns        |
+|---------------------|-----------------------|----------------|
+| validate            | ValidateInput         | CopyPlan       |
+| resolve_destination | ResolvePrimary        | CopyPlan       |
+| reserve_slot        | ReserveCopySlot       | {waitSeconds}  |
+| start_copy          | StartCopy             | CopyProgress   |
+| confirm_copy        | ConfirmCopy           | CopyProgress   |
+| check_copy          | CheckCopy             | CopyProgress   |
+| authorise_force     | AuthoriseForce        | CopyRequest    |
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ConfigDict, Field
+
+from copier import copy_start, copy_status, destination, force_policy, healthimaging, intake, pacing
+from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrottled
+from copier.models import CopyProgress, CopyRequest, parse
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+Action = Literal[
+    "validate", "resolve_destination", "reserve_slot", "start_copy", "confirm_copy", "check_copy", "authorise_force"
+]
+_COUNTED_ERRORS: dict[type[CopyError], str] = {
+    CopyConflict: "CopyConflicts",
+    CopyThrottled: "CopyThrottles",
+    CopyQuotaExceeded: "CopyQuotaExceeded",
+}
+
+
+class StepCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action
+    execution_id: str | None = Field(default=None, alias="executionId")
+    input: Any = None
+    request: Any = None
+    copy_: Any = Field(default=None, alias="copy")
+    error: Any = None
+
+
+def run_step(event: Any) -> dict[str, Any]:
+    call = parse(StepCall, event, "step payload")
+    try:
+        return _dispatch(call)
+    except CopyError as error:
+        name = next((metric for kind, metric in _COUNTED_ERRORS.items() if isinstance(error, kind)), None)
+        if name:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        logger.warning("Step failed", extra={"action": call.action, "error": type(error).__name__, "reason": str(error)})
+        raise
+
+
+def _dispatch(call: StepCall) -> dict[str, Any]:
+    if call.action == "validate":
+        return intake.plan_copy(call.input).wire()
+    if call.action == "reserve_slot":
+        return {"waitSeconds": pacing.reserve_copy_slot()}
+    request = parse(CopyRequest, call.request, "step payload", prefix="request.")
+    if call.action == "resolve_destination":
+        return destination.resolve_primary_destination(request).wire()
+    if call.action == "start_copy":
+        return copy_start.start_copy(request=request).wire()
+    if call.action == "authorise_force":
+        cause = call.error.get("Cause", "") if isinstance(call.error, dict) else ""
+        return force_policy.authorise_force(
+            request=request, inconsistent_elements=healthimaging.element_names(str(cause))
+        ).wire()
+    progress = parse(CopyProgress, call.copy_, "step payload", prefix="copy.")
+    if call.action == "confirm_copy":
+        return copy_start.confirm_copy(request=request, progress=progress).wire()
+    return copy_status.check_copy(request=request, progress=progress).wire()

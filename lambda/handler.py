@@ -1,0 +1,26 @@
+"""Lambda entry point: the state machine calls it once per step (see copier/steps.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+from copier.copy_start import idempotency_config
+from copier.steps import run_step
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="executionId")
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Lets idempotency expire an in-progress record when this invocation times out.
+    idempotency_config.register_lambda_context(context)
+    return run_step(event)

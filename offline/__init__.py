@@ -1,0 +1,1 @@
+"""Offline pipeline: a HealthImaging emulator, its wire adapters, seed data and the local runner."""

@@ -1,0 +1,488 @@
+"""A local AWS HealthImaging for the operations the pipeline uses.
+
+Semantics follow the service as the design documents it: image set versions; copies
+are asynchronous (source LOCKED / COPYING_WITH_READ_ONLY_ACCESS, destination LOCKED /
+COPYING until the clock passes `copy_seconds`); ConflictException on a locked image set
+or a stale latestVersionId; inconsistent Patient/Study/Series metadata fails without
+force (at once, or later as COPY_FAILED with a message) and succeeds with it; subset
+copies by copiableAttributes; promoteToPrimary; a CopyImageSet token bucket
+(0.25 TPS, burst 1) answering ThrottlingException; 100 concurrent copies per data store.
+
+Operations take and return the wire shapes (camelCase dicts); `offline.wire` puts them
+behind HTTP so a real boto3 client talks to this.
+"""
+
+from __future__ import annotations
+
+import copy as copying
+import json
+import re
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ID = re.compile(r"^[0-9a-z]{32}$")
+VERSION = re.compile(r"^\d+$")
+PATIENT_AND_STUDY_LEVELS = ("Patient", "Study")
+InconsistencyMode = Literal["immediate", "deferred"]
+
+
+class ServiceError(Exception):
+    """An error answer: code (the x-amzn-ErrorType) and HTTP status."""
+
+    STATUS = {
+        "AccessDeniedException": 403,
+        "ConflictException": 409,
+        "InternalServerException": 500,
+        "ResourceNotFoundException": 404,
+        "ServiceQuotaExceededException": 402,
+        "ThrottlingException": 429,
+        "ValidationException": 400,
+    }
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = self.STATUS[code]
+        self.message = message
+
+
+@dataclass
+class ImageSetVersion:
+    version_id: int
+    state: str
+    workflow: str
+    updated_at: float
+    message: str | None = None
+    forced: bool = False
+
+
+@dataclass
+class ImageSet:
+    image_set_id: str
+    datastore_id: str
+    metadata: dict[str, Any]
+    created_at: float
+    is_primary: bool
+    version_id: int = 1
+    state: str = "ACTIVE"
+    workflow: str = "CREATED"
+    updated_at: float = 0.0
+    message: str | None = None
+    forced: bool = False
+    deleted_at: float | None = None
+    history: list[ImageSetVersion] = field(default_factory=list)
+
+    def snapshot(self) -> None:
+        self.history.append(
+            ImageSetVersion(self.version_id, self.state, self.workflow, self.updated_at, self.message, self.forced)
+        )
+
+
+@dataclass
+class PendingCopy:
+    datastore_id: str
+    source_id: str
+    destination_id: str
+    completes_at: float
+    metadata: dict[str, Any]  # what the destination will hold
+    inconsistent: list[str]  # element names that make it fail (deferred mode, no force)
+    force: bool
+    promote: bool
+    new_destination: bool
+
+
+@dataclass
+class FaultPlan:
+    """Faults injected on the next CopyImageSet calls (tests and the fault suite)."""
+
+    # "error:<Code>" answers that error without copying; "accept-then-500" copies but
+    # answers InternalServerException (the ambiguous case).
+    copy_faults: list[str] = field(default_factory=list)
+
+
+class HealthImagingEmulator:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        account: str = "123456789012",
+        region: str = "us-east-1",
+        copy_seconds: float = 45.0,
+        copy_rate_per_second: float = 0.25,
+        copy_burst: float = 1.0,
+        max_concurrent_copies: int = 100,
+        inconsistency_mode: InconsistencyMode = "deferred",
+    ) -> None:
+        self.clock = clock
+        self.account = account
+        self.region = region
+        self.copy_seconds = copy_seconds
+        self.copy_rate_per_second = copy_rate_per_second
+        self.copy_burst = copy_burst
+        self.max_concurrent_copies = max_concurrent_copies
+        self.inconsistency_mode: InconsistencyMode = inconsistency_mode
+        self.faults = FaultPlan()
+        self.datastores: set[str] = set()
+        self.image_sets: dict[tuple[str, str], ImageSet] = {}
+        self.pending: list[PendingCopy] = []
+        self.calls: list[tuple[str, int]] = []  # (operation, HTTP status) of every call
+        self._tokens = copy_burst
+        self._tokens_at = clock()
+        self._lock = threading.RLock()
+
+    # --- seeding ---------------------------------------------------------------------
+    def create_datastore(self, datastore_id: str | None = None) -> str:
+        datastore_id = datastore_id or secrets.token_hex(16)
+        self.datastores.add(datastore_id)
+        return datastore_id
+
+    def seed_image_set(self, datastore_id: str, metadata: dict[str, Any], *, is_primary: bool = True,
+                       image_set_id: str | None = None) -> str:
+        image_set_id = image_set_id or secrets.token_hex(16)
+        now = self.clock()
+        document = copying.deepcopy(metadata)
+        document.update({"SchemaVersion": "1.1", "DatastoreID": datastore_id, "ImageSetID": image_set_id})
+        image_set = ImageSet(image_set_id, datastore_id, document, now, is_primary, updated_at=now)
+        image_set.snapshot()
+        self.image_sets[(datastore_id, image_set_id)] = image_set
+        return image_set_id
+
+    def delete_image_set(self, datastore_id: str, image_set_id: str) -> None:
+        with self._lock:
+            image_set = self._image_set(datastore_id, image_set_id)
+            image_set.state, image_set.workflow, image_set.deleted_at = "DELETED", "DELETED", self.clock()
+            image_set.snapshot()
+
+    def copy_image_set_calls(self) -> list[int]:
+        """HTTP statuses of every CopyImageSet call, in order."""
+        return [status for operation, status in self.calls if operation == "CopyImageSet"]
+
+    # --- operations ------------------------------------------------------------------
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any] | bytes:
+        with self._lock:
+            self._settle()
+            try:
+                result = getattr(self, f"_op_{operation}")(**params)
+            except ServiceError as error:
+                self.calls.append((operation, error.status))
+                raise
+            self.calls.append((operation, 200))
+            return result
+
+    def _op_GetImageSet(self, datastoreId: str, imageSetId: str, version: str | None = None) -> dict[str, Any]:
+        image_set = self._image_set(datastoreId, imageSetId, allow_deleted=True)
+        if version is not None:
+            match = [v for v in image_set.history if str(v.version_id) == version]
+            if not match:
+                raise ServiceError("ResourceNotFoundException", f"version {version} of {imageSetId} not found")
+            return self._properties(image_set, match[-1], get=True)
+        return self._properties(image_set, None, get=True)
+
+    def _op_GetImageSetMetadata(self, datastoreId: str, imageSetId: str, version: str | None = None) -> bytes:
+        image_set = self._image_set(datastoreId, imageSetId)
+        if version is not None and version != str(image_set.version_id):
+            if not any(str(v.version_id) == version for v in image_set.history):
+                raise ServiceError("ResourceNotFoundException", f"version {version} of {imageSetId} not found")
+        return json.dumps(image_set.metadata).encode()
+
+    def _op_ListImageSetVersions(self, datastoreId: str, imageSetId: str, maxResults: int | None = None,
+                                 nextToken: str | None = None) -> dict[str, Any]:
+        image_set = self._image_set(datastoreId, imageSetId, allow_deleted=True)
+        start = int(nextToken or 0)
+        size = maxResults or 50
+        versions = list(reversed(image_set.history))
+        page = versions[start:start + size]
+        answer: dict[str, Any] = {
+            "imageSetPropertiesList": [self._properties(image_set, v, get=False) for v in page]
+        }
+        if start + size < len(versions):
+            answer["nextToken"] = str(start + size)
+        return answer
+
+    def _op_SearchImageSets(self, datastoreId: str, searchCriteria: dict[str, Any] | None = None,
+                            maxResults: int | None = None, nextToken: str | None = None) -> dict[str, Any]:
+        self._datastore(datastoreId)
+        found = [
+            s for (ds, _), s in sorted(self.image_sets.items(), key=lambda item: item[1].created_at)
+            if ds == datastoreId and s.state != "DELETED" and self._matches(s, (searchCriteria or {}).get("filters", []))
+        ]
+        start = int(nextToken or 0)
+        size = maxResults or 50
+        answer: dict[str, Any] = {"imageSetsMetadataSummaries": [self._summary(s) for s in found[start:start + size]]}
+        if start + size < len(found):
+            answer["nextToken"] = str(start + size)
+        return answer
+
+    def _op_CopyImageSet(self, datastoreId: str, sourceImageSetId: str, copyImageSetInformation: dict[str, Any],
+                         force: bool = False, promoteToPrimary: bool = False) -> dict[str, Any]:
+        self._take_copy_token()
+        fault = self.faults.copy_faults.pop(0) if self.faults.copy_faults else None
+        if fault and fault.startswith("error:"):
+            code = fault.removeprefix("error:")
+            raise ServiceError(code, f"injected {code}")
+        for name, value in (("datastoreId", datastoreId), ("sourceImageSetId", sourceImageSetId)):
+            if not ID.match(value):
+                raise ServiceError("ValidationException", f"{name} must match [0-9a-z]{{32}}")
+        self._datastore(datastoreId)
+        source_info = copyImageSetInformation.get("sourceImageSet") or {}
+        source_version = source_info.get("latestVersionId")
+        if not isinstance(source_version, str) or not VERSION.match(source_version):
+            raise ServiceError("ValidationException", "sourceImageSet.latestVersionId is required")
+        source = self._image_set(datastoreId, sourceImageSetId)
+        attributes = (source_info.get("DICOMCopies") or {}).get("copiableAttributes")
+        selected = self._select(source.metadata, attributes)
+        if source.state == "LOCKED":
+            raise ServiceError("ConflictException", f"source image set {sourceImageSetId} is locked")
+        if source_version != str(source.version_id):
+            raise ServiceError("ConflictException", f"source latestVersionId {source_version} is not the latest")
+        if sum(1 for p in self.pending if p.datastore_id == datastoreId) >= self.max_concurrent_copies:
+            raise ServiceError("ServiceQuotaExceededException", "too many concurrent copies in this data store")
+
+        destination_info = copyImageSetInformation.get("destinationImageSet")
+        now = self.clock()
+        inconsistent: list[str] = []
+        if destination_info:
+            destination_id = destination_info.get("imageSetId", "")
+            if not ID.match(destination_id):
+                raise ServiceError("ValidationException", "destinationImageSet.imageSetId must match [0-9a-z]{32}")
+            destination = self._image_set(datastoreId, destination_id)
+            if destination_id == sourceImageSetId:
+                raise ServiceError("ValidationException", "source and destination are the same image set")
+            if destination.state == "LOCKED":
+                raise ServiceError("ConflictException", f"destination image set {destination_id} is locked")
+            if destination_info.get("latestVersionId") != str(destination.version_id):
+                raise ServiceError("ConflictException", "destination latestVersionId is not the latest")
+            inconsistent = inconsistent_elements(selected, destination.metadata)
+            if inconsistent and not force and self.inconsistency_mode == "immediate":
+                raise ServiceError("ValidationException", inconsistency_message(inconsistent))
+            merged = merge_metadata(destination.metadata, selected, prefer_source=force)
+            new_destination = False
+        else:
+            destination_id = secrets.token_hex(16)
+            merged = copying.deepcopy(selected)
+            merged["ImageSetID"] = destination_id
+            destination = ImageSet(destination_id, datastoreId, merged, now, promoteToPrimary, version_id=0,
+                                   updated_at=now)
+            self.image_sets[(datastoreId, destination_id)] = destination
+            new_destination = True
+
+        source.state, source.workflow, source.updated_at = "LOCKED", "COPYING_WITH_READ_ONLY_ACCESS", now
+        destination.state, destination.workflow, destination.updated_at = "LOCKED", "COPYING", now
+        self.pending.append(PendingCopy(
+            datastoreId, sourceImageSetId, destination_id, now + self.copy_seconds, merged,
+            [] if force else inconsistent, force, promoteToPrimary, new_destination,
+        ))
+        answer = {
+            "datastoreId": datastoreId,
+            "sourceImageSetProperties": self._copy_properties(source, source.version_id),
+            "destinationImageSetProperties": self._copy_properties(destination, destination.version_id + 1),
+        }
+        if fault == "accept-then-500":
+            raise ServiceError("InternalServerException", "injected failure after the copy was accepted")
+        return answer
+
+    # --- internals -------------------------------------------------------------------
+    def _take_copy_token(self) -> None:
+        now = self.clock()
+        self._tokens = min(self.copy_burst, self._tokens + (now - self._tokens_at) * self.copy_rate_per_second)
+        self._tokens_at = now
+        if self._tokens < 1.0 - 1e-9:
+            raise ServiceError("ThrottlingException", "CopyImageSet rate exceeded")
+        self._tokens -= 1.0
+
+    def _settle(self) -> None:
+        """Finish every copy whose time has come."""
+        now = self.clock()
+        for pending in [p for p in self.pending if p.completes_at <= now]:
+            self.pending.remove(pending)
+            source = self.image_sets[(pending.datastore_id, pending.source_id)]
+            destination = self.image_sets[(pending.datastore_id, pending.destination_id)]
+            if source.state != "DELETED":
+                source.state, source.workflow, source.updated_at = "ACTIVE", "COPIED", pending.completes_at
+            if destination.state == "DELETED":
+                continue  # deleted mid-copy: nothing lands
+            destination.updated_at = pending.completes_at
+            destination.state = "ACTIVE"
+            if pending.inconsistent:
+                destination.workflow = "COPY_FAILED"
+                destination.message = inconsistency_message(pending.inconsistent)
+                if pending.new_destination:
+                    destination.version_id = 1
+                destination.snapshot()
+                continue
+            destination.version_id += 1
+            destination.workflow, destination.message, destination.forced = "COPIED", None, pending.force
+            destination.metadata = pending.metadata
+            if pending.promote:
+                destination.is_primary = True
+            destination.snapshot()
+
+    def _datastore(self, datastore_id: str) -> None:
+        if not ID.match(datastore_id):
+            raise ServiceError("ValidationException", "datastoreId must match [0-9a-z]{32}")
+        if datastore_id not in self.datastores:
+            raise ServiceError("ResourceNotFoundException", f"data store {datastore_id} not found")
+
+    def _image_set(self, datastore_id: str, image_set_id: str, allow_deleted: bool = False) -> ImageSet:
+        self._datastore(datastore_id)
+        if not ID.match(image_set_id):
+            raise ServiceError("ValidationException", "imageSetId must match [0-9a-z]{32}")
+        image_set = self.image_sets.get((datastore_id, image_set_id))
+        if image_set is None or image_set.version_id == 0 and image_set.state != "LOCKED":
+            raise ServiceError("ResourceNotFoundException", f"image set {image_set_id} not found")
+        if image_set.state == "DELETED" and not allow_deleted:
+            raise ServiceError("ResourceNotFoundException", f"image set {image_set_id} is deleted")
+        return image_set
+
+    def _arn(self, image_set: ImageSet) -> str:
+        return (f"arn:aws:medical-imaging:{self.region}:{self.account}:datastore/{image_set.datastore_id}"
+                f"/imageset/{image_set.image_set_id}")
+
+    def _properties(self, image_set: ImageSet, version: ImageSetVersion | None, *, get: bool) -> dict[str, Any]:
+        current = version or ImageSetVersion(image_set.version_id, image_set.state, image_set.workflow,
+                                             image_set.updated_at, image_set.message, image_set.forced)
+        answer: dict[str, Any] = {
+            "imageSetId": image_set.image_set_id,
+            "versionId": str(max(current.version_id, 1)),
+            "imageSetState": current.state,
+            "createdAt": image_set.created_at,
+            "updatedAt": current.updated_at,
+            "isPrimary": image_set.is_primary,
+        }
+        answer["imageSetWorkflowStatus" if get else "ImageSetWorkflowStatus"] = current.workflow
+        if current.message:
+            answer["message"] = current.message
+        if current.forced:
+            answer["overrides"] = {"forced": True}
+        if image_set.deleted_at is not None and current.state == "DELETED":
+            answer["deletedAt"] = image_set.deleted_at
+        if get:
+            answer["datastoreId"] = image_set.datastore_id
+            answer["imageSetArn"] = self._arn(image_set)
+        return answer
+
+    def _copy_properties(self, image_set: ImageSet, version: int) -> dict[str, Any]:
+        return {
+            "imageSetId": image_set.image_set_id,
+            "latestVersionId": str(max(version, 1)),
+            "imageSetState": image_set.state,
+            "imageSetWorkflowStatus": image_set.workflow,
+            "createdAt": image_set.created_at,
+            "updatedAt": image_set.updated_at,
+            "imageSetArn": self._arn(image_set),
+        }
+
+    def _summary(self, image_set: ImageSet) -> dict[str, Any]:
+        patient = image_set.metadata.get("Patient", {}).get("DICOM", {})
+        study = image_set.metadata.get("Study", {}).get("DICOM", {})
+        tags = {
+            "DICOMPatientId": patient.get("PatientID"),
+            "DICOMPatientName": patient.get("PatientName"),
+            "DICOMStudyInstanceUID": study.get("StudyInstanceUID"),
+            "DICOMAccessionNumber": study.get("AccessionNumber"),
+            "DICOMNumberOfStudyRelatedSeries": len(image_set.metadata.get("Study", {}).get("Series", {})),
+        }
+        return {
+            "imageSetId": image_set.image_set_id,
+            "version": max(image_set.version_id, 1),
+            "createdAt": image_set.created_at,
+            "updatedAt": image_set.updated_at,
+            "isPrimary": image_set.is_primary,
+            "DICOMTags": {k: v for k, v in tags.items() if v is not None},
+        }
+
+    @staticmethod
+    def _matches(image_set: ImageSet, filters: list[dict[str, Any]]) -> bool:
+        patient = image_set.metadata.get("Patient", {}).get("DICOM", {})
+        study = image_set.metadata.get("Study", {}).get("DICOM", {})
+        fields: dict[str, Any] = {
+            "DICOMStudyInstanceUID": study.get("StudyInstanceUID"),
+            "DICOMPatientId": patient.get("PatientID"),
+            "DICOMAccessionNumber": study.get("AccessionNumber"),
+            "isPrimary": image_set.is_primary,
+            "createdAt": image_set.created_at,
+            "updatedAt": image_set.updated_at,
+        }
+        for criterion in filters:
+            values = criterion.get("values", [])
+            if not values or any(len(v) != 1 for v in values):
+                raise ServiceError("ValidationException", "each search value names exactly one attribute")
+            name = next(iter(values[0]))
+            if name not in fields:
+                raise ServiceError("ValidationException", f"search on {name} is not supported here")
+            wanted = [v[name] for v in values]
+            actual = fields[name]
+            if criterion.get("operator") == "BETWEEN":
+                if len(wanted) != 2 or not (wanted[0] <= actual <= wanted[1]):
+                    return False
+            elif actual != wanted[0]:
+                return False
+        return True
+
+    @staticmethod
+    def _select(metadata: dict[str, Any], attributes: str | None) -> dict[str, Any]:
+        """The part of the source a copy takes: all of it, or the copiableAttributes subset."""
+        if attributes is None:
+            return copying.deepcopy(metadata)
+        try:
+            wanted = json.loads(attributes)
+        except json.JSONDecodeError:
+            raise ServiceError("ValidationException", "copiableAttributes is not valid JSON") from None
+        series_wanted = (wanted.get("Study") or {}).get("Series") if isinstance(wanted, dict) else None
+        if not isinstance(series_wanted, dict) or not series_wanted:
+            raise ServiceError("ValidationException", "copiableAttributes must name Study.Series to copy")
+        selected = copying.deepcopy(metadata)
+        available = metadata.get("Study", {}).get("Series", {})
+        chosen: dict[str, Any] = {}
+        for series_uid, series_spec in series_wanted.items():
+            if series_uid not in available:
+                raise ServiceError("ValidationException", "copiableAttributes names a series the source lacks")
+            series = copying.deepcopy(available[series_uid])
+            instances_wanted = (series_spec or {}).get("Instances")
+            if instances_wanted:
+                missing = [sop for sop in instances_wanted if sop not in series.get("Instances", {})]
+                if missing:
+                    raise ServiceError("ValidationException", "copiableAttributes names an instance the source lacks")
+                series["Instances"] = {sop: series["Instances"][sop] for sop in instances_wanted}
+            chosen[series_uid] = series
+        selected["Study"]["Series"] = chosen
+        return selected
+
+
+def inconsistent_elements(source: dict[str, Any], destination: dict[str, Any]) -> list[str]:
+    """Names of Patient/Study/Series level elements whose values differ."""
+    names: set[str] = set()
+    for level in PATIENT_AND_STUDY_LEVELS:
+        left = source.get(level, {}).get("DICOM", {})
+        right = destination.get(level, {}).get("DICOM", {})
+        names.update(k for k in set(left) & set(right) if left[k] != right[k])
+    left_series = source.get("Study", {}).get("Series", {})
+    right_series = destination.get("Study", {}).get("Series", {})
+    for uid in set(left_series) & set(right_series):
+        left, right = left_series[uid].get("DICOM", {}), right_series[uid].get("DICOM", {})
+        names.update(k for k in set(left) & set(right) if left[k] != right[k])
+    return sorted(names)
+
+
+def inconsistency_message(names: list[str]) -> str:
+    return f"Inconsistent metadata between source and destination: {', '.join(names)}. Use force to copy"
+
+
+def merge_metadata(destination: dict[str, Any], source: dict[str, Any], *, prefer_source: bool) -> dict[str, Any]:
+    """Destination metadata after a copy: source series added; with force, source values win."""
+    merged = copying.deepcopy(destination)
+    for level in PATIENT_AND_STUDY_LEVELS:
+        if prefer_source:
+            merged.setdefault(level, {}).setdefault("DICOM", {}).update(source.get(level, {}).get("DICOM", {}))
+    series = merged.setdefault("Study", {}).setdefault("Series", {})
+    for uid, value in source.get("Study", {}).get("Series", {}).items():
+        if uid in series:
+            series[uid].setdefault("Instances", {}).update(copying.deepcopy(value.get("Instances", {})))
+            if prefer_source:
+                series[uid]["DICOM"] = copying.deepcopy(value.get("DICOM", {}))
+        else:
+            series[uid] = copying.deepcopy(value)
+    return merged

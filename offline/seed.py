@@ -1,0 +1,77 @@
+"""Synthetic, clearly fake imaging data: no real patient is in here.
+
+Every value that would be PHI in real life starts with SYNTHETIC or FAKE so that a
+leak test can search all output for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DATASTORE_ID = "0123456789abcdef0123456789abcdef"
+UID_ROOT = "2.25.999999"
+
+
+def patient(number: int, *, name_suffix: str = "") -> dict[str, str]:
+    return {
+        "PatientName": f"SYNTHETIC^PATIENT^{number:04d}{name_suffix}",
+        "PatientID": f"FAKE-MRN-{number:06d}",
+        "PatientBirthDate": f"19{50 + number % 50:02d}0101",
+        "PatientSex": "O",
+    }
+
+
+def image_set_metadata(
+    *, patient_number: int, study: int, series: list[int], instances_per_series: int = 2,
+    study_description: str = "SYNTHETIC CT CHEST", name_suffix: str = "",
+) -> dict[str, Any]:
+    study_uid = f"{UID_ROOT}.{patient_number}.{study}"
+    return {
+        "Patient": {"DICOM": patient(patient_number, name_suffix=name_suffix)},
+        "Study": {
+            "DICOM": {
+                "StudyInstanceUID": study_uid,
+                "StudyID": f"FAKE-STUDY-{study}",
+                "AccessionNumber": f"FAKE-ACC-{patient_number}{study}",
+                "StudyDescription": study_description,
+                "StudyDate": "20260101",
+            },
+            "Series": {
+                f"{study_uid}.{s}": {
+                    "DICOM": {"SeriesInstanceUID": f"{study_uid}.{s}", "Modality": "CT", "SeriesNumber": s},
+                    "Instances": {
+                        f"{study_uid}.{s}.{i}": {
+                            "DICOM": {"SOPInstanceUID": f"{study_uid}.{s}.{i}", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2"},
+                            "ImageFrames": [{"ID": f"{s:016x}{i:016x}", "FrameSizeInBytes": 524288}],
+                        }
+                        for i in range(1, instances_per_series + 1)
+                    },
+                }
+                for s in series
+            },
+        },
+    }
+
+
+def image_set_created_event(datastore_id: str, image_set_id: str, *, version: str = "1", is_primary: bool = True,
+                            id_spelling: str = "imageSetId", event_id: str = "1") -> dict[str, Any]:
+    """A HealthImaging "Image Set Created" EventBridge event (ids only, as the service sends)."""
+    return {
+        "version": "0",
+        "id": f"00000000-0000-0000-0000-{int(event_id):012d}",
+        "detail-type": "Image Set Created",
+        "source": "aws.medical-imaging",
+        "account": "123456789012",
+        "time": "2026-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:medical-imaging:us-east-1:123456789012:datastore/{datastore_id}/imageset/{image_set_id}"],
+        "detail": {
+            "imagingVersion": "1.0",
+            "datastoreId": datastore_id,
+            id_spelling: image_set_id,
+            "imageSetVersion": version,
+            "imageSetState": "ACTIVE",
+            "imageSetWorkflowStatus": "CREATED",
+            "isPrimary": is_primary,
+        },
+    }
