@@ -122,6 +122,7 @@ class CopyProgress(WireModel):
     next_poll_seconds: int = 0
     waited_seconds: int = 0
     polls: int = 0
+    attempts: int = Field(default=1, ge=1)  # StartCopy task attempts (Step Functions retries + 1)
     forced: bool = False
     retry_request: CopyRequest | None = None
 
@@ -137,6 +138,7 @@ class CopyResult(WireModel):
     status: Literal["COPIED"]
     forced: bool
     promoted_to_primary: bool
+    attempts: int
     polls: int
     waited_seconds: int
 

@@ -45,6 +45,7 @@ class StepCall(BaseModel):
     request: Any = None
     copy_: Any = Field(default=None, alias="copy")
     error: Any = None
+    retry_count: int = Field(default=0, ge=0, alias="retryCount")
 
 
 def run_step(event: Any) -> dict[str, Any]:
@@ -68,7 +69,8 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
     if call.action == "resolve_destination":
         return destination.resolve_primary_destination(request).wire()
     if call.action == "start_copy":
-        return copy_start.start_copy(request=request).wire()
+        progress = copy_start.start_copy(request=request)
+        return progress.model_copy(update={"attempts": call.retry_count + 1}).wire()
     if call.action == "authorise_force":
         cause = call.error.get("Cause", "") if isinstance(call.error, dict) else ""
         return force_policy.authorise_force(

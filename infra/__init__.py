@@ -1,0 +1,1 @@
+"""The CDK app's stack and constructs: read stack.py first, it shows the architecture."""

@@ -1,0 +1,36 @@
+"""Builds the CDK app: one stack per entry of the validated context settings."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import aws_cdk as cdk
+
+from infra.settings import stack_settings_from_context
+from infra.stack import CopyPipelineStack
+
+
+def build_app(context: dict[str, Any] | None = None, *, nag: bool = True) -> cdk.App:
+    app = cdk.App(context=context) if context is not None else cdk.App()
+    settings_by_stack = stack_settings_from_context(_context_of(app))
+    env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
+    for name, settings in settings_by_stack.items():
+        CopyPipelineStack(app, name, settings=settings, env=env,
+                          description=f"HealthImaging copy pipeline for data store {settings.datastore_id}")
+    if nag:
+        from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks  # noqa: PLC0415 (synth-time only)
+
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+    return app
+
+
+def _context_of(app: cdk.App) -> dict[str, Any]:
+    from infra.settings import SETTING_NAMES  # noqa: PLC0415
+
+    context = {}
+    for key in (*SETTING_NAMES, "stacks"):
+        value = app.node.try_get_context(key)
+        if value is not None:
+            context[key] = value
+    return context

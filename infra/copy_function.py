@@ -1,0 +1,83 @@
+"""The copy Lambda: Python 3.13 on arm64, Powertools bundled locally (no Docker at synth)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsii
+from aws_cdk import BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+
+
+@jsii.implements(ILocalBundling)
+class PipBundling:
+    """Install lambda/requirements.txt as manylinux arm64 wheels for CPython 3.13, then the code."""
+
+    def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--requirement", str(LAMBDA_SOURCE / "requirements.txt"), "--target", output_dir,
+             "--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.13",
+             "--only-binary=:all:"],
+            check=True,
+        )
+        shutil.copytree(LAMBDA_SOURCE, output_dir, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"))
+        return True
+
+
+class CopyFunction(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, environment: dict[str, str], key: kms.IKey,
+                 log_retention_days: int) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self, "LogGroup", retention=_retention(log_retention_days), encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # An explicit role: logs scoped to this log group instead of the broad managed policy.
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(
+                str(LAMBDA_SOURCE),
+                bundling=BundlingOptions(image=RUNTIME.bundling_image, local=PipBundling()),
+            ),
+            role=self.role,
+            memory_size=512,
+            timeout=Duration.seconds(60),
+            # Bounds Lambda concurrency (and so DynamoDB and HealthImaging reads) in a burst.
+            reserved_concurrent_executions=20,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": "healthimaging-copy",
+                "POWERTOOLS_METRICS_NAMESPACE": "HealthImagingCopy",
+            },
+        )
+
+
+RETENTION = {
+    30: logs.RetentionDays.ONE_MONTH, 90: logs.RetentionDays.THREE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR, 731: logs.RetentionDays.TWO_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    return RETENTION[days]

@@ -1,0 +1,44 @@
+"""Alarms on what needs a person: failed or timed-out copies, undelivered events, function errors."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+
+class Monitoring(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, state_machine: sfn.StateMachine,
+                 function: lambda_.Function, dead_letter_queue: sqs.IQueue, alarm_topic_arn: str | None,
+                 key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = (
+            sns.Topic.from_topic_arn(self, "AlarmTopic", alarm_topic_arn)
+            if alarm_topic_arn
+            else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        )
+        five_minutes = Duration.minutes(5)
+        self.alarms = [
+            cloudwatch.Alarm(self, "ExecutionsFailed", metric=state_machine.metric_failed(period=five_minutes),
+                             threshold=1, evaluation_periods=1,
+                             alarm_description="A copy failed: see the execution's Error and Cause"),
+            cloudwatch.Alarm(self, "ExecutionsTimedOut", metric=state_machine.metric_timed_out(period=five_minutes),
+                             threshold=1, evaluation_periods=1, alarm_description="A copy execution timed out"),
+            cloudwatch.Alarm(self, "DeadLetters",
+                             metric=dead_letter_queue.metric_approximate_number_of_messages_visible(period=five_minutes),
+                             threshold=1, evaluation_periods=1,
+                             alarm_description="HealthImaging events were not delivered: redrive them (README)"),
+            # Named errors (conflicts, throttles) are retried by the workflow and count here too,
+            # so the threshold looks for sustained trouble rather than one retry.
+            cloudwatch.Alarm(self, "FunctionErrors", metric=function.metric_errors(period=Duration.minutes(15)),
+                             threshold=25, evaluation_periods=2,
+                             alarm_description="The copy function keeps failing"),
+        ]
+        for alarm in self.alarms:
+            alarm.add_alarm_action(actions.SnsAction(self.topic))

@@ -1,0 +1,140 @@
+"""Stack settings from CDK context (cdk.json or `-c key=value`), validated at synth.
+
+One stack: top-level keys. Several: a `stacks` object, name -> keys that override the
+top-level ones (e.g. one stack per data store or stage). Values given with `-c` arrive
+as strings; numbers and lists are parsed from them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+KNOWN_DETAIL_TYPES = (
+    "Image Set Created",
+    "Image Set Updated",
+    "Image Set Copied",
+    "Image Set Copy Failed",
+    "Import Job Completed",
+)
+DEFAULT_STACK_NAME = "HealthImagingCopy"
+
+
+class SettingsError(ValueError):
+    """A context setting is missing or invalid; the message names it."""
+
+
+class RetrySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interval_seconds: int = Field(ge=1, le=3600)
+    max_attempts: int = Field(ge=0, le=99)
+    backoff_rate: float = Field(ge=1, le=10)
+    max_delay_seconds: int = Field(ge=1, le=31_622_400)
+
+
+class StackSettings(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+    datastore_id: str = Field(pattern=r"^[0-9a-z]{32}$")
+    copy_policy: Literal["snapshot", "merge-into-primary", "off"] = "snapshot"
+    force_policy: Literal["never", "same-patient", "always"] = "same-patient"
+    trigger_detail_types: tuple[str, ...] = ("Image Set Created",)
+    copy_rate_per_second: float = Field(default=0.24, gt=0, le=1)
+    conflict_retry_attempts: int = Field(default=8, ge=0, le=99)
+    conflict_retry_interval_seconds: int = Field(default=15, ge=1, le=3600)
+    conflict_retry_max_delay_seconds: int = Field(default=300, ge=1, le=86_400)
+    throttle_retry_attempts: int = Field(default=10, ge=0, le=99)
+    throttle_retry_interval_seconds: int = Field(default=30, ge=1, le=3600)
+    throttle_retry_max_delay_seconds: int = Field(default=900, ge=1, le=86_400)
+    poll_initial_seconds: int = Field(default=5, ge=1, le=3600)
+    poll_max_seconds: int = Field(default=120, ge=1, le=3600)
+    max_wait_seconds: int = Field(default=3600, ge=60, le=86_400 * 7)
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=3600, le=86_400 * 30)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    workflow_log_level: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ALL"
+    alarm_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$")
+    log_retention_days: Literal[30, 90, 180, 365, 731, 1827, 3653] = 365
+
+    @field_validator("trigger_detail_types", mode="before")
+    @classmethod
+    def _detail_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value) if value.startswith("[") else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError("must be a non-empty list of detail-types")
+        unknown = [v for v in value if v not in KNOWN_DETAIL_TYPES]
+        if unknown:
+            raise ValueError(f"unknown detail-type(s) {unknown}; choose from {list(KNOWN_DETAIL_TYPES)}")
+        if "Image Set Copied" in value or "Image Set Copy Failed" in value:
+            raise ValueError("copy outcome events would make the pipeline copy its own output (copy storm)")
+        return tuple(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackSettings:
+        if self.poll_max_seconds < self.poll_initial_seconds:
+            raise ValueError("pollMaxSeconds must be >= pollInitialSeconds")
+        return self
+
+    def conflict_retry(self) -> RetrySettings:
+        return RetrySettings(interval_seconds=self.conflict_retry_interval_seconds, max_attempts=self.conflict_retry_attempts,
+                             backoff_rate=2.0, max_delay_seconds=self.conflict_retry_max_delay_seconds)
+
+    def throttle_retry(self) -> RetrySettings:
+        return RetrySettings(interval_seconds=self.throttle_retry_interval_seconds, max_attempts=self.throttle_retry_attempts,
+                             backoff_rate=2.0, max_delay_seconds=self.throttle_retry_max_delay_seconds)
+
+    def function_environment(self) -> dict[str, str]:
+        return {
+            "DATASTORE_ID": self.datastore_id,
+            "COPY_POLICY": self.copy_policy,
+            "FORCE_POLICY": self.force_policy,
+            "TRIGGER_DETAIL_TYPES": ",".join(self.trigger_detail_types),
+            "COPY_RATE_PER_SECOND": str(self.copy_rate_per_second),
+            "POLL_INITIAL_SECONDS": str(self.poll_initial_seconds),
+            "POLL_MAX_SECONDS": str(self.poll_max_seconds),
+            "MAX_WAIT_SECONDS": str(self.max_wait_seconds),
+            "IDEMPOTENCY_TTL_SECONDS": str(self.idempotency_ttl_seconds),
+            "POWERTOOLS_LOG_LEVEL": self.log_level,
+        }
+
+
+SETTING_NAMES = tuple(field.alias or name for name, field in StackSettings.model_fields.items())
+
+
+def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSettings]:
+    """Stack name -> settings. Raises SettingsError naming every bad key."""
+    stacks = context.get("stacks")
+    if isinstance(stacks, str):
+        stacks = json.loads(stacks)
+    common = {k: v for k, v in context.items() if k in SETTING_NAMES}  # '-c' strings: pydantic parses numbers
+    unknown_top = [k for k in context if k not in SETTING_NAMES and k != "stacks" and _looks_like_ours(k)]
+    if unknown_top:
+        raise SettingsError(f"unknown setting(s) {unknown_top}; known: {list(SETTING_NAMES)}")
+    if not stacks:
+        stacks = {DEFAULT_STACK_NAME: {}}
+    if not isinstance(stacks, dict):
+        raise SettingsError("stacks: must be an object of stack name -> settings")
+    result = {}
+    for name, overrides in stacks.items():
+        if not isinstance(overrides, dict):
+            raise SettingsError(f"stacks.{name}: must be an object of settings")
+        try:
+            result[name] = StackSettings.model_validate({**common, **overrides})
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in error.errors()
+            )
+            raise SettingsError(f"invalid settings for stack {name}: {problems}") from None
+    return result
+
+
+def _looks_like_ours(key: str) -> bool:
+    """CDK and its feature flags use 'aws:' / '@aws-cdk/' keys; ours are plain camelCase."""
+    return ":" not in key and "/" not in key and not key.startswith("@") and key[:1].islower() and key not in (
+        "cli-telemetry", "acknowledged-issue-numbers"
+    )

@@ -1,0 +1,125 @@
+"""The whole pipeline in one stack:
+
+  EventBridge rule (ImportTrigger) --> state machine (CopyWorkflow) --> copy Lambda (CopyFunction)
+                                                                            |-> HealthImaging (one data store)
+                                                                            '-> DynamoDB (IdempotencyTable)
+  Monitoring: alarms to an SNS topic. One KMS key encrypts logs, table, queue and topic.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from infra.copy_function import CopyFunction
+from infra.copy_workflow import CopyWorkflow
+from infra.idempotency_table import IdempotencyTable
+from infra.import_trigger import ImportTrigger
+from infra.monitoring import Monitoring
+from infra.settings import StackSettings
+
+# Each cdk-nag finding this stack accepts, and why (tests/test_stack_nag.py runs both packs).
+XRAY_AND_KMS = "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions"
+ACCEPTED_FINDINGS = {
+    "AwsSolutions::AwsSolutions-IAM5[Resource::*]": XRAY_AND_KMS,
+    "AwsSolutions::AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "CDK's grant on this stack's own key only",
+    "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "CDK's grant on this stack's own key only",
+    "AwsSolutions::AwsSolutions-L1": "Python 3.13 is pinned on purpose: the handler is tested on it and the "
+    "bundled wheels are built for it",
+    "AwsSolutions::AwsSolutions-SQS3": "This queue is the EventBridge target's dead-letter queue; it needs none",
+    "HIPAA.Security::HIPAA.Security-IAMNoInlinePolicy": "CDK grants are AWS::IAM::Policy resources scoped to this "
+    "stack's resources; a managed policy would grant the same, less visibly",
+    "HIPAA.Security::HIPAA.Security-LambdaDLQ": "Invoked synchronously by Step Functions, which retries and "
+    "records every failure; an asynchronous DLQ would never receive anything",
+    "HIPAA.Security::HIPAA.Security-LambdaInsideVPC": "The function only calls regional AWS APIs (HealthImaging, "
+    "DynamoDB) over TLS with IAM auth; a VPC would add NAT cost and no control over the data path",
+    "HIPAA.Security::HIPAA.Security-DynamoDBInBackupPlan": "Point-in-time recovery is on; the table holds ids and "
+    "expiring idempotency records only",
+}
+
+
+class CopyPipelineStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: StackSettings, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.settings = settings
+
+        self.key = kms.Key(self, "Key", enable_key_rotation=True,
+                           description="Encrypts the HealthImaging copy pipeline's logs, table, queue and topic")
+        self._allow_service_use_of_key()
+
+        self.idempotency = IdempotencyTable(self, "IdempotencyTable", key=self.key)
+        self.copy_function = CopyFunction(
+            self, "CopyImageSetFunction",
+            environment={**settings.function_environment(), "IDEMPOTENCY_TABLE": self.idempotency.table.table_name},
+            key=self.key, log_retention_days=settings.log_retention_days,
+        )
+        self.workflow = CopyWorkflow(self, "CopyWorkflow", function=self.copy_function.function, settings=settings,
+                                     key=self.key)
+        self.trigger = ImportTrigger(self, "ImportTrigger", state_machine=self.workflow.state_machine,
+                                     datastore_id=settings.datastore_id, detail_types=settings.trigger_detail_types,
+                                     key=self.key)
+        if settings.copy_policy == "off":
+            self.trigger.rule.node.default_child.add_property_override("State", "DISABLED")  # type: ignore[union-attr]
+        self.monitoring = Monitoring(self, "Monitoring", state_machine=self.workflow.state_machine,
+                                     function=self.copy_function.function,
+                                     dead_letter_queue=self.trigger.dead_letter_queue,
+                                     alarm_topic_arn=settings.alarm_topic_arn, key=self.key)
+
+        # Wiring, in one place: what may call what.
+        self.idempotency.table.grant_read_write_data(self.copy_function.function)
+        self.copy_function.function.add_to_role_policy(self._healthimaging_policy())
+
+        self._outputs()
+        self._accept_findings()
+
+    def _accept_findings(self) -> None:
+        datastore_arn = (f"arn:<AWS::Partition>:medical-imaging:<AWS::Region>:<AWS::AccountId>:datastore/"
+                         f"{self.settings.datastore_id}")
+        function_arn = self.resolve(self.copy_function.function.function_arn)["Fn::GetAtt"][0]
+        accepted = {
+            **ACCEPTED_FINDINGS,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::{datastore_arn}/imageset/*]":
+                "image set ids are created at run time; the scope is this data store's image sets",
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_arn}.Arn>:*]":
+                "Step Functions may invoke any version of this one function (CDK's LambdaInvoke grant)",
+        }
+        for rule_id, reason in accepted.items():
+            Validations.of(self).acknowledge(Acknowledgment(id=rule_id, reason=reason))
+
+    def _healthimaging_policy(self) -> iam.PolicyStatement:
+        datastore_arn = self.format_arn(service="medical-imaging", resource="datastore",
+                                        resource_name=self.settings.datastore_id)
+        return iam.PolicyStatement(
+            sid="CopyImageSetsOfOneDatastore",
+            actions=["medical-imaging:GetImageSet", "medical-imaging:GetImageSetMetadata",
+                     "medical-imaging:SearchImageSets", "medical-imaging:CopyImageSet"],
+            resources=[datastore_arn, f"{datastore_arn}/imageset/*"],
+        )
+
+    def _allow_service_use_of_key(self) -> None:
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchLogsOfThisAccount",
+            principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+            actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+            resources=["*"],
+            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                    f"arn:{self.partition}:logs:{self.region}:{self.account}:*"}},
+        ))
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="EventBridgeDeadLetters",
+            principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+        ))
+
+    def _outputs(self) -> None:
+        state_machine = self.workflow.state_machine
+        CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn)
+        CfnOutput(self, "StateMachineConsoleUrl",
+                  value=f"https://{self.region}.console.aws.amazon.com/states/home?region={self.region}"
+                        f"#/statemachines/view/{state_machine.state_machine_arn}")
+        CfnOutput(self, "CopyFunctionName", value=self.copy_function.function.function_name)
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger.dead_letter_queue.queue_url)

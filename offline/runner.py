@@ -1,0 +1,265 @@
+"""Runs the synthesized state machine locally: moto's Step Functions interpreter, the real
+Lambda handler in process, DynamoDB from moto and the HealthImaging emulator, on a virtual clock.
+
+The definition and the function's environment are taken from the CDK app's template, so
+what runs here is what `cdk deploy` would deploy. moto internals used (pinned in
+requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
+- LambdaSimpleBackend.invoke: call the handler instead of echoing the payload;
+- WaitFunction._wait_interval and the retrier's time.sleep: sleep on the virtual clock;
+- ExecutionWorker._execution_logic: tell the clock when an execution ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+from offline.clock import VirtualClock
+from offline.emulator import HealthImagingEmulator
+from offline.wire import attach
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+TABLE = "healthimaging-copy-idempotency"
+MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+def synthesize(context: dict[str, Any]) -> dict[str, Any]:
+    """The first stack's CloudFormation template for these context settings (no bundling)."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from infra.app import build_app  # noqa: PLC0415 (jsii starts node: only when asked)
+
+    app = build_app({**context, "aws:cdk:bundling-stacks": []}, nag=False)
+    template: dict[str, Any] = app.synth().stacks[0].template
+    return template
+
+
+def _resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def _resolve(value: Any, refs: dict[str, str]) -> Any:
+    """Resolve the intrinsic functions a definition or environment uses."""
+    if isinstance(value, dict) and len(value) == 1:
+        (name, argument), = value.items()
+        if name == "Ref":
+            return refs[argument]
+        if name == "Fn::GetAtt":
+            return refs[f"{argument[0]}.{argument[1]}"]
+        if name == "Fn::Join":
+            return argument[0].join(str(_resolve(part, refs)) for part in argument[1])
+    return value
+
+
+@dataclass
+class WorkflowDefinition:
+    """What the runner needs from a template: the ASL and the function's environment."""
+
+    definition: str
+    environment: dict[str, str]
+    function_logical_id: str
+    table_logical_id: str
+
+    @classmethod
+    def from_template(cls, template: dict[str, Any]) -> WorkflowDefinition:
+        machines = _resources(template, "AWS::StepFunctions::StateMachine")
+        functions = _resources(template, "AWS::Lambda::Function")
+        tables = _resources(template, "AWS::DynamoDB::Table")
+        if len(machines) != 1 or len(functions) != 1 or len(tables) != 1:
+            raise ValueError("expected one state machine, one function and one table in the template")
+        (function_id, function), = functions.items()
+        (table_id, _), = tables.items()
+        (_, machine), = machines.items()
+        return cls(json.dumps(machine["Properties"]["DefinitionString"]),
+                   function["Properties"]["Environment"]["Variables"], function_id, table_id)
+
+
+@dataclass
+class ExecutionRecord:
+    name: str
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def states_entered(self) -> list[str]:
+        return [e["stateEnteredEventDetails"]["name"] for e in self.events if e["type"].endswith("StateEntered")]
+
+    def task_failures(self) -> list[str]:
+        return [e["taskFailedEventDetails"]["error"] for e in self.events if e["type"] == "TaskFailed"]
+
+    @property
+    def transitions(self) -> int:
+        return len(self.states_entered())
+
+
+class LocalPipeline:
+    """The deployed pipeline, offline. Use as a context manager."""
+
+    def __init__(self, workflow: WorkflowDefinition, emulator: HealthImagingEmulator, clock: VirtualClock,
+                 *, settings: dict[str, str] | None = None, handler_hook: Callable[[dict[str, Any]], None] | None = None):
+        self.workflow = workflow
+        self.emulator = emulator
+        self.clock = clock
+        self.settings = settings or {}
+        self.handler_hook = handler_hook  # fault injection: runs before every handler call
+        self._stack = contextlib.ExitStack()
+        self.state_machine_arn = ""
+        self.lambda_calls = 0
+        self.logs = io.StringIO()  # everything the function logged (JSON lines) and its EMF metrics
+        self._handler_lock = threading.Lock()  # one invocation at a time: stdout is captured
+
+    def __enter__(self) -> LocalPipeline:
+        stack = self._stack
+        for key, value in {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_TRACE_DISABLED": "1",
+                           "POWERTOOLS_METRICS_NAMESPACE": "HealthImagingCopy",
+                           "POWERTOOLS_SERVICE_NAME": "healthimaging-copy"}.items():
+            stack.enter_context(mock.patch.dict(os.environ, {key: value}))
+        stack.enter_context(mock_aws(config=MOTO_CONFIG))
+        function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:copy-image-set"
+        refs = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
+                f"{self.workflow.function_logical_id}.Arn": function_arn, self.workflow.table_logical_id: TABLE}
+        environment = {k: str(_resolve(v, refs)) for k, v in self.workflow.environment.items()}
+        stack.enter_context(mock.patch.dict(os.environ, {**environment, **self.settings}))
+        self._create_aws_resources()
+        self.handler = self._load_handler()
+        stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", self._invoke))
+        clock = self.clock
+        stack.enter_context(mock.patch.object(WaitFunction, "_wait_interval",
+                                              lambda _self, env, wait_seconds: clock.sleep(wait_seconds)))
+        stack.enter_context(mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=clock.sleep)))
+        original_logic = ExecutionWorker._execution_logic
+
+        def execution_logic(worker: ExecutionWorker) -> None:
+            try:
+                original_logic(worker)
+            finally:
+                clock.leave()
+
+        stack.enter_context(mock.patch.object(ExecutionWorker, "_execution_logic", execution_logic))
+        definition = str(_resolve(json.loads(self.workflow.definition), refs))
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.state_machine_arn = sfn.create_state_machine(
+            name="healthimaging-copy", definition=definition,
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/healthimaging-copy-workflow")["stateMachineArn"]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _create_aws_resources(self) -> None:
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(RoleName="copy-image-set", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        buffer = io.BytesIO()
+        import zipfile  # noqa: PLC0415
+
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+        boto3.client("lambda", region_name=REGION).create_function(
+            FunctionName="copy-image-set", Runtime="python3.13", Role=role, Handler="handler.handler",
+            Code={"ZipFile": buffer.getvalue()})
+
+    def _load_handler(self) -> Callable[..., Any]:
+        """Import the real handler fresh, with this pipeline's settings, clients and clock."""
+        lambda_dir = str(ROOT / "lambda")
+        if lambda_dir not in sys.path:
+            sys.path.insert(0, lambda_dir)
+        for name in [m for m in sys.modules if m == "handler" or m == "copier" or m.startswith("copier.")]:
+            del sys.modules[name]
+        handler_module = importlib.import_module("handler")
+        from copier import clock, healthimaging, ledger  # noqa: PLC0415
+
+        attach(healthimaging.read_client(), self.emulator)
+        attach(healthimaging.copy_client(), self.emulator)
+        ledger._dynamodb.cache_clear()
+        self._stack.enter_context(mock.patch.object(clock, "now", self.clock.now))
+        for log_handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
+            if isinstance(log_handler, logging.StreamHandler):
+                log_handler.setStream(self.logs)
+        handler: Callable[..., Any] = handler_module.handler
+        return handler
+
+    def _invoke(self, function_name: str, qualifier: str | None, body: Any, headers: Any,
+                response_headers: dict[str, str]) -> bytes:
+        event = json.loads(body or "{}")
+        self.lambda_calls += 1
+        context = SimpleNamespace(function_name="copy-image-set", memory_limit_in_mb=512, aws_request_id=str(uuid.uuid4()),
+                                  invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:copy-image-set",
+                                  get_remaining_time_in_millis=lambda: 60_000)
+        try:
+            if self.handler_hook:
+                self.handler_hook(event)
+            with self._handler_lock, contextlib.redirect_stdout(self.logs):
+                result = self.handler(event, context)
+            return json.dumps(result).encode()
+        except Exception as error:  # the Lambda runtime's view: errorType is the class name
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
+
+    # --- executions ------------------------------------------------------------------
+    def start(self, execution_input: dict[str, Any], name: str | None = None) -> str:
+        self.clock.join()
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        try:
+            return str(sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name or uuid.uuid4().hex,
+                                           input=json.dumps(execution_input))["executionArn"])
+        except Exception:
+            self.clock.leave()
+            raise
+
+    def wait(self, execution_arn: str, timeout: float = 120.0) -> ExecutionRecord:
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        deadline = time.monotonic() + timeout
+        while True:
+            described = sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} still running after {timeout} s")
+            time.sleep(0.005)
+        events = list(_history(sfn, execution_arn))
+        output = json.loads(described["output"]) if described.get("output") else None
+        return ExecutionRecord(described["name"], described["status"], output, described.get("error"),
+                               described.get("cause"), events)
+
+    def run(self, execution_input: dict[str, Any], name: str | None = None) -> ExecutionRecord:
+        return self.wait(self.start(execution_input, name))
+
+
+def _history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
+    token = None
+    while True:
+        page = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000,
+                                         **({"nextToken": token} if token else {}))
+        yield from page["events"]
+        token = page.get("nextToken")
+        if not token:
+            return
