@@ -109,7 +109,13 @@ class ExecutionRecord:
         return [e["stateEnteredEventDetails"]["name"] for e in self.events if e["type"].endswith("StateEntered")]
 
     def task_failures(self) -> list[str]:
-        return [e["taskFailedEventDetails"]["error"] for e in self.events if e["type"] == "TaskFailed"]
+        """Error names of failed task attempts (retried or caught), in order."""
+        names = []
+        for event in self.events:
+            details = event.get("taskFailedEventDetails") or event.get("lambdaFunctionFailedEventDetails")
+            if details:
+                names.append(details.get("error", ""))
+        return names
 
     @property
     def transitions(self) -> int:

@@ -10,7 +10,7 @@ import gzip
 import json
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -23,8 +23,7 @@ from botocore.exceptions import (
 
 from copier import errors
 
-if TYPE_CHECKING:
-    from mypy_boto3_medical_imaging import HealthImagingClient
+HealthImagingClient = Any  # boto3's "medical-imaging" client (no stubs pinned here)
 
 READ_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
 COPY_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=30)

@@ -1,0 +1,42 @@
+# One target per habit. `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: setup demo test lint synth bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+demo: setup  ## the main job, offline: import event -> snapshot, merge with conflict, forced merge
+	$(PY) -m offline.demo
+
+test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertions, cdk-nag, cfn-lint, statelint
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles Powertools with pip)
+	npx cdk synth --no-notices -c datastoreId=$(DEMO_DATASTORE) --quiet
+
+bench: setup
+	$(PY) -m benchmarks.handler_import
+	$(PY) -m benchmarks.burst
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis
