@@ -1,0 +1,188 @@
+"""StartCopy through the real handler, with botocore Stubbers on real medical-imaging clients."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import DATASTORE, DESTINATION, SOURCE, Function, copy_answer, emf_metrics, image_set, step
+
+NEW = "c" * 32
+ERROR_CODES = {
+    "AccessDeniedException": (403, "CopyAccessDenied"),
+    "ConflictException": (409, "CopyConflict"),
+    "ResourceNotFoundException": (404, "ImageSetNotFound"),
+    "ServiceQuotaExceededException": (402, "CopyQuotaExceeded"),
+    "ThrottlingException": (429, "CopyThrottled"),
+    "ValidationException": (400, "InvalidCopyRequest"),
+}
+
+
+def request(**fields: object) -> dict[str, object]:
+    return {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, **fields}
+
+
+def copy_params(destination: dict[str, str] | None = None, *, attributes: str | None = None, force: bool = False,
+                promote: bool = False) -> dict[str, object]:
+    source: dict[str, object] = {"latestVersionId": "1"}
+    if attributes:
+        source["DICOMCopies"] = {"copiableAttributes": attributes}
+    information: dict[str, object] = {"sourceImageSet": source}
+    if destination:
+        information["destinationImageSet"] = destination
+    return {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copyImageSetInformation": information,
+            "force": force, "promoteToPrimary": promote}
+
+
+def expect_source(function: Function, **fields: object) -> None:
+    function.reads.add_response("get_image_set", image_set(SOURCE, **fields),  # type: ignore[arg-type]
+                                {"datastoreId": DATASTORE, "imageSetId": SOURCE})
+
+
+def test_snapshot_copy_calls_copy_image_set_once_and_reports_the_new_image_set(
+    function: Function, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_source(function)
+    function.copies.add_response("copy_image_set", copy_answer(SOURCE, NEW), copy_params())
+
+    progress = function.invoke(step("start_copy", request=request()))
+
+    assert progress["status"] == "COPYING"
+    assert progress["destinationImageSetId"] == NEW
+    assert progress["sourceVersionId"] == "1"
+    assert progress["destinationVersionId"] is None  # a new image set has no baseline version
+    function.copies.assert_no_pending_responses()
+    assert emf_metrics(capsys.readouterr().out)["CopiesStarted"] == 1
+
+
+def test_explicit_destination_and_subset_copy_send_the_documented_request(function: Function) -> None:
+    attributes = {"SchemaVersion": "1.1", "Study": {"Series": {"1.2.3": {"Instances": {"1.2.3.4": {}}}}}}
+    expect_source(function)
+    function.reads.add_response("get_image_set", image_set(DESTINATION, version="7"),
+                                {"datastoreId": DATASTORE, "imageSetId": DESTINATION})
+    canonical = json.dumps(attributes, separators=(",", ":"), sort_keys=True)
+    function.copies.add_response(
+        "copy_image_set", copy_answer(SOURCE, DESTINATION, version="8"),
+        copy_params({"imageSetId": DESTINATION, "latestVersionId": "7"}, attributes=canonical, promote=True))
+
+    progress = function.invoke(step("start_copy", request=request(
+        destinationImageSetId=DESTINATION, copiableAttributes=json.dumps(attributes), promoteToPrimary=True)))
+
+    assert progress["destinationImageSetId"] == DESTINATION
+    assert progress["destinationVersionId"] == "7"  # the baseline the completed copy must exceed
+    function.copies.assert_no_pending_responses()
+
+
+def test_copiable_attributes_given_as_an_object_are_sent_as_a_json_string(function: Function) -> None:
+    attributes = {"Study": {"Series": {"1.2.3": {}}}, "SchemaVersion": "1.1"}
+    expect_source(function)
+    function.copies.add_response("copy_image_set", copy_answer(SOURCE, NEW), copy_params(
+        attributes=json.dumps(attributes, separators=(",", ":"), sort_keys=True)))
+
+    function.invoke(step("start_copy", request=request(copiableAttributes=attributes)))
+
+    function.copies.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(("code", "expected"), ERROR_CODES.items(), ids=list(ERROR_CODES))
+def test_every_copy_image_set_error_code_becomes_a_named_error(
+    function: Function, code: str, expected: tuple[int, str]
+) -> None:
+    status, name = expected
+    expect_source(function)
+    function.copies.add_client_error("copy_image_set", service_error_code=code, service_message="refused",
+                                     http_status_code=status, expected_params=copy_params())
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("start_copy", request=request()))
+
+    assert type(raised.value).__name__ == name
+    assert code in str(raised.value) and str(status) in str(raised.value)
+    # A certain refusal leaves no open attempt: the next try may call again.
+    assert function.modules.ledger.open_attempt(function.modules.models.CopyRequest.model_validate(request())) is None
+
+
+@pytest.mark.parametrize("code", ["ValidationException", "ConflictException"])
+def test_immediate_inconsistent_metadata_is_its_own_error_naming_elements_only(function: Function, code: str) -> None:
+    expect_source(function)
+    function.reads.add_response("get_image_set", image_set(DESTINATION),
+                                {"datastoreId": DATASTORE, "imageSetId": DESTINATION})
+    function.copies.add_client_error(
+        "copy_image_set", service_error_code=code, http_status_code=400 if code.startswith("V") else 409,
+        service_message="Inconsistent PatientName value SYNTHETIC^PATIENT^0042 between source and destination; use force",
+        expected_params=copy_params({"imageSetId": DESTINATION, "latestVersionId": "1"}))
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION)))
+
+    assert type(raised.value).__name__ == "InconsistentMetadata"
+    assert "PatientName" in str(raised.value)
+    assert "SYNTHETIC" not in str(raised.value)  # the service's message (a value) is not passed on
+
+
+def test_internal_server_error_after_the_call_is_ambiguous_and_never_retried_blindly(
+    function: Function, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expect_source(function)
+    function.copies.add_client_error("copy_image_set", service_error_code="InternalServerException",
+                                     http_status_code=500, expected_params=copy_params())
+
+    first = function.invoke(step("start_copy", request=request()))
+    # The same request again (task retry, duplicate event): no second CopyImageSet.
+    second = function.invoke(step("start_copy", request=request()))
+
+    assert first["status"] == second["status"] == "UNCONFIRMED"
+    function.copies.assert_no_pending_responses()
+    assert emf_metrics(capsys.readouterr().out)["AmbiguousCopyOutcomes"] == 1
+
+
+def test_duplicate_delivery_copies_exactly_once(function: Function, capsys: pytest.CaptureFixture[str]) -> None:
+    expect_source(function)
+    function.copies.add_response("copy_image_set", copy_answer(SOURCE, NEW), copy_params())
+
+    answers = [function.invoke(step("start_copy", request=request(sourceVersionId="1"))) for _ in range(3)]
+
+    assert {a["destinationImageSetId"] for a in answers} == {NEW}
+    function.copies.assert_no_pending_responses()  # one CopyImageSet; a second would be unstubbed and fail
+    assert emf_metrics(capsys.readouterr().out)["DuplicatesSuppressed"] == 2
+
+
+@pytest.mark.parametrize(("role", "state"), [("source", "LOCKED"), ("destination", "LOCKED")])
+def test_a_locked_image_set_is_a_conflict_without_spending_quota(function: Function, role: str, state: str) -> None:
+    expect_source(function, state=state if role == "source" else "ACTIVE")
+    if role == "destination":
+        function.reads.add_response("get_image_set", image_set(DESTINATION, state=state, workflow="COPYING"),
+                                    {"datastoreId": DATASTORE, "imageSetId": DESTINATION})
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION)))
+
+    assert type(raised.value).__name__ == "CopyConflict"
+    assert f"{role} image set" in str(raised.value)
+    function.copies.assert_no_pending_responses()
+
+
+def test_a_pinned_version_that_moved_fails_clearly(function: Function) -> None:
+    expect_source(function, version="3")
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("start_copy", request=request(sourceVersionId="2")))
+
+    assert type(raised.value).__name__ == "ImageSetVersionChanged"
+    assert "version 3, not 2" in str(raised.value)
+
+
+def test_a_deleted_destination_is_not_found(function: Function) -> None:
+    expect_source(function)
+    function.reads.add_response("get_image_set", image_set(DESTINATION, state="DELETED", workflow="DELETED"),
+                                {"datastoreId": DATASTORE, "imageSetId": DESTINATION})
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION)))
+
+    assert type(raised.value).__name__ == "ImageSetNotFound"
+
+
+def test_the_copy_client_never_retries_copy_image_set(function: Function) -> None:
+    client = function.modules.healthimaging.copy_client()
+    assert client.meta.config.retries["total_max_attempts"] == 1
