@@ -89,6 +89,7 @@ class PendingCopy:
     completes_at: float
     metadata: dict[str, Any]  # what the destination will hold
     inconsistent: list[str]  # element names that make it fail (deferred mode, no force)
+    failure: str | None  # an injected COPY_FAILED message
     force: bool
     promote: bool
     new_destination: bool
@@ -99,7 +100,8 @@ class FaultPlan:
     """Faults injected on the next CopyImageSet calls (tests and the fault suite)."""
 
     # "error:<Code>" answers that error without copying; "accept-then-500" copies but
-    # answers InternalServerException (the ambiguous case).
+    # answers InternalServerException (the ambiguous case); "fail-later:<message>" accepts
+    # the copy and ends it COPY_FAILED with that message.
     copy_faults: list[str] = field(default_factory=list)
 
 
@@ -273,7 +275,8 @@ class HealthImagingEmulator:
         destination.state, destination.workflow, destination.updated_at = "LOCKED", "COPYING", now
         self.pending.append(PendingCopy(
             datastoreId, sourceImageSetId, destination_id, now + self.copy_seconds, merged,
-            [] if force else inconsistent, force, promoteToPrimary, new_destination,
+            [] if force else inconsistent, fault.removeprefix("fail-later:") if fault and fault.startswith("fail-later:")
+            else None, force, promoteToPrimary, new_destination,
         ))
         answer = {
             "datastoreId": datastoreId,
@@ -306,9 +309,9 @@ class HealthImagingEmulator:
                 continue  # deleted mid-copy: nothing lands
             destination.updated_at = pending.completes_at
             destination.state = "ACTIVE"
-            if pending.inconsistent:
+            if pending.inconsistent or pending.failure:
                 destination.workflow = "COPY_FAILED"
-                destination.message = inconsistency_message(pending.inconsistent)
+                destination.message = pending.failure or inconsistency_message(pending.inconsistent)
                 if pending.new_destination:
                     destination.version_id = 1
                 destination.snapshot()
