@@ -29,6 +29,10 @@ PATIENT_AND_STUDY_LEVELS = ("Patient", "Study")
 InconsistencyMode = Literal["immediate", "deferred"]
 
 
+class NoAnswer(Exception):
+    """The request was processed but no answer goes back (a read timeout for the client)."""
+
+
 class ServiceError(Exception):
     """An error answer: code (the x-amzn-ErrorType) and HTTP status."""
 
@@ -101,7 +105,8 @@ class FaultPlan:
 
     # "error:<Code>" answers that error without copying; "accept-then-500" copies but
     # answers InternalServerException (the ambiguous case); "fail-later:<message>" accepts
-    # the copy and ends it COPY_FAILED with that message.
+    # the copy and ends it COPY_FAILED with that message; "accept-then-timeout" copies but
+    # never answers.
     copy_faults: list[str] = field(default_factory=list)
 
 
@@ -131,6 +136,7 @@ class HealthImagingEmulator:
         self.image_sets: dict[tuple[str, str], ImageSet] = {}
         self.pending: list[PendingCopy] = []
         self.calls: list[tuple[str, int]] = []  # (operation, HTTP status) of every call
+        self.accepted: list[PendingCopy] = []  # every copy the service took on, answered or not
         self._tokens = copy_burst
         self._tokens_at = clock()
         self._lock = threading.RLock()
@@ -170,6 +176,9 @@ class HealthImagingEmulator:
                 result = getattr(self, f"_op_{operation}")(**params)
             except ServiceError as error:
                 self.calls.append((operation, error.status))
+                raise
+            except NoAnswer:
+                self.calls.append((operation, 0))
                 raise
             self.calls.append((operation, 200))
             return result
@@ -273,11 +282,13 @@ class HealthImagingEmulator:
 
         source.state, source.workflow, source.updated_at = "LOCKED", "COPYING_WITH_READ_ONLY_ACCESS", now
         destination.state, destination.workflow, destination.updated_at = "LOCKED", "COPYING", now
-        self.pending.append(PendingCopy(
+        pending = PendingCopy(
             datastoreId, sourceImageSetId, destination_id, now + self.copy_seconds, merged,
             [] if force else inconsistent, fault.removeprefix("fail-later:") if fault and fault.startswith("fail-later:")
             else None, force, promoteToPrimary, new_destination,
-        ))
+        )
+        self.pending.append(pending)
+        self.accepted.append(pending)
         answer = {
             "datastoreId": datastoreId,
             "sourceImageSetProperties": self._copy_properties(source, source.version_id),
@@ -285,6 +296,8 @@ class HealthImagingEmulator:
         }
         if fault == "accept-then-500":
             raise ServiceError("InternalServerException", "injected failure after the copy was accepted")
+        if fault == "accept-then-timeout":
+            raise NoAnswer()
         return answer
 
     # --- internals -------------------------------------------------------------------

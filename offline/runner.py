@@ -158,7 +158,11 @@ class LocalPipeline:
         stack.enter_context(mock.patch.object(WaitFunction, "_wait_interval",
                                               lambda _self, env, wait_seconds: clock.sleep(wait_seconds)))
         stack.enter_context(mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=clock.sleep)))
-        original_logic = ExecutionWorker._execution_logic
+        original_logic, original_start = ExecutionWorker._execution_logic, ExecutionWorker.start
+
+        def execution_start(worker: ExecutionWorker) -> None:
+            clock.join()  # however the execution was started (runner, ops CLI, a test)
+            original_start(worker)
 
         def execution_logic(worker: ExecutionWorker) -> None:
             try:
@@ -166,6 +170,7 @@ class LocalPipeline:
             finally:
                 clock.leave()
 
+        stack.enter_context(mock.patch.object(ExecutionWorker, "start", execution_start))
         stack.enter_context(mock.patch.object(ExecutionWorker, "_execution_logic", execution_logic))
         definition = str(_resolve(json.loads(self.workflow.definition), refs))
         sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -232,14 +237,9 @@ class LocalPipeline:
 
     # --- executions ------------------------------------------------------------------
     def start(self, execution_input: dict[str, Any], name: str | None = None) -> str:
-        self.clock.join()
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        try:
-            return str(sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name or uuid.uuid4().hex,
-                                           input=json.dumps(execution_input))["executionArn"])
-        except Exception:
-            self.clock.leave()
-            raise
+        return str(sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name or uuid.uuid4().hex,
+                                       input=json.dumps(execution_input))["executionArn"])
 
     def wait(self, execution_arn: str, timeout: float = 120.0) -> ExecutionRecord:
         sfn = boto3.client("stepfunctions", region_name=REGION)

@@ -21,8 +21,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import botocore.session
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.exceptions import ReadTimeoutError
 
-from offline.emulator import HealthImagingEmulator, ServiceError
+from offline.emulator import HealthImagingEmulator, NoAnswer, ServiceError
 
 OPERATIONS = ("GetImageSet", "GetImageSetMetadata", "ListImageSetVersions", "SearchImageSets", "CopyImageSet")
 
@@ -101,7 +102,10 @@ def attach(client: Any, emulator: HealthImagingEmulator) -> None:
             body = body.read()
         if isinstance(body, str):
             body = body.encode()
-        status, headers, payload = dispatch(emulator, request.method, request.url, body)
+        try:
+            status, headers, payload = dispatch(emulator, request.method, request.url, body)
+        except NoAnswer:
+            raise ReadTimeoutError(endpoint_url=request.url) from None
         return AWSResponse(request.url, status, headers, _RawBody(payload))
 
     client.meta.events.register("before-send.medical-imaging", before_send)
@@ -113,7 +117,11 @@ def serve(emulator: HealthImagingEmulator, port: int = 0, host: str = "127.0.0.1
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             length = int(self.headers.get("Content-Length") or 0)
-            status, headers, payload = dispatch(emulator, "POST", self.path, self.rfile.read(length))
+            try:
+                status, headers, payload = dispatch(emulator, "POST", self.path, self.rfile.read(length))
+            except NoAnswer:
+                self.close_connection = True  # the client sees the connection drop
+                return
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)

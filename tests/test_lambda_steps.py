@@ -143,6 +143,7 @@ def test_confirm_of_a_snapshot_finds_the_new_image_set_of_the_study(function: Fu
         {"imageSetId": NEW, "version": 1, "createdAt": at(2_000), "isPrimary": False},
     ]}, {"datastoreId": DATASTORE, "searchCriteria": {"filters": [
         {"values": [{"DICOMStudyInstanceUID": study_uid}], "operator": "EQUAL"}]}})
+    expect_get(function, NEW, state="LOCKED", workflow="COPYING")
     expect_get(function, SOURCE, state="LOCKED", workflow="COPYING_WITH_READ_ONLY_ACCESS")
 
     answer = function.invoke(step("confirm_copy", request=request(),

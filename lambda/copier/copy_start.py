@@ -35,6 +35,7 @@ metrics = Metrics()
 IDEMPOTENCY_KEY_PREFIX = "healthimaging-copy#start-copy"
 SNAPSHOT_CLOCK_SKEW_SECONDS = 5
 MAX_CONFIRMATIONS = 10
+COPY_DESTINATION_STATUSES = ("COPYING", "COPIED", "COPY_FAILED")
 
 
 def _on_duplicate(response: object, data: object) -> object:
@@ -184,16 +185,20 @@ def confirm_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgres
 
 
 def _new_destination_since(request: CopyRequest, progress: CopyProgress) -> str | None:
-    """A copy into a new image set: find an image set of the same study created after the call."""
+    """A copy into a new image set: the study's image set created since the call that is a copy destination."""
     metadata = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id)
     study_uid = metadata.get("Study", {}).get("DICOM", {}).get("StudyInstanceUID")
     if not study_uid or progress.requested_at is None:
         return None
     since = progress.requested_at - SNAPSHOT_CLOCK_SKEW_SECONDS
-    for summary in healthimaging.search_study(request.datastore_id, study_uid):
-        created = summary.get("createdAt")
-        created_at = created.timestamp() if created is not None else 0.0
-        if summary["imageSetId"] != request.source_image_set_id and created_at >= since:
+    candidates = sorted(
+        (summary for summary in healthimaging.search_study(request.datastore_id, study_uid)
+         if summary["imageSetId"] != request.source_image_set_id
+         and summary.get("createdAt") is not None and summary["createdAt"].timestamp() >= since),
+        key=lambda summary: summary["createdAt"],
+    )
+    for summary in candidates:
+        image_set = healthimaging.get_image_set(request.datastore_id, summary["imageSetId"])
+        if image_set.get("imageSetWorkflowStatus") in COPY_DESTINATION_STATUSES:
             return str(summary["imageSetId"])
     return None
-

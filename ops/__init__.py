@@ -1,0 +1,1 @@
+"""Operator tools for a deployed stack (README, "Operating it")."""

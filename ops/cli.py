@@ -1,0 +1,102 @@
+"""Operator CLI for a deployed stack: start a copy, redrive dead-lettered events.
+
+    python -m ops.cli start --state-machine-arn ARN --source-image-set-id ID [--destination-image-set-id ID]
+                            [--copiable-attributes JSON] [--force] [--promote-to-primary]
+    python -m ops.cli redrive --queue-url URL --state-machine-arn ARN
+
+Both use the same input contract as the console (README, "Starting a copy by hand").
+Execution names are derived from the input, so starting the same thing twice does not
+start a second execution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+NAME_UNSAFE = re.compile(r"[^0-9A-Za-z_-]")
+
+
+def execution_name(prefix: str, payload: dict[str, Any]) -> str:
+    """A name Step Functions accepts (80 chars, [0-9A-Za-z_-]) that is the same for the same input."""
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    return NAME_UNSAFE.sub("-", f"{prefix}-{digest}")[:80]
+
+
+def start(*, state_machine_arn: str, copy_input: dict[str, Any], client: Any = None) -> str:
+    sfn = client or boto3.client("stepfunctions")
+    name = execution_name("console", copy_input)
+    try:
+        return str(sfn.start_execution(stateMachineArn=state_machine_arn, name=name,
+                                       input=json.dumps(copy_input))["executionArn"])
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            raise
+        return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+
+def redrive(*, queue_url: str, state_machine_arn: str) -> list[str]:
+    """Start one execution per distinct dead-lettered event; delete each message once handled."""
+    sqs, sfn = boto3.client("sqs"), boto3.client("stepfunctions")
+    started: list[str] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                       VisibilityTimeout=60).get("Messages", [])
+        if not messages:
+            return started
+        for message in messages:
+            event = json.loads(message["Body"])
+            name = execution_name("redrive", {"id": event.get("id"), "detail": event.get("detail")})
+            try:
+                arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name,
+                                          input=message["Body"])["executionArn"]
+                if arn not in started:  # the same event twice: one execution
+                    started.append(arn)
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                    raise  # the message stays in the queue for the next redrive
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.cli", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    start_parser = commands.add_parser("start", help="start one copy")
+    start_parser.add_argument("--state-machine-arn", required=True)
+    start_parser.add_argument("--datastore-id", required=True)
+    start_parser.add_argument("--source-image-set-id", required=True)
+    for option in ("--source-version-id", "--destination-image-set-id", "--destination-version-id",
+                   "--copiable-attributes"):
+        start_parser.add_argument(option)
+    start_parser.add_argument("--force", action="store_true")
+    start_parser.add_argument("--promote-to-primary", action="store_true")
+    redrive_parser = commands.add_parser("redrive", help="start executions for dead-lettered events")
+    redrive_parser.add_argument("--queue-url", required=True)
+    redrive_parser.add_argument("--state-machine-arn", required=True)
+    args = parser.parse_args(argv)
+
+    if args.command == "redrive":
+        started = redrive(queue_url=args.queue_url, state_machine_arn=args.state_machine_arn)
+        print(f"started {len(started)} execution(s)")
+        for arn in started:
+            print(arn)
+        return 0
+    copy_input: dict[str, Any] = {"datastoreId": args.datastore_id, "sourceImageSetId": args.source_image_set_id,
+                                  "force": args.force, "promoteToPrimary": args.promote_to_primary}
+    for key in ("source_version_id", "destination_image_set_id", "destination_version_id", "copiable_attributes"):
+        value = getattr(args, key)
+        if value is not None:
+            copy_input["".join(p.capitalize() if i else p for i, p in enumerate(key.split("_")))] = value
+    print(start(state_machine_arn=args.state_machine_arn, copy_input=copy_input))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

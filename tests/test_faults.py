@@ -1,0 +1,225 @@
+"""Fault injection on the emulator + local runner: nothing lost, nothing copied twice.
+
+Each test checks the three promises: every requested copy ends COPIED or in a clear,
+reported failure; the service accepted exactly one CopyImageSet per logical copy; no
+execution is left running or silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from workflow import DS, Study, local_pipeline, seed_study
+
+from offline import seed
+from offline.clock import VirtualClock
+from offline.emulator import HealthImagingEmulator
+from offline.runner import ExecutionRecord
+
+pytestmark = pytest.mark.slow
+CLEAR_FAILURES = {"ImageSetNotFound", "ImageSetVersionChanged", "CopyFailed", "ForceRefused", "CopyWaitTimedOut",
+                  "InvalidCopyRequest", "PrimaryImageSetNotFound", "InconsistentMetadata", "CopyConflict"}
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def emulator(clock: VirtualClock) -> HealthImagingEmulator:
+    return HealthImagingEmulator(clock=clock.now)
+
+
+@pytest.fixture
+def study(emulator: HealthImagingEmulator) -> Study:
+    return seed_study(emulator)
+
+
+def console(source: str, **fields: object) -> dict[str, object]:
+    return {"datastoreId": DS, "sourceImageSetId": source, **fields}
+
+
+def ended_well(record: ExecutionRecord) -> bool:
+    if record.status == "SUCCEEDED":
+        return (record.output or {}).get("status") in ("COPIED", "SKIPPED")
+    return record.status == "FAILED" and record.error in CLEAR_FAILURES and bool(record.cause)
+
+
+def accepted_per_source(emulator: HealthImagingEmulator) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for copy in emulator.accepted:
+        counts[copy.source_id] = counts.get(copy.source_id, 0) + 1
+    return counts
+
+
+def once_in(hook_target: Any, name: str, raise_: Callable[[], Exception], *, after_call: bool = True) -> None:
+    """Make hook_target.name raise once (after doing its work if after_call)."""
+    original = getattr(hook_target, name)
+    state = {"done": False}
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs) if after_call or state["done"] else None
+        if not state["done"]:
+            state["done"] = True
+            raise raise_()
+        return result
+
+    setattr(hook_target, name, wrapper)
+
+
+def test_throttling_storm(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
+    emulator.faults.copy_faults.extend(["error:ThrottlingException"] * 6)
+    with local_pipeline(emulator, clock) as pipeline:
+        record = pipeline.run(console(study.primary))
+    assert record.status == "SUCCEEDED" and ended_well(record)
+    assert accepted_per_source(emulator) == {study.primary: 1}
+
+
+def test_internal_error_after_the_copy_was_accepted(emulator: HealthImagingEmulator, clock: VirtualClock,
+                                                    study: Study) -> None:
+    emulator.faults.copy_faults.append("accept-then-500")
+    with local_pipeline(emulator, clock) as pipeline:
+        record = pipeline.run(console(study.primary))
+    assert record.status == "SUCCEEDED", record.cause
+    assert "ConfirmCopy" in record.states_entered()
+    assert accepted_per_source(emulator) == {study.primary: 1}
+    assert (record.output or {})["destinationImageSetId"] == emulator.accepted[0].destination_id
+
+
+def test_timeout_after_the_copy_was_accepted(emulator: HealthImagingEmulator, clock: VirtualClock,
+                                             study: Study) -> None:
+    emulator.faults.copy_faults.append("accept-then-timeout")
+    with local_pipeline(emulator, clock) as pipeline:
+        record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
+    assert record.status == "SUCCEEDED", record.cause
+    assert accepted_per_source(emulator) == {study.consistent: 1}
+    assert emulator.image_sets[(DS, study.primary)].version_id == 2
+
+
+def test_internal_error_before_acceptance_starts_the_copy_again(emulator: HealthImagingEmulator, clock: VirtualClock,
+                                                                study: Study) -> None:
+    emulator.faults.copy_faults.append("error:InternalServerException")
+    with local_pipeline(emulator, clock) as pipeline:
+        record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
+    assert record.status == "SUCCEEDED", record.cause
+    assert "StartAgainNextGeneration" in record.states_entered()
+    assert accepted_per_source(emulator) == {study.consistent: 1}
+
+
+def test_function_crashes_after_the_copy_was_accepted(emulator: HealthImagingEmulator, clock: VirtualClock,
+                                                      study: Study) -> None:
+    with local_pipeline(emulator, clock) as pipeline:
+        import copier.ledger  # the pipeline's freshly loaded module
+
+        once_in(copier.ledger, "mark_destination", lambda: type("Sandbox.Timedout", (Exception,), {})("timed out"))
+        record = pipeline.run(console(study.primary))
+    assert record.status == "SUCCEEDED", record.cause
+    assert "Sandbox.Timedout" in record.task_failures()
+    assert accepted_per_source(emulator) == {study.primary: 1}
+
+
+def test_duplicate_events_copy_once(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
+    event = seed.image_set_created_event(DS, study.primary)
+    with local_pipeline(emulator, clock) as pipeline:
+        arns = [pipeline.start(event) for _ in range(3)]  # concurrently
+        records = [pipeline.wait(arn) for arn in arns]
+        records.append(pipeline.run(event))  # and once more, later
+    assert all(r.status == "SUCCEEDED" for r in records), [r.cause for r in records]
+    assert len({(r.output or {})["destinationImageSetId"] for r in records}) == 1
+    assert accepted_per_source(emulator) == {study.primary: 1}
+
+
+def test_out_of_order_event_for_an_older_version_fails_clearly(emulator: HealthImagingEmulator, clock: VirtualClock,
+                                                               study: Study) -> None:
+    emulator.image_sets[(DS, study.primary)].version_id = 2  # the image set moved on since the event
+    with local_pipeline(emulator, clock) as pipeline:
+        record = pipeline.run(seed.image_set_created_event(DS, study.primary, version="1"))
+    assert (record.status, record.error) == ("FAILED", "ImageSetVersionChanged") and ended_well(record)
+    assert "version 2, not 1" in (record.cause or "")
+    assert emulator.accepted == []
+
+
+def test_two_copies_into_one_destination_at_once(emulator: HealthImagingEmulator, clock: VirtualClock,
+                                                 study: Study) -> None:
+    second = emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[8]),
+                                     is_primary=False)
+    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
+        arns = [pipeline.start(seed.image_set_created_event(DS, source, is_primary=False))
+                for source in (study.consistent, second)]
+        records = [pipeline.wait(arn) for arn in arns]
+    assert all(r.status == "SUCCEEDED" for r in records), [r.cause for r in records]
+    assert "CopyConflict" in records[0].task_failures() + records[1].task_failures()
+    assert accepted_per_source(emulator) == {study.consistent: 1, second: 1}
+    assert emulator.image_sets[(DS, study.primary)].version_id == 3
+
+
+def test_destination_deleted_mid_copy(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
+    def delete_on_first_check(event: dict[str, Any]) -> None:
+        if event.get("action") == "check_copy" and emulator.image_sets[(DS, study.primary)].state != "DELETED":
+            emulator.delete_image_set(DS, study.primary)
+
+    with local_pipeline(emulator, clock) as pipeline:
+        pipeline.handler_hook = delete_on_first_check
+        record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
+    assert (record.status, record.error) == ("FAILED", "ImageSetNotFound") and ended_well(record)
+    assert "deleted during the copy" in (record.cause or "")
+    assert accepted_per_source(emulator) == {study.consistent: 1}
+
+
+def test_copy_failed(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
+    emulator.faults.copy_faults.append("fail-later:Frame storage error")
+    with local_pipeline(emulator, clock) as pipeline:
+        record = pipeline.run(console(study.primary))
+    assert (record.status, record.error) == ("FAILED", "CopyFailed") and ended_well(record)
+    assert accepted_per_source(emulator) == {study.primary: 1}
+
+
+def test_dynamodb_unavailable_for_a_while(emulator: HealthImagingEmulator, clock: VirtualClock,
+                                          study: Study) -> None:
+    failures = {"left": 6}
+
+    def refuse(request: Any, **_: Any) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    with local_pipeline(emulator, clock) as pipeline:
+        import copier.copy_start
+        import copier.ledger
+
+        for client in (copier.ledger._dynamodb(), copier.copy_start.persistence.client):
+            client.meta.events.register_first("before-send.dynamodb", refuse)
+        record = pipeline.run(console(study.primary))
+    assert failures["left"] == 0
+    assert record.status == "SUCCEEDED", record.cause
+    assert accepted_per_source(emulator) == {study.primary: 1}
+
+
+def test_failed_event_deliveries_can_be_redriven(emulator: HealthImagingEmulator, clock: VirtualClock,
+                                                 study: Study) -> None:
+    """EventBridge puts undeliverable events in the DLQ; `ops redrive` starts them, once each."""
+    from ops.cli import redrive
+
+    with local_pipeline(emulator, clock) as pipeline:
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        queue = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        event = seed.image_set_created_event(DS, study.primary)
+        for _ in range(2):  # the same event dead-lettered twice
+            sqs.send_message(QueueUrl=queue, MessageBody=_json(event))
+        started = redrive(queue_url=queue, state_machine_arn=pipeline.state_machine_arn)
+        records = [pipeline.wait(arn) for arn in started]
+        assert sqs.receive_message(QueueUrl=queue).get("Messages") is None  # drained
+    assert len(records) == 1 and records[0].status == "SUCCEEDED"
+    assert accepted_per_source(emulator) == {study.primary: 1}
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
