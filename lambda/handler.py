@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 from copier.copy_start import idempotency_config
 from copier.steps import run_step
+
+# Steps that emit no metric are normal here; Powertools would warn on every one.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -1,0 +1,19 @@
+"""The moto internals the local runner patches (offline/runner.py). If moto moves them, this
+fails loudly here rather than making the runner quietly sleep for real or echo payloads."""
+
+from __future__ import annotations
+
+import inspect
+
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+
+def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
+    assert list(inspect.signature(LambdaSimpleBackend.invoke).parameters) == [
+        "self", "function_name", "qualifier", "body", "headers", "response_headers"]
+    assert list(inspect.signature(WaitFunction._wait_interval).parameters) == ["self", "env", "wait_seconds"]
+    assert "time.sleep(" in inspect.getsource(retrier_decl.RetrierDecl._eval_body)
+    assert callable(ExecutionWorker._execution_logic) and callable(ExecutionWorker.start)
