@@ -6,7 +6,7 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test lint synth bench clean
+.PHONY: setup demo test test-lambda-py313 lint synth bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,18 @@ demo: setup  ## the main job, offline: import event -> snapshot, merge with conf
 	$(PY) -m offline.demo
 
 test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertions, cdk-nag, cfn-lint, statelint
-	$(PY) -m pytest
+	@$(PY) -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$status
+
+# The function's own tests on Python 3.13, the Lambda runtime's version (pyenv's, when present).
+PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && ls -d $$(pyenv root)/versions/3.13*/bin/python3 2>/dev/null | tail -1)
+test-lambda-py313:
+	@if [ -z "$(PY313)" ]; then echo "no Python 3.13 found (pyenv): skipped"; exit 0; fi; \
+	test -x .venv313/bin/python || $(PY313) -m venv .venv313; \
+	.venv313/bin/python -m pip install --quiet --disable-pip-version-check -r lambda/requirements.txt \
+	  $$(grep -E '^(boto3|moto|pytest|hypothesis)' requirements-dev.txt); \
+	.venv313/bin/python -m pytest -p no:cacheprovider tests/test_lambda_start_copy.py tests/test_lambda_steps.py \
+	  tests/test_lambda_intake.py
 
 lint: setup
 	$(PY) -m ruff check .
@@ -39,4 +50,4 @@ bench: setup
 	$(PY) -m benchmarks.burst
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .venv313 node_modules cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis

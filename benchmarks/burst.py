@@ -38,9 +38,10 @@ def main() -> int:
     clock = VirtualClock()
     emulator = HealthImagingEmulator(clock=clock.now, copy_rate_per_second=QUOTA_TPS, copy_burst=1)
     emulator.create_datastore(seed.DATASTORE_ID)
-    sources = [emulator.seed_image_set(seed.DATASTORE_ID, seed.image_set_metadata(patient_number=n % 97, study=n,
-                                                                                  series=[1]))
-               for n in range(args.imports)]
+    sources = [
+        emulator.seed_image_set(seed.DATASTORE_ID, seed.image_set_metadata(patient_number=n % 97, study=n, series=[1]))
+        for n in range(args.imports)
+    ]
     api_calls: Counter[str] = Counter()
 
     def count(model: Any, **_: Any) -> None:
@@ -52,20 +53,30 @@ def main() -> int:
         import copier.healthimaging
         import copier.ledger
 
-        for client in (copier.healthimaging.read_client(), copier.healthimaging.copy_client(),
-                       copier.ledger._dynamodb(), copier.copy_start.persistence.client):
+        for client in (
+            copier.healthimaging.read_client(),
+            copier.healthimaging.copy_client(),
+            copier.ledger._dynamodb(),
+            copier.copy_start.persistence.client,
+        ):
             client.meta.events.register("before-call", count)
         burst_at = clock.now()
         clock.join()  # hold the clock while the burst arrives: every event at the same instant
-        arns = [pipeline.start(seed.image_set_created_event(seed.DATASTORE_ID, source, event_id=str(n)))
-                for n, source in enumerate(sources)]
+        arns = [
+            pipeline.start(seed.image_set_created_event(seed.DATASTORE_ID, source, event_id=str(n)))
+            for n, source in enumerate(sources)
+        ]
         clock.leave()
         records = []
         for n, arn in enumerate(arns):
             records.append(pipeline.wait(arn, timeout=3600))
             if (n + 1) % max(1, args.imports // 20) == 0:
-                print(f"\r  {n + 1}/{args.imports} executions finished, virtual t+{clock.now() - burst_at:,.0f} s",
-                      end="", file=sys.stderr, flush=True)
+                print(
+                    f"\r  {n + 1}/{args.imports} executions finished, virtual t+{clock.now() - burst_at:,.0f} s",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
         print(file=sys.stderr)
         lambda_calls = pipeline.lambda_calls
 
@@ -76,8 +87,10 @@ def main() -> int:
     statuses = emulator.copy_image_set_calls()
     physical = args.imports / QUOTA_TPS
     n = args.imports
-    print(f"Burst of {n} imports, CopyImageSet quota {QUOTA_TPS}/s burst 1, copyRatePerSecond "
-          f"{float(workflow.environment['COPY_RATE_PER_SECOND'])} ({time.perf_counter() - started_real:.0f} s real)")
+    print(
+        f"Burst of {n} imports, CopyImageSet quota {QUOTA_TPS}/s burst 1, copyRatePerSecond "
+        f"{float(workflow.environment['COPY_RATE_PER_SECOND'])} ({time.perf_counter() - started_real:.0f} s real)"
+    )
     print(f"  drain time (last copy accepted)     {last_accept:10,.0f} s")
     print(f"  physical limit (N / 0.25)           {physical:10,.0f} s")
     print(f"  ratio                               {last_accept / physical:10.3f}")
@@ -88,8 +101,10 @@ def main() -> int:
     print(f"  duplicates (extra accepted copies)  {sum(c - 1 for c in accepted.values()):10d}")
     print(f"  state transitions per copy          {statistics.mean(r.transitions for r in records):10.1f}")
     per_copy = (sum(api_calls.values()) + lambda_calls) / n
-    print(f"  AWS API calls per copy              {per_copy:10.1f}  "
-          f"({', '.join(f'{k} {v / n:.1f}' for k, v in sorted(api_calls.items()))}, lambda {lambda_calls / n:.1f})")
+    print(
+        f"  AWS API calls per copy              {per_copy:10.1f}  "
+        f"({', '.join(f'{k} {v / n:.1f}' for k, v in sorted(api_calls.items()))}, lambda {lambda_calls / n:.1f})"
+    )
     return 0 if len(copied) == n else 1
 
 

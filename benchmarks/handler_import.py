@@ -21,16 +21,27 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {"DATASTORE_ID": "0123456789abcdef0123456789abcdef", "IDEMPOTENCY_TABLE": "t", "AWS_DEFAULT_REGION": "us-east-1",
-       "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "POWERTOOLS_SERVICE_NAME": "healthimaging-copy",
-       "POWERTOOLS_TRACE_DISABLED": "1"}
+ENV = {
+    "DATASTORE_ID": "0123456789abcdef0123456789abcdef",
+    "IDEMPOTENCY_TABLE": "t",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "x",
+    "AWS_SECRET_ACCESS_KEY": "x",
+    "POWERTOOLS_SERVICE_NAME": "healthimaging-copy",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+}
 BASELINE = "import boto3\nclient = boto3.client('medical-imaging')\ndef handler(event, context):\n    return event\n"
 
 
 def import_seconds(module_dir: str, module: str) -> float:
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={**os.environ, **ENV, "PYTHONPATH": module_dir})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **ENV, "PYTHONPATH": module_dir},
+    )
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -49,14 +60,19 @@ def api_calls_of_one_copy() -> Counter[str]:
     def count(model: Any, **_: Any) -> None:
         calls[f"{model.service_model.service_name}:{model.name}"] += 1
 
-    with LocalPipeline(WorkflowDefinition.from_template(synthesize({"datastoreId": seed.DATASTORE_ID})), emulator,
-                       clock) as pipeline:
+    with LocalPipeline(
+        WorkflowDefinition.from_template(synthesize({"datastoreId": seed.DATASTORE_ID})), emulator, clock
+    ) as pipeline:
         import copier.copy_start
         import copier.healthimaging
         import copier.ledger
 
-        for client in (copier.healthimaging.read_client(), copier.healthimaging.copy_client(),
-                       copier.ledger._dynamodb(), copier.copy_start.persistence.client):
+        for client in (
+            copier.healthimaging.read_client(),
+            copier.healthimaging.copy_client(),
+            copier.ledger._dynamodb(),
+            copier.copy_start.persistence.client,
+        ):
             client.meta.events.register("before-call", count)
         record = pipeline.run(seed.image_set_created_event(seed.DATASTORE_ID, source))
         assert record.status == "SUCCEEDED", record.cause

@@ -16,8 +16,13 @@ def build_app(context: dict[str, Any] | None = None, *, nag: bool = True) -> cdk
     settings_by_stack = stack_settings_from_context(_context_of(app))
     env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
     for name, settings in settings_by_stack.items():
-        CopyPipelineStack(app, name, settings=settings, env=env,
-                          description=f"HealthImaging copy pipeline for data store {settings.datastore_id}")
+        CopyPipelineStack(
+            app,
+            name,
+            settings=settings,
+            env=env,
+            description=f"HealthImaging copy pipeline for data store {settings.datastore_id}",
+        )
     if nag:
         from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks  # noqa: PLC0415 (synth-time only)
 

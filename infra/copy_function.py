@@ -25,23 +25,52 @@ class PipBundling:
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--requirement", str(LAMBDA_SOURCE / "requirements.txt"), "--target", output_dir,
-             "--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.13",
-             "--only-binary=:all:"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--requirement",
+                str(LAMBDA_SOURCE / "requirements.txt"),
+                "--target",
+                output_dir,
+                "--platform",
+                "manylinux2014_aarch64",
+                "--implementation",
+                "cp",
+                "--python-version",
+                "3.13",
+                "--only-binary=:all:",
+            ],
             check=True,
         )
-        shutil.copytree(LAMBDA_SOURCE, output_dir, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"))
+        shutil.copytree(
+            LAMBDA_SOURCE,
+            output_dir,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"),
+        )
         return True
 
 
 class CopyFunction(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, environment: dict[str, str], key: kms.IKey,
-                 log_retention_days: int) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: dict[str, str],
+        key: kms.IKey,
+        log_retention_days: int,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
-            self, "LogGroup", retention=_retention(log_retention_days), encryption_key=key,
+            self,
+            "LogGroup",
+            retention=_retention(log_retention_days),
+            encryption_key=key,
             removal_policy=RemovalPolicy.RETAIN,
         )
         # An explicit role: logs scoped to this log group instead of the broad managed policy.
@@ -73,8 +102,12 @@ class CopyFunction(Construct):
 
 
 RETENTION = {
-    30: logs.RetentionDays.ONE_MONTH, 90: logs.RetentionDays.THREE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR, 731: logs.RetentionDays.TWO_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
+    30: logs.RetentionDays.ONE_MONTH,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
     3653: logs.RetentionDays.TEN_YEARS,
 }
 

@@ -12,13 +12,25 @@ from constructs import Construct
 
 
 class ImportTrigger(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, state_machine: sfn.IStateMachine, datastore_id: str,
-                 detail_types: tuple[str, ...], key: kms.IKey) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        state_machine: sfn.IStateMachine,
+        datastore_id: str,
+        detail_types: tuple[str, ...],
+        key: kms.IKey,
+    ) -> None:
         super().__init__(scope, construct_id)
         # Events EventBridge could not deliver after its retries land here (README: "Redrive").
         self.dead_letter_queue = sqs.Queue(
-            self, "DeadLetterQueue", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
-            enforce_ssl=True, retention_period=Duration.days(14),
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
         )
         self.rule = events.Rule(
             self,

@@ -14,9 +14,17 @@ from constructs import Construct
 
 
 class Monitoring(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, state_machine: sfn.StateMachine,
-                 function: lambda_.Function, dead_letter_queue: sqs.IQueue, alarm_topic_arn: str | None,
-                 key: kms.IKey) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        state_machine: sfn.StateMachine,
+        function: lambda_.Function,
+        dead_letter_queue: sqs.IQueue,
+        alarm_topic_arn: str | None,
+        key: kms.IKey,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.topic = (
             sns.Topic.from_topic_arn(self, "AlarmTopic", alarm_topic_arn)
@@ -25,20 +33,40 @@ class Monitoring(Construct):
         )
         five_minutes = Duration.minutes(5)
         self.alarms = [
-            cloudwatch.Alarm(self, "ExecutionsFailed", metric=state_machine.metric_failed(period=five_minutes),
-                             threshold=1, evaluation_periods=1,
-                             alarm_description="A copy failed: see the execution's Error and Cause"),
-            cloudwatch.Alarm(self, "ExecutionsTimedOut", metric=state_machine.metric_timed_out(period=five_minutes),
-                             threshold=1, evaluation_periods=1, alarm_description="A copy execution timed out"),
-            cloudwatch.Alarm(self, "DeadLetters",
-                             metric=dead_letter_queue.metric_approximate_number_of_messages_visible(period=five_minutes),
-                             threshold=1, evaluation_periods=1,
-                             alarm_description="HealthImaging events were not delivered: redrive them (README)"),
+            cloudwatch.Alarm(
+                self,
+                "ExecutionsFailed",
+                metric=state_machine.metric_failed(period=five_minutes),
+                threshold=1,
+                evaluation_periods=1,
+                alarm_description="A copy failed: see the execution's Error and Cause",
+            ),
+            cloudwatch.Alarm(
+                self,
+                "ExecutionsTimedOut",
+                metric=state_machine.metric_timed_out(period=five_minutes),
+                threshold=1,
+                evaluation_periods=1,
+                alarm_description="A copy execution timed out",
+            ),
+            cloudwatch.Alarm(
+                self,
+                "DeadLetters",
+                metric=dead_letter_queue.metric_approximate_number_of_messages_visible(period=five_minutes),
+                threshold=1,
+                evaluation_periods=1,
+                alarm_description="HealthImaging events were not delivered: redrive them (README)",
+            ),
             # Named errors (conflicts, throttles) are retried by the workflow and count here too,
             # so the threshold looks for sustained trouble rather than one retry.
-            cloudwatch.Alarm(self, "FunctionErrors", metric=function.metric_errors(period=Duration.minutes(15)),
-                             threshold=25, evaluation_periods=2,
-                             alarm_description="The copy function keeps failing"),
+            cloudwatch.Alarm(
+                self,
+                "FunctionErrors",
+                metric=function.metric_errors(period=Duration.minutes(15)),
+                threshold=25,
+                evaluation_periods=2,
+                alarm_description="The copy function keeps failing",
+            ),
         ]
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))

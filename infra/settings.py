@@ -56,7 +56,9 @@ class StackSettings(BaseModel):
     idempotency_ttl_seconds: int = Field(default=86_400, ge=3600, le=86_400 * 30)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     workflow_log_level: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ALL"
-    alarm_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$")
+    alarm_topic_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$"
+    )
     log_retention_days: Literal[30, 90, 180, 365, 731, 1827, 3653] = 365
 
     @field_validator("trigger_detail_types", mode="before")
@@ -80,12 +82,20 @@ class StackSettings(BaseModel):
         return self
 
     def conflict_retry(self) -> RetrySettings:
-        return RetrySettings(interval_seconds=self.conflict_retry_interval_seconds, max_attempts=self.conflict_retry_attempts,
-                             backoff_rate=2.0, max_delay_seconds=self.conflict_retry_max_delay_seconds)
+        return RetrySettings(
+            interval_seconds=self.conflict_retry_interval_seconds,
+            max_attempts=self.conflict_retry_attempts,
+            backoff_rate=2.0,
+            max_delay_seconds=self.conflict_retry_max_delay_seconds,
+        )
 
     def throttle_retry(self) -> RetrySettings:
-        return RetrySettings(interval_seconds=self.throttle_retry_interval_seconds, max_attempts=self.throttle_retry_attempts,
-                             backoff_rate=2.0, max_delay_seconds=self.throttle_retry_max_delay_seconds)
+        return RetrySettings(
+            interval_seconds=self.throttle_retry_interval_seconds,
+            max_attempts=self.throttle_retry_attempts,
+            backoff_rate=2.0,
+            max_delay_seconds=self.throttle_retry_max_delay_seconds,
+        )
 
     def function_environment(self) -> dict[str, str]:
         return {
@@ -135,6 +145,10 @@ def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSetti
 
 def _looks_like_ours(key: str) -> bool:
     """CDK and its feature flags use 'aws:' / '@aws-cdk/' keys; ours are plain camelCase."""
-    return ":" not in key and "/" not in key and not key.startswith("@") and key[:1].islower() and key not in (
-        "cli-telemetry", "acknowledged-issue-numbers"
+    return (
+        ":" not in key
+        and "/" not in key
+        and not key.startswith("@")
+        and key[:1].islower()
+        and key not in ("cli-telemetry", "acknowledged-issue-numbers")
     )

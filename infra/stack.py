@@ -1,9 +1,9 @@
 """The whole pipeline in one stack:
 
-  EventBridge rule (ImportTrigger) --> state machine (CopyWorkflow) --> copy Lambda (CopyFunction)
-                                                                            |-> HealthImaging (one data store)
-                                                                            '-> DynamoDB (IdempotencyTable)
-  Monitoring: alarms to an SNS topic. One KMS key encrypts logs, table, queue and topic.
+EventBridge rule (ImportTrigger) --> state machine (CopyWorkflow) --> copy Lambda (CopyFunction)
+                                                                          |-> HealthImaging (one data store)
+                                                                          '-> DynamoDB (IdempotencyTable)
+Monitoring: alarms to an SNS topic. One KMS key encrypts logs, table, queue and topic.
 """
 
 from __future__ import annotations
@@ -45,27 +45,44 @@ class CopyPipelineStack(Stack):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.settings = settings
 
-        self.key = kms.Key(self, "Key", enable_key_rotation=True,
-                           description="Encrypts the HealthImaging copy pipeline's logs, table, queue and topic")
+        self.key = kms.Key(
+            self,
+            "Key",
+            enable_key_rotation=True,
+            description="Encrypts the HealthImaging copy pipeline's logs, table, queue and topic",
+        )
         self._allow_service_use_of_key()
 
         self.idempotency = IdempotencyTable(self, "IdempotencyTable", key=self.key)
         self.copy_function = CopyFunction(
-            self, "CopyImageSetFunction",
+            self,
+            "CopyImageSetFunction",
             environment={**settings.function_environment(), "IDEMPOTENCY_TABLE": self.idempotency.table.table_name},
-            key=self.key, log_retention_days=settings.log_retention_days,
+            key=self.key,
+            log_retention_days=settings.log_retention_days,
         )
-        self.workflow = CopyWorkflow(self, "CopyWorkflow", function=self.copy_function.function, settings=settings,
-                                     key=self.key)
-        self.trigger = ImportTrigger(self, "ImportTrigger", state_machine=self.workflow.state_machine,
-                                     datastore_id=settings.datastore_id, detail_types=settings.trigger_detail_types,
-                                     key=self.key)
+        self.workflow = CopyWorkflow(
+            self, "CopyWorkflow", function=self.copy_function.function, settings=settings, key=self.key
+        )
+        self.trigger = ImportTrigger(
+            self,
+            "ImportTrigger",
+            state_machine=self.workflow.state_machine,
+            datastore_id=settings.datastore_id,
+            detail_types=settings.trigger_detail_types,
+            key=self.key,
+        )
         if settings.copy_policy == "off":
             self.trigger.rule.node.default_child.add_property_override("State", "DISABLED")  # type: ignore[union-attr]
-        self.monitoring = Monitoring(self, "Monitoring", state_machine=self.workflow.state_machine,
-                                     function=self.copy_function.function,
-                                     dead_letter_queue=self.trigger.dead_letter_queue,
-                                     alarm_topic_arn=settings.alarm_topic_arn, key=self.key)
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            state_machine=self.workflow.state_machine,
+            function=self.copy_function.function,
+            dead_letter_queue=self.trigger.dead_letter_queue,
+            alarm_topic_arn=settings.alarm_topic_arn,
+            key=self.key,
+        )
 
         # Wiring, in one place: what may call what.
         self.idempotency.table.grant_read_write_data(self.copy_function.function)
@@ -75,51 +92,72 @@ class CopyPipelineStack(Stack):
         self._accept_findings()
 
     def _accept_findings(self) -> None:
-        datastore_arn = (f"arn:<AWS::Partition>:medical-imaging:<AWS::Region>:<AWS::AccountId>:datastore/"
-                         f"{self.settings.datastore_id}")
+        datastore_arn = (
+            f"arn:<AWS::Partition>:medical-imaging:<AWS::Region>:<AWS::AccountId>:datastore/"
+            f"{self.settings.datastore_id}"
+        )
         function_arn = self.resolve(self.copy_function.function.function_arn)["Fn::GetAtt"][0]
         accepted = {
             **ACCEPTED_FINDINGS,
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::{datastore_arn}/imageset/*]":
-                "image set ids are created at run time; the scope is this data store's image sets",
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_arn}.Arn>:*]":
-                "Step Functions may invoke any version of this one function (CDK's LambdaInvoke grant)",
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::{datastore_arn}/imageset/*]": (
+                "image set ids are created at run time; the scope is this data store's image sets"
+            ),
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_arn}.Arn>:*]": (
+                "Step Functions may invoke any version of this one function (CDK's LambdaInvoke grant)"
+            ),
         }
         for rule_id, reason in accepted.items():
             Validations.of(self).acknowledge(Acknowledgment(id=rule_id, reason=reason))
 
     def _healthimaging_policy(self) -> iam.PolicyStatement:
-        datastore_arn = self.format_arn(service="medical-imaging", resource="datastore",
-                                        resource_name=self.settings.datastore_id)
+        datastore_arn = self.format_arn(
+            service="medical-imaging", resource="datastore", resource_name=self.settings.datastore_id
+        )
         return iam.PolicyStatement(
             sid="CopyImageSetsOfOneDatastore",
-            actions=["medical-imaging:GetImageSet", "medical-imaging:GetImageSetMetadata",
-                     "medical-imaging:SearchImageSets", "medical-imaging:CopyImageSet"],
+            actions=[
+                "medical-imaging:GetImageSet",
+                "medical-imaging:GetImageSetMetadata",
+                "medical-imaging:SearchImageSets",
+                "medical-imaging:CopyImageSet",
+            ],
             resources=[datastore_arn, f"{datastore_arn}/imageset/*"],
         )
 
     def _allow_service_use_of_key(self) -> None:
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="CloudWatchLogsOfThisAccount",
-            principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
-            actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
-            resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
-                                    f"arn:{self.partition}:logs:{self.region}:{self.account}:*"}},
-        ))
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="EventBridgeDeadLetters",
-            principals=[iam.ServicePrincipal("events.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey"],
-            resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-        ))
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchLogsOfThisAccount",
+                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+                actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{self.partition}:logs:{self.region}:{self.account}:*"
+                        )
+                    }
+                },
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="EventBridgeDeadLetters",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
 
     def _outputs(self) -> None:
         state_machine = self.workflow.state_machine
         CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn)
-        CfnOutput(self, "StateMachineConsoleUrl",
-                  value=f"https://{self.region}.console.aws.amazon.com/states/home?region={self.region}"
-                        f"#/statemachines/view/{state_machine.state_machine_arn}")
+        CfnOutput(
+            self,
+            "StateMachineConsoleUrl",
+            value=f"https://{self.region}.console.aws.amazon.com/states/home?region={self.region}"
+            f"#/statemachines/view/{state_machine.state_machine_arn}",
+        )
         CfnOutput(self, "CopyFunctionName", value=self.copy_function.function.function_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger.dead_letter_queue.queue_url)

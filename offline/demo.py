@@ -42,9 +42,9 @@ def console_lines(record: ExecutionRecord) -> list[str]:
     index = 0
     while index < len(lines):
         for size in (3, 2, 1):
-            cycle = lines[index:index + size]
+            cycle = lines[index : index + size]
             repeats = 1
-            while lines[index + repeats * size:index + (repeats + 1) * size] == cycle:
+            while lines[index + repeats * size : index + (repeats + 1) * size] == cycle:
                 repeats += 1
             if repeats > 1 and len(cycle) == size:
                 folded.append(" -> ".join(cycle) + f"   (x{repeats})")
@@ -68,7 +68,9 @@ def show(title: str, record: ExecutionRecord, virtual_seconds: float) -> None:
         print(f"      error: {record.error}\n      cause: {record.cause}")
 
 
-def run_scenario(pipeline: LocalPipeline, clock: VirtualClock, title: str, event: dict[str, object]) -> tuple[ExecutionRecord, float]:
+def run_scenario(
+    pipeline: LocalPipeline, clock: VirtualClock, title: str, event: dict[str, object]
+) -> tuple[ExecutionRecord, float]:
     started = clock.now()
     record = pipeline.run(event)
     elapsed = clock.now() - started
@@ -80,54 +82,81 @@ def main() -> int:
     print("Synthesizing the CDK app (copyPolicy snapshot and merge-into-primary)...")
     snapshot_workflow = WorkflowDefinition.from_template(synthesize({"datastoreId": seed.DATASTORE_ID}))
     merge_workflow = WorkflowDefinition.from_template(
-        synthesize({"datastoreId": seed.DATASTORE_ID, "copyPolicy": "merge-into-primary"}))
+        synthesize({"datastoreId": seed.DATASTORE_ID, "copyPolicy": "merge-into-primary"})
+    )
 
     clock = VirtualClock()
     emulator = HealthImagingEmulator(clock=clock.now)
     datastore = emulator.create_datastore(seed.DATASTORE_ID)
     imported = emulator.seed_image_set(datastore, seed.image_set_metadata(patient_number=1, study=1, series=[1, 2]))
     primary = emulator.seed_image_set(datastore, seed.image_set_metadata(patient_number=2, study=5, series=[1, 2]))
-    other = emulator.seed_image_set(datastore, seed.image_set_metadata(patient_number=2, study=5, series=[9]),
-                                    is_primary=False)
-    consistent = emulator.seed_image_set(datastore, seed.image_set_metadata(patient_number=2, study=5, series=[3]),
-                                         is_primary=False)
+    other = emulator.seed_image_set(
+        datastore, seed.image_set_metadata(patient_number=2, study=5, series=[9]), is_primary=False
+    )
+    consistent = emulator.seed_image_set(
+        datastore, seed.image_set_metadata(patient_number=2, study=5, series=[3]), is_primary=False
+    )
     inconsistent = emulator.seed_image_set(
-        datastore, seed.image_set_metadata(patient_number=2, study=5, series=[4], study_description="SYNTHETIC CT ABDOMEN"),
-        is_primary=False)
+        datastore,
+        seed.image_set_metadata(patient_number=2, study=5, series=[4], study_description="SYNTHETIC CT ABDOMEN"),
+        is_primary=False,
+    )
 
     outcomes: list[Outcome] = []
     with LocalPipeline(snapshot_workflow, emulator, clock) as pipeline:
-        record, seconds = run_scenario(pipeline, clock, "1. Import event -> snapshot copy",
-                                       seed.image_set_created_event(datastore, imported))
+        record, seconds = run_scenario(
+            pipeline, clock, "1. Import event -> snapshot copy", seed.image_set_created_event(datastore, imported)
+        )
         outcomes.append(Outcome("import -> snapshot", "snapshot", record, seconds))
 
     with LocalPipeline(merge_workflow, emulator, clock) as pipeline:
         # Another operator's copy into the primary is running: the pipeline meets a locked destination.
-        emulator.call("CopyImageSet", {
-            "datastoreId": datastore, "sourceImageSetId": other,
-            "copyImageSetInformation": {"sourceImageSet": {"latestVersionId": "1"},
-                                        "destinationImageSet": {"imageSetId": primary, "latestVersionId": "1"}}})
-        record, seconds = run_scenario(pipeline, clock, "2. Merge into the primary (locked by another copy)",
-                                       seed.image_set_created_event(datastore, consistent, is_primary=False, event_id="2"))
+        emulator.call(
+            "CopyImageSet",
+            {
+                "datastoreId": datastore,
+                "sourceImageSetId": other,
+                "copyImageSetInformation": {
+                    "sourceImageSet": {"latestVersionId": "1"},
+                    "destinationImageSet": {"imageSetId": primary, "latestVersionId": "1"},
+                },
+            },
+        )
+        record, seconds = run_scenario(
+            pipeline,
+            clock,
+            "2. Merge into the primary (locked by another copy)",
+            seed.image_set_created_event(datastore, consistent, is_primary=False, event_id="2"),
+        )
         outcomes.append(Outcome("merge, destination locked", "merge-into-primary", record, seconds))
-        record, seconds = run_scenario(pipeline, clock, "3. Merge with inconsistent Study metadata -> force branch",
-                                       seed.image_set_created_event(datastore, inconsistent, is_primary=False,
-                                                                    event_id="3"))
+        record, seconds = run_scenario(
+            pipeline,
+            clock,
+            "3. Merge with inconsistent Study metadata -> force branch",
+            seed.image_set_created_event(datastore, inconsistent, is_primary=False, event_id="3"),
+        )
         outcomes.append(Outcome("merge, inconsistent -> forced", "merge-into-primary", record, seconds))
 
     print("\nSummary")
-    header = f"{'scenario':32} {'policy':19} {'status':8} {'destination':34} {'ver':>3} {'forced':6} {'retries':>7} {'states':>6} {'virtual s':>9}"
+    header = (
+        f"{'scenario':32} {'policy':19} {'status':8} {'destination':34} {'ver':>3} {'forced':6} "
+        f"{'failed tries':>12} {'states':>6} {'virtual s':>9}"
+    )
     print(header)
     print("-" * len(header))
     for outcome in outcomes:
         output = outcome.record.output or {}
         status = output.get("status", outcome.record.status)
-        print(f"{outcome.scenario:32} {outcome.policy:19} {status:8} {output.get('destinationImageSetId', '-'):34} "
-              f"{output.get('destinationVersionId', '-'):>3} {str(output.get('forced', '-')):6} "
-              f"{len(outcome.record.task_failures()):>7} {outcome.record.transitions:>6} {outcome.virtual_seconds:>9.0f}")
+        print(
+            f"{outcome.scenario:32} {outcome.policy:19} {status:8} {output.get('destinationImageSetId', '-'):34} "
+            f"{output.get('destinationVersionId', '-'):>3} {output.get('forced', '-')!s:6} "
+            f"{len(outcome.record.task_failures()):>12} {outcome.record.transitions:>6} {outcome.virtual_seconds:>9.0f}"
+        )
     copy_calls = emulator.copy_image_set_calls()
-    print(f"\nCopyImageSet calls: {len(copy_calls)} (accepted {copy_calls.count(200)}, "
-          f"throttled {copy_calls.count(429)}), one of them the other operator's copy")
+    print(
+        f"\nCopyImageSet calls: {len(copy_calls)} (accepted {copy_calls.count(200)}, "
+        f"throttled {copy_calls.count(429)}), one of them the other operator's copy"
+    )
     every_copied = all((o.record.output or {}).get("status") == "COPIED" for o in outcomes)
     print("Every scenario COPIED." if every_copied else "NOT every scenario was COPIED.")
     return 0 if every_copied else 1

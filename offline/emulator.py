@@ -21,7 +21,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 ID = re.compile(r"^[0-9a-z]{32}$")
 VERSION = re.compile(r"^\d+$")
@@ -36,7 +36,7 @@ class NoAnswer(Exception):
 class ServiceError(Exception):
     """An error answer: code (the x-amzn-ErrorType) and HTTP status."""
 
-    STATUS = {
+    STATUS: ClassVar[dict[str, int]] = {
         "AccessDeniedException": 403,
         "ConflictException": 409,
         "InternalServerException": 500,
@@ -147,8 +147,9 @@ class HealthImagingEmulator:
         self.datastores.add(datastore_id)
         return datastore_id
 
-    def seed_image_set(self, datastore_id: str, metadata: dict[str, Any], *, is_primary: bool = True,
-                       image_set_id: str | None = None) -> str:
+    def seed_image_set(
+        self, datastore_id: str, metadata: dict[str, Any], *, is_primary: bool = True, image_set_id: str | None = None
+    ) -> str:
         image_set_id = image_set_id or secrets.token_hex(16)
         now = self.clock()
         document = copying.deepcopy(metadata)
@@ -194,46 +195,59 @@ class HealthImagingEmulator:
 
     def _op_GetImageSetMetadata(self, datastoreId: str, imageSetId: str, version: str | None = None) -> bytes:
         image_set = self._image_set(datastoreId, imageSetId)
-        if version is not None and version != str(image_set.version_id):
-            if not any(str(v.version_id) == version for v in image_set.history):
-                raise ServiceError("ResourceNotFoundException", f"version {version} of {imageSetId} not found")
+        known = {str(v.version_id) for v in image_set.history} | {str(image_set.version_id)}
+        if version is not None and version not in known:
+            raise ServiceError("ResourceNotFoundException", f"version {version} of {imageSetId} not found")
         return json.dumps(image_set.metadata).encode()
 
-    def _op_ListImageSetVersions(self, datastoreId: str, imageSetId: str, maxResults: int | None = None,
-                                 nextToken: str | None = None) -> dict[str, Any]:
+    def _op_ListImageSetVersions(
+        self, datastoreId: str, imageSetId: str, maxResults: int | None = None, nextToken: str | None = None
+    ) -> dict[str, Any]:
         image_set = self._image_set(datastoreId, imageSetId, allow_deleted=True)
         start = int(nextToken or 0)
         size = maxResults or 50
         versions = list(reversed(image_set.history))
-        page = versions[start:start + size]
-        answer: dict[str, Any] = {
-            "imageSetPropertiesList": [self._properties(image_set, v, get=False) for v in page]
-        }
+        page = versions[start : start + size]
+        answer: dict[str, Any] = {"imageSetPropertiesList": [self._properties(image_set, v, get=False) for v in page]}
         if start + size < len(versions):
             answer["nextToken"] = str(start + size)
         return answer
 
-    def _op_SearchImageSets(self, datastoreId: str, searchCriteria: dict[str, Any] | None = None,
-                            maxResults: int | None = None, nextToken: str | None = None) -> dict[str, Any]:
+    def _op_SearchImageSets(
+        self,
+        datastoreId: str,
+        searchCriteria: dict[str, Any] | None = None,
+        maxResults: int | None = None,
+        nextToken: str | None = None,
+    ) -> dict[str, Any]:
         self._datastore(datastoreId)
         found = [
-            s for (ds, _), s in sorted(self.image_sets.items(), key=lambda item: item[1].created_at)
-            if ds == datastoreId and s.state != "DELETED" and self._matches(s, (searchCriteria or {}).get("filters", []))
+            s
+            for (ds, _), s in sorted(self.image_sets.items(), key=lambda item: item[1].created_at)
+            if ds == datastoreId
+            and s.state != "DELETED"
+            and self._matches(s, (searchCriteria or {}).get("filters", []))
         ]
         start = int(nextToken or 0)
         size = maxResults or 50
-        answer: dict[str, Any] = {"imageSetsMetadataSummaries": [self._summary(s) for s in found[start:start + size]]}
+        answer: dict[str, Any] = {"imageSetsMetadataSummaries": [self._summary(s) for s in found[start : start + size]]}
         if start + size < len(found):
             answer["nextToken"] = str(start + size)
         return answer
 
-    def _op_CopyImageSet(self, datastoreId: str, sourceImageSetId: str, copyImageSetInformation: dict[str, Any],
-                         force: bool = False, promoteToPrimary: bool = False) -> dict[str, Any]:
-        self._take_copy_token()
+    def _op_CopyImageSet(
+        self,
+        datastoreId: str,
+        sourceImageSetId: str,
+        copyImageSetInformation: dict[str, Any],
+        force: bool = False,
+        promoteToPrimary: bool = False,
+    ) -> dict[str, Any]:
         fault = self.faults.copy_faults.pop(0) if self.faults.copy_faults else None
-        if fault and fault.startswith("error:"):
+        if fault and fault.startswith("error:"):  # refused up front: no quota token spent
             code = fault.removeprefix("error:")
             raise ServiceError(code, f"injected {code}")
+        self._take_copy_token()
         for name, value in (("datastoreId", datastoreId), ("sourceImageSetId", sourceImageSetId)):
             if not ID.match(value):
                 raise ServiceError("ValidationException", f"{name} must match [0-9a-z]{{32}}")
@@ -275,17 +289,25 @@ class HealthImagingEmulator:
             destination_id = secrets.token_hex(16)
             merged = copying.deepcopy(selected)
             merged["ImageSetID"] = destination_id
-            destination = ImageSet(destination_id, datastoreId, merged, now, promoteToPrimary, version_id=0,
-                                   updated_at=now)
+            destination = ImageSet(
+                destination_id, datastoreId, merged, now, promoteToPrimary, version_id=0, updated_at=now
+            )
             self.image_sets[(datastoreId, destination_id)] = destination
             new_destination = True
 
         source.state, source.workflow, source.updated_at = "LOCKED", "COPYING_WITH_READ_ONLY_ACCESS", now
         destination.state, destination.workflow, destination.updated_at = "LOCKED", "COPYING", now
         pending = PendingCopy(
-            datastoreId, sourceImageSetId, destination_id, now + self.copy_seconds, merged,
-            [] if force else inconsistent, fault.removeprefix("fail-later:") if fault and fault.startswith("fail-later:")
-            else None, force, promoteToPrimary, new_destination,
+            datastoreId,
+            sourceImageSetId,
+            destination_id,
+            now + self.copy_seconds,
+            merged,
+            [] if force else inconsistent,
+            fault.removeprefix("fail-later:") if fault and fault.startswith("fail-later:") else None,
+            force,
+            promoteToPrimary,
+            new_destination,
         )
         self.pending.append(pending)
         self.accepted.append(pending)
@@ -347,19 +369,27 @@ class HealthImagingEmulator:
         if not ID.match(image_set_id):
             raise ServiceError("ValidationException", "imageSetId must match [0-9a-z]{32}")
         image_set = self.image_sets.get((datastore_id, image_set_id))
-        if image_set is None or image_set.version_id == 0 and image_set.state != "LOCKED":
+        if image_set is None or (image_set.version_id == 0 and image_set.state != "LOCKED"):
             raise ServiceError("ResourceNotFoundException", f"image set {image_set_id} not found")
         if image_set.state == "DELETED" and not allow_deleted:
             raise ServiceError("ResourceNotFoundException", f"image set {image_set_id} is deleted")
         return image_set
 
     def _arn(self, image_set: ImageSet) -> str:
-        return (f"arn:aws:medical-imaging:{self.region}:{self.account}:datastore/{image_set.datastore_id}"
-                f"/imageset/{image_set.image_set_id}")
+        return (
+            f"arn:aws:medical-imaging:{self.region}:{self.account}:datastore/{image_set.datastore_id}"
+            f"/imageset/{image_set.image_set_id}"
+        )
 
     def _properties(self, image_set: ImageSet, version: ImageSetVersion | None, *, get: bool) -> dict[str, Any]:
-        current = version or ImageSetVersion(image_set.version_id, image_set.state, image_set.workflow,
-                                             image_set.updated_at, image_set.message, image_set.forced)
+        current = version or ImageSetVersion(
+            image_set.version_id,
+            image_set.state,
+            image_set.workflow,
+            image_set.updated_at,
+            image_set.message,
+            image_set.forced,
+        )
         answer: dict[str, Any] = {
             "imageSetId": image_set.image_set_id,
             "versionId": str(max(current.version_id, 1)),

@@ -63,7 +63,7 @@ def _resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
 def _resolve(value: Any, refs: dict[str, str]) -> Any:
     """Resolve the intrinsic functions a definition or environment uses."""
     if isinstance(value, dict) and len(value) == 1:
-        (name, argument), = value.items()
+        ((name, argument),) = value.items()
         if name == "Ref":
             return refs[argument]
         if name == "Fn::GetAtt":
@@ -89,11 +89,15 @@ class WorkflowDefinition:
         tables = _resources(template, "AWS::DynamoDB::Table")
         if len(machines) != 1 or len(functions) != 1 or len(tables) != 1:
             raise ValueError("expected one state machine, one function and one table in the template")
-        (function_id, function), = functions.items()
-        (table_id, _), = tables.items()
-        (_, machine), = machines.items()
-        return cls(json.dumps(machine["Properties"]["DefinitionString"]),
-                   function["Properties"]["Environment"]["Variables"], function_id, table_id)
+        ((function_id, function),) = functions.items()
+        ((table_id, _),) = tables.items()
+        ((_, machine),) = machines.items()
+        return cls(
+            json.dumps(machine["Properties"]["DefinitionString"]),
+            function["Properties"]["Environment"]["Variables"],
+            function_id,
+            table_id,
+        )
 
 
 @dataclass
@@ -125,8 +129,15 @@ class ExecutionRecord:
 class LocalPipeline:
     """The deployed pipeline, offline. Use as a context manager."""
 
-    def __init__(self, workflow: WorkflowDefinition, emulator: HealthImagingEmulator, clock: VirtualClock,
-                 *, settings: dict[str, str] | None = None, handler_hook: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        workflow: WorkflowDefinition,
+        emulator: HealthImagingEmulator,
+        clock: VirtualClock,
+        *,
+        settings: dict[str, str] | None = None,
+        handler_hook: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.workflow = workflow
         self.emulator = emulator
         self.clock = clock
@@ -140,25 +151,38 @@ class LocalPipeline:
 
     def __enter__(self) -> LocalPipeline:
         stack = self._stack
-        for key, value in {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "POWERTOOLS_TRACE_DISABLED": "1",
-                           "POWERTOOLS_METRICS_NAMESPACE": "HealthImagingCopy",
-                           "POWERTOOLS_SERVICE_NAME": "healthimaging-copy"}.items():
+        for key, value in {
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "POWERTOOLS_METRICS_NAMESPACE": "HealthImagingCopy",
+            "POWERTOOLS_SERVICE_NAME": "healthimaging-copy",
+        }.items():
             stack.enter_context(mock.patch.dict(os.environ, {key: value}))
         stack.enter_context(mock_aws(config=MOTO_CONFIG))
         function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:copy-image-set"
-        refs = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
-                f"{self.workflow.function_logical_id}.Arn": function_arn, self.workflow.table_logical_id: TABLE}
+        refs = {
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            f"{self.workflow.function_logical_id}.Arn": function_arn,
+            self.workflow.table_logical_id: TABLE,
+        }
         environment = {k: str(_resolve(v, refs)) for k, v in self.workflow.environment.items()}
         stack.enter_context(mock.patch.dict(os.environ, {**environment, **self.settings}))
         self._create_aws_resources()
         self.handler = self._load_handler()
         stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", self._invoke))
         clock = self.clock
-        stack.enter_context(mock.patch.object(WaitFunction, "_wait_interval",
-                                              lambda _self, env, wait_seconds: clock.sleep(wait_seconds)))
+        stack.enter_context(
+            mock.patch.object(
+                WaitFunction, "_wait_interval", lambda _self, env, wait_seconds: clock.sleep(wait_seconds)
+            )
+        )
         stack.enter_context(mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=clock.sleep)))
-        original_logic, original_start = ExecutionWorker._execution_logic, ExecutionWorker.start
+        original_logic: Callable[[ExecutionWorker], None] = ExecutionWorker._execution_logic
+        original_start: Callable[[ExecutionWorker], None] = ExecutionWorker.start
 
         def execution_start(worker: ExecutionWorker) -> None:
             clock.join()  # however the execution was started (runner, ops CLI, a test)
@@ -175,8 +199,10 @@ class LocalPipeline:
         definition = str(_resolve(json.loads(self.workflow.definition), refs))
         sfn = boto3.client("stepfunctions", region_name=REGION)
         self.state_machine_arn = sfn.create_state_machine(
-            name="healthimaging-copy", definition=definition,
-            roleArn=f"arn:aws:iam::{ACCOUNT}:role/healthimaging-copy-workflow")["stateMachineArn"]
+            name="healthimaging-copy",
+            definition=definition,
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/healthimaging-copy-workflow",
+        )["stateMachineArn"]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -184,9 +210,11 @@ class LocalPipeline:
 
     def _create_aws_resources(self) -> None:
         boto3.client("dynamodb", region_name=REGION).create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        )
         iam = boto3.client("iam", region_name=REGION)
         role = iam.create_role(RoleName="copy-image-set", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         buffer = io.BytesIO()
@@ -195,15 +223,19 @@ class LocalPipeline:
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
         boto3.client("lambda", region_name=REGION).create_function(
-            FunctionName="copy-image-set", Runtime="python3.13", Role=role, Handler="handler.handler",
-            Code={"ZipFile": buffer.getvalue()})
+            FunctionName="copy-image-set",
+            Runtime="python3.13",
+            Role=role,
+            Handler="handler.handler",
+            Code={"ZipFile": buffer.getvalue()},
+        )
 
     def _load_handler(self) -> Callable[..., Any]:
         """Import the real handler fresh, with this pipeline's settings, clients and clock."""
         lambda_dir = str(ROOT / "lambda")
         if lambda_dir not in sys.path:
             sys.path.insert(0, lambda_dir)
-        for name in [m for m in sys.modules if m == "handler" or m == "copier" or m.startswith("copier.")]:
+        for name in [m for m in sys.modules if m in {"handler", "copier"} or m.startswith("copier.")]:
             del sys.modules[name]
         handler_module = importlib.import_module("handler")
         from copier import clock, healthimaging, ledger  # noqa: PLC0415
@@ -218,13 +250,18 @@ class LocalPipeline:
         handler: Callable[..., Any] = handler_module.handler
         return handler
 
-    def _invoke(self, function_name: str, qualifier: str | None, body: Any, headers: Any,
-                response_headers: dict[str, str]) -> bytes:
+    def _invoke(
+        self, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: dict[str, str]
+    ) -> bytes:
         event = json.loads(body or "{}")
         self.lambda_calls += 1
-        context = SimpleNamespace(function_name="copy-image-set", memory_limit_in_mb=512, aws_request_id=str(uuid.uuid4()),
-                                  invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:copy-image-set",
-                                  get_remaining_time_in_millis=lambda: 60_000)
+        context = SimpleNamespace(
+            function_name="copy-image-set",
+            memory_limit_in_mb=512,
+            aws_request_id=str(uuid.uuid4()),
+            invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:copy-image-set",
+            get_remaining_time_in_millis=lambda: 60_000,
+        )
         try:
             if self.handler_hook:
                 self.handler_hook(event)
@@ -238,23 +275,29 @@ class LocalPipeline:
     # --- executions ------------------------------------------------------------------
     def start(self, execution_input: dict[str, Any], name: str | None = None) -> str:
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        return str(sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name or uuid.uuid4().hex,
-                                       input=json.dumps(execution_input))["executionArn"])
+        return str(
+            sfn.start_execution(
+                stateMachineArn=self.state_machine_arn, name=name or uuid.uuid4().hex, input=json.dumps(execution_input)
+            )["executionArn"]
+        )
 
     def wait(self, execution_arn: str, timeout: float = 120.0) -> ExecutionRecord:
         sfn = boto3.client("stepfunctions", region_name=REGION)
         deadline = time.monotonic() + timeout
+        pause = 0.002
         while True:
             described = sfn.describe_execution(executionArn=execution_arn)
             if described["status"] != "RUNNING":
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} still running after {timeout} s")
-            time.sleep(0.005)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)  # short runs answer fast; long ones are not polled hard
         events = list(_history(sfn, execution_arn))
         output = json.loads(described["output"]) if described.get("output") else None
-        return ExecutionRecord(described["name"], described["status"], output, described.get("error"),
-                               described.get("cause"), events)
+        return ExecutionRecord(
+            described["name"], described["status"], output, described.get("error"), described.get("cause"), events
+        )
 
     def run(self, execution_input: dict[str, Any], name: str | None = None) -> ExecutionRecord:
         return self.wait(self.start(execution_input, name))
@@ -263,8 +306,9 @@ class LocalPipeline:
 def _history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
     token = None
     while True:
-        page = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000,
-                                         **({"nextToken": token} if token else {}))
+        page = sfn.get_execution_history(
+            executionArn=execution_arn, maxResults=1000, **({"nextToken": token} if token else {})
+        )
         yield from page["events"]
         token = page.get("nextToken")
         if not token:

@@ -22,8 +22,13 @@ def patient(number: int, *, name_suffix: str = "") -> dict[str, str]:
 
 
 def image_set_metadata(
-    *, patient_number: int, study: int, series: list[int], instances_per_series: int = 2,
-    study_description: str = "SYNTHETIC CT CHEST", name_suffix: str = "",
+    *,
+    patient_number: int,
+    study: int,
+    series: list[int],
+    instances_per_series: int = 2,
+    study_description: str = "SYNTHETIC CT CHEST",
+    name_suffix: str = "",
 ) -> dict[str, Any]:
     study_uid = f"{UID_ROOT}.{patient_number}.{study}"
     return {
@@ -41,7 +46,10 @@ def image_set_metadata(
                     "DICOM": {"SeriesInstanceUID": f"{study_uid}.{s}", "Modality": "CT", "SeriesNumber": s},
                     "Instances": {
                         f"{study_uid}.{s}.{i}": {
-                            "DICOM": {"SOPInstanceUID": f"{study_uid}.{s}.{i}", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2"},
+                            "DICOM": {
+                                "SOPInstanceUID": f"{study_uid}.{s}.{i}",
+                                "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2",
+                            },
                             "ImageFrames": [{"ID": f"{s:016x}{i:016x}", "FrameSizeInBytes": 524288}],
                         }
                         for i in range(1, instances_per_series + 1)
@@ -53,8 +61,15 @@ def image_set_metadata(
     }
 
 
-def image_set_created_event(datastore_id: str, image_set_id: str, *, version: str = "1", is_primary: bool = True,
-                            id_spelling: str = "imageSetId", event_id: str = "1") -> dict[str, Any]:
+def image_set_created_event(
+    datastore_id: str,
+    image_set_id: str,
+    *,
+    version: str = "1",
+    is_primary: bool = True,
+    id_spelling: str = "imageSetId",
+    event_id: str = "1",
+) -> dict[str, Any]:
     """A HealthImaging "Image Set Created" EventBridge event (ids only, as the service sends)."""
     return {
         "version": "0",
@@ -64,7 +79,9 @@ def image_set_created_event(datastore_id: str, image_set_id: str, *, version: st
         "account": "123456789012",
         "time": "2026-01-01T00:00:00Z",
         "region": "us-east-1",
-        "resources": [f"arn:aws:medical-imaging:us-east-1:123456789012:datastore/{datastore_id}/imageset/{image_set_id}"],
+        "resources": [
+            f"arn:aws:medical-imaging:us-east-1:123456789012:datastore/{datastore_id}/imageset/{image_set_id}"
+        ],
         "detail": {
             "imagingVersion": "1.0",
             "datastoreId": datastore_id,

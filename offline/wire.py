@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import botocore.session
-from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 from botocore.exceptions import ReadTimeoutError
 
 from offline.emulator import HealthImagingEmulator, NoAnswer, ServiceError
@@ -97,16 +97,15 @@ def attach(client: Any, emulator: HealthImagingEmulator) -> None:
     """Answer this client's requests from the emulator, in process (wire format exercised)."""
 
     def before_send(request: AWSPreparedRequest, **_: Any) -> AWSResponse:
-        body = request.body or b""
-        if hasattr(body, "read"):
-            body = body.read()
-        if isinstance(body, str):
-            body = body.encode()
+        raw: Any = request.body or b""
+        if hasattr(raw, "read"):
+            raw = raw.read()
+        body = raw.encode() if isinstance(raw, str) else bytes(raw)
         try:
             status, headers, payload = dispatch(emulator, request.method, request.url, body)
         except NoAnswer:
             raise ReadTimeoutError(endpoint_url=request.url) from None
-        return AWSResponse(request.url, status, headers, _RawBody(payload))
+        return AWSResponse(request.url, status, HTTPHeaders.from_dict(headers), _RawBody(payload))
 
     client.meta.events.register("before-send.medical-imaging", before_send)
 
@@ -115,7 +114,7 @@ def serve(emulator: HealthImagingEmulator, port: int = 0, host: str = "127.0.0.1
     """Start a local endpoint in a daemon thread; `server.server_address` has the port."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             try:
                 status, headers, payload = dispatch(emulator, "POST", self.path, self.rfile.read(length))

@@ -34,8 +34,11 @@ def start(*, state_machine_arn: str, copy_input: dict[str, Any], client: Any = N
     sfn = client or boto3.client("stepfunctions")
     name = execution_name("console", copy_input)
     try:
-        return str(sfn.start_execution(stateMachineArn=state_machine_arn, name=name,
-                                       input=json.dumps(copy_input))["executionArn"])
+        return str(
+            sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(copy_input))[
+                "executionArn"
+            ]
+        )
     except ClientError as error:
         if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
@@ -47,16 +50,18 @@ def redrive(*, queue_url: str, state_machine_arn: str) -> list[str]:
     sqs, sfn = boto3.client("sqs"), boto3.client("stepfunctions")
     started: list[str] = []
     while True:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                       VisibilityTimeout=60).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=60
+        ).get("Messages", [])
         if not messages:
             return started
         for message in messages:
             event = json.loads(message["Body"])
             name = execution_name("redrive", {"id": event.get("id"), "detail": event.get("detail")})
             try:
-                arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name,
-                                          input=message["Body"])["executionArn"]
+                arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=message["Body"])[
+                    "executionArn"
+                ]
                 if arn not in started:  # the same event twice: one execution
                     started.append(arn)
             except ClientError as error:
@@ -72,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     start_parser.add_argument("--state-machine-arn", required=True)
     start_parser.add_argument("--datastore-id", required=True)
     start_parser.add_argument("--source-image-set-id", required=True)
-    for option in ("--source-version-id", "--destination-image-set-id", "--destination-version-id",
-                   "--copiable-attributes"):
+    for option in (
+        "--source-version-id",
+        "--destination-image-set-id",
+        "--destination-version-id",
+        "--copiable-attributes",
+    ):
         start_parser.add_argument(option)
     start_parser.add_argument("--force", action="store_true")
     start_parser.add_argument("--promote-to-primary", action="store_true")
@@ -88,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         for arn in started:
             print(arn)
         return 0
-    copy_input: dict[str, Any] = {"datastoreId": args.datastore_id, "sourceImageSetId": args.source_image_set_id,
-                                  "force": args.force, "promoteToPrimary": args.promote_to_primary}
+    copy_input: dict[str, Any] = {
+        "datastoreId": args.datastore_id,
+        "sourceImageSetId": args.source_image_set_id,
+        "force": args.force,
+        "promoteToPrimary": args.promote_to_primary,
+    }
     for key in ("source_version_id", "destination_image_set_id", "destination_version_id", "copiable_attributes"):
         value = getattr(args, key)
         if value is not None:

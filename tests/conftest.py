@@ -46,9 +46,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never real AWS: fake credentials and a fixed region for every test."""
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }.items():
         monkeypatch.setenv(key, value)
 
 
@@ -66,9 +70,13 @@ class Function:
 
 
 def lambda_context() -> SimpleNamespace:
-    return SimpleNamespace(function_name="copy-image-set", memory_limit_in_mb=512, aws_request_id="req-1",
-                           invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:copy-image-set",
-                           get_remaining_time_in_millis=lambda: 60_000)
+    return SimpleNamespace(
+        function_name="copy-image-set",
+        memory_limit_in_mb=512,
+        aws_request_id="req-1",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:copy-image-set",
+        get_remaining_time_in_millis=lambda: 60_000,
+    )
 
 
 def load_function() -> tuple[ModuleType, SimpleNamespace]:
@@ -76,8 +84,21 @@ def load_function() -> tuple[ModuleType, SimpleNamespace]:
     for name in [m for m in sys.modules if m in ("handler", "copier") or m.startswith("copier.")]:
         del sys.modules[name]
     handler = importlib.import_module("handler")
-    names = ("copy_start", "copy_status", "destination", "errors", "force_policy", "healthimaging", "intake",
-             "ledger", "models", "pacing", "settings", "steps", "clock")
+    names = (
+        "copy_start",
+        "copy_status",
+        "destination",
+        "errors",
+        "force_policy",
+        "healthimaging",
+        "intake",
+        "ledger",
+        "models",
+        "pacing",
+        "settings",
+        "steps",
+        "clock",
+    )
     modules = SimpleNamespace(**{n: importlib.import_module(f"copier.{n}") for n in names})
     return handler, modules
 
@@ -94,9 +115,11 @@ def function(function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> I
         monkeypatch.setenv(key, value)
     with mock_aws():
         boto3.client("dynamodb").create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        )
         handler, modules = load_function()
         reads = Stubber(modules.healthimaging.read_client())
         copies = Stubber(modules.healthimaging.copy_client())
@@ -104,11 +127,25 @@ def function(function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> I
             yield Function(handler, modules, reads, copies)
 
 
-def image_set(image_set_id: str, *, version: str = "1", state: str = "ACTIVE", workflow: str = "CREATED",
-              message: str | None = None, forced: bool = False, is_primary: bool = True) -> dict[str, Any]:
+def image_set(
+    image_set_id: str,
+    *,
+    version: str = "1",
+    state: str = "ACTIVE",
+    workflow: str = "CREATED",
+    message: str | None = None,
+    forced: bool = False,
+    is_primary: bool = True,
+) -> dict[str, Any]:
     """A GetImageSet answer."""
-    answer: dict[str, Any] = {"datastoreId": DATASTORE, "imageSetId": image_set_id, "versionId": version,
-                              "imageSetState": state, "imageSetWorkflowStatus": workflow, "isPrimary": is_primary}
+    answer: dict[str, Any] = {
+        "datastoreId": DATASTORE,
+        "imageSetId": image_set_id,
+        "versionId": version,
+        "imageSetState": state,
+        "imageSetWorkflowStatus": workflow,
+        "isPrimary": is_primary,
+    }
     if message:
         answer["message"] = message
     if forced:
@@ -120,10 +157,18 @@ def copy_answer(source: str, destination: str, *, version: str = "1") -> dict[st
     """A CopyImageSet answer."""
     return {
         "datastoreId": DATASTORE,
-        "sourceImageSetProperties": {"imageSetId": source, "latestVersionId": "1", "imageSetState": "LOCKED",
-                                     "imageSetWorkflowStatus": "COPYING_WITH_READ_ONLY_ACCESS"},
-        "destinationImageSetProperties": {"imageSetId": destination, "latestVersionId": version,
-                                          "imageSetState": "LOCKED", "imageSetWorkflowStatus": "COPYING"},
+        "sourceImageSetProperties": {
+            "imageSetId": source,
+            "latestVersionId": "1",
+            "imageSetState": "LOCKED",
+            "imageSetWorkflowStatus": "COPYING_WITH_READ_ONLY_ACCESS",
+        },
+        "destinationImageSetProperties": {
+            "imageSetId": destination,
+            "latestVersionId": version,
+            "imageSetState": "LOCKED",
+            "imageSetWorkflowStatus": "COPYING",
+        },
     }
 
 

@@ -33,8 +33,7 @@ def emulator(clock: VirtualClock) -> HealthImagingEmulator:
 
 @pytest.fixture
 def client(emulator: HealthImagingEmulator) -> Any:
-    client = boto3.client("medical-imaging", region_name="us-east-1",
-                          config=Config(retries={"total_max_attempts": 1}))
+    client = boto3.client("medical-imaging", region_name="us-east-1", config=Config(retries={"total_max_attempts": 1}))
     wire.attach(client, emulator)
     return client
 
@@ -43,21 +42,32 @@ def client(emulator: HealthImagingEmulator) -> Any:
 def study(emulator: HealthImagingEmulator) -> dict[str, str]:
     return {
         "primary": emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[1, 2])),
-        "consistent": emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[3]),
-                                              is_primary=False),
+        "consistent": emulator.seed_image_set(
+            DS, seed.image_set_metadata(patient_number=1, study=1, series=[3]), is_primary=False
+        ),
         "inconsistent": emulator.seed_image_set(
-            DS, seed.image_set_metadata(patient_number=1, study=1, series=[4], study_description="SYNTHETIC MR"),
-            is_primary=False),
+            DS,
+            seed.image_set_metadata(patient_number=1, study=1, series=[4], study_description="SYNTHETIC MR"),
+            is_primary=False,
+        ),
     }
 
 
-def copy(client: Any, source: str, destination: str | None = None, *, source_version: str = "1",
-         destination_version: str = "1", **options: Any) -> dict[str, Any]:
+def copy(
+    client: Any,
+    source: str,
+    destination: str | None = None,
+    *,
+    source_version: str = "1",
+    destination_version: str = "1",
+    **options: Any,
+) -> dict[str, Any]:
     information: dict[str, Any] = {"sourceImageSet": {"latestVersionId": source_version}}
     if destination:
         information["destinationImageSet"] = {"imageSetId": destination, "latestVersionId": destination_version}
-    return dict(client.copy_image_set(datastoreId=DS, sourceImageSetId=source, copyImageSetInformation=information,
-                                      **options))
+    return dict(
+        client.copy_image_set(datastoreId=DS, sourceImageSetId=source, copyImageSetInformation=information, **options)
+    )
 
 
 def error_of(call: Any) -> tuple[str, int]:
@@ -93,12 +103,20 @@ def test_merge_adds_a_version_and_the_series(client: Any, study: dict[str, str],
     assert client.get_image_set(datastoreId=DS, imageSetId=study["primary"], versionId="1")["versionId"] == "1"
 
 
-def test_locked_destination_and_stale_versions_conflict(client: Any, study: dict[str, str], clock: VirtualClock) -> None:
+def test_locked_destination_and_stale_versions_conflict(
+    client: Any, study: dict[str, str], clock: VirtualClock
+) -> None:
     copy(client, study["consistent"], study["primary"])
     clock.advance(10)  # a token for the next call, the first copy still running
-    assert error_of(lambda: copy(client, study["inconsistent"], study["primary"], force=True)) == ("ConflictException", 409)
+    assert error_of(lambda: copy(client, study["inconsistent"], study["primary"], force=True)) == (
+        "ConflictException",
+        409,
+    )
     clock.advance(60)
-    assert error_of(lambda: copy(client, study["inconsistent"], study["primary"], force=True)) == ("ConflictException", 409)
+    assert error_of(lambda: copy(client, study["inconsistent"], study["primary"], force=True)) == (
+        "ConflictException",
+        409,
+    )
     clock.advance(10)
     assert copy(client, study["inconsistent"], study["primary"], destination_version="2", force=True)
 
@@ -115,29 +133,48 @@ def test_inconsistent_metadata_fails_later_without_force_and_succeeds_with_it(
     copy(client, study["inconsistent"], study["primary"], force=True)
     clock.advance(60)
     forced = client.get_image_set(datastoreId=DS, imageSetId=study["primary"])
-    assert (forced["imageSetWorkflowStatus"], forced["versionId"], forced["overrides"]) == ("COPIED", "2", {"forced": True})
+    assert (forced["imageSetWorkflowStatus"], forced["versionId"], forced["overrides"]) == (
+        "COPIED",
+        "2",
+        {"forced": True},
+    )
 
 
-def test_inconsistent_metadata_can_fail_at_once(client: Any, study: dict[str, str],
-                                                emulator: HealthImagingEmulator) -> None:
+def test_inconsistent_metadata_can_fail_at_once(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator
+) -> None:
     emulator.inconsistency_mode = "immediate"
     assert error_of(lambda: copy(client, study["inconsistent"], study["primary"])) == ("ValidationException", 400)
 
 
 def test_subset_copy_and_promote_to_primary(client: Any, study: dict[str, str], clock: VirtualClock) -> None:
-    document = json.loads(gzip.decompress(client.get_image_set_metadata(
-        datastoreId=DS, imageSetId=study["primary"])["imageSetMetadataBlob"].read()))
+    document = json.loads(
+        gzip.decompress(
+            client.get_image_set_metadata(datastoreId=DS, imageSetId=study["primary"])["imageSetMetadataBlob"].read()
+        )
+    )
     series_uid, series = next(iter(document["Study"]["Series"].items()))
     instance = next(iter(series["Instances"]))
     attributes = json.dumps({"SchemaVersion": "1.1", "Study": {"Series": {series_uid: {"Instances": {instance: {}}}}}})
-    client.copy_image_set(datastoreId=DS, sourceImageSetId=study["primary"], promoteToPrimary=True,
-                          copyImageSetInformation={"sourceImageSet": {"latestVersionId": "1",
-                                                                      "DICOMCopies": {"copiableAttributes": attributes}}})
+    client.copy_image_set(
+        datastoreId=DS,
+        sourceImageSetId=study["primary"],
+        promoteToPrimary=True,
+        copyImageSetInformation={
+            "sourceImageSet": {"latestVersionId": "1", "DICOMCopies": {"copiableAttributes": attributes}}
+        },
+    )
     clock.advance(60)
-    new = [s for s in client.search_image_sets(datastoreId=DS)["imageSetsMetadataSummaries"]
-           if s["imageSetId"] not in study.values()][0]
-    copied = json.loads(gzip.decompress(client.get_image_set_metadata(
-        datastoreId=DS, imageSetId=new["imageSetId"])["imageSetMetadataBlob"].read()))
+    new = next(
+        s
+        for s in client.search_image_sets(datastoreId=DS)["imageSetsMetadataSummaries"]
+        if s["imageSetId"] not in study.values()
+    )
+    copied = json.loads(
+        gzip.decompress(
+            client.get_image_set_metadata(datastoreId=DS, imageSetId=new["imageSetId"])["imageSetMetadataBlob"].read()
+        )
+    )
     assert list(copied["Study"]["Series"]) == [series_uid]
     assert list(copied["Study"]["Series"][series_uid]["Instances"]) == [instance]
     assert new["isPrimary"] is True
@@ -155,40 +192,53 @@ def test_copy_image_set_quota_is_one_burst_then_a_quarter_per_second(
 
 
 def test_search_by_study_and_primary_flag(client: Any, study: dict[str, str]) -> None:
-    found = client.search_image_sets(datastoreId=DS, searchCriteria={"filters": [
-        {"values": [{"DICOMStudyInstanceUID": f"{seed.UID_ROOT}.1.1"}], "operator": "EQUAL"},
-        {"values": [{"isPrimary": True}], "operator": "EQUAL"}]})["imageSetsMetadataSummaries"]
+    found = client.search_image_sets(
+        datastoreId=DS,
+        searchCriteria={
+            "filters": [
+                {"values": [{"DICOMStudyInstanceUID": f"{seed.UID_ROOT}.1.1"}], "operator": "EQUAL"},
+                {"values": [{"isPrimary": True}], "operator": "EQUAL"},
+            ]
+        },
+    )["imageSetsMetadataSummaries"]
     assert [s["imageSetId"] for s in found] == [study["primary"]]
 
 
 @pytest.mark.parametrize(("code", "status"), sorted(ServiceError.STATUS.items()))
-def test_every_documented_error_has_its_status_and_parses(client: Any, study: dict[str, str],
-                                                          emulator: HealthImagingEmulator, code: str, status: int) -> None:
+def test_every_documented_error_has_its_status_and_parses(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, code: str, status: int
+) -> None:
     emulator.faults.copy_faults.append(f"error:{code}")
     assert error_of(lambda: copy(client, study["primary"])) == (code, status)
 
 
 def test_natural_errors(client: Any, study: dict[str, str], emulator: HealthImagingEmulator) -> None:
     assert error_of(lambda: client.get_image_set(datastoreId=DS, imageSetId="0" * 32)) == (
-        "ResourceNotFoundException", 404)
+        "ResourceNotFoundException",
+        404,
+    )
     assert error_of(lambda: client.get_image_set(datastoreId="f" * 32, imageSetId=study["primary"])) == (
-        "ResourceNotFoundException", 404)
+        "ResourceNotFoundException",
+        404,
+    )
     assert error_of(lambda: client.get_image_set(datastoreId=DS, imageSetId="NOPE")) == ("ValidationException", 400)
     assert error_of(lambda: copy(client, study["primary"], source_version="9")) == ("ConflictException", 409)
     emulator.delete_image_set(DS, study["consistent"])
     assert client.get_image_set(datastoreId=DS, imageSetId=study["consistent"])["imageSetState"] == "DELETED"
 
 
-def test_concurrent_copy_quota(client: Any, study: dict[str, str], emulator: HealthImagingEmulator,
-                               clock: VirtualClock) -> None:
+def test_concurrent_copy_quota(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
     emulator.max_concurrent_copies = 1
     copy(client, study["primary"])
     clock.advance(5)
     assert error_of(lambda: copy(client, study["consistent"])) == ("ServiceQuotaExceededException", 402)
 
 
-def test_the_accepted_then_500_fault_copies_and_answers_500(client: Any, study: dict[str, str],
-                                                            emulator: HealthImagingEmulator) -> None:
+def test_the_accepted_then_500_fault_copies_and_answers_500(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator
+) -> None:
     emulator.faults.copy_faults.append("accept-then-500")
     assert error_of(lambda: copy(client, study["primary"])) == ("InternalServerException", 500)
     assert client.get_image_set(datastoreId=DS, imageSetId=study["primary"])["imageSetState"] == "LOCKED"
@@ -197,9 +247,12 @@ def test_the_accepted_then_500_fault_copies_and_answers_500(client: Any, study: 
 @pytest.fixture
 def http_client(emulator: HealthImagingEmulator) -> Iterator[Any]:
     server = wire.serve(emulator)
-    yield boto3.client("medical-imaging", region_name="us-east-1",
-                       endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
-                       config=Config(inject_host_prefix=False, retries={"total_max_attempts": 1}))
+    yield boto3.client(
+        "medical-imaging",
+        region_name="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+        config=Config(inject_host_prefix=False, retries={"total_max_attempts": 1}),
+    )
     server.shutdown()
 
 

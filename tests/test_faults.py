@@ -21,8 +21,17 @@ from offline.emulator import HealthImagingEmulator
 from offline.runner import ExecutionRecord
 
 pytestmark = pytest.mark.slow
-CLEAR_FAILURES = {"ImageSetNotFound", "ImageSetVersionChanged", "CopyFailed", "ForceRefused", "CopyWaitTimedOut",
-                  "InvalidCopyRequest", "PrimaryImageSetNotFound", "InconsistentMetadata", "CopyConflict"}
+CLEAR_FAILURES = {
+    "ImageSetNotFound",
+    "ImageSetVersionChanged",
+    "CopyFailed",
+    "ForceRefused",
+    "CopyWaitTimedOut",
+    "InvalidCopyRequest",
+    "PrimaryImageSetNotFound",
+    "InconsistentMetadata",
+    "CopyConflict",
+}
 
 
 @pytest.fixture
@@ -80,8 +89,9 @@ def test_throttling_storm(emulator: HealthImagingEmulator, clock: VirtualClock, 
     assert accepted_per_source(emulator) == {study.primary: 1}
 
 
-def test_internal_error_after_the_copy_was_accepted(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                    study: Study) -> None:
+def test_internal_error_after_the_copy_was_accepted(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
     emulator.faults.copy_faults.append("accept-then-500")
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(console(study.primary))
@@ -91,8 +101,9 @@ def test_internal_error_after_the_copy_was_accepted(emulator: HealthImagingEmula
     assert (record.output or {})["destinationImageSetId"] == emulator.accepted[0].destination_id
 
 
-def test_timeout_after_the_copy_was_accepted(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                             study: Study) -> None:
+def test_timeout_after_the_copy_was_accepted(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
     emulator.faults.copy_faults.append("accept-then-timeout")
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
@@ -101,8 +112,9 @@ def test_timeout_after_the_copy_was_accepted(emulator: HealthImagingEmulator, cl
     assert emulator.image_sets[(DS, study.primary)].version_id == 2
 
 
-def test_internal_error_before_acceptance_starts_the_copy_again(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                                study: Study) -> None:
+def test_internal_error_before_acceptance_starts_the_copy_again(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
     emulator.faults.copy_faults.append("error:InternalServerException")
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
@@ -111,8 +123,9 @@ def test_internal_error_before_acceptance_starts_the_copy_again(emulator: Health
     assert accepted_per_source(emulator) == {study.consistent: 1}
 
 
-def test_function_crashes_after_the_copy_was_accepted(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                      study: Study) -> None:
+def test_function_crashes_after_the_copy_was_accepted(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
     with local_pipeline(emulator, clock) as pipeline:
         import copier.ledger  # the pipeline's freshly loaded module
 
@@ -134,8 +147,9 @@ def test_duplicate_events_copy_once(emulator: HealthImagingEmulator, clock: Virt
     assert accepted_per_source(emulator) == {study.primary: 1}
 
 
-def test_out_of_order_event_for_an_older_version_fails_clearly(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                               study: Study) -> None:
+def test_out_of_order_event_for_an_older_version_fails_clearly(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
     emulator.image_sets[(DS, study.primary)].version_id = 2  # the image set moved on since the event
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(seed.image_set_created_event(DS, study.primary, version="1"))
@@ -144,13 +158,17 @@ def test_out_of_order_event_for_an_older_version_fails_clearly(emulator: HealthI
     assert emulator.accepted == []
 
 
-def test_two_copies_into_one_destination_at_once(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                 study: Study) -> None:
-    second = emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[8]),
-                                     is_primary=False)
+def test_two_copies_into_one_destination_at_once(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    second = emulator.seed_image_set(
+        DS, seed.image_set_metadata(patient_number=1, study=1, series=[8]), is_primary=False
+    )
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
-        arns = [pipeline.start(seed.image_set_created_event(DS, source, is_primary=False))
-                for source in (study.consistent, second)]
+        arns = [
+            pipeline.start(seed.image_set_created_event(DS, source, is_primary=False))
+            for source in (study.consistent, second)
+        ]
         records = [pipeline.wait(arn) for arn in arns]
     assert all(r.status == "SUCCEEDED" for r in records), [r.cause for r in records]
     assert "CopyConflict" in records[0].task_failures() + records[1].task_failures()
@@ -179,8 +197,7 @@ def test_copy_failed(emulator: HealthImagingEmulator, clock: VirtualClock, study
     assert accepted_per_source(emulator) == {study.primary: 1}
 
 
-def test_dynamodb_unavailable_for_a_while(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                          study: Study) -> None:
+def test_dynamodb_unavailable_for_a_while(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
     failures = {"left": 6}
 
     def refuse(request: Any, **_: Any) -> None:
@@ -200,8 +217,9 @@ def test_dynamodb_unavailable_for_a_while(emulator: HealthImagingEmulator, clock
     assert accepted_per_source(emulator) == {study.primary: 1}
 
 
-def test_failed_event_deliveries_can_be_redriven(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                 study: Study) -> None:
+def test_failed_event_deliveries_can_be_redriven(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
     """EventBridge puts undeliverable events in the DLQ; `ops redrive` starts them, once each."""
     from ops.cli import redrive
 
@@ -222,4 +240,3 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value)
-

@@ -30,9 +30,16 @@ def rejected(function: Function, raw: Any) -> str:
 def test_two_fields_are_enough_from_the_console(function: Function) -> None:
     plan = validate(function, {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE})
     assert plan["request"] == {
-        "datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "sourceVersionId": None,
-        "destinationImageSetId": None, "destinationVersionId": None, "copiableAttributes": None,
-        "force": False, "promoteToPrimary": False, "generation": 0}
+        "datastoreId": DATASTORE,
+        "sourceImageSetId": SOURCE,
+        "sourceVersionId": None,
+        "destinationImageSetId": None,
+        "destinationVersionId": None,
+        "copiableAttributes": None,
+        "force": False,
+        "promoteToPrimary": False,
+        "generation": 0,
+    }
     assert plan["trigger"] == "console" and plan["skip"] is False
 
 
@@ -70,40 +77,57 @@ def test_policy_off_skips_events_but_serves_the_console(function: Function) -> N
     assert validate(function, {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE})["skip"] is False
 
 
-@pytest.mark.parametrize(("raw", "named"), [
-    ({"sourceImageSetId": SOURCE}, "datastoreId"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": "NOT-AN-ID"}, "sourceImageSetId"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "destinationImagesetId": SOURCE}, "destinationImagesetId"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "force": "yes"}, "force"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "promoteToPrimary": 1}, "promoteToPrimary"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "sourceVersionId": "v1"}, "sourceVersionId"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "destinationVersionId": "2"}, "destinationVersionId"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copiableAttributes": "{not json"}, "copiableAttributes"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copiableAttributes": "[1, 2]"}, "copiableAttributes"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copiableAttributes": {"Study": "x"}}, "copiableAttributes"),
-    ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "generation": 3}, "generation"),
-    ({"datastoreId": "f" * 32, "sourceImageSetId": SOURCE}, "datastoreId"),
-    ("just a string", "JSON object"),
-])
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"sourceImageSetId": SOURCE}, "datastoreId"),
+        ({"datastoreId": DATASTORE, "sourceImageSetId": "NOT-AN-ID"}, "sourceImageSetId"),
+        (
+            {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "destinationImagesetId": SOURCE},
+            "destinationImagesetId",
+        ),
+        ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "force": "yes"}, "force"),
+        ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "promoteToPrimary": 1}, "promoteToPrimary"),
+        ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "sourceVersionId": "v1"}, "sourceVersionId"),
+        ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "destinationVersionId": "2"}, "destinationVersionId"),
+        (
+            {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copiableAttributes": "{not json"},
+            "copiableAttributes",
+        ),
+        ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copiableAttributes": "[1, 2]"}, "copiableAttributes"),
+        (
+            {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copiableAttributes": {"Study": "x"}},
+            "copiableAttributes",
+        ),
+        ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "generation": 3}, "generation"),
+        ({"datastoreId": "f" * 32, "sourceImageSetId": SOURCE}, "datastoreId"),
+        ("just a string", "JSON object"),
+    ],
+)
 def test_bad_console_input_names_the_field(function: Function, raw: Any, named: str) -> None:
     assert named in rejected(function, raw)
 
 
 def test_oversized_copiable_attributes_are_refused_before_any_call(function: Function) -> None:
     series = {f"1.2.{i}": {"Instances": {f"1.2.{i}.{j}": {} for j in range(40)}} for i in range(800)}
-    message = rejected(function, {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE,
-                                  "copiableAttributes": {"Study": {"Series": series}}})
+    message = rejected(
+        function,
+        {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copiableAttributes": {"Study": {"Series": series}}},
+    )
     assert "copiableAttributes" in message and "260000" in message
 
 
-@pytest.mark.parametrize(("mutate", "named"), [
-    (lambda e: e.update(source="aws.s3"), "source"),
-    (lambda e: e["detail"].update(datastoreId="f" * 32), "datastoreId"),
-    (lambda e: e["detail"].pop("imageSetId"), "imageSetId"),
-    (lambda e: e["detail"].update(imageSetVersion="latest"), "imageSetVersion"),
-    (lambda e: e["detail"].update(isPrimary="no"), "isPrimary"),
-    (lambda e: e.pop("detail"), "detail"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "named"),
+    [
+        (lambda e: e.update(source="aws.s3"), "source"),
+        (lambda e: e["detail"].update(datastoreId="f" * 32), "datastoreId"),
+        (lambda e: e["detail"].pop("imageSetId"), "imageSetId"),
+        (lambda e: e["detail"].update(imageSetVersion="latest"), "imageSetVersion"),
+        (lambda e: e["detail"].update(isPrimary="no"), "isPrimary"),
+        (lambda e: e.pop("detail"), "detail"),
+    ],
+)
 def test_bad_events_name_the_field(function: Function, mutate: Any, named: str) -> None:
     event = seed.image_set_created_event(DATASTORE, SOURCE)
     mutate(event)
@@ -111,36 +135,52 @@ def test_bad_events_name_the_field(function: Function, mutate: Any, named: str) 
 
 
 ids = st.text(alphabet=string.ascii_letters + string.digits + "-_ ", max_size=40)
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-                           max_leaves=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(raw=st.fixed_dictionaries(
-    {"datastoreId": st.one_of(ids, st.just(DATASTORE)), "sourceImageSetId": st.one_of(ids, json_values)},
-    optional={"force": json_values, "destinationImageSetId": ids, "copiableAttributes": json_values,
-              "sourceVersionId": json_values, "extra": json_values}))
+@given(
+    raw=st.fixed_dictionaries(
+        {"datastoreId": st.one_of(ids, st.just(DATASTORE)), "sourceImageSetId": st.one_of(ids, json_values)},
+        optional={
+            "force": json_values,
+            "destinationImageSetId": ids,
+            "copiableAttributes": json_values,
+            "sourceVersionId": json_values,
+            "extra": json_values,
+        },
+    )
+)
 def test_fuzzed_console_input_is_accepted_or_refused_before_any_call(function: Function, raw: dict[str, Any]) -> None:
     try:
         plan = validate(function, raw)
-    except Exception as error:  # noqa: BLE001 (the assertion is on its name)
+    except Exception as error:
         assert type(error).__name__ == "InvalidCopyRequest", error
         return
     assert plan["request"]["sourceImageSetId"] == raw["sourceImageSetId"]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(detail=st.dictionaries(st.sampled_from(["datastoreId", "imageSetId", "imagesetId", "imageSetVersion",
-                                               "isPrimary", "other"]), json_values, max_size=6),
-       detail_type=st.sampled_from(["Image Set Created", "Image Set Updated", "x"]))
-def test_fuzzed_events_are_planned_or_refused_before_any_call(function: Function, detail: dict[str, Any],
-                                                              detail_type: str) -> None:
+@given(
+    detail=st.dictionaries(
+        st.sampled_from(["datastoreId", "imageSetId", "imagesetId", "imageSetVersion", "isPrimary", "other"]),
+        json_values,
+        max_size=6,
+    ),
+    detail_type=st.sampled_from(["Image Set Created", "Image Set Updated", "x"]),
+)
+def test_fuzzed_events_are_planned_or_refused_before_any_call(
+    function: Function, detail: dict[str, Any], detail_type: str
+) -> None:
     event = seed.image_set_created_event(DATASTORE, SOURCE)
     event["detail"], event["detail-type"] = detail, detail_type
     try:
         plan = validate(function, json.loads(json.dumps(event)))
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         assert type(error).__name__ == "InvalidCopyRequest", error
         return
     assert plan["skip"] or plan["request"]["sourceImageSetId"] in (detail.get("imageSetId"), detail.get("imagesetId"))

@@ -22,21 +22,34 @@ def request(**fields: object) -> dict[str, object]:
     return {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, **fields}
 
 
-def copy_params(destination: dict[str, str] | None = None, *, attributes: str | None = None, force: bool = False,
-                promote: bool = False) -> dict[str, object]:
+def copy_params(
+    destination: dict[str, str] | None = None,
+    *,
+    attributes: str | None = None,
+    force: bool = False,
+    promote: bool = False,
+) -> dict[str, object]:
     source: dict[str, object] = {"latestVersionId": "1"}
     if attributes:
         source["DICOMCopies"] = {"copiableAttributes": attributes}
     information: dict[str, object] = {"sourceImageSet": source}
     if destination:
         information["destinationImageSet"] = destination
-    return {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copyImageSetInformation": information,
-            "force": force, "promoteToPrimary": promote}
+    return {
+        "datastoreId": DATASTORE,
+        "sourceImageSetId": SOURCE,
+        "copyImageSetInformation": information,
+        "force": force,
+        "promoteToPrimary": promote,
+    }
 
 
 def expect_source(function: Function, **fields: object) -> None:
-    function.reads.add_response("get_image_set", image_set(SOURCE, **fields),  # type: ignore[arg-type]
-                                {"datastoreId": DATASTORE, "imageSetId": SOURCE})
+    function.reads.add_response(
+        "get_image_set",
+        image_set(SOURCE, **fields),  # type: ignore[arg-type]
+        {"datastoreId": DATASTORE, "imageSetId": SOURCE},
+    )
 
 
 def test_snapshot_copy_calls_copy_image_set_once_and_reports_the_new_image_set(
@@ -58,15 +71,24 @@ def test_snapshot_copy_calls_copy_image_set_once_and_reports_the_new_image_set(
 def test_explicit_destination_and_subset_copy_send_the_documented_request(function: Function) -> None:
     attributes = {"SchemaVersion": "1.1", "Study": {"Series": {"1.2.3": {"Instances": {"1.2.3.4": {}}}}}}
     expect_source(function)
-    function.reads.add_response("get_image_set", image_set(DESTINATION, version="7"),
-                                {"datastoreId": DATASTORE, "imageSetId": DESTINATION})
+    function.reads.add_response(
+        "get_image_set", image_set(DESTINATION, version="7"), {"datastoreId": DATASTORE, "imageSetId": DESTINATION}
+    )
     canonical = json.dumps(attributes, separators=(",", ":"), sort_keys=True)
     function.copies.add_response(
-        "copy_image_set", copy_answer(SOURCE, DESTINATION, version="8"),
-        copy_params({"imageSetId": DESTINATION, "latestVersionId": "7"}, attributes=canonical, promote=True))
+        "copy_image_set",
+        copy_answer(SOURCE, DESTINATION, version="8"),
+        copy_params({"imageSetId": DESTINATION, "latestVersionId": "7"}, attributes=canonical, promote=True),
+    )
 
-    progress = function.invoke(step("start_copy", request=request(
-        destinationImageSetId=DESTINATION, copiableAttributes=json.dumps(attributes), promoteToPrimary=True)))
+    progress = function.invoke(
+        step(
+            "start_copy",
+            request=request(
+                destinationImageSetId=DESTINATION, copiableAttributes=json.dumps(attributes), promoteToPrimary=True
+            ),
+        )
+    )
 
     assert progress["destinationImageSetId"] == DESTINATION
     assert progress["destinationVersionId"] == "7"  # the baseline the completed copy must exceed
@@ -76,8 +98,11 @@ def test_explicit_destination_and_subset_copy_send_the_documented_request(functi
 def test_copiable_attributes_given_as_an_object_are_sent_as_a_json_string(function: Function) -> None:
     attributes = {"Study": {"Series": {"1.2.3": {}}}, "SchemaVersion": "1.1"}
     expect_source(function)
-    function.copies.add_response("copy_image_set", copy_answer(SOURCE, NEW), copy_params(
-        attributes=json.dumps(attributes, separators=(",", ":"), sort_keys=True)))
+    function.copies.add_response(
+        "copy_image_set",
+        copy_answer(SOURCE, NEW),
+        copy_params(attributes=json.dumps(attributes, separators=(",", ":"), sort_keys=True)),
+    )
 
     function.invoke(step("start_copy", request=request(copiableAttributes=attributes)))
 
@@ -90,8 +115,13 @@ def test_every_copy_image_set_error_code_becomes_a_named_error(
 ) -> None:
     status, name = expected
     expect_source(function)
-    function.copies.add_client_error("copy_image_set", service_error_code=code, service_message="refused",
-                                     http_status_code=status, expected_params=copy_params())
+    function.copies.add_client_error(
+        "copy_image_set",
+        service_error_code=code,
+        service_message="refused",
+        http_status_code=status,
+        expected_params=copy_params(),
+    )
 
     with pytest.raises(Exception) as raised:
         function.invoke(step("start_copy", request=request()))
@@ -105,12 +135,16 @@ def test_every_copy_image_set_error_code_becomes_a_named_error(
 @pytest.mark.parametrize("code", ["ValidationException", "ConflictException"])
 def test_immediate_inconsistent_metadata_is_its_own_error_naming_elements_only(function: Function, code: str) -> None:
     expect_source(function)
-    function.reads.add_response("get_image_set", image_set(DESTINATION),
-                                {"datastoreId": DATASTORE, "imageSetId": DESTINATION})
+    function.reads.add_response(
+        "get_image_set", image_set(DESTINATION), {"datastoreId": DATASTORE, "imageSetId": DESTINATION}
+    )
     function.copies.add_client_error(
-        "copy_image_set", service_error_code=code, http_status_code=400 if code.startswith("V") else 409,
-        service_message="Inconsistent PatientName value SYNTHETIC^PATIENT^0042 between source and destination; use force",
-        expected_params=copy_params({"imageSetId": DESTINATION, "latestVersionId": "1"}))
+        "copy_image_set",
+        service_error_code=code,
+        http_status_code=400 if code.startswith("V") else 409,
+        service_message="Inconsistent PatientName value SYNTHETIC^PATIENT^0042 between source and destination; force",
+        expected_params=copy_params({"imageSetId": DESTINATION, "latestVersionId": "1"}),
+    )
 
     with pytest.raises(Exception) as raised:
         function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION)))
@@ -124,8 +158,12 @@ def test_internal_server_error_after_the_call_is_ambiguous_and_never_retried_bli
     function: Function, capsys: pytest.CaptureFixture[str]
 ) -> None:
     expect_source(function)
-    function.copies.add_client_error("copy_image_set", service_error_code="InternalServerException",
-                                     http_status_code=500, expected_params=copy_params())
+    function.copies.add_client_error(
+        "copy_image_set",
+        service_error_code="InternalServerException",
+        http_status_code=500,
+        expected_params=copy_params(),
+    )
 
     first = function.invoke(step("start_copy", request=request()))
     # The same request again (task retry, duplicate event): no second CopyImageSet.
@@ -151,8 +189,11 @@ def test_duplicate_delivery_copies_exactly_once(function: Function, capsys: pyte
 def test_a_locked_image_set_is_a_conflict_without_spending_quota(function: Function, role: str, state: str) -> None:
     expect_source(function, state=state if role == "source" else "ACTIVE")
     if role == "destination":
-        function.reads.add_response("get_image_set", image_set(DESTINATION, state=state, workflow="COPYING"),
-                                    {"datastoreId": DATASTORE, "imageSetId": DESTINATION})
+        function.reads.add_response(
+            "get_image_set",
+            image_set(DESTINATION, state=state, workflow="COPYING"),
+            {"datastoreId": DATASTORE, "imageSetId": DESTINATION},
+        )
 
     with pytest.raises(Exception) as raised:
         function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION)))
@@ -174,8 +215,11 @@ def test_a_pinned_version_that_moved_fails_clearly(function: Function) -> None:
 
 def test_a_deleted_destination_is_not_found(function: Function) -> None:
     expect_source(function)
-    function.reads.add_response("get_image_set", image_set(DESTINATION, state="DELETED", workflow="DELETED"),
-                                {"datastoreId": DATASTORE, "imageSetId": DESTINATION})
+    function.reads.add_response(
+        "get_image_set",
+        image_set(DESTINATION, state="DELETED", workflow="DELETED"),
+        {"datastoreId": DATASTORE, "imageSetId": DESTINATION},
+    )
 
     with pytest.raises(Exception) as raised:
         function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION)))

@@ -26,22 +26,33 @@ def request(**fields: object) -> dict[str, object]:
 
 
 def progress(**fields: object) -> dict[str, object]:
-    return {"status": "COPYING", "destinationImageSetId": DESTINATION, "destinationVersionId": "1",
-            "sourceVersionId": "1", "nextPollSeconds": 5, **fields}
+    return {
+        "status": "COPYING",
+        "destinationImageSetId": DESTINATION,
+        "destinationVersionId": "1",
+        "sourceVersionId": "1",
+        "nextPollSeconds": 5,
+        **fields,
+    }
 
 
 def expect_get(function: Function, image_set_id: str, **fields: Any) -> None:
-    function.reads.add_response("get_image_set", image_set(image_set_id, **fields),
-                                {"datastoreId": DATASTORE, "imageSetId": image_set_id})
+    function.reads.add_response(
+        "get_image_set", image_set(image_set_id, **fields), {"datastoreId": DATASTORE, "imageSetId": image_set_id}
+    )
 
 
 def expect_metadata(function: Function, image_set_id: str, document: dict[str, Any], **params: str) -> None:
     blob = gzip.compress(json.dumps(document).encode())
     function.reads.add_response(
         "get_image_set_metadata",
-        {"imageSetMetadataBlob": StreamingBody(io.BytesIO(blob), len(blob)), "contentType": "application/json",
-         "contentEncoding": "gzip"},
-        {"datastoreId": DATASTORE, "imageSetId": image_set_id, **params})
+        {
+            "imageSetMetadataBlob": StreamingBody(io.BytesIO(blob), len(blob)),
+            "contentType": "application/json",
+            "contentEncoding": "gzip",
+        },
+        {"datastoreId": DATASTORE, "imageSetId": image_set_id, **params},
+    )
 
 
 # --- CheckCopy -------------------------------------------------------------------------
@@ -85,8 +96,12 @@ def test_copy_that_never_finishes_times_out_clearly(function: Function) -> None:
 
 
 def test_copy_failed_for_inconsistent_metadata_names_elements_not_values(function: Function) -> None:
-    expect_get(function, DESTINATION, workflow="COPY_FAILED",
-               message="Inconsistent metadata: PatientBirthDate 19500101 differs, use force")
+    expect_get(
+        function,
+        DESTINATION,
+        workflow="COPY_FAILED",
+        message="Inconsistent metadata: PatientBirthDate 19500101 differs, use force",
+    )
 
     with pytest.raises(Exception) as raised:
         function.invoke(step("check_copy", request=request(), copy=progress()))
@@ -117,8 +132,9 @@ def test_destination_deleted_mid_copy(function: Function) -> None:
 def test_confirm_sees_the_destination_moved_and_accepts(function: Function) -> None:
     expect_get(function, DESTINATION, version="2", workflow="COPIED")
 
-    answer = function.invoke(step("confirm_copy", request=request(destinationImageSetId=DESTINATION),
-                                  copy=progress(status="UNCONFIRMED")))
+    answer = function.invoke(
+        step("confirm_copy", request=request(destinationImageSetId=DESTINATION), copy=progress(status="UNCONFIRMED"))
+    )
 
     assert answer["status"] == "COPYING"
     assert answer["destinationImageSetId"] == DESTINATION
@@ -127,8 +143,9 @@ def test_confirm_sees_the_destination_moved_and_accepts(function: Function) -> N
 def test_confirm_sees_nothing_happened_and_starts_the_next_generation(function: Function) -> None:
     expect_get(function, DESTINATION, version="1")
 
-    answer = function.invoke(step("confirm_copy", request=request(destinationImageSetId=DESTINATION),
-                                  copy=progress(status="UNCONFIRMED")))
+    answer = function.invoke(
+        step("confirm_copy", request=request(destinationImageSetId=DESTINATION), copy=progress(status="UNCONFIRMED"))
+    )
 
     assert answer["status"] == "NOT_ACCEPTED"
     assert answer["retryRequest"]["generation"] == 1
@@ -138,17 +155,31 @@ def test_confirm_of_a_snapshot_finds_the_new_image_set_of_the_study(function: Fu
     document = seed.image_set_metadata(patient_number=1, study=1, series=[1])
     expect_metadata(function, SOURCE, document)
     study_uid = document["Study"]["DICOM"]["StudyInstanceUID"]
-    function.reads.add_response("search_image_sets", {"imageSetsMetadataSummaries": [
-        {"imageSetId": SOURCE, "version": 1, "createdAt": at(1_000), "isPrimary": True},
-        {"imageSetId": NEW, "version": 1, "createdAt": at(2_000), "isPrimary": False},
-    ]}, {"datastoreId": DATASTORE, "searchCriteria": {"filters": [
-        {"values": [{"DICOMStudyInstanceUID": study_uid}], "operator": "EQUAL"}]}})
+    function.reads.add_response(
+        "search_image_sets",
+        {
+            "imageSetsMetadataSummaries": [
+                {"imageSetId": SOURCE, "version": 1, "createdAt": at(1_000), "isPrimary": True},
+                {"imageSetId": NEW, "version": 1, "createdAt": at(2_000), "isPrimary": False},
+            ]
+        },
+        {
+            "datastoreId": DATASTORE,
+            "searchCriteria": {"filters": [{"values": [{"DICOMStudyInstanceUID": study_uid}], "operator": "EQUAL"}]},
+        },
+    )
     expect_get(function, NEW, state="LOCKED", workflow="COPYING")
     expect_get(function, SOURCE, state="LOCKED", workflow="COPYING_WITH_READ_ONLY_ACCESS")
 
-    answer = function.invoke(step("confirm_copy", request=request(),
-                                  copy=progress(status="UNCONFIRMED", destinationImageSetId=None,
-                                                destinationVersionId=None, requestedAt=1_990.0)))
+    answer = function.invoke(
+        step(
+            "confirm_copy",
+            request=request(),
+            copy=progress(
+                status="UNCONFIRMED", destinationImageSetId=None, destinationVersionId=None, requestedAt=1_990.0
+            ),
+        )
+    )
 
     assert answer["status"] == "COPYING"
     assert answer["destinationImageSetId"] == NEW
@@ -205,13 +236,22 @@ def test_always_allows(function: Function) -> None:
 @pytest.mark.parametrize("function_env", [{**FUNCTION_ENV, "COPY_POLICY": "merge-into-primary"}])
 def test_merge_into_primary_finds_the_study_primary(function: Function) -> None:
     document = seed.image_set_metadata(patient_number=3, study=2, series=[4])
-    function.reads.add_response("get_image_set", image_set(SOURCE, is_primary=False),
-                                {"datastoreId": DATASTORE, "imageSetId": SOURCE, "versionId": "1"})
+    function.reads.add_response(
+        "get_image_set",
+        image_set(SOURCE, is_primary=False),
+        {"datastoreId": DATASTORE, "imageSetId": SOURCE, "versionId": "1"},
+    )
     expect_metadata(function, SOURCE, document, versionId="1")
-    function.reads.add_response("search_image_sets", {"imageSetsMetadataSummaries": [
-        {"imageSetId": SOURCE, "version": 1, "isPrimary": False},
-        {"imageSetId": DESTINATION, "version": 3, "isPrimary": True},
-    ]}, None)
+    function.reads.add_response(
+        "search_image_sets",
+        {
+            "imageSetsMetadataSummaries": [
+                {"imageSetId": SOURCE, "version": 1, "isPrimary": False},
+                {"imageSetId": DESTINATION, "version": 3, "isPrimary": True},
+            ]
+        },
+        None,
+    )
 
     plan = function.invoke(step("resolve_destination", request=request(sourceVersionId="1")))
 

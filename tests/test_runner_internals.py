@@ -13,7 +13,13 @@ from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
     assert list(inspect.signature(LambdaSimpleBackend.invoke).parameters) == [
-        "self", "function_name", "qualifier", "body", "headers", "response_headers"]
+        "self",
+        "function_name",
+        "qualifier",
+        "body",
+        "headers",
+        "response_headers",
+    ]
     assert list(inspect.signature(WaitFunction._wait_interval).parameters) == ["self", "env", "wait_seconds"]
     assert "time.sleep(" in inspect.getsource(retrier_decl.RetrierDecl._eval_body)
     assert callable(ExecutionWorker._execution_logic) and callable(ExecutionWorker.start)

@@ -31,39 +31,70 @@ def template() -> Template:
 
 
 def test_one_of_each_part(template: Template) -> None:
-    for kind, count in {"AWS::Lambda::Function": 1, "AWS::StepFunctions::StateMachine": 1, "AWS::Events::Rule": 1,
-                        "AWS::DynamoDB::Table": 1, "AWS::SQS::Queue": 1, "AWS::KMS::Key": 1,
-                        "AWS::CloudWatch::Alarm": 4, "AWS::SNS::Topic": 1}.items():
+    for kind, count in {
+        "AWS::Lambda::Function": 1,
+        "AWS::StepFunctions::StateMachine": 1,
+        "AWS::Events::Rule": 1,
+        "AWS::DynamoDB::Table": 1,
+        "AWS::SQS::Queue": 1,
+        "AWS::KMS::Key": 1,
+        "AWS::CloudWatch::Alarm": 4,
+        "AWS::SNS::Topic": 1,
+    }.items():
         template.resource_count_is(kind, count)
 
 
 def test_function_runtime_architecture_and_settings(template: Template) -> None:
-    template.has_resource_properties("AWS::Lambda::Function", {
-        "Runtime": "python3.13", "Architectures": ["arm64"], "Handler": "handler.handler",
-        "TracingConfig": {"Mode": "Active"}, "Timeout": 60, "ReservedConcurrentExecutions": Match.any_value(),
-        "Environment": {"Variables": Match.object_like({
-            "DATASTORE_ID": DS, "COPY_POLICY": "snapshot", "FORCE_POLICY": "same-patient",
-            "POWERTOOLS_SERVICE_NAME": "healthimaging-copy", "IDEMPOTENCY_TABLE": Match.any_value()})},
-    })
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Runtime": "python3.13",
+            "Architectures": ["arm64"],
+            "Handler": "handler.handler",
+            "TracingConfig": {"Mode": "Active"},
+            "Timeout": 60,
+            "ReservedConcurrentExecutions": Match.any_value(),
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "DATASTORE_ID": DS,
+                        "COPY_POLICY": "snapshot",
+                        "FORCE_POLICY": "same-patient",
+                        "POWERTOOLS_SERVICE_NAME": "healthimaging-copy",
+                        "IDEMPOTENCY_TABLE": Match.any_value(),
+                    }
+                )
+            },
+        },
+    )
 
 
 def test_idempotency_table_is_on_demand_with_ttl_pitr_and_kms(template: Template) -> None:
-    template.has_resource_properties("AWS::DynamoDB::Table", {
-        "BillingMode": "PAY_PER_REQUEST",
-        "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
-        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-        "SSESpecification": {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": Match.any_value()},
-        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-    })
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "BillingMode": "PAY_PER_REQUEST",
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": Match.any_value()},
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        },
+    )
 
 
 def test_rule_matches_only_this_datastore_and_targets_the_workflow_with_a_dlq(template: Template) -> None:
     target = Capture()
-    template.has_resource_properties("AWS::Events::Rule", {
-        "EventPattern": {"source": ["aws.medical-imaging"], "detail-type": ["Image Set Created"],
-                         "detail": {"datastoreId": [DS]}},
-        "Targets": [target],
-    })
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.medical-imaging"],
+                "detail-type": ["Image Set Created"],
+                "detail": {"datastoreId": [DS]},
+            },
+            "Targets": [target],
+        },
+    )
     assert target.as_object()["Arn"] == {"Ref": _logical_id(template, "AWS::StepFunctions::StateMachine")}
     assert target.as_object()["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] == _logical_id(template, "AWS::SQS::Queue")
     assert target.as_object()["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
@@ -71,28 +102,42 @@ def test_rule_matches_only_this_datastore_and_targets_the_workflow_with_a_dlq(te
 
 
 def test_healthimaging_permissions_are_scoped_to_the_datastore(template: Template) -> None:
-    statements = [s for policy in template.find_resources("AWS::IAM::Policy").values()
-                  for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    statements = [
+        s
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
     imaging = [s for s in statements if any(str(a).startswith("medical-imaging:") for a in _list(s["Action"]))]
     assert len(imaging) == 1
-    assert sorted(_list(imaging[0]["Action"])) == ["medical-imaging:CopyImageSet", "medical-imaging:GetImageSet",
-                                                   "medical-imaging:GetImageSetMetadata",
-                                                   "medical-imaging:SearchImageSets"]
+    assert sorted(_list(imaging[0]["Action"])) == [
+        "medical-imaging:CopyImageSet",
+        "medical-imaging:GetImageSet",
+        "medical-imaging:GetImageSetMetadata",
+        "medical-imaging:SearchImageSets",
+    ]
     resources = json.dumps(imaging[0]["Resource"])
     assert f"datastore/{DS}" in resources and '"*"' not in resources
     assert all("medical-imaging:*" not in _list(s["Action"]) for s in statements)
 
 
 def test_state_machine_logs_traces_and_is_standard(template: Template) -> None:
-    template.has_resource_properties("AWS::StepFunctions::StateMachine", {
-        "StateMachineType": "STANDARD", "TracingConfiguration": {"Enabled": True},
-        "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": False}),
-    })
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "StateMachineType": "STANDARD",
+            "TracingConfiguration": {"Enabled": True},
+            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": False}),
+        },
+    )
 
 
 def test_outputs(template: Template) -> None:
-    assert set(template.find_outputs("*")) >= {"StateMachineArn", "StateMachineConsoleUrl", "CopyFunctionName",
-                                               "DeadLetterQueueUrl"}
+    assert set(template.find_outputs("*")) >= {
+        "StateMachineArn",
+        "StateMachineConsoleUrl",
+        "CopyFunctionName",
+        "DeadLetterQueueUrl",
+    }
 
 
 def test_every_accepted_nag_finding_has_a_reason() -> None:
@@ -113,8 +158,12 @@ def test_definition_passes_statelint(template: Template, tmp_path: Path) -> None
     path.write_text(definition)
     # FLOAT: CDK writes BackoffRate 2.0 as the JSON number 2; the States Language and Step
     # Functions accept it, statelint's float check does not.
-    result = subprocess.run([Path(sys.executable).parent / "statelint", "--ignore=FLOAT", str(path)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [Path(sys.executable).parent / "statelint", "--ignore=FLOAT", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -140,8 +189,12 @@ def _definition_string(template: Template) -> Any:
 
 def _definition(template: Template) -> str:
     function = _logical_id(template, "AWS::Lambda::Function")
-    return str(_resolve(_definition_string(template),
-                        {"AWS::Partition": "aws", f"{function}.Arn": "arn:aws:lambda:us-east-1:1:function:f"}))
+    return str(
+        _resolve(
+            _definition_string(template),
+            {"AWS::Partition": "aws", f"{function}.Arn": "arn:aws:lambda:us-east-1:1:function:f"},
+        )
+    )
 
 
 def _logical_id(template: Template, kind: str) -> str:
@@ -154,38 +207,51 @@ def _list(value: Any) -> list[Any]:
 
 
 # --- settings ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("context", "named"), [
-    ({}, "datastoreId"),
-    ({"datastoreId": "ABC"}, "datastoreId"),
-    ({"datastoreId": DS, "copyPolicy": "mirror"}, "copyPolicy"),
-    ({"datastoreId": DS, "forcePolicy": "sometimes"}, "forcePolicy"),
-    ({"datastoreId": DS, "triggerDetailTypes": "Image Set Copied"}, "triggerDetailTypes"),
-    ({"datastoreId": DS, "triggerDetailTypes": "Image Set Exploded"}, "triggerDetailTypes"),
-    ({"datastoreId": DS, "copyRatePerSecond": "2"}, "copyRatePerSecond"),
-    ({"datastoreId": DS, "conflictRetryAttempts": "many"}, "conflictRetryAttempts"),
-    ({"datastoreId": DS, "maxWaitSeconds": "5"}, "maxWaitSeconds"),
-    ({"datastoreId": DS, "workflowLogLevel": "LOUD"}, "workflowLogLevel"),
-    ({"datastoreId": DS, "alarmTopicArn": "my-topic"}, "alarmTopicArn"),
-    ({"datastoreId": DS, "datastoreid": DS}, "datastoreid"),
-    ({"datastoreId": DS, "stacks": {"Prod": {"forcePolicy": "yes"}}}, "Prod"),
-])
+@pytest.mark.parametrize(
+    ("context", "named"),
+    [
+        ({}, "datastoreId"),
+        ({"datastoreId": "ABC"}, "datastoreId"),
+        ({"datastoreId": DS, "copyPolicy": "mirror"}, "copyPolicy"),
+        ({"datastoreId": DS, "forcePolicy": "sometimes"}, "forcePolicy"),
+        ({"datastoreId": DS, "triggerDetailTypes": "Image Set Copied"}, "triggerDetailTypes"),
+        ({"datastoreId": DS, "triggerDetailTypes": "Image Set Exploded"}, "triggerDetailTypes"),
+        ({"datastoreId": DS, "copyRatePerSecond": "2"}, "copyRatePerSecond"),
+        ({"datastoreId": DS, "conflictRetryAttempts": "many"}, "conflictRetryAttempts"),
+        ({"datastoreId": DS, "maxWaitSeconds": "5"}, "maxWaitSeconds"),
+        ({"datastoreId": DS, "workflowLogLevel": "LOUD"}, "workflowLogLevel"),
+        ({"datastoreId": DS, "alarmTopicArn": "my-topic"}, "alarmTopicArn"),
+        ({"datastoreId": DS, "datastoreid": DS}, "datastoreid"),
+        ({"datastoreId": DS, "stacks": {"Prod": {"forcePolicy": "yes"}}}, "Prod"),
+    ],
+)
 def test_bad_settings_are_named(context: dict[str, Any], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         stack_settings_from_context(context)
 
 
 def test_dash_c_strings_and_several_stacks() -> None:
-    stacks = stack_settings_from_context({
-        "datastoreId": DS, "conflictRetryAttempts": "3", "triggerDetailTypes": "Image Set Created,Image Set Updated",
-        "stacks": {"Dev": {}, "Prod": {"datastoreId": "f" * 32, "forcePolicy": "never"}}})
+    stacks = stack_settings_from_context(
+        {
+            "datastoreId": DS,
+            "conflictRetryAttempts": "3",
+            "triggerDetailTypes": "Image Set Created,Image Set Updated",
+            "stacks": {"Dev": {}, "Prod": {"datastoreId": "f" * 32, "forcePolicy": "never"}},
+        }
+    )
     assert stacks["Dev"].conflict_retry_attempts == 3
     assert stacks["Dev"].trigger_detail_types == ("Image Set Created", "Image Set Updated")
     assert (stacks["Prod"].datastore_id, stacks["Prod"].force_policy) == ("f" * 32, "never")
 
 
 def test_app_py_reports_bad_settings_clearly() -> None:
-    result = subprocess.run([sys.executable, "app.py"], capture_output=True, text=True, check=False,
-                            cwd=Path(__file__).resolve().parent.parent)
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert result.returncode != 0
     assert "datastoreId" in result.stderr
 

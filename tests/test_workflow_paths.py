@@ -43,16 +43,27 @@ def test_happy_snapshot_copy(emulator: HealthImagingEmulator, clock: VirtualCloc
     assert record.status == "SUCCEEDED", record.cause
     output = record.output or {}
     assert output["status"] == "COPIED" and output["forced"] is False
-    assert set(output) == {"datastoreId", "sourceImageSetId", "sourceVersionId", "destinationImageSetId",
-                           "destinationVersionId", "status", "forced", "promotedToPrimary", "attempts", "polls",
-                           "waitedSeconds"}
+    assert set(output) == {
+        "datastoreId",
+        "sourceImageSetId",
+        "sourceVersionId",
+        "destinationImageSetId",
+        "destinationVersionId",
+        "status",
+        "forced",
+        "promotedToPrimary",
+        "attempts",
+        "polls",
+        "waitedSeconds",
+    }
     new = emulator.image_sets[(DS, output["destinationImageSetId"])]
     assert (new.state, new.workflow) == ("ACTIVE", "COPIED")
     assert emulator.copy_image_set_calls() == [200]
 
 
-def test_console_copy_into_a_named_destination(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                               study: Study) -> None:
+def test_console_copy_into_a_named_destination(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary, promoteToPrimary=True))
     assert (record.output or {})["destinationImageSetId"] == study.primary
@@ -61,12 +72,20 @@ def test_console_copy_into_a_named_destination(emulator: HealthImagingEmulator, 
 
 def test_conflict_then_success(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
     # Another operator's copy holds the primary locked for 45 s.
-    operators = emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[9]),
-                                        is_primary=False)
-    emulator.call("CopyImageSet", {"datastoreId": DS, "sourceImageSetId": operators,
-                                   "copyImageSetInformation": {
-                                       "sourceImageSet": {"latestVersionId": "1"},
-                                       "destinationImageSet": {"imageSetId": study.primary, "latestVersionId": "1"}}})
+    operators = emulator.seed_image_set(
+        DS, seed.image_set_metadata(patient_number=1, study=1, series=[9]), is_primary=False
+    )
+    emulator.call(
+        "CopyImageSet",
+        {
+            "datastoreId": DS,
+            "sourceImageSetId": operators,
+            "copyImageSetInformation": {
+                "sourceImageSet": {"latestVersionId": "1"},
+                "destinationImageSet": {"imageSetId": study.primary, "latestVersionId": "1"},
+            },
+        },
+    )
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
         record = pipeline.run(event(study.consistent))
     assert record.status == "SUCCEEDED", record.cause
@@ -93,8 +112,9 @@ def test_throttling_is_retried(emulator: HealthImagingEmulator, clock: VirtualCl
 
 
 @pytest.mark.parametrize("mode", ["deferred", "immediate"])
-def test_inconsistent_metadata_goes_through_the_force_branch(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                             study: Study, mode: str) -> None:
+def test_inconsistent_metadata_goes_through_the_force_branch(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study, mode: str
+) -> None:
     emulator.inconsistency_mode = mode  # type: ignore[assignment]
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
         record = pipeline.run(event(study.inconsistent))
@@ -112,8 +132,9 @@ def test_force_refused_by_never(emulator: HealthImagingEmulator, clock: VirtualC
     assert "'never'" in (record.cause or "") and "StudyDescription" in (record.cause or "")
 
 
-def test_force_refused_by_same_patient_when_patients_differ(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                            study: Study) -> None:
+def test_force_refused_by_same_patient_when_patients_differ(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
         record = pipeline.run(event(study.other_patient))
     assert (record.status, record.error) == ("FAILED", "ForceRefused")
@@ -129,10 +150,12 @@ def test_copy_failed_for_another_reason(emulator: HealthImagingEmulator, clock: 
     assert "AuthoriseForce" not in record.states_entered()
 
 
-def test_inconsistent_again_after_force_fails_clearly(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                      study: Study) -> None:
-    emulator.faults.copy_faults.extend(["fail-later:Inconsistent PatientName, use force",
-                                        "fail-later:Inconsistent PatientName, use force"])
+def test_inconsistent_again_after_force_fails_clearly(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    emulator.faults.copy_faults.extend(
+        ["fail-later:Inconsistent PatientName, use force", "fail-later:Inconsistent PatientName, use force"]
+    )
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
     assert (record.status, record.error) == ("FAILED", "InconsistentMetadata")
@@ -148,13 +171,17 @@ def test_wait_timeout(emulator: HealthImagingEmulator, clock: VirtualClock, stud
     assert polls <= 8  # growing waits: few transitions however long the wait
 
 
-@pytest.mark.parametrize("bad", [
-    {"datastoreId": DS},
-    {"datastoreId": DS, "sourceImageSetId": "x" * 32, "force": "true"},
-    {"source": "aws.medical-imaging", "detail-type": "Image Set Created", "detail": {}},
-])
-def test_bad_input_fails_fast_naming_the_field(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study,
-                                               bad: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"datastoreId": DS},
+        {"datastoreId": DS, "sourceImageSetId": "x" * 32, "force": "true"},
+        {"source": "aws.medical-imaging", "detail-type": "Image Set Created", "detail": {}},
+    ],
+)
+def test_bad_input_fails_fast_naming_the_field(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study, bad: dict[str, object]
+) -> None:
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(bad)
     assert (record.status, record.error) == ("FAILED", "InvalidCopyRequest")
@@ -164,8 +191,9 @@ def test_bad_input_fails_fast_naming_the_field(emulator: HealthImagingEmulator, 
     assert emulator.calls == []  # no HealthImaging call at all
 
 
-def test_skipped_event_succeeds_without_copying(emulator: HealthImagingEmulator, clock: VirtualClock,
-                                                study: Study) -> None:
+def test_skipped_event_succeeds_without_copying(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
         record = pipeline.run(event(study.primary, primary=True))
     assert record.output == {"status": "SKIPPED", "reason": "image set is already primary: nothing to merge"}

@@ -35,20 +35,26 @@ def seed_study(emulator: HealthImagingEmulator) -> Study:
     emulator.create_datastore(DS)
     return Study(
         primary=emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[1, 2])),
-        consistent=emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[3]),
-                                           is_primary=False),
+        consistent=emulator.seed_image_set(
+            DS, seed.image_set_metadata(patient_number=1, study=1, series=[3]), is_primary=False
+        ),
         inconsistent=emulator.seed_image_set(
-            DS, seed.image_set_metadata(patient_number=1, study=1, series=[4], study_description="SYNTHETIC MR"),
-            is_primary=False),
+            DS,
+            seed.image_set_metadata(patient_number=1, study=1, series=[4], study_description="SYNTHETIC MR"),
+            is_primary=False,
+        ),
         other_patient=emulator.seed_image_set(
-            DS, seed.image_set_metadata(patient_number=1, study=1, series=[5], name_suffix="^MISFILED"),
-            is_primary=False),
+            DS,
+            seed.image_set_metadata(patient_number=1, study=1, series=[5], name_suffix="^MISFILED"),
+            is_primary=False,
+        ),
     )
 
 
 @contextmanager
-def local_pipeline(emulator: HealthImagingEmulator | None = None, clock: VirtualClock | None = None,
-                   **context: object) -> Iterator[LocalPipeline]:
+def local_pipeline(
+    emulator: HealthImagingEmulator | None = None, clock: VirtualClock | None = None, **context: object
+) -> Iterator[LocalPipeline]:
     clock = clock or VirtualClock()
     emulator = emulator or HealthImagingEmulator(clock=clock.now)
     with LocalPipeline(workflow(**context), emulator, clock) as pipeline:

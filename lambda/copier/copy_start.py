@@ -57,9 +57,7 @@ def _usable(image_set: dict[str, object], role: str) -> None:
     if image_set.get("imageSetState") == "DELETED":
         raise ImageSetNotFound(f"{role} image set {image_set_id} is deleted")
     if image_set.get("imageSetState") == "LOCKED":
-        raise CopyConflict(
-            f"{role} image set {image_set_id} is locked ({image_set.get('imageSetWorkflowStatus')})"
-        )
+        raise CopyConflict(f"{role} image set {image_set_id} is locked ({image_set.get('imageSetWorkflowStatus')})")
 
 
 def _latest_version(image_set: dict[str, object], requested: str | None, role: str) -> str:
@@ -141,8 +139,11 @@ def start_copy(*, request: CopyRequest) -> CopyProgress:
         logger.warning("Forced copy started", extra={"destinationImageSetId": destination_id})
     logger.info(
         "Copy started",
-        extra={"destinationImageSetId": destination_id, "sourceVersionId": source_version,
-               "destinationBaselineVersionId": destination_version},
+        extra={
+            "destinationImageSetId": destination_id,
+            "sourceVersionId": source_version,
+            "destinationBaselineVersionId": destination_version,
+        },
     )
     return CopyProgress(
         status="COPYING",
@@ -159,7 +160,10 @@ def confirm_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgres
     """Decide from the image sets' state whether an unconfirmed CopyImageSet was accepted."""
     if request.destination_image_set_id:
         destination = healthimaging.get_image_set(request.datastore_id, request.destination_image_set_id)
-        moved = progress.destination_version_id is not None and str(destination["versionId"]) != progress.destination_version_id
+        moved = (
+            progress.destination_version_id is not None
+            and str(destination["versionId"]) != progress.destination_version_id
+        )
         busy = destination.get("imageSetState") == "LOCKED" or destination.get("imageSetWorkflowStatus") == "COPYING"
         accepted_into = request.destination_image_set_id if (moved or busy) else None
     else:
@@ -180,7 +184,10 @@ def confirm_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgres
     ledger.close_attempt(request)
     logger.info("Unconfirmed copy was not accepted: starting it again", extra={"generation": request.generation + 1})
     return progress.model_copy(
-        update={"status": "NOT_ACCEPTED", "retry_request": request.model_copy(update={"generation": request.generation + 1})}
+        update={
+            "status": "NOT_ACCEPTED",
+            "retry_request": request.model_copy(update={"generation": request.generation + 1}),
+        }
     )
 
 
@@ -192,9 +199,13 @@ def _new_destination_since(request: CopyRequest, progress: CopyProgress) -> str 
         return None
     since = progress.requested_at - SNAPSHOT_CLOCK_SKEW_SECONDS
     candidates = sorted(
-        (summary for summary in healthimaging.search_study(request.datastore_id, study_uid)
-         if summary["imageSetId"] != request.source_image_set_id
-         and summary.get("createdAt") is not None and summary["createdAt"].timestamp() >= since),
+        (
+            summary
+            for summary in healthimaging.search_study(request.datastore_id, study_uid)
+            if summary["imageSetId"] != request.source_image_set_id
+            and summary.get("createdAt") is not None
+            and summary["createdAt"].timestamp() >= since
+        ),
         key=lambda summary: summary["createdAt"],
     )
     for summary in candidates:

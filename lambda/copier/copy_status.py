@@ -25,8 +25,13 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
     waited = progress.waited_seconds + progress.next_poll_seconds
     baseline = progress.destination_version_id
     newer = baseline is None or int(version) > int(baseline)
-    context = {"destinationImageSetId": progress.destination_image_set_id, "versionId": version,
-               "imageSetState": state, "imageSetWorkflowStatus": workflow, "waitedSeconds": waited}
+    context = {
+        "destinationImageSetId": progress.destination_image_set_id,
+        "versionId": version,
+        "imageSetState": state,
+        "imageSetWorkflowStatus": workflow,
+        "waitedSeconds": waited,
+    }
 
     if state == "DELETED":
         metrics.add_metric(name="CopiesFailed", unit=MetricUnit.Count, value=1)
@@ -51,8 +56,14 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
         forced = bool(destination.get("overrides", {}).get("forced")) or progress.forced
         logger.info("Copy completed", extra={**context, "forced": forced})
         return progress.model_copy(
-            update={"status": "COPIED", "destination_version_id": version, "waited_seconds": waited,
-                    "polls": progress.polls + 1, "forced": forced, "next_poll_seconds": 0}
+            update={
+                "status": "COPIED",
+                "destination_version_id": version,
+                "waited_seconds": waited,
+                "polls": progress.polls + 1,
+                "forced": forced,
+                "next_poll_seconds": 0,
+            }
         )
     if waited >= settings.max_wait_seconds:
         metrics.add_metric(name="CopyWaitTimeouts", unit=MetricUnit.Count, value=1)
@@ -64,6 +75,10 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
     next_wait = min(max(progress.next_poll_seconds * 2, settings.poll_initial_seconds), settings.poll_max_seconds)
     next_wait = min(next_wait, settings.max_wait_seconds - waited)
     return progress.model_copy(
-        update={"status": "COPYING", "waited_seconds": waited, "polls": progress.polls + 1,
-                "next_poll_seconds": max(next_wait, 1)}
+        update={
+            "status": "COPYING",
+            "waited_seconds": waited,
+            "polls": progress.polls + 1,
+            "next_poll_seconds": max(next_wait, 1),
+        }
     )

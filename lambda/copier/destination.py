@@ -16,9 +16,7 @@ def resolve_primary_destination(request: CopyRequest) -> CopyPlan:
     source = healthimaging.get_image_set(request.datastore_id, request.source_image_set_id, request.source_version_id)
     if source.get("isPrimary"):
         return CopyPlan(skip=True, reason="source image set is primary: nothing to merge", trigger="event")
-    metadata = healthimaging.get_metadata(
-        request.datastore_id, request.source_image_set_id, source.get("versionId")
-    )
+    metadata = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id, source.get("versionId"))
     study_uid = metadata.get("Study", {}).get("DICOM", {}).get("StudyInstanceUID")
     if not isinstance(study_uid, str) or not study_uid:
         raise InvalidCopyRequest(f"image set {request.source_image_set_id} has no StudyInstanceUID")
@@ -28,14 +26,15 @@ def resolve_primary_destination(request: CopyRequest) -> CopyPlan:
         if summary.get("isPrimary") and summary["imageSetId"] != request.source_image_set_id
     ]
     if not candidates:
-        raise PrimaryImageSetNotFound(
-            f"no primary image set shares the study of {request.source_image_set_id}"
-        )
+        raise PrimaryImageSetNotFound(f"no primary image set shares the study of {request.source_image_set_id}")
     primary = min(candidates, key=lambda summary: (str(summary.get("createdAt", "")), summary["imageSetId"]))
     logger.info(
         "Primary destination resolved",
-        extra={"sourceImageSetId": request.source_image_set_id, "destinationImageSetId": primary["imageSetId"],
-               "candidates": len(candidates)},
+        extra={
+            "sourceImageSetId": request.source_image_set_id,
+            "destinationImageSetId": primary["imageSetId"],
+            "candidates": len(candidates),
+        },
     )
     resolved = request.model_copy(
         update={"destination_image_set_id": primary["imageSetId"], "source_version_id": source["versionId"]}

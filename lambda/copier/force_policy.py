@@ -57,8 +57,11 @@ def authorise_force(*, request: CopyRequest, inconsistent_elements: list[str]) -
     metrics.add_metric(name="ForcesAuthorised", unit=MetricUnit.Count, value=1)
     logger.warning(
         "Force authorised",
-        extra={"forcePolicy": policy.value, "inconsistentElements": inconsistent_elements,
-               "destinationImageSetId": request.destination_image_set_id},
+        extra={
+            "forcePolicy": policy.value,
+            "inconsistentElements": inconsistent_elements,
+            "destinationImageSetId": request.destination_image_set_id,
+        },
     )
     return request.model_copy(update={"force": True})
 

@@ -31,9 +31,7 @@ COPIABLE_ATTRIBUTES_MAX_CHARS = 260_000
 class WireModel(BaseModel):
     """camelCase on the wire, snake_case in Python, unknown fields rejected."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json")
@@ -97,7 +95,7 @@ class HealthImagingEventDetail(BaseModel):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class HealthImagingEvent(EventBridgeModel):  # type: ignore[misc]
+class HealthImagingEvent(EventBridgeModel):
     detail: HealthImagingEventDetail
 
 

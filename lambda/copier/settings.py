@@ -32,9 +32,7 @@ class Settings(BaseModel):
     datastore_id: DatastoreId = Field(alias="DATASTORE_ID")
     copy_policy: CopyPolicy = Field(alias="COPY_POLICY", default=CopyPolicy.SNAPSHOT)
     force_policy: ForcePolicy = Field(alias="FORCE_POLICY", default=ForcePolicy.SAME_PATIENT)
-    trigger_detail_types: tuple[str, ...] = Field(
-        alias="TRIGGER_DETAIL_TYPES", default=("Image Set Created",)
-    )
+    trigger_detail_types: tuple[str, ...] = Field(alias="TRIGGER_DETAIL_TYPES", default=("Image Set Created",))
     table_name: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     idempotency_ttl_seconds: int = Field(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, ge=60)
     copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=1)

@@ -56,7 +56,9 @@ def run_step(event: Any) -> dict[str, Any]:
         name = next((metric for kind, metric in _COUNTED_ERRORS.items() if isinstance(error, kind)), None)
         if name:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-        logger.warning("Step failed", extra={"action": call.action, "error": type(error).__name__, "reason": str(error)})
+        logger.warning(
+            "Step failed", extra={"action": call.action, "error": type(error).__name__, "reason": str(error)}
+        )
         raise
 
 
