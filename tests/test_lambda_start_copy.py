@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DATASTORE, DESTINATION, SOURCE, Function, copy_answer, emf_metrics, image_set, step
+from conftest import (
+    DATASTORE,
+    DESTINATION,
+    FUNCTION_ENV,
+    SOURCE,
+    Function,
+    copy_answer,
+    emf_metrics,
+    image_set,
+    step,
+)
 
 NEW = "c" * 32
 ERROR_CODES = {
@@ -230,3 +240,18 @@ def test_a_deleted_destination_is_not_found(function: Function) -> None:
 def test_the_copy_client_never_retries_copy_image_set(function: Function) -> None:
     client = function.modules.healthimaging.copy_client()
     assert client.meta.config.retries["total_max_attempts"] == 1
+
+
+@pytest.mark.parametrize("function_env", [{**FUNCTION_ENV, "FORCE_POLICY": "never"}])
+def test_force_asked_for_from_the_console_still_obeys_the_policy(function: Function) -> None:
+    expect_source(function)
+    function.reads.add_response(
+        "get_image_set", image_set(DESTINATION), {"datastoreId": DATASTORE, "imageSetId": DESTINATION}
+    )
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION, force=True)))
+
+    assert type(raised.value).__name__ == "ForceRefused"
+    assert "force was asked for" in str(raised.value)
+    function.copies.assert_no_pending_responses()  # no CopyImageSet was made

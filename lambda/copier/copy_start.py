@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
-from copier import healthimaging, ledger
+from copier import force_policy, healthimaging, ledger
 from copier.errors import (
     CopyConflict,
     CopyError,
@@ -100,6 +100,7 @@ def start_copy(*, request: CopyRequest) -> CopyProgress:
         _usable(destination, "destination")
         destination_version = _latest_version(destination, request.destination_version_id, "destination")
 
+    force_policy.ensure_force_allowed(request)
     requested_at = ledger.begin_attempt(
         request, source_version_id=source_version, destination_version_id=destination_version
     )

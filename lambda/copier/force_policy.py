@@ -41,29 +41,36 @@ def differing_identity_elements(source: dict[str, Any], destination: dict[str, A
 
 def authorise_force(*, request: CopyRequest, inconsistent_elements: list[str]) -> CopyRequest:
     """The request with force=True if the policy allows it; ForceRefused otherwise."""
-    policy = load_settings().force_policy
     inconsistent = ", ".join(inconsistent_elements) or "unnamed elements"
-    if policy is ForcePolicy.NEVER:
-        _refuse(f"forcePolicy 'never': copy needs force for inconsistent {inconsistent}")
-    if policy is ForcePolicy.SAME_PATIENT and request.destination_image_set_id:
-        source = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id)
-        destination = healthimaging.get_metadata(request.datastore_id, request.destination_image_set_id)
-        differing = differing_identity_elements(source, destination)
-        if differing:
-            _refuse(
-                f"forcePolicy 'same-patient': source and destination differ in {', '.join(differing)}"
-                f" (copy needs force for inconsistent {inconsistent})"
-            )
+    _enforce(request, f" (copy needs force for inconsistent {inconsistent})")
     metrics.add_metric(name="ForcesAuthorised", unit=MetricUnit.Count, value=1)
     logger.warning(
         "Force authorised",
         extra={
-            "forcePolicy": policy.value,
+            "forcePolicy": load_settings().force_policy.value,
             "inconsistentElements": inconsistent_elements,
             "destinationImageSetId": request.destination_image_set_id,
         },
     )
     return request.model_copy(update={"force": True})
+
+
+def ensure_force_allowed(request: CopyRequest) -> None:
+    """Every forced CopyImageSet passes the policy, including force asked for from the console."""
+    if request.force:
+        _enforce(request, " (force was asked for)")
+
+
+def _enforce(request: CopyRequest, context: str) -> None:
+    policy = load_settings().force_policy
+    if policy is ForcePolicy.NEVER:
+        _refuse(f"forcePolicy 'never' forbids forcing a copy{context}")
+    if policy is ForcePolicy.SAME_PATIENT and request.destination_image_set_id:
+        source = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id)
+        destination = healthimaging.get_metadata(request.datastore_id, request.destination_image_set_id)
+        differing = differing_identity_elements(source, destination)
+        if differing:
+            _refuse(f"forcePolicy 'same-patient': source and destination differ in {', '.join(differing)}{context}")
 
 
 def _refuse(reason: str) -> None:
