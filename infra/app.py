@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -10,8 +12,13 @@ import aws_cdk as cdk
 from infra.settings import stack_settings_from_context
 from infra.stack import CopyPipelineStack
 
+CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+
 
 def build_app(context: dict[str, Any] | None = None, *, nag: bool = True) -> cdk.App:
+    if context is None and "CDK_CONTEXT_JSON" not in os.environ:
+        # `python app.py` without the CLI: take cdk.json's context as `cdk synth` would.
+        context = {**json.loads(CDK_JSON.read_text()).get("context", {}), **_env_context()}
     app = cdk.App(context=context) if context is not None else cdk.App()
     settings_by_stack = stack_settings_from_context(_context_of(app))
     env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
@@ -39,3 +46,9 @@ def _context_of(app: cdk.App) -> dict[str, Any]:
         if value is not None:
             context[key] = value
     return context
+
+
+def _env_context() -> dict[str, Any]:
+    """`HEALTHIMAGING_COPY_CONTEXT='{"datastoreId": "..."}' python app.py`: settings without the CLI."""
+    extra = os.environ.get("HEALTHIMAGING_COPY_CONTEXT")
+    return json.loads(extra) if extra else {}

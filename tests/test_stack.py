@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -244,16 +245,33 @@ def test_dash_c_strings_and_several_stacks() -> None:
     assert (stacks["Prod"].datastore_id, stacks["Prod"].force_policy) == ("f" * 32, "never")
 
 
-def test_app_py_reports_bad_settings_clearly() -> None:
-    result = subprocess.run(
+def test_python_app_py_reports_bad_settings_clearly_and_synthesizes_good_ones(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    bad = subprocess.run(
         [sys.executable, "app.py"],
         capture_output=True,
         text=True,
         check=False,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=root,
+        env={**os.environ, "HEALTHIMAGING_COPY_CONTEXT": "{}"},
     )
-    assert result.returncode != 0
-    assert "datastoreId" in result.stderr
+    assert bad.returncode != 0
+    assert "datastoreId" in bad.stderr
+    good = subprocess.run(
+        [sys.executable, "app.py"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env={
+            **os.environ,
+            "CDK_OUTDIR": str(tmp_path),
+            "HEALTHIMAGING_COPY_CONTEXT": json.dumps({"datastoreId": DS, "aws:cdk:bundling-stacks": []}),
+        },
+    )
+    assert good.returncode == 0, good.stderr
+    template = json.loads((tmp_path / "HealthImagingCopy.template.json").read_text())
+    assert any(r["Type"] == "AWS::StepFunctions::StateMachine" for r in template["Resources"].values())
 
 
 def test_several_stacks_synthesize_from_one_app() -> None:
