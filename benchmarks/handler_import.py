@@ -18,7 +18,6 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
@@ -55,25 +54,9 @@ def api_calls_of_one_copy() -> Counter[str]:
     emulator = HealthImagingEmulator(clock=clock.now)
     emulator.create_datastore(seed.DATASTORE_ID)
     source = emulator.seed_image_set(seed.DATASTORE_ID, seed.image_set_metadata(patient_number=1, study=1, series=[1]))
-    calls: Counter[str] = Counter()
-
-    def count(model: Any, **_: Any) -> None:
-        calls[f"{model.service_model.service_name}:{model.name}"] += 1
-
-    with LocalPipeline(
-        WorkflowDefinition.from_template(synthesize({"datastoreId": seed.DATASTORE_ID})), emulator, clock
-    ) as pipeline:
-        import copier.copy_start
-        import copier.healthimaging
-        import copier.ledger
-
-        for client in (
-            copier.healthimaging.read_client(),
-            copier.healthimaging.copy_client(),
-            copier.ledger._dynamodb(),
-            copier.copy_start.persistence.client,
-        ):
-            client.meta.events.register("before-call", count)
+    workflow = WorkflowDefinition.from_template(synthesize({"datastoreId": seed.DATASTORE_ID}))
+    with LocalPipeline(workflow, emulator, clock) as pipeline:
+        calls = pipeline.count_api_calls()
         record = pipeline.run(seed.image_set_created_event(seed.DATASTORE_ID, source))
         assert record.status == "SUCCEEDED", record.cause
         calls["lambda:Invoke (state machine -> function)"] = pipeline.lambda_calls

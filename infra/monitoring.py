@@ -33,40 +33,50 @@ class Monitoring(Construct):
         )
         five_minutes = Duration.minutes(5)
         self.alarms = [
-            cloudwatch.Alarm(
-                self,
+            self._alarm(
                 "ExecutionsFailed",
-                metric=state_machine.metric_failed(period=five_minutes),
-                threshold=1,
-                evaluation_periods=1,
-                alarm_description="A copy failed: see the execution's Error and Cause",
+                state_machine.metric_failed(period=five_minutes),
+                1,
+                1,
+                "A copy failed: see the execution's Error and Cause",
             ),
-            cloudwatch.Alarm(
-                self,
+            self._alarm(
                 "ExecutionsTimedOut",
-                metric=state_machine.metric_timed_out(period=five_minutes),
-                threshold=1,
-                evaluation_periods=1,
-                alarm_description="A copy execution timed out",
+                state_machine.metric_timed_out(period=five_minutes),
+                1,
+                1,
+                "A copy execution timed out",
             ),
-            cloudwatch.Alarm(
-                self,
+            self._alarm(
                 "DeadLetters",
-                metric=dead_letter_queue.metric_approximate_number_of_messages_visible(period=five_minutes),
-                threshold=1,
-                evaluation_periods=1,
-                alarm_description="HealthImaging events were not delivered: redrive them (README)",
+                dead_letter_queue.metric_approximate_number_of_messages_visible(period=five_minutes),
+                1,
+                1,
+                "HealthImaging events were not delivered: redrive them (README)",
             ),
             # Named errors (conflicts, throttles) are retried by the workflow and count here too,
             # so the threshold looks for sustained trouble rather than one retry.
-            cloudwatch.Alarm(
-                self,
+            self._alarm(
                 "FunctionErrors",
-                metric=function.metric_errors(period=Duration.minutes(15)),
-                threshold=25,
-                evaluation_periods=2,
-                alarm_description="The copy function keeps failing",
+                function.metric_errors(period=Duration.minutes(15)),
+                25,
+                2,
+                "The copy function keeps failing",
             ),
         ]
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
+
+    def _alarm(
+        self, name: str, metric: cloudwatch.IMetric, threshold: int, periods: int, description: str
+    ) -> cloudwatch.Alarm:
+        return cloudwatch.Alarm(
+            self,
+            name,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=periods,
+            alarm_description=description,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )

@@ -204,14 +204,8 @@ class HealthImagingEmulator:
         self, datastoreId: str, imageSetId: str, maxResults: int | None = None, nextToken: str | None = None
     ) -> dict[str, Any]:
         image_set = self._image_set(datastoreId, imageSetId, allow_deleted=True)
-        start = int(nextToken or 0)
-        size = maxResults or 50
-        versions = list(reversed(image_set.history))
-        page = versions[start : start + size]
-        answer: dict[str, Any] = {"imageSetPropertiesList": [self._properties(image_set, v, get=False) for v in page]}
-        if start + size < len(versions):
-            answer["nextToken"] = str(start + size)
-        return answer
+        versions = [self._properties(image_set, v, get=False) for v in reversed(image_set.history)]
+        return _page("imageSetPropertiesList", versions, maxResults, nextToken)
 
     def _op_SearchImageSets(
         self,
@@ -228,12 +222,7 @@ class HealthImagingEmulator:
             and s.state != "DELETED"
             and self._matches(s, (searchCriteria or {}).get("filters", []))
         ]
-        start = int(nextToken or 0)
-        size = maxResults or 50
-        answer: dict[str, Any] = {"imageSetsMetadataSummaries": [self._summary(s) for s in found[start : start + size]]}
-        if start + size < len(found):
-            answer["nextToken"] = str(start + size)
-        return answer
+        return _page("imageSetsMetadataSummaries", [self._summary(s) for s in found], maxResults, nextToken)
 
     def _op_CopyImageSet(
         self,
@@ -496,6 +485,15 @@ class HealthImagingEmulator:
             chosen[series_uid] = series
         selected["Study"]["Series"] = chosen
         return selected
+
+
+def _page(key: str, items: list[dict[str, Any]], max_results: int | None, token: str | None) -> dict[str, Any]:
+    """One page of a listing; the token is the offset of the next page."""
+    start, size = int(token or 0), max_results or 50
+    answer: dict[str, Any] = {key: items[start : start + size]}
+    if start + size < len(items):
+        answer["nextToken"] = str(start + size)
+    return answer
 
 
 def inconsistent_elements(source: dict[str, Any], destination: dict[str, Any]) -> list[str]:

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,6 +272,24 @@ class LocalPipeline:
         except Exception as error:  # the Lambda runtime's view: errorType is the class name
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
+
+    def count_api_calls(self) -> Counter[str]:
+        """From now on, count every AWS API call the function makes, as "service:Operation"."""
+        from copier import copy_start, healthimaging, ledger  # noqa: PLC0415 (this pipeline's fresh modules)
+
+        calls: Counter[str] = Counter()
+
+        def count(model: Any, **_: Any) -> None:
+            calls[f"{model.service_model.service_name}:{model.name}"] += 1
+
+        for client in (
+            healthimaging.read_client(),
+            healthimaging.copy_client(),
+            ledger._dynamodb(),
+            copy_start.persistence.client,
+        ):
+            client.meta.events.register("before-call", count)
+        return calls
 
     # --- executions ------------------------------------------------------------------
     def start(self, execution_input: dict[str, Any], name: str | None = None) -> str:

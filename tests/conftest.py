@@ -17,6 +17,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from offline import seed
+from offline.clock import VirtualClock
+from offline.emulator import HealthImagingEmulator
 
 DATASTORE = seed.DATASTORE_ID
 SOURCE = "a" * 32
@@ -185,3 +187,47 @@ def emf_metrics(output: str) -> dict[str, float]:
             for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
                 totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(document[metric["Name"]])
     return totals
+
+
+# --- the offline pipeline ------------------------------------------------------------------
+@dataclass
+class Study:
+    primary: str
+    consistent: str
+    inconsistent: str
+    other_patient: str
+
+
+def seed_study(emulator: HealthImagingEmulator) -> Study:
+    emulator.create_datastore(DATASTORE)
+    return Study(
+        primary=emulator.seed_image_set(DATASTORE, seed.image_set_metadata(patient_number=1, study=1, series=[1, 2])),
+        consistent=emulator.seed_image_set(
+            DATASTORE, seed.image_set_metadata(patient_number=1, study=1, series=[3]), is_primary=False
+        ),
+        inconsistent=emulator.seed_image_set(
+            DATASTORE,
+            seed.image_set_metadata(patient_number=1, study=1, series=[4], study_description="SYNTHETIC MR"),
+            is_primary=False,
+        ),
+        other_patient=emulator.seed_image_set(
+            DATASTORE,
+            seed.image_set_metadata(patient_number=1, study=1, series=[5], name_suffix="^MISFILED"),
+            is_primary=False,
+        ),
+    )
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def emulator(clock: VirtualClock) -> HealthImagingEmulator:
+    return HealthImagingEmulator(clock=clock.now)
+
+
+@pytest.fixture
+def study(emulator: HealthImagingEmulator) -> Study:
+    return seed_study(emulator)

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
-from workflow import DS, Study, local_pipeline, seed_study
+from workflow import DS, Study, local_pipeline
 
 from offline import seed
 from offline.clock import VirtualClock
@@ -32,21 +32,6 @@ CLEAR_FAILURES = {
     "InconsistentMetadata",
     "CopyConflict",
 }
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def emulator(clock: VirtualClock) -> HealthImagingEmulator:
-    return HealthImagingEmulator(clock=clock.now)
-
-
-@pytest.fixture
-def study(emulator: HealthImagingEmulator) -> Study:
-    return seed_study(emulator)
 
 
 def console(source: str, **fields: object) -> dict[str, object]:

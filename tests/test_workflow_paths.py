@@ -5,28 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from workflow import DS, Study, local_pipeline, seed_study
+from workflow import DS, Study, local_pipeline
 
 from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def emulator(clock: VirtualClock) -> HealthImagingEmulator:
-    return HealthImagingEmulator(clock=clock.now)
-
-
-@pytest.fixture
-def study(emulator: HealthImagingEmulator) -> Study:
-    return seed_study(emulator)
 
 
 def event(image_set_id: str, *, primary: bool = False) -> dict[str, object]:

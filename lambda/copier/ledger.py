@@ -59,14 +59,17 @@ def _ttl(seconds: int) -> dict[str, str]:
     return {"N": str(int(clock.now()) + seconds)}
 
 
+def get_item(key: str) -> dict[str, Any] | None:
+    """One record of the table, read consistently."""
+    item: dict[str, Any] | None = call(
+        "get_item", TableName=load_settings().table_name, Key={"id": {"S": key}}, ConsistentRead=True
+    ).get("Item")
+    return item
+
+
 def open_attempt(request: CopyRequest) -> dict[str, Any] | None:
     """The unfinished attempt recorded for this request, if any."""
-    item = call(
-        "get_item",
-        TableName=load_settings().table_name,
-        Key={"id": {"S": f"attempt#{request_key(request)}"}},
-        ConsistentRead=True,
-    ).get("Item")
+    item = get_item(f"attempt#{request_key(request)}")
     if not item:
         return None
     return {
@@ -107,10 +110,4 @@ def mark_destination(image_set_id: str) -> None:
 
 
 def is_pipeline_destination(image_set_id: str) -> bool:
-    item = call(
-        "get_item",
-        TableName=load_settings().table_name,
-        Key={"id": {"S": f"destination#{image_set_id}"}},
-        ConsistentRead=True,
-    ).get("Item")
-    return item is not None
+    return get_item(f"destination#{image_set_id}") is not None

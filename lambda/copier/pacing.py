@@ -12,7 +12,7 @@ import math
 from decimal import Decimal
 
 from copier import clock
-from copier.ledger import LedgerUnavailable, call
+from copier.ledger import LedgerUnavailable, call, get_item
 from copier.settings import load_settings
 
 PACING_KEY = "pacing#copy-image-set"
@@ -25,9 +25,7 @@ def reserve_copy_slot() -> int:
     interval = 1.0 / settings.copy_rate_per_second
     for _ in range(MAX_CONTENTION_RETRIES):
         now = clock.now()
-        item = call("get_item", TableName=settings.table_name, Key={"id": {"S": PACING_KEY}}, ConsistentRead=True).get(
-            "Item"
-        )
+        item = get_item(PACING_KEY)
         previous = item["nextSlot"]["N"] if item else None
         slot = now if previous is None else max(now, float(Decimal(previous)) + interval)
         condition = "attribute_not_exists(id)" if previous is None else "nextSlot = :previous"
