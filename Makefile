@@ -43,7 +43,7 @@ lint: setup
 	$(PY) -m mypy
 
 synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles Powertools with pip)
-	npx cdk synth --no-notices -c datastoreId=$(DEMO_DATASTORE) --quiet
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --no-notices -c datastoreId=$(DEMO_DATASTORE) --quiet
 
 bench: setup
 	$(PY) -m benchmarks.handler_import

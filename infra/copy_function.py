@@ -21,7 +21,10 @@ RUNTIME = lambda_.Runtime.PYTHON_3_13
 
 @jsii.implements(ILocalBundling)
 class PipBundling:
-    """Install lambda/requirements.txt as manylinux arm64 wheels for CPython 3.13, then the code."""
+    """Install lambda/requirements.txt as manylinux arm64 wheels for CPython 3.13, then the code.
+
+    The botocore that comes with it (aws-xray-sdk needs it) is the one the tests ran with, so it
+    is kept rather than relying on whichever version the runtime ships."""
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
         subprocess.run(

@@ -8,7 +8,7 @@ Monitoring: alarms to an SNS topic. One KMS key encrypts logs, table, queue and 
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -92,9 +92,11 @@ class CopyPipelineStack(Stack):
         self._accept_findings()
 
     def _accept_findings(self) -> None:
+        # cdk-nag names the resource as synthesized: pseudo parameters, or the stack's env when set.
+        region = "<AWS::Region>" if Token.is_unresolved(self.region) else self.region
+        account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
         datastore_arn = (
-            f"arn:<AWS::Partition>:medical-imaging:<AWS::Region>:<AWS::AccountId>:datastore/"
-            f"{self.settings.datastore_id}"
+            f"arn:<AWS::Partition>:medical-imaging:{region}:{account}:datastore/{self.settings.datastore_id}"
         )
         function_arn = self.resolve(self.copy_function.function.function_arn)["Fn::GetAtt"][0]
         accepted = {
