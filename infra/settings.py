@@ -13,12 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+# Image set events only: a copy is about one image set. ("Import Job Completed" names a job,
+# not its image sets; each of those has its own "Image Set Created" event.)
 KNOWN_DETAIL_TYPES = (
     "Image Set Created",
     "Image Set Updated",
     "Image Set Copied",
     "Image Set Copy Failed",
-    "Import Job Completed",
 )
 DEFAULT_STACK_NAME = "HealthImagingCopy"
 

@@ -217,6 +217,7 @@ def _list(value: Any) -> list[Any]:
         ({"datastoreId": DS, "forcePolicy": "sometimes"}, "forcePolicy"),
         ({"datastoreId": DS, "triggerDetailTypes": "Image Set Copied"}, "triggerDetailTypes"),
         ({"datastoreId": DS, "triggerDetailTypes": "Image Set Exploded"}, "triggerDetailTypes"),
+        ({"datastoreId": DS, "triggerDetailTypes": "Import Job Completed"}, "triggerDetailTypes"),
         ({"datastoreId": DS, "copyRatePerSecond": "2"}, "copyRatePerSecond"),
         ({"datastoreId": DS, "conflictRetryAttempts": "many"}, "conflictRetryAttempts"),
         ({"datastoreId": DS, "maxWaitSeconds": "5"}, "maxWaitSeconds"),
