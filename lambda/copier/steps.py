@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,7 @@ from copier.models import CopyProgress, CopyRequest, parse
 
 logger = Logger(child=True)
 metrics = Metrics()
+tracer = Tracer()
 
 Action = Literal[
     "validate", "resolve_destination", "reserve_slot", "start_copy", "confirm_copy", "check_copy", "authorise_force"
@@ -51,7 +52,10 @@ class StepCall(BaseModel):
 def run_step(event: Any) -> dict[str, Any]:
     call = parse(StepCall, event, "step payload")
     try:
-        return _dispatch(call)
+        # One subsegment per step, annotated for X-Ray search; responses are not recorded.
+        with tracer.provider.in_subsegment(f"## {call.action}") as subsegment:
+            subsegment.put_annotation("action", call.action)
+            return _dispatch(call)
     except CopyError as error:
         name = next((metric for kind, metric in _COUNTED_ERRORS.items() if isinstance(error, kind)), None)
         if name:
