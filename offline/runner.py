@@ -147,6 +147,7 @@ class LocalPipeline:
         self._stack = contextlib.ExitStack()
         self.state_machine_arn = ""
         self.lambda_calls = 0
+        self.remaining_millis = 60_000  # what the fake Lambda context reports (idempotency in-progress expiry)
         self.logs = io.StringIO()  # everything the function logged (JSON lines) and its EMF metrics
         self._handler_lock = threading.Lock()  # one invocation at a time: stdout is captured
 
@@ -261,7 +262,7 @@ class LocalPipeline:
             memory_limit_in_mb=512,
             aws_request_id=str(uuid.uuid4()),
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:copy-image-set",
-            get_remaining_time_in_millis=lambda: 60_000,
+            get_remaining_time_in_millis=lambda: self.remaining_millis,
         )
         try:
             if self.handler_hook:

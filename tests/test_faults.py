@@ -121,6 +121,27 @@ def test_function_crashes_after_the_copy_was_accepted(
     assert accepted_per_source(emulator) == {study.primary: 1}
 
 
+def test_function_times_out_mid_copy_leaving_its_idempotency_record_in_progress(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    """A real timeout kills the process: Powertools cannot clear its INPROGRESS record, which
+    blocks retries until the invocation's remaining time has passed; then the attempt ledger
+    makes the retry confirm instead of copying again."""
+    with local_pipeline(emulator, clock) as pipeline:
+        import copier.copy_start
+        import copier.ledger
+
+        pipeline.remaining_millis = 1  # the killed invocation had 1 ms left: its record expires at once
+        once_in(
+            copier.copy_start.persistence, "delete_record", lambda: RuntimeError("process killed"), after_call=False
+        )
+        once_in(copier.ledger, "mark_destination", lambda: type("Sandbox.Timedout", (Exception,), {})("timed out"))
+        record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
+    assert record.status == "SUCCEEDED", record.cause
+    assert "ConfirmCopy" in record.states_entered()
+    assert accepted_per_source(emulator) == {study.consistent: 1}
+
+
 def test_duplicate_events_copy_once(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
     event = seed.image_set_created_event(DS, study.primary)
     with local_pipeline(emulator, clock) as pipeline:
