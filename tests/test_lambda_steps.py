@@ -169,7 +169,6 @@ def test_confirm_of_a_snapshot_finds_the_new_image_set_of_the_study(function: Fu
         },
     )
     expect_get(function, NEW, state="LOCKED", workflow="COPYING")
-    expect_get(function, SOURCE, state="LOCKED", workflow="COPYING_WITH_READ_ONLY_ACCESS")
 
     answer = function.invoke(
         step(
@@ -183,6 +182,7 @@ def test_confirm_of_a_snapshot_finds_the_new_image_set_of_the_study(function: Fu
 
     assert answer["status"] == "COPYING"
     assert answer["destinationImageSetId"] == NEW
+    function.reads.assert_no_pending_responses()  # found: the source is not read again
 
 
 # --- AuthoriseForce --------------------------------------------------------------------

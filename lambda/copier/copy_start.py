@@ -169,8 +169,7 @@ def confirm_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgres
         accepted_into = request.destination_image_set_id if (moved or busy) else None
     else:
         accepted_into = _new_destination_since(request, progress)
-        source = healthimaging.get_image_set(request.datastore_id, request.source_image_set_id)
-        if accepted_into is None and source.get("imageSetState") == "LOCKED":
+        if accepted_into is None and _is_locked(request.datastore_id, request.source_image_set_id):
             # The source is being copied from, but its new destination is not visible yet.
             if progress.polls + 1 >= MAX_CONFIRMATIONS:
                 raise CopyWaitTimedOut(
@@ -190,6 +189,10 @@ def confirm_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgres
             "retry_request": request.model_copy(update={"generation": request.generation + 1}),
         }
     )
+
+
+def _is_locked(datastore_id: str, image_set_id: str) -> bool:
+    return healthimaging.get_image_set(datastore_id, image_set_id).get("imageSetState") == "LOCKED"
 
 
 def _new_destination_since(request: CopyRequest, progress: CopyProgress) -> str | None:
