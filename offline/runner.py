@@ -136,13 +136,11 @@ class LocalPipeline:
         emulator: HealthImagingEmulator,
         clock: VirtualClock,
         *,
-        settings: dict[str, str] | None = None,
         handler_hook: Callable[[dict[str, Any]], None] | None = None,
     ):
         self.workflow = workflow
         self.emulator = emulator
         self.clock = clock
-        self.settings = settings or {}
         self.handler_hook = handler_hook  # fault injection: runs before every handler call
         self._stack = contextlib.ExitStack()
         self.state_machine_arn = ""
@@ -172,7 +170,7 @@ class LocalPipeline:
             self.workflow.table_logical_id: TABLE,
         }
         environment = {k: str(_resolve(v, refs)) for k, v in self.workflow.environment.items()}
-        stack.enter_context(mock.patch.dict(os.environ, {**environment, **self.settings}))
+        stack.enter_context(mock.patch.dict(os.environ, environment))
         self._create_aws_resources()
         self.handler = self._load_handler()
         stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", self._invoke))

@@ -125,22 +125,6 @@ class CopyProgress(WireModel):
     retry_request: CopyRequest | None = None
 
 
-class CopyResult(WireModel):
-    """The execution's output: one documented object (README, "Output")."""
-
-    datastore_id: ResourceId
-    source_image_set_id: ResourceId
-    source_version_id: VersionId | None
-    destination_image_set_id: ResourceId
-    destination_version_id: VersionId | None
-    status: Literal["COPIED"]
-    forced: bool
-    promoted_to_primary: bool
-    attempts: int
-    polls: int
-    waited_seconds: int
-
-
 def field_errors(error: ValidationError, prefix: str = "") -> str:
     """'field: problem' for each invalid field, without echoing the offending value."""
     parts = []
