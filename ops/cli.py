@@ -5,8 +5,9 @@
     python -m ops.cli redrive --queue-url URL --state-machine-arn ARN
 
 Both use the same input contract as the console (README, "Starting a copy by hand").
-Execution names are derived from the input, so starting the same thing twice does not
-start a second execution.
+Execution names are derived from the input, so starting the same thing twice while it runs,
+or after it succeeded, returns that execution; a copy whose last execution FAILED, TIMED_OUT
+or ABORTED is started anew (the copy record still keeps an accepted copy from being repeated).
 """
 
 from __future__ import annotations
@@ -30,19 +31,29 @@ def execution_name(prefix: str, payload: dict[str, Any]) -> str:
     return NAME_UNSAFE.sub("-", f"{prefix}-{digest}")[:80]
 
 
+ENDED_WITHOUT_SUCCESS = ("FAILED", "TIMED_OUT", "ABORTED")
+MAX_RESTARTS = 99
+
+
 def start(*, state_machine_arn: str, copy_input: dict[str, Any], client: Any = None) -> str:
+    """The execution of this copy: the running or succeeded one, or a new one."""
     sfn = client or boto3.client("stepfunctions")
-    name = execution_name("console", copy_input)
-    try:
-        return str(
-            sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(copy_input))[
-                "executionArn"
-            ]
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
-            raise
-        return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    base = execution_name("console", copy_input)
+    for restart in range(MAX_RESTARTS + 1):
+        name = base if restart == 0 else f"{base[:76]}-r{restart:02d}"
+        try:
+            return str(
+                sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(copy_input))[
+                    "executionArn"
+                ]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                raise
+        arn = state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        if sfn.describe_execution(executionArn=arn)["status"] not in ENDED_WITHOUT_SUCCESS:
+            return arn  # RUNNING, PENDING_REDRIVE or SUCCEEDED: that is this copy
+    raise RuntimeError(f"{MAX_RESTARTS} restarts of this copy have already ended without success: look first")
 
 
 def redrive(*, queue_url: str, state_machine_arn: str) -> list[str]:
