@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CAPTURED_OUTPUT
+from captured_output import CAPTURED_OUTPUT
 from workflow import DS, local_pipeline, seed_study
 
 from offline import seed

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 
-from conftest import CAPTURED_OUTPUT, Study, seed_study  # noqa: F401 (re-exported for tests)
+from captured_output import CAPTURED_OUTPUT
 
 from offline import seed
 from offline.clock import VirtualClock
@@ -14,6 +15,34 @@ from offline.emulator import HealthImagingEmulator
 from offline.runner import LocalPipeline, WorkflowDefinition, synthesize
 
 DS = seed.DATASTORE_ID
+
+
+@dataclass
+class Study:
+    primary: str
+    consistent: str
+    inconsistent: str
+    other_patient: str
+
+
+def seed_study(emulator: HealthImagingEmulator) -> Study:
+    emulator.create_datastore(DS)
+    return Study(
+        primary=emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[1, 2])),
+        consistent=emulator.seed_image_set(
+            DS, seed.image_set_metadata(patient_number=1, study=1, series=[3]), is_primary=False
+        ),
+        inconsistent=emulator.seed_image_set(
+            DS,
+            seed.image_set_metadata(patient_number=1, study=1, series=[4], study_description="SYNTHETIC MR"),
+            is_primary=False,
+        ),
+        other_patient=emulator.seed_image_set(
+            DS,
+            seed.image_set_metadata(patient_number=1, study=1, series=[5], name_suffix="^MISFILED"),
+            is_primary=False,
+        ),
+    )
 
 
 @cache
