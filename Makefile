@@ -34,8 +34,7 @@ test-lambda-py313:
 	test -x .venv313/bin/python || $(PY313) -m venv .venv313; \
 	.venv313/bin/python -m pip install --quiet --disable-pip-version-check -r lambda/requirements.txt \
 	  $$(grep -E '^(boto3|moto|pytest|hypothesis)' requirements-dev.txt); \
-	.venv313/bin/python -m pytest -p no:cacheprovider tests/test_lambda_start_copy.py tests/test_lambda_steps.py \
-	  tests/test_lambda_intake.py
+	.venv313/bin/python -m pytest -p no:cacheprovider tests/test_lambda_*.py
 
 lint: setup
 	$(PY) -m ruff check .

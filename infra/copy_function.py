@@ -59,6 +59,9 @@ class PipBundling:
 
 
 class CopyFunction(Construct):
+    # Each step is a few HealthImaging and DynamoDB calls; the workflow's task timeouts follow this.
+    TIMEOUT = Duration.seconds(60)
+
     def __init__(
         self,
         scope: Construct,
@@ -91,7 +94,7 @@ class CopyFunction(Construct):
             ),
             role=self.role,
             memory_size=512,
-            timeout=Duration.seconds(60),
+            timeout=self.TIMEOUT,
             # Bounds Lambda concurrency (and so DynamoDB and HealthImaging reads) in a burst.
             reserved_concurrent_executions=20,
             tracing=lambda_.Tracing.ACTIVE,

@@ -1,10 +1,12 @@
 """The state machine: one copy's life, every attempt visible in the console history.
 
-ValidateInput -> RouteCopy -> [ResolvePrimary] -> ReserveCopySlot -> WaitForCopySlot
--> StartCopy (Retry: conflict, throttling, transient) -> [WaitBeforeConfirm -> ConfirmCopy]
--> WaitForCopy <-> CheckCopy -> ReportResult
-InconsistentMetadata (at once or as COPY_FAILED) -> ConsultForcePolicy -> AuthoriseForce
--> ReserveCopySlot again with force: true. Written in JSONPath (moto runs it offline).
+Written top-down in the order a copy runs (JSONPath: moto runs it offline):
+1. ValidateInput -> RouteCopy -> [FindPrimaryOfSeries]         what to copy, or skip
+2. ReserveCopySlot -> WaitForCopySlot -> StartCopy              at the quota's pace; Retry on
+                                                                conflict, throttling, transient
+3. [ConfirmCopy <-> WaitBeforeLookingAgain]                     the call's answer never came
+4. WaitForCopy <-> CheckCopy -> ReportResult -> Copied          judged on the version it produces
+5. InconsistentMetadata -> AlreadyForced? -> AuthoriseForce     force branch, back to 2
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from infra.settings import RetrySettings, StackSettings
 TRANSIENT_ERRORS = [
     "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException", "Lambda.Unknown", "Sandbox.Timedout", "Runtime.ExitError", "States.Timeout",
-    "HealthImagingUnavailable", "LedgerUnavailable",
+    "HealthImagingUnavailable", "TableUnavailable",
     "IdempotencyPersistenceLayerError", "IdempotencyPersistenceConnectionError",
 ]  # fmt: skip
+# A task may run a little longer than the function (invoke overhead) before Step Functions gives up on it.
+TASK_TIMEOUT_MARGIN = Duration.seconds(10)
 LOG_LEVELS = {
     "ALL": sfn.LogLevel.ALL,
     "ERROR": sfn.LogLevel.ERROR,
@@ -44,40 +48,27 @@ class CopyWorkflow(Construct):
         construct_id: str,
         *,
         function: lambda_.IFunction,
+        function_timeout: Duration,
         settings: StackSettings,
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         self._function = function
-        self._settings = settings
+        self._task_timeout = Duration.seconds(function_timeout.to_seconds() + TASK_TIMEOUT_MARGIN.to_seconds())
 
-        invalid_input = sfn.Fail(self, "InvalidInput", error_path="$.error.Error", cause_path="$.error.Cause")
-        copy_failed = sfn.Fail(self, "CopyDidNotComplete", error_path="$.error.Error", cause_path="$.error.Cause")
-        still_inconsistent = sfn.Fail(
-            self,
-            "StillInconsistentAfterForce",
-            error="InconsistentMetadata",
-            comment="A forced copy reported inconsistent metadata again: a person must look.",
-            cause_path="$.error.Cause",
-        )
-
+        # 1. What to copy.
         validate = self._step("ValidateInput", "validate", {"input": sfn.JsonPath.entire_payload}, "$")
-        validate.add_catch(invalid_input, errors=["InvalidCopyRequest"], result_path="$.error")
-        validate.add_catch(copy_failed, errors=["States.ALL"], result_path="$.error")
+        route = sfn.Choice(self, "RouteCopy")
+        find_primary = self._step("FindPrimaryOfSeries", "find_primary", {"request": "$.request"}, "$")
 
-        resolve = self._step("ResolvePrimary", "resolve_destination", {"request": "$.request"}, "$")
-        resolve.add_catch(copy_failed, errors=["States.ALL"], result_path="$.error")
-
+        # 2. Start it, at the quota's pace.
         reserve = self._step("ReserveCopySlot", "reserve_slot", {}, "$.slot")
-        reserve.add_catch(copy_failed, errors=["States.ALL"], result_path="$.error")
         wait_for_slot = sfn.Wait(self, "WaitForCopySlot", time=sfn.WaitTime.seconds_path("$.slot.waitSeconds"))
-
         start = self._step(
             "StartCopy",
             "start_copy",
             {"request": "$.request", "retryCount": sfn.JsonPath.number_at("$$.State.RetryCount")},
             "$.copy",
-            timeout_seconds=60,
         )
         self._retry(start, ["CopyConflict"], settings.conflict_retry())
         self._retry(start, ["CopyThrottled", "CopyQuotaExceeded"], settings.throttle_retry())
@@ -89,35 +80,15 @@ class CopyWorkflow(Construct):
             jitter_strategy=sfn.JitterType.FULL,
         )
 
-        confirm = self._step("ConfirmCopy", "confirm_copy", {"request": "$.request", "copy": "$.copy"}, "$.copy")
-        confirm.add_catch(copy_failed, errors=["States.ALL"], result_path="$.error")
-        wait_before_confirm = sfn.Wait(
-            self, "WaitBeforeConfirm", time=sfn.WaitTime.seconds_path("$.copy.nextPollSeconds")
-        )
-        restart = sfn.Pass(
-            self,
-            "StartAgainNextGeneration",
-            input_path="$.copy.retryRequest",
-            result_path="$.request",
-            comment="The earlier CopyImageSet was confirmed NOT accepted: start it again.",
-        )
+        # 3. The call's answer never came: prove it ours, start again, or stop.
+        confirm = self._step("ConfirmCopy", "confirm_copy", {"request": "$.request"}, "$.copy")
+        confirmed = sfn.Choice(self, "CopyConfirmed?")
+        look_again = sfn.Wait(self, "WaitBeforeLookingAgain", time=sfn.WaitTime.seconds_path("$.copy.nextPollSeconds"))
 
+        # 4. Wait for the version this copy produces.
         wait_for_copy = sfn.Wait(self, "WaitForCopy", time=sfn.WaitTime.seconds_path("$.copy.nextPollSeconds"))
         check = self._step("CheckCopy", "check_copy", {"request": "$.request", "copy": "$.copy"}, "$.copy")
-
-        authorise = self._step(
-            "AuthoriseForce", "authorise_force", {"request": "$.request", "error": "$.error"}, "$.request"
-        )
-        authorise.add_catch(copy_failed, errors=["States.ALL"], result_path="$.error")
-        consult = (
-            sfn.Choice(self, "ConsultForcePolicy", comment="Inconsistent metadata: may this copy be forced?")
-            .when(sfn.Condition.boolean_equals("$.request.force", True), still_inconsistent)
-            .otherwise(authorise.next(reserve))
-        )
-        for step in (start, check):
-            step.add_catch(consult, errors=["InconsistentMetadata"], result_path="$.error")
-            step.add_catch(copy_failed, errors=["States.ALL"], result_path="$.error")
-
+        finished = sfn.Choice(self, "CopyFinished?")
         report = sfn.Pass(
             self,
             "ReportResult",
@@ -134,37 +105,50 @@ class CopyWorkflow(Construct):
                 "polls.$": "$.copy.polls",
                 "waitedSeconds.$": "$.copy.waitedSeconds",
             },
-        ).next(sfn.Succeed(self, "Copied"))
-        skipped = sfn.Pass(self, "ReportSkipped", parameters={"status": "SKIPPED", "reason.$": "$.reason"}).next(
-            sfn.Succeed(self, "NothingToCopy")
         )
 
-        poll = wait_for_copy.next(check).next(
-            sfn.Choice(self, "CopyFinished?")
-            .when(sfn.Condition.string_equals("$.copy.status", "COPIED"), report)
-            .otherwise(wait_for_copy)
+        # 5. Inconsistent metadata: force, if the policy allows it, once.
+        already_forced = sfn.Choice(
+            self, "AlreadyForced?", comment="Inconsistent metadata: was this copy already forced?"
         )
-        confirm_loop = wait_before_confirm.next(confirm).next(
-            sfn.Choice(self, "CopyAccepted?")
-            .when(sfn.Condition.string_equals("$.copy.status", "NOT_ACCEPTED"), restart.next(reserve))
-            .when(sfn.Condition.string_equals("$.copy.status", "UNCONFIRMED"), wait_before_confirm)
-            .otherwise(poll)
+        authorise = self._step("AuthoriseForce", "authorise_force", {"request": "$.request"}, "$.request")
+
+        # Ends.
+        skipped = sfn.Pass(self, "ReportSkipped", parameters={"status": "SKIPPED", "reason.$": "$.reason"})
+        invalid_input = sfn.Fail(self, "InvalidInput", error_path="$.error.Error", cause_path="$.error.Cause")
+        did_not_complete = sfn.Fail(
+            self, "CopyDidNotComplete", error_path="$.error.Error", cause_path="$.error.Cause"
         )
-        route = (
-            sfn.Choice(self, "RouteCopy")
-            .when(sfn.Condition.boolean_equals("$.skip", True), skipped)
-            .when(sfn.Condition.boolean_equals("$.resolveDestination", True), resolve)
-            .otherwise(
-                reserve.next(wait_for_slot)
-                .next(start)
-                .next(
-                    sfn.Choice(self, "OutcomeKnown?")
-                    .when(sfn.Condition.string_equals("$.copy.status", "UNCONFIRMED"), confirm_loop)
-                    .otherwise(poll)
-                )
-            )
+        still_inconsistent = sfn.Fail(
+            self,
+            "StillInconsistentAfterForce",
+            error="InconsistentMetadata",
+            comment="A forced copy reported inconsistent metadata again: a person must look.",
+            cause_path="$.error.Cause",
         )
-        resolve.next(route)
+
+        # The wiring, in the same order.
+        validate.add_catch(invalid_input, errors=["InvalidCopyRequest"], result_path="$.error")
+        validate.next(route)
+        route.when(sfn.Condition.boolean_equals("$.skip", True), skipped.next(sfn.Succeed(self, "NothingToCopy")))
+        route.when(sfn.Condition.boolean_equals("$.resolveDestination", True), find_primary)
+        route.otherwise(reserve)
+        find_primary.next(route)
+        reserve.next(wait_for_slot).next(start).next(wait_for_copy)
+        start.add_catch(confirm, errors=["CopyOutcomeUnknown"], result_path="$.error")
+        confirm.next(confirmed)
+        confirmed.when(sfn.Condition.string_equals("$.copy.status", "COPYING"), wait_for_copy)
+        confirmed.when(sfn.Condition.string_equals("$.copy.status", "NOT_ACCEPTED"), reserve)
+        confirmed.otherwise(look_again.next(confirm))
+        wait_for_copy.next(check).next(finished)
+        finished.when(sfn.Condition.string_equals("$.copy.status", "COPIED"), report.next(sfn.Succeed(self, "Copied")))
+        finished.otherwise(wait_for_copy)
+        for step in (start, check):
+            step.add_catch(already_forced, errors=["InconsistentMetadata"], result_path="$.error")
+        already_forced.when(sfn.Condition.boolean_equals("$.request.force", True), still_inconsistent)
+        already_forced.otherwise(authorise.next(reserve))
+        for task in (validate, find_primary, reserve, start, confirm, check, authorise):
+            task.add_catch(did_not_complete, errors=["States.ALL"], result_path="$.error")
 
         self.log_group = logs.LogGroup(
             self,
@@ -176,7 +160,7 @@ class CopyWorkflow(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(validate.next(route)),
+            definition_body=sfn.DefinitionBody.from_chainable(validate),
             state_machine_type=sfn.StateMachineType.STANDARD,
             tracing_enabled=True,
             # Copies can wait for slots and retries for hours in a burst; bounded all the same.
@@ -187,9 +171,7 @@ class CopyWorkflow(Construct):
             comment="Copies one HealthImaging image set (healthimaging-copy)",
         )
 
-    def _step(
-        self, name: str, action: str, fields: dict[str, Any], result_path: str, timeout_seconds: int = 60
-    ) -> tasks.LambdaInvoke:
+    def _step(self, name: str, action: str, fields: dict[str, Any], result_path: str) -> tasks.LambdaInvoke:
         payload: dict[str, Any] = {"action": action, "executionId": sfn.JsonPath.string_at("$$.Execution.Id")}
         for key, value in fields.items():
             payload[key] = sfn.JsonPath.string_at(value) if isinstance(value, str) else value
@@ -201,7 +183,7 @@ class CopyWorkflow(Construct):
             payload_response_only=True,
             retry_on_service_exceptions=False,
             result_path=result_path,
-            task_timeout=sfn.Timeout.duration(Duration.seconds(timeout_seconds + 10)),
+            task_timeout=sfn.Timeout.duration(self._task_timeout),
         )
         step.add_retry(
             errors=TRANSIENT_ERRORS,

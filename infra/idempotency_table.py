@@ -1,4 +1,8 @@
-"""The DynamoDB table behind idempotency, the copy ledger and the pacing slot."""
+"""The DynamoDB table behind idempotency, the copy records and the pacing slot.
+
+Index byDestination (destinationImageSetId, destinationVersionId): which copy record produced an
+image set version (the copy-storm guard, confirmation). Only accepted copies carry both keys.
+"""
 
 from __future__ import annotations
 
@@ -24,4 +28,10 @@ class IdempotencyTable(Construct):
             encryption_key=key,
             # Losing it would let in-flight copies start twice: keep it on stack deletion.
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.table.add_global_secondary_index(
+            index_name="byDestination",
+            partition_key=dynamodb.Attribute(name="destinationImageSetId", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="destinationVersionId", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
         )

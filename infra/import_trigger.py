@@ -10,6 +10,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.settings import DEAD_LETTER_RETENTION_DAYS
+
 
 class ImportTrigger(Construct):
     def __init__(
@@ -30,7 +32,7 @@ class ImportTrigger(Construct):
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=key,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
         )
         self.rule = events.Rule(
             self,

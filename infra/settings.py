@@ -22,6 +22,9 @@ KNOWN_DETAIL_TYPES = (
     "Image Set Copy Failed",
 )
 DEFAULT_STACK_NAME = "HealthImagingCopy"
+# SQS keeps a dead letter at most 14 days; EventBridge retries a target for 24 h before that.
+DEAD_LETTER_RETENTION_DAYS = 14
+REDRIVE_WINDOW_DAYS = DEAD_LETTER_RETENTION_DAYS + 1
 
 
 class SettingsError(ValueError):
@@ -54,7 +57,9 @@ class StackSettings(BaseModel):
     poll_initial_seconds: int = Field(default=5, ge=1, le=3600)
     poll_max_seconds: int = Field(default=120, ge=1, le=3600)
     max_wait_seconds: int = Field(default=3600, ge=60, le=86_400 * 7)
-    idempotency_ttl_seconds: int = Field(default=86_400, ge=3600, le=86_400 * 30)
+    # Copy records (and so idempotency) must outlive every event that can still be redriven,
+    # or a redriven event about a copy would start it, or a copy of its output, again.
+    copy_record_retention_days: int = Field(default=30, ge=REDRIVE_WINDOW_DAYS, le=3653)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     workflow_log_level: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ALL"
     alarm_topic_arn: str | None = Field(
@@ -108,7 +113,7 @@ class StackSettings(BaseModel):
             "POLL_INITIAL_SECONDS": str(self.poll_initial_seconds),
             "POLL_MAX_SECONDS": str(self.poll_max_seconds),
             "MAX_WAIT_SECONDS": str(self.max_wait_seconds),
-            "IDEMPOTENCY_TTL_SECONDS": str(self.idempotency_ttl_seconds),
+            "COPY_RECORD_RETENTION_DAYS": str(self.copy_record_retention_days),
             "POWERTOOLS_LOG_LEVEL": self.log_level,
         }
 

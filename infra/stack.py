@@ -62,7 +62,12 @@ class CopyPipelineStack(Stack):
             log_retention_days=settings.log_retention_days,
         )
         self.workflow = CopyWorkflow(
-            self, "CopyWorkflow", function=self.copy_function.function, settings=settings, key=self.key
+            self,
+            "CopyWorkflow",
+            function=self.copy_function.function,
+            function_timeout=CopyFunction.TIMEOUT,
+            settings=settings,
+            key=self.key,
         )
         self.trigger = ImportTrigger(
             self,

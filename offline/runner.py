@@ -82,6 +82,7 @@ class WorkflowDefinition:
     environment: dict[str, str]
     function_logical_id: str
     table_logical_id: str
+    table_schema: dict[str, Any]  # keys and indexes, as CreateTable takes them
 
     @classmethod
     def from_template(cls, template: dict[str, Any]) -> WorkflowDefinition:
@@ -91,13 +92,18 @@ class WorkflowDefinition:
         if len(machines) != 1 or len(functions) != 1 or len(tables) != 1:
             raise ValueError("expected one state machine, one function and one table in the template")
         ((function_id, function),) = functions.items()
-        ((table_id, _),) = tables.items()
+        ((table_id, table),) = tables.items()
         ((_, machine),) = machines.items()
         return cls(
             json.dumps(machine["Properties"]["DefinitionString"]),
             function["Properties"]["Environment"]["Variables"],
             function_id,
             table_id,
+            {
+                name: table["Properties"][name]
+                for name in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")
+                if name in table["Properties"]
+            },
         )
 
 
@@ -210,10 +216,7 @@ class LocalPipeline:
 
     def _create_aws_resources(self) -> None:
         boto3.client("dynamodb", region_name=REGION).create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST", **self.workflow.table_schema
         )
         iam = boto3.client("iam", region_name=REGION)
         role = iam.create_role(RoleName="copy-image-set", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
@@ -238,11 +241,10 @@ class LocalPipeline:
         for name in [m for m in sys.modules if m in {"handler", "copier"} or m.startswith("copier.")]:
             del sys.modules[name]
         handler_module = importlib.import_module("handler")
-        from copier import clock, healthimaging, ledger  # noqa: PLC0415
+        from copier import clock, healthimaging  # noqa: PLC0415
 
         attach(healthimaging.read_client(), self.emulator)
         attach(healthimaging.copy_client(), self.emulator)
-        ledger._dynamodb.cache_clear()
         self._stack.enter_context(mock.patch.object(clock, "now", self.clock.now))
         for log_handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
             if isinstance(log_handler, logging.StreamHandler):
@@ -274,7 +276,7 @@ class LocalPipeline:
 
     def count_api_calls(self) -> Counter[str]:
         """From now on, count every AWS API call the function makes, as "service:Operation"."""
-        from copier import copy_start, healthimaging, ledger  # noqa: PLC0415 (this pipeline's fresh modules)
+        from copier import healthimaging, table  # noqa: PLC0415 (this pipeline's fresh modules)
 
         calls: Counter[str] = Counter()
 
@@ -284,8 +286,7 @@ class LocalPipeline:
         for client in (
             healthimaging.read_client(),
             healthimaging.copy_client(),
-            ledger._dynamodb(),
-            copy_start.persistence.client,
+            table.client(),  # idempotency's too
         ):
             client.meta.events.register("before-call", count)
         return calls

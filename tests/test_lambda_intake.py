@@ -9,11 +9,13 @@ import string
 from typing import Any
 
 import pytest
-from conftest import DATASTORE, FUNCTION_ENV, SOURCE, Function, step
+from function_stubs import DATASTORE, FUNCTION_ENV, SOURCE, Function, step
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from offline import seed
+
+OTHER = "d" * 32
 
 
 def validate(function: Function, raw: Any) -> dict[str, Any]:
@@ -38,9 +40,8 @@ def test_two_fields_are_enough_from_the_console(function: Function) -> None:
         "copiableAttributes": None,
         "force": False,
         "promoteToPrimary": False,
-        "generation": 0,
     }
-    assert plan["trigger"] == "console" and plan["skip"] is False
+    assert plan["skip"] is False and plan["resolveDestination"] is False
 
 
 @pytest.mark.parametrize("spelling", ["imageSetId", "imagesetId"])
@@ -48,13 +49,47 @@ def test_events_with_either_id_spelling(function: Function, spelling: str) -> No
     plan = validate(function, seed.image_set_created_event(DATASTORE, SOURCE, version="3", id_spelling=spelling))
     assert plan["request"]["sourceImageSetId"] == SOURCE
     assert plan["request"]["sourceVersionId"] == "3"
-    assert plan["trigger"] == "event"
 
 
-def test_copy_storm_guard_skips_the_pipelines_own_destinations(function: Function) -> None:
-    function.modules.ledger.mark_destination(SOURCE)
-    plan = validate(function, seed.image_set_created_event(DATASTORE, SOURCE))
+def record_accepted_copy(function: Function, copy_request: dict[str, Any], *, into: str, version: str) -> None:
+    modules = function.modules
+    parsed = modules.models.CopyRequest.model_validate(copy_request)
+    record = modules.copy_record.begin_call(
+        parsed,
+        previous=None,
+        source_version_id="1",
+        baseline_version_id=None if parsed.destination_image_set_id is None else str(int(version) - 1),
+        execution_id="test",
+    )
+    modules.copy_record.mark_accepted(record, destination_image_set_id=into, destination_version_id=version)
+
+
+@pytest.mark.parametrize("version", ["1", None])
+def test_copy_storm_guard_skips_an_image_set_a_copy_of_ours_created(function: Function, version: str | None) -> None:
+    record_accepted_copy(function, {"datastoreId": DATASTORE, "sourceImageSetId": OTHER}, into=SOURCE, version="1")
+    event = seed.image_set_created_event(DATASTORE, SOURCE)
+    if version is None:
+        del event["detail"]["imageSetVersion"]
+    plan = validate(function, event)
     assert plan["skip"] is True and "copy-storm" in plan["reason"]
+
+
+@pytest.mark.parametrize(
+    "function_env", [{**FUNCTION_ENV, "TRIGGER_DETAIL_TYPES": "Image Set Created,Image Set Updated"}]
+)
+@pytest.mark.parametrize(("version", "skipped"), [("2", True), ("3", False), (None, False)])
+def test_copy_storm_guard_claims_only_the_versions_of_a_merge_destination_we_produced(
+    function: Function, version: str | None, skipped: bool
+) -> None:
+    """A merge writes into the user's own image set: only the version our copy produced is ours."""
+    merge = {"datastoreId": DATASTORE, "sourceImageSetId": OTHER, "destinationImageSetId": SOURCE}
+    record_accepted_copy(function, merge, into=SOURCE, version="2")
+    event = seed.image_set_created_event(DATASTORE, SOURCE, version=version or "1")
+    event["detail-type"] = "Image Set Updated"
+    if version is None:
+        del event["detail"]["imageSetVersion"]
+    plan = validate(function, event)
+    assert plan["skip"] is skipped
 
 
 def test_detail_types_that_are_not_triggers_are_skipped(function: Function) -> None:
@@ -99,7 +134,10 @@ def test_policy_off_skips_events_but_serves_the_console(function: Function) -> N
             {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copiableAttributes": {"Study": "x"}},
             "copiableAttributes",
         ),
-        ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "generation": 3}, "generation"),
+        (
+            {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "generation": 3},
+            "generation",
+        ),  # internal: not accepted
         ({"datastoreId": "f" * 32, "sourceImageSetId": SOURCE}, "datastoreId"),
         ("just a string", "JSON object"),
     ],

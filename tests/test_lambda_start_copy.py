@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import (
+from function_stubs import (
     DATASTORE,
     DESTINATION,
     FUNCTION_ENV,
@@ -13,9 +13,12 @@ from conftest import (
     Function,
     copy_answer,
     emf_metrics,
+    expect_metadata,
     image_set,
     step,
 )
+
+from offline import seed
 
 NEW = "c" * 32
 ERROR_CODES = {
@@ -73,7 +76,8 @@ def test_snapshot_copy_calls_copy_image_set_once_and_reports_the_new_image_set(
     assert progress["status"] == "COPYING"
     assert progress["destinationImageSetId"] == NEW
     assert progress["sourceVersionId"] == "1"
-    assert progress["destinationVersionId"] is None  # a new image set has no baseline version
+    assert progress["destinationVersionId"] == "1"  # the version this copy creates
+    assert progress["baselineVersionId"] is None  # a new image set has no version before the copy
     function.copies.assert_no_pending_responses()
     assert emf_metrics(capsys.readouterr().out)["CopiesStarted"] == 1
 
@@ -101,7 +105,8 @@ def test_explicit_destination_and_subset_copy_send_the_documented_request(functi
     )
 
     assert progress["destinationImageSetId"] == DESTINATION
-    assert progress["destinationVersionId"] == "7"  # the baseline the completed copy must exceed
+    assert progress["destinationVersionId"] == "8"  # the version this copy produces: its outcome is judged there
+    assert progress["baselineVersionId"] == "7"
     function.copies.assert_no_pending_responses()
 
 
@@ -138,30 +143,90 @@ def test_every_copy_image_set_error_code_becomes_a_named_error(
 
     assert type(raised.value).__name__ == name
     assert code in str(raised.value) and str(status) in str(raised.value)
-    # A certain refusal leaves no open attempt: the next try may call again.
-    assert function.modules.ledger.open_attempt(function.modules.models.CopyRequest.model_validate(request())) is None
+    # A certain refusal is recorded as such: the next try may call again.
+    record = function.modules.copy_record.load(function.modules.models.CopyRequest.model_validate(request()))
+    assert (record.status, record.refusal, record.calls) == ("REFUSED", name, 1)
 
 
-@pytest.mark.parametrize("code", ["ValidationException", "ConflictException"])
-def test_immediate_inconsistent_metadata_is_its_own_error_naming_elements_only(function: Function, code: str) -> None:
-    expect_source(function)
+def expect_destination(function: Function, **fields: object) -> None:
     function.reads.add_response(
-        "get_image_set", image_set(DESTINATION), {"datastoreId": DATASTORE, "imageSetId": DESTINATION}
+        "get_image_set",
+        image_set(DESTINATION, **fields),  # type: ignore[arg-type]
+        {"datastoreId": DATASTORE, "imageSetId": DESTINATION},
     )
+
+
+def refuse_copy_into_destination(function: Function, code: str, message: str) -> None:
     function.copies.add_client_error(
         "copy_image_set",
         service_error_code=code,
         http_status_code=400 if code.startswith("V") else 409,
-        service_message="Inconsistent PatientName value SYNTHETIC^PATIENT^0042 between source and destination; force",
+        service_message=message,
         expected_params=copy_params({"imageSetId": DESTINATION, "latestVersionId": "1"}),
     )
+
+
+def expect_documents(function: Function, source: dict[str, object], destination: dict[str, object]) -> None:
+    expect_metadata(function, SOURCE, source, versionId="1")
+    expect_metadata(function, DESTINATION, destination, versionId="1")
+
+
+SERIES = seed.image_set_metadata(patient_number=4, study=1, series=[1])
+
+
+@pytest.mark.parametrize("code", ["ValidationException", "ConflictException"])
+def test_a_refusal_is_inconsistent_metadata_when_the_documents_differ_naming_elements_only(
+    function: Function, code: str
+) -> None:
+    expect_source(function)
+    expect_destination(function)
+    refuse_copy_into_destination(function, code, "Rejected")  # the wording says nothing: the documents decide
+    if code == "ConflictException":  # settled image sets at the versions named: not a lock or a moved version
+        expect_source(function)
+        expect_destination(function)
+    other_description = json.loads(json.dumps(SERIES))
+    other_description["Study"]["DICOM"]["StudyDescription"] = "SYNTHETIC MR BRAIN"
+    expect_documents(function, other_description, SERIES)
 
     with pytest.raises(Exception) as raised:
         function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION)))
 
     assert type(raised.value).__name__ == "InconsistentMetadata"
-    assert "PatientName" in str(raised.value)
-    assert "SYNTHETIC" not in str(raised.value)  # the service's message (a value) is not passed on
+    assert "StudyDescription" in str(raised.value)
+    assert "SYNTHETIC" not in str(raised.value)  # names, never values
+    function.reads.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("code", "name"), [("ValidationException", "InvalidCopyRequest"), ("ConflictException", "CopyConflict")]
+)
+def test_a_message_about_inconsistency_is_not_evidence(function: Function, code: str, name: str) -> None:
+    expect_source(function)
+    expect_destination(function)
+    refuse_copy_into_destination(function, code, "Inconsistent metadata mismatch: use force")
+    if code == "ConflictException":
+        expect_source(function)
+        expect_destination(function)
+    expect_documents(function, SERIES, SERIES)  # identical: whatever the message says, force cannot help
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION)))
+
+    assert type(raised.value).__name__ == name
+
+
+def test_a_conflict_from_a_lock_stays_a_conflict_without_reading_metadata(function: Function) -> None:
+    expect_source(function)
+    expect_destination(function)
+    refuse_copy_into_destination(function, "ConflictException", "locked")
+    expect_source(function)
+    expect_destination(function, state="LOCKED", workflow="COPYING")  # another writer got there first
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("start_copy", request=request(destinationImageSetId=DESTINATION)))
+
+    assert type(raised.value).__name__ == "CopyConflict"
+    function.reads.assert_no_pending_responses()
 
 
 def test_internal_server_error_after_the_call_is_ambiguous_and_never_retried_blindly(
@@ -175,13 +240,35 @@ def test_internal_server_error_after_the_call_is_ambiguous_and_never_retried_bli
         expected_params=copy_params(),
     )
 
-    first = function.invoke(step("start_copy", request=request()))
-    # The same request again (task retry, duplicate event): no second CopyImageSet.
-    second = function.invoke(step("start_copy", request=request()))
+    names = []
+    for _ in range(2):  # the same request again (task retry, duplicate event): no second CopyImageSet
+        with pytest.raises(Exception) as raised:
+            function.invoke(step("start_copy", request=request()))
+        names.append(type(raised.value).__name__)
 
-    assert first["status"] == second["status"] == "UNCONFIRMED"
+    assert names == ["CopyOutcomeUnknown", "CopyOutcomeUnknown"]
     function.copies.assert_no_pending_responses()
+    record = function.modules.copy_record.load(function.modules.models.CopyRequest.model_validate(request()))
+    assert (record.status, record.calls) == ("CALLING", 1)
     assert emf_metrics(capsys.readouterr().out)["AmbiguousCopyOutcomes"] == 1
+
+
+def test_an_accepted_copy_is_not_called_again_when_its_idempotency_record_is_lost(function: Function) -> None:
+    """The copy record is completed when the service answers, before Powertools stores its result:
+    if that store fails (or the process dies between the two), the retry still makes no second call."""
+    expect_source(function)
+    function.copies.add_response("copy_image_set", copy_answer(SOURCE, NEW), copy_params())
+    first = function.invoke(step("start_copy", request=request()))
+    dynamodb = function.modules.table.client()
+    for item in dynamodb.scan(TableName=FUNCTION_ENV["IDEMPOTENCY_TABLE"])["Items"]:
+        if item["id"]["S"].startswith(function.modules.copy_start.IDEMPOTENCY_KEY_PREFIX):
+            dynamodb.delete_item(TableName=FUNCTION_ENV["IDEMPOTENCY_TABLE"], Key={"id": item["id"]})
+
+    again = function.invoke(step("start_copy", request=request()))
+
+    assert (again["destinationImageSetId"], again["destinationVersionId"]) == (NEW, "1")
+    assert again["destinationImageSetId"] == first["destinationImageSetId"]
+    function.copies.assert_no_pending_responses()
 
 
 def test_duplicate_delivery_copies_exactly_once(function: Function, capsys: pytest.CaptureFixture[str]) -> None:

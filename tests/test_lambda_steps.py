@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from botocore.response import StreamingBody
-from conftest import DATASTORE, DESTINATION, FUNCTION_ENV, SOURCE, Function, image_set, step
+from function_stubs import (
+    DATASTORE,
+    DESTINATION,
+    FUNCTION_ENV,
+    SOURCE,
+    Function,
+    expect_metadata,
+    image_set,
+    step,
+)
 
 from offline import seed
 
 NEW = "c" * 32
+SERIES = seed.image_set_metadata(patient_number=3, study=2, series=[4])
 
 
 def at(seconds: float) -> datetime:
@@ -26,48 +33,72 @@ def request(**fields: object) -> dict[str, object]:
 
 
 def progress(**fields: object) -> dict[str, object]:
+    """A copy into DESTINATION at version 1 that produces version 2."""
     return {
         "status": "COPYING",
         "destinationImageSetId": DESTINATION,
-        "destinationVersionId": "1",
+        "destinationVersionId": "2",
+        "baselineVersionId": "1",
         "sourceVersionId": "1",
         "nextPollSeconds": 5,
         **fields,
     }
 
 
-def expect_get(function: Function, image_set_id: str, **fields: Any) -> None:
-    function.reads.add_response(
-        "get_image_set", image_set(image_set_id, **fields), {"datastoreId": DATASTORE, "imageSetId": image_set_id}
+def expect_get(function: Function, image_set_id: str, version: str | None = None, **fields: Any) -> None:
+    params = {"datastoreId": DATASTORE, "imageSetId": image_set_id}
+    if version is not None:
+        params["versionId"] = version
+    function.reads.add_response("get_image_set", image_set(image_set_id, version=version or "1", **fields), params)
+
+
+def expect_missing_version(function: Function, image_set_id: str, version: str) -> None:
+    function.reads.add_client_error(
+        "get_image_set",
+        service_error_code="ResourceNotFoundException",
+        http_status_code=404,
+        expected_params={"datastoreId": DATASTORE, "imageSetId": image_set_id, "versionId": version},
     )
 
 
-def expect_metadata(function: Function, image_set_id: str, document: dict[str, Any], **params: str) -> None:
-    blob = gzip.compress(json.dumps(document).encode())
-    function.reads.add_response(
-        "get_image_set_metadata",
-        {
-            "imageSetMetadataBlob": StreamingBody(io.BytesIO(blob), len(blob)),
-            "contentType": "application/json",
-            "contentEncoding": "gzip",
-        },
-        {"datastoreId": DATASTORE, "imageSetId": image_set_id, **params},
-    )
+def with_instances(document: dict[str, Any], *sops: str) -> dict[str, Any]:
+    """The document with its one series holding exactly these instances."""
+    changed = copy.deepcopy(document)
+    (series,) = changed["Study"]["Series"].values()
+    template = next(iter(series["Instances"].values()))
+    series["Instances"] = {sop: {**template, "DICOM": {**template["DICOM"], "SOPInstanceUID": sop}} for sop in sops}
+    return changed
 
 
-# --- CheckCopy -------------------------------------------------------------------------
-def test_copied_with_a_newer_version_completes(function: Function) -> None:
-    expect_get(function, DESTINATION, version="2", workflow="COPIED", forced=True)
+def differing_in(document: dict[str, Any], **study: str) -> dict[str, Any]:
+    changed = copy.deepcopy(document)
+    changed["Study"]["DICOM"].update(study)
+    return changed
+
+
+# --- CheckCopy: the outcome is read from the version this copy produces ------------------
+def test_our_version_copied_completes_whatever_the_image_set_shows_now(function: Function) -> None:
+    expect_get(function, DESTINATION, "2", workflow="COPIED", forced=True)  # only version 2 is read
 
     answer = function.invoke(step("check_copy", request=request(), copy=progress()))
 
     assert answer["status"] == "COPIED"
     assert answer["destinationVersionId"] == "2"
     assert answer["forced"] is True
+    function.reads.assert_no_pending_responses()
 
 
-def test_copied_status_left_from_an_older_copy_is_not_completion(function: Function) -> None:
-    expect_get(function, DESTINATION, version="1", workflow="COPIED")  # baseline version: not ours yet
+def test_our_version_still_copying_waits(function: Function) -> None:
+    expect_get(function, DESTINATION, "2", state="LOCKED", workflow="COPYING")
+
+    answer = function.invoke(step("check_copy", request=request(), copy=progress()))
+
+    assert (answer["status"], answer["nextPollSeconds"]) == ("COPYING", 10)
+
+
+def test_a_version_not_visible_yet_waits_unless_the_image_set_is_gone(function: Function) -> None:
+    expect_missing_version(function, DESTINATION, "2")
+    expect_get(function, DESTINATION, state="LOCKED", workflow="COPYING")
 
     answer = function.invoke(step("check_copy", request=request(), copy=progress()))
 
@@ -78,7 +109,7 @@ def test_waits_grow_and_are_bounded(function: Function) -> None:
     waits = []
     state = progress()
     for _ in range(8):
-        expect_get(function, DESTINATION, state="LOCKED", workflow="COPYING")
+        expect_get(function, DESTINATION, "2", state="LOCKED", workflow="COPYING")
         state = function.invoke(step("check_copy", request=request(), copy=state))
         waits.append(state["nextPollSeconds"])
     assert waits == [10, 20, 40, 80, 120, 120, 120, 120]
@@ -86,7 +117,7 @@ def test_waits_grow_and_are_bounded(function: Function) -> None:
 
 
 def test_copy_that_never_finishes_times_out_clearly(function: Function) -> None:
-    expect_get(function, DESTINATION, state="LOCKED", workflow="COPYING")
+    expect_get(function, DESTINATION, "2", state="LOCKED", workflow="COPYING")
 
     with pytest.raises(Exception) as raised:
         function.invoke(step("check_copy", request=request(), copy=progress(waitedSeconds=3590, nextPollSeconds=10)))
@@ -95,31 +126,48 @@ def test_copy_that_never_finishes_times_out_clearly(function: Function) -> None:
     assert "maxWaitSeconds 3600" in str(raised.value)
 
 
-def test_copy_failed_for_inconsistent_metadata_names_elements_not_values(function: Function) -> None:
-    expect_get(
-        function,
-        DESTINATION,
-        workflow="COPY_FAILED",
-        message="Inconsistent metadata: PatientBirthDate 19500101 differs, use force",
-    )
+def test_our_failed_version_is_inconsistent_metadata_when_the_documents_differ(function: Function) -> None:
+    expect_get(function, DESTINATION, "2", workflow="COPY_FAILED", message="Copy failed")
+    expect_metadata(function, SOURCE, differing_in(SERIES, StudyDescription="SYNTHETIC MR"), versionId="1")
+    expect_metadata(function, DESTINATION, SERIES, versionId="1")  # the baseline our copy was judged against
 
     with pytest.raises(Exception) as raised:
-        function.invoke(step("check_copy", request=request(), copy=progress()))
+        function.invoke(step("check_copy", request=request(destinationImageSetId=DESTINATION), copy=progress()))
 
     assert type(raised.value).__name__ == "InconsistentMetadata"
-    assert "PatientBirthDate" in str(raised.value) and "19500101" not in str(raised.value)
+    assert "StudyDescription" in str(raised.value) and "SYNTHETIC" not in str(raised.value)
 
 
-def test_copy_failed_for_another_reason_is_copy_failed(function: Function) -> None:
-    expect_get(function, DESTINATION, workflow="COPY_FAILED", message="Internal error while copying frames")
+def test_a_failure_message_about_inconsistency_is_not_evidence(function: Function) -> None:
+    expect_get(function, DESTINATION, "2", workflow="COPY_FAILED", message="Inconsistent metadata use force")
+    expect_metadata(function, SOURCE, SERIES, versionId="1")
+    expect_metadata(function, DESTINATION, SERIES, versionId="1")
 
     with pytest.raises(Exception) as raised:
-        function.invoke(step("check_copy", request=request(), copy=progress()))
+        function.invoke(step("check_copy", request=request(destinationImageSetId=DESTINATION), copy=progress()))
 
     assert type(raised.value).__name__ == "CopyFailed"
+    assert "version 2" in str(raised.value)
+
+
+def test_a_failed_new_image_set_is_copy_failed_without_reading_metadata(function: Function) -> None:
+    expect_get(function, NEW, "1", workflow="COPY_FAILED", message="Internal error while copying frames")
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(
+            step(
+                "check_copy",
+                request=request(),
+                copy=progress(destinationImageSetId=NEW, destinationVersionId="1", baselineVersionId=None),
+            )
+        )
+
+    assert type(raised.value).__name__ == "CopyFailed"
+    function.reads.assert_no_pending_responses()
 
 
 def test_destination_deleted_mid_copy(function: Function) -> None:
+    expect_missing_version(function, DESTINATION, "2")
     expect_get(function, DESTINATION, state="DELETED", workflow="DELETED")
 
     with pytest.raises(Exception) as raised:
@@ -128,61 +176,158 @@ def test_destination_deleted_mid_copy(function: Function) -> None:
     assert type(raised.value).__name__ == "ImageSetNotFound"
 
 
-# --- ConfirmCopy -----------------------------------------------------------------------
-def test_confirm_sees_the_destination_moved_and_accepts(function: Function) -> None:
-    expect_get(function, DESTINATION, version="2", workflow="COPIED")
+# --- ConfirmCopy: adopt on proof, start again when nothing landed, else stop ----------------
+def record_unanswered_call(function: Function, copy_request: dict[str, object], *, called_at: float) -> None:
+    """The copy record a CopyImageSet without an answer leaves (source at 1, destination at 1)."""
+    modules = function.modules
+    parsed = modules.models.CopyRequest.model_validate(copy_request)
+    original = modules.clock.now
+    modules.clock.now = lambda: called_at
+    try:
+        modules.copy_record.begin_call(
+            parsed,
+            previous=None,
+            source_version_id="1",
+            baseline_version_id="1" if parsed.destination_image_set_id else None,
+            execution_id="test",
+        )
+    finally:
+        modules.clock.now = original
 
-    answer = function.invoke(
-        step("confirm_copy", request=request(destinationImageSetId=DESTINATION), copy=progress(status="UNCONFIRMED"))
+
+def confirm(function: Function, copy_request: dict[str, object], *, now: float) -> dict[str, Any]:
+    function.modules.clock.now = lambda: now
+    return function.invoke(step("confirm_copy", request=copy_request))
+
+
+INTO_DESTINATION = request(destinationImageSetId=DESTINATION)
+
+
+def test_the_expected_version_holding_our_instances_is_ours(function: Function) -> None:
+    record_unanswered_call(function, INTO_DESTINATION, called_at=1_000)
+    expect_get(function, DESTINATION, "2", workflow="COPIED")
+    expect_metadata(function, SOURCE, with_instances(SERIES, "9.1", "9.2"), versionId="1")
+    expect_metadata(function, DESTINATION, with_instances(SERIES, "1.1"), versionId="1")
+    expect_metadata(function, DESTINATION, with_instances(SERIES, "1.1", "9.1", "9.2"), versionId="2")
+
+    answer = confirm(function, INTO_DESTINATION, now=1_010)
+
+    assert (answer["status"], answer["destinationImageSetId"], answer["destinationVersionId"]) == (
+        "COPYING",
+        DESTINATION,
+        "2",
     )
+    record = function.modules.copy_record.load(function.modules.models.CopyRequest.model_validate(INTO_DESTINATION))
+    assert (record.status, record.destination_version_id) == ("ACCEPTED", "2")
 
-    assert answer["status"] == "COPYING"
-    assert answer["destinationImageSetId"] == DESTINATION
 
+def test_the_expected_version_written_by_another_copy_is_not_ours(function: Function) -> None:
+    record_unanswered_call(function, INTO_DESTINATION, called_at=1_000)
+    expect_get(function, DESTINATION, "2", workflow="COPIED")
+    expect_metadata(function, SOURCE, with_instances(SERIES, "9.1"), versionId="1")
+    expect_metadata(function, DESTINATION, with_instances(SERIES, "1.1"), versionId="1")
+    expect_metadata(function, DESTINATION, with_instances(SERIES, "1.1", "7.1"), versionId="2")
 
-def test_confirm_sees_nothing_happened_and_starts_the_next_generation(function: Function) -> None:
-    expect_get(function, DESTINATION, version="1")
-
-    answer = function.invoke(
-        step("confirm_copy", request=request(destinationImageSetId=DESTINATION), copy=progress(status="UNCONFIRMED"))
-    )
+    answer = confirm(function, INTO_DESTINATION, now=1_100)
 
     assert answer["status"] == "NOT_ACCEPTED"
-    assert answer["retryRequest"]["generation"] == 1
 
 
-def test_confirm_of_a_snapshot_finds_the_new_image_set_of_the_study(function: Function) -> None:
-    document = seed.image_set_metadata(patient_number=1, study=1, series=[1])
-    expect_metadata(function, SOURCE, document)
-    study_uid = document["Study"]["DICOM"]["StudyInstanceUID"]
+def test_no_new_version_is_trusted_only_after_the_call_has_settled(function: Function) -> None:
+    record_unanswered_call(function, INTO_DESTINATION, called_at=1_000)
+    for _ in range(2):
+        expect_missing_version(function, DESTINATION, "2")
+        expect_get(function, DESTINATION)  # still at the baseline (1), unlocked
+
+    early = confirm(function, INTO_DESTINATION, now=1_010)  # a timed-out request may still be in flight
+    late = confirm(function, INTO_DESTINATION, now=1_100)
+
+    assert (early["status"], early["nextPollSeconds"]) == ("UNCONFIRMED", 5)
+    assert late["status"] == "NOT_ACCEPTED"
+    record = function.modules.copy_record.load(function.modules.models.CopyRequest.model_validate(INTO_DESTINATION))
+    assert (record.status, record.looks) == ("NOT_ACCEPTED", 2)
+
+
+def test_content_that_was_already_there_cannot_decide_and_tells_the_operator_what_to_check(
+    function: Function, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_unanswered_call(function, INTO_DESTINATION, called_at=1_000)
+    expect_get(function, DESTINATION, "2", workflow="COPIED")
+    expect_metadata(function, SOURCE, with_instances(SERIES, "9.1"), versionId="1")
+    expect_metadata(function, DESTINATION, with_instances(SERIES, "9.1"), versionId="1")
+
+    with pytest.raises(Exception) as raised:
+        confirm(function, INTO_DESTINATION, now=1_100)
+
+    assert type(raised.value).__name__ == "CopyOutcomeUndecided"
+    cause = str(raised.value)
+    assert f"versions after 1 of image set {DESTINATION}" in cause and "ops.cli start" in cause
+
+
+def summary(image_set_id: str, created: float) -> dict[str, Any]:
+    return {"imageSetId": image_set_id, "version": 1, "createdAt": at(created), "isPrimary": False}
+
+
+def expect_series_search(function: Function, *summaries: dict[str, Any], since: float, until: float) -> None:
+    (series_uid,) = SERIES["Study"]["Series"]
     function.reads.add_response(
         "search_image_sets",
-        {
-            "imageSetsMetadataSummaries": [
-                {"imageSetId": SOURCE, "version": 1, "createdAt": at(1_000), "isPrimary": True},
-                {"imageSetId": NEW, "version": 1, "createdAt": at(2_000), "isPrimary": False},
-            ]
-        },
+        {"imageSetsMetadataSummaries": list(summaries)},
         {
             "datastoreId": DATASTORE,
-            "searchCriteria": {"filters": [{"values": [{"DICOMStudyInstanceUID": study_uid}], "operator": "EQUAL"}]},
+            "searchCriteria": {
+                "filters": [
+                    {"operator": "EQUAL", "values": [{"DICOMSeriesInstanceUID": series_uid}]},
+                    {"operator": "BETWEEN", "values": [{"createdAt": at(since)}, {"createdAt": at(until)}]},
+                ]
+            },
         },
     )
-    expect_get(function, NEW, state="LOCKED", workflow="COPYING")
 
-    answer = function.invoke(
-        step(
-            "confirm_copy",
-            request=request(),
-            copy=progress(
-                status="UNCONFIRMED", destinationImageSetId=None, destinationVersionId=None, requestedAt=1_990.0
-            ),
-        )
+
+def test_a_new_image_set_of_the_series_holding_exactly_our_instances_is_ours(function: Function) -> None:
+    record_unanswered_call(function, request(), called_at=1_000)
+    expect_metadata(function, SOURCE, SERIES, versionId="1")
+    expect_series_search(function, summary(SOURCE, 10), summary(NEW, 1_001), since=995, until=1_011)
+    expect_get(function, NEW, "1", workflow="COPIED")
+    expect_metadata(function, NEW, SERIES, versionId="1")
+
+    answer = confirm(function, request(), now=1_010)
+
+    assert (answer["status"], answer["destinationImageSetId"], answer["destinationVersionId"]) == (
+        "COPYING",
+        NEW,
+        "1",
     )
 
-    assert answer["status"] == "COPYING"
-    assert answer["destinationImageSetId"] == NEW
-    function.reads.assert_no_pending_responses()  # found: the source is not read again
+
+def test_a_neighbour_copy_of_the_same_series_with_other_instances_is_not_adopted(function: Function) -> None:
+    record_unanswered_call(function, request(), called_at=1_000)
+    expect_metadata(function, SOURCE, with_instances(SERIES, "9.1"), versionId="1")
+    expect_series_search(function, summary(NEW, 1_002), since=995, until=1_101)
+    expect_get(function, NEW, "1", workflow="COPIED")
+    expect_metadata(function, NEW, with_instances(SERIES, "8.1"), versionId="1")
+    expect_get(function, SOURCE)  # not being copied from
+
+    answer = confirm(function, request(), now=1_100)
+
+    assert answer["status"] == "NOT_ACCEPTED"
+
+
+def test_two_new_image_sets_holding_our_instances_cannot_decide(function: Function) -> None:
+    other = "d" * 32
+    record_unanswered_call(function, request(), called_at=1_000)
+    expect_metadata(function, SOURCE, SERIES, versionId="1")
+    expect_series_search(function, summary(NEW, 1_001), summary(other, 1_002), since=995, until=1_101)
+    for candidate in (NEW, other):
+        expect_get(function, candidate, "1", workflow="COPIED")
+        expect_metadata(function, candidate, SERIES, versionId="1")
+
+    with pytest.raises(Exception) as raised:
+        confirm(function, request(), now=1_100)
+
+    assert type(raised.value).__name__ == "CopyOutcomeUndecided"
+    assert NEW in str(raised.value) and other in str(raised.value)
 
 
 # --- AuthoriseForce --------------------------------------------------------------------
@@ -192,16 +337,14 @@ def same_patient(**patient: str) -> dict[str, Any]:
     return document
 
 
-ERROR = {"Error": "InconsistentMetadata", "Cause": json.dumps({"errorMessage": "inconsistent in StudyDescription"})}
-
-
 def test_same_patient_allows_force(function: Function) -> None:
     expect_metadata(function, SOURCE, same_patient())
-    expect_metadata(function, DESTINATION, same_patient())
+    expect_metadata(function, DESTINATION, differing_in(same_patient(), StudyDescription="SYNTHETIC MR"))
 
-    answer = function.invoke(step("authorise_force", request=request(destinationImageSetId=DESTINATION), error=ERROR))
+    answer = function.invoke(step("authorise_force", request=request(destinationImageSetId=DESTINATION)))
 
     assert answer["force"] is True
+    function.reads.assert_no_pending_responses()  # one read of each document serves both decisions
 
 
 def test_same_patient_refuses_a_different_patient_naming_elements_only(function: Function) -> None:
@@ -209,7 +352,7 @@ def test_same_patient_refuses_a_different_patient_naming_elements_only(function:
     expect_metadata(function, DESTINATION, same_patient(PatientName="SYNTHETIC^OTHER^PERSON", PatientID="FAKE-OTHER"))
 
     with pytest.raises(Exception) as raised:
-        function.invoke(step("authorise_force", request=request(destinationImageSetId=DESTINATION), error=ERROR))
+        function.invoke(step("authorise_force", request=request(destinationImageSetId=DESTINATION)))
 
     message = str(raised.value)
     assert type(raised.value).__name__ == "ForceRefused"
@@ -218,9 +361,12 @@ def test_same_patient_refuses_a_different_patient_naming_elements_only(function:
 
 
 @pytest.mark.parametrize("function_env", [{**FUNCTION_ENV, "FORCE_POLICY": "never"}])
-def test_never_refuses_without_reading_metadata(function: Function) -> None:
+def test_never_refuses_naming_the_inconsistent_elements(function: Function) -> None:
+    expect_metadata(function, SOURCE, same_patient())
+    expect_metadata(function, DESTINATION, differing_in(same_patient(), StudyDescription="SYNTHETIC MR"))
+
     with pytest.raises(Exception) as raised:
-        function.invoke(step("authorise_force", request=request(destinationImageSetId=DESTINATION), error=ERROR))
+        function.invoke(step("authorise_force", request=request(destinationImageSetId=DESTINATION)))
 
     assert type(raised.value).__name__ == "ForceRefused"
     assert "'never'" in str(raised.value) and "StudyDescription" in str(raised.value)
@@ -228,35 +374,94 @@ def test_never_refuses_without_reading_metadata(function: Function) -> None:
 
 @pytest.mark.parametrize("function_env", [{**FUNCTION_ENV, "FORCE_POLICY": "always"}])
 def test_always_allows(function: Function) -> None:
-    answer = function.invoke(step("authorise_force", request=request(destinationImageSetId=DESTINATION), error=ERROR))
+    expect_metadata(function, SOURCE, same_patient())
+    expect_metadata(function, DESTINATION, same_patient())
+    answer = function.invoke(step("authorise_force", request=request(destinationImageSetId=DESTINATION)))
     assert answer["force"] is True
 
 
-# --- ResolvePrimary --------------------------------------------------------------------
-@pytest.mark.parametrize("function_env", [{**FUNCTION_ENV, "COPY_POLICY": "merge-into-primary"}])
-def test_merge_into_primary_finds_the_study_primary(function: Function) -> None:
-    document = seed.image_set_metadata(patient_number=3, study=2, series=[4])
+def test_a_pinned_destination_version_moves_to_the_version_our_failed_copy_produced(function: Function) -> None:
+    pinned = request(destinationImageSetId=DESTINATION, destinationVersionId="1")
+    parsed = function.modules.models.CopyRequest.model_validate(pinned)
+    record = function.modules.copy_record.begin_call(
+        parsed, previous=None, source_version_id="1", baseline_version_id="1", execution_id="test"
+    )
+    function.modules.copy_record.mark_accepted(record, destination_image_set_id=DESTINATION, destination_version_id="2")
+    expect_metadata(function, SOURCE, same_patient())
+    expect_metadata(function, DESTINATION, same_patient(), versionId="2")
+
+    answer = function.invoke(step("authorise_force", request=pinned))
+
+    assert (answer["force"], answer["destinationVersionId"]) == (True, "2")
+
+
+# --- FindPrimaryOfSeries ---------------------------------------------------------------
+def expect_merge_source(function: Function, document: dict[str, Any]) -> None:
     function.reads.add_response(
         "get_image_set",
         image_set(SOURCE, is_primary=False),
         {"datastoreId": DATASTORE, "imageSetId": SOURCE, "versionId": "1"},
     )
     expect_metadata(function, SOURCE, document, versionId="1")
+
+
+def expect_primaries(function: Function, *image_set_ids: str) -> None:
+    (series_uid,) = SERIES["Study"]["Series"]
+    study_uid = SERIES["Study"]["DICOM"]["StudyInstanceUID"]
     function.reads.add_response(
         "search_image_sets",
         {
             "imageSetsMetadataSummaries": [
-                {"imageSetId": SOURCE, "version": 1, "isPrimary": False},
-                {"imageSetId": DESTINATION, "version": 3, "isPrimary": True},
+                {"imageSetId": i, "version": 3, "isPrimary": True, "DICOMTags": {"DICOMStudyInstanceUID": study_uid}}
+                for i in image_set_ids
             ]
         },
-        None,
+        {
+            "datastoreId": DATASTORE,
+            "searchCriteria": {
+                "filters": [
+                    {"operator": "EQUAL", "values": [{"DICOMSeriesInstanceUID": series_uid}]},
+                    {"operator": "EQUAL", "values": [{"isPrimary": True}]},
+                ]
+            },
+        },
     )
 
-    plan = function.invoke(step("resolve_destination", request=request(sourceVersionId="1")))
+
+@pytest.mark.parametrize("function_env", [{**FUNCTION_ENV, "COPY_POLICY": "merge-into-primary"}])
+def test_merge_into_primary_finds_the_primary_of_the_series(function: Function) -> None:
+    expect_merge_source(function, SERIES)
+    expect_primaries(function, DESTINATION)
+
+    plan = function.invoke(step("find_primary", request=request(sourceVersionId="1")))
 
     assert plan["request"]["destinationImageSetId"] == DESTINATION
     assert plan["resolveDestination"] is False
+
+
+@pytest.mark.parametrize(
+    ("primaries", "error"), [((), "PrimaryImageSetNotFound"), ((DESTINATION, NEW), "SeveralPrimaryImageSets")]
+)
+def test_merge_needs_exactly_one_primary_of_the_series(
+    function: Function, primaries: tuple[str, ...], error: str
+) -> None:
+    expect_merge_source(function, SERIES)
+    expect_primaries(function, *primaries)
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("find_primary", request=request(sourceVersionId="1")))
+
+    assert type(raised.value).__name__ == error
+
+
+def test_merge_of_an_image_set_holding_several_series_is_refused_by_name(function: Function) -> None:
+    expect_merge_source(function, seed.image_set_metadata(patient_number=3, study=2, series=[4, 5]))
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("find_primary", request=request(sourceVersionId="1")))
+
+    assert type(raised.value).__name__ == "InvalidCopyRequest"
+    assert "holds 2 series" in str(raised.value)
 
 
 # --- ReserveCopySlot -------------------------------------------------------------------

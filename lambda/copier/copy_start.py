@@ -1,9 +1,11 @@
-"""Starting a copy: at most one CopyImageSet per logical request.
+"""Starting a copy: at most one accepted CopyImageSet per copy request.
 
-Powertools idempotency makes a repeated request (duplicate event, task retry) return
-the first answer. The ledger covers what idempotency cannot: a CopyImageSet whose
-outcome is unknown (5xx, timeout, crash). Such a copy is confirmed from the image
-sets' state, and only a copy confirmed NOT accepted is started again (next generation).
+Powertools idempotency returns the first answer to a repeated request (duplicate event,
+task retry) and keeps two starts of one request from running at once. The copy record
+(copy_record.py) holds what idempotency cannot: a call whose answer never came (5xx, timeout,
+crash) stays CALLING, and the next start raises CopyOutcomeUnknown so the workflow confirms
+it (confirm.py) instead of calling again; a call the service answered is ACCEPTED with the
+destination and the version this copy produces, written the moment the answer arrives.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
-from copier import force_policy, healthimaging, ledger
+from copier import copy_record, force_policy, healthimaging, inconsistency, table
+from copier.copy_record import CopyRecord, CopyStatus
 from copier.errors import (
     CopyConflict,
     CopyError,
-    CopyWaitTimedOut,
+    CopyOutcomeUnknown,
     ImageSetNotFound,
     ImageSetVersionChanged,
+    InvalidCopyRequest,
 )
 from copier.models import CopyProgress, CopyRequest
 from copier.settings import load_settings
@@ -33,9 +37,6 @@ metrics = Metrics()
 
 # Stable across deploys: the default prefix holds the function name, which CDK may change.
 IDEMPOTENCY_KEY_PREFIX = "healthimaging-copy#start-copy"
-SNAPSHOT_CLOCK_SKEW_SECONDS = 5
-MAX_CONFIRMATIONS = 10
-COPY_DESTINATION_STATUSES = ("COPYING", "COPIED", "COPY_FAILED")
 
 
 def _on_duplicate(response: object, data: object) -> object:
@@ -45,11 +46,24 @@ def _on_duplicate(response: object, data: object) -> object:
 
 
 idempotency_config = IdempotencyConfig(
-    expires_after_seconds=load_settings().idempotency_ttl_seconds,
+    expires_after_seconds=load_settings().copy_record_retention_seconds,
     hash_function="sha256",
     response_hook=_on_duplicate,  # type: ignore[arg-type]
 )
-persistence = DynamoDBPersistenceLayer(table_name=load_settings().table_name)
+persistence = DynamoDBPersistenceLayer(table_name=load_settings().table_name, boto3_client=table.client())
+
+
+def progress_of(record: CopyRecord) -> CopyProgress:
+    """The wait loop's view of an accepted copy."""
+    return CopyProgress(
+        status="COPYING",
+        destination_image_set_id=record.destination_image_set_id,
+        destination_version_id=record.destination_version_id,
+        baseline_version_id=record.baseline_version_id,
+        source_version_id=record.source_version_id,
+        next_poll_seconds=load_settings().poll_initial_seconds,
+        forced=record.forced,
+    )
 
 
 def _usable(image_set: dict[str, object], role: str) -> None:
@@ -76,33 +90,33 @@ def _latest_version(image_set: dict[str, object], requested: str | None, role: s
     output_serializer=PydanticSerializer(model=CopyProgress),
     key_prefix=IDEMPOTENCY_KEY_PREFIX,
 )
-def start_copy(*, request: CopyRequest) -> CopyProgress:
+def start_copy(*, request: CopyRequest, execution_id: str | None = None) -> CopyProgress:
     """Start the copy once; later calls with the same request get this answer."""
-    prior = ledger.open_attempt(request)
-    if prior is not None:
-        logger.warning("An earlier CopyImageSet for this request has no recorded outcome: confirming it")
-        return CopyProgress(
-            status="UNCONFIRMED",
-            destination_image_set_id=request.destination_image_set_id,
-            destination_version_id=prior["destinationVersionId"],
-            source_version_id=prior["sourceVersionId"],
-            requested_at=prior["requestedAt"],
-            next_poll_seconds=load_settings().poll_initial_seconds,
-            forced=request.force,
+    previous = copy_record.load(request)
+    if previous is not None and previous.status is CopyStatus.ACCEPTED:
+        logger.info("Copy already accepted: no new CopyImageSet", extra={"calls": previous.calls})
+        return progress_of(previous)
+    if previous is not None and previous.status is CopyStatus.CALLING:
+        raise CopyOutcomeUnknown(
+            f"an earlier CopyImageSet of {request.source_image_set_id} has no recorded answer: confirming it"
         )
 
     source = healthimaging.get_image_set(request.datastore_id, request.source_image_set_id)
     _usable(source, "source")
     source_version = _latest_version(source, request.source_version_id, "source")
-    destination_version: str | None = None
+    baseline_version: str | None = None
     if request.destination_image_set_id:
         destination = healthimaging.get_image_set(request.datastore_id, request.destination_image_set_id)
         _usable(destination, "destination")
-        destination_version = _latest_version(destination, request.destination_version_id, "destination")
+        baseline_version = _latest_version(destination, request.destination_version_id, "destination")
 
     force_policy.ensure_force_allowed(request)
-    requested_at = ledger.begin_attempt(
-        request, source_version_id=source_version, destination_version_id=destination_version
+    record = copy_record.begin_call(
+        request,
+        previous=previous,
+        source_version_id=source_version,
+        baseline_version_id=baseline_version,
+        execution_id=execution_id,
     )
     try:
         response = healthimaging.copy_image_set(
@@ -110,110 +124,40 @@ def start_copy(*, request: CopyRequest) -> CopyProgress:
             source_image_set_id=request.source_image_set_id,
             source_version_id=source_version,
             destination_image_set_id=request.destination_image_set_id,
-            destination_version_id=destination_version,
+            destination_version_id=baseline_version,
             copiable_attributes=request.copiable_attributes,
             force=request.force,
             promote_to_primary=request.promote_to_primary,
         )
-    except healthimaging.AmbiguousCopyOutcome as error:
+    except CopyOutcomeUnknown as unknown:
         metrics.add_metric(name="AmbiguousCopyOutcomes", unit=MetricUnit.Count, value=1)
-        logger.warning("CopyImageSet outcome unknown: will confirm before any new attempt", extra={"cause": str(error)})
-        return CopyProgress(
-            status="UNCONFIRMED",
-            destination_image_set_id=request.destination_image_set_id,
-            destination_version_id=destination_version,
-            source_version_id=source_version,
-            requested_at=requested_at,
-            next_poll_seconds=load_settings().poll_initial_seconds,
-            forced=request.force,
-        )
-    except CopyError:
-        ledger.close_attempt(request)  # the service certainly refused: nothing to confirm
+        logger.warning("CopyImageSet outcome unknown: confirming before any new call", extra={"cause": str(unknown)})
+        raise  # the record stays CALLING: the workflow confirms it
+    except CopyError as refusal:
+        copy_record.mark_refused(record, type(refusal).__name__)  # certainly refused: a later call is safe
+        if baseline_version is not None and isinstance(refusal, CopyConflict | InvalidCopyRequest):
+            raise inconsistency.judge_refusal(
+                request, refusal, source_version_id=source_version, baseline_version_id=baseline_version
+            ) from None
         raise
 
-    destination_id = response["destinationImageSetProperties"]["imageSetId"]
-    ledger.mark_destination(destination_id)  # before anything else can fail
-    ledger.close_attempt(request)
+    produced = response["destinationImageSetProperties"]
+    record = copy_record.mark_accepted(
+        record,
+        destination_image_set_id=produced["imageSetId"],
+        destination_version_id=str(produced["latestVersionId"]),
+    )
     metrics.add_metric(name="CopiesStarted", unit=MetricUnit.Count, value=1)
     if request.force:
         metrics.add_metric(name="ForcedCopies", unit=MetricUnit.Count, value=1)
-        logger.warning("Forced copy started", extra={"destinationImageSetId": destination_id})
+        logger.warning("Forced copy started", extra={"destinationImageSetId": record.destination_image_set_id})
     logger.info(
         "Copy started",
         extra={
-            "destinationImageSetId": destination_id,
+            "destinationImageSetId": record.destination_image_set_id,
+            "destinationVersionId": record.destination_version_id,
+            "baselineVersionId": baseline_version,
             "sourceVersionId": source_version,
-            "destinationBaselineVersionId": destination_version,
         },
     )
-    return CopyProgress(
-        status="COPYING",
-        destination_image_set_id=destination_id,
-        destination_version_id=destination_version,
-        source_version_id=source_version,
-        requested_at=requested_at,
-        next_poll_seconds=load_settings().poll_initial_seconds,
-        forced=request.force,
-    )
-
-
-def confirm_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
-    """Decide from the image sets' state whether an unconfirmed CopyImageSet was accepted."""
-    if request.destination_image_set_id:
-        destination = healthimaging.get_image_set(request.datastore_id, request.destination_image_set_id)
-        moved = (
-            progress.destination_version_id is not None
-            and str(destination["versionId"]) != progress.destination_version_id
-        )
-        busy = destination.get("imageSetState") == "LOCKED" or destination.get("imageSetWorkflowStatus") == "COPYING"
-        accepted_into = request.destination_image_set_id if (moved or busy) else None
-    else:
-        accepted_into = _new_destination_since(request, progress)
-        if accepted_into is None and _is_locked(request.datastore_id, request.source_image_set_id):
-            # The source is being copied from, but its new destination is not visible yet.
-            if progress.polls + 1 >= MAX_CONFIRMATIONS:
-                raise CopyWaitTimedOut(
-                    f"could not confirm the copy of {request.source_image_set_id} after {MAX_CONFIRMATIONS} looks"
-                )
-            return progress.model_copy(update={"polls": progress.polls + 1})
-    if accepted_into is not None:
-        ledger.mark_destination(accepted_into)
-        ledger.close_attempt(request)
-        logger.info("Unconfirmed copy was accepted", extra={"destinationImageSetId": accepted_into})
-        return progress.model_copy(update={"status": "COPYING", "destination_image_set_id": accepted_into})
-    ledger.close_attempt(request)
-    logger.info("Unconfirmed copy was not accepted: starting it again", extra={"generation": request.generation + 1})
-    return progress.model_copy(
-        update={
-            "status": "NOT_ACCEPTED",
-            "retry_request": request.model_copy(update={"generation": request.generation + 1}),
-        }
-    )
-
-
-def _is_locked(datastore_id: str, image_set_id: str) -> bool:
-    return healthimaging.get_image_set(datastore_id, image_set_id).get("imageSetState") == "LOCKED"
-
-
-def _new_destination_since(request: CopyRequest, progress: CopyProgress) -> str | None:
-    """A copy into a new image set: the study's image set created since the call that is a copy destination."""
-    metadata = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id)
-    study_uid = metadata.get("Study", {}).get("DICOM", {}).get("StudyInstanceUID")
-    if not study_uid or progress.requested_at is None:
-        return None
-    since = progress.requested_at - SNAPSHOT_CLOCK_SKEW_SECONDS
-    candidates = sorted(
-        (
-            summary
-            for summary in healthimaging.search_study(request.datastore_id, study_uid)
-            if summary["imageSetId"] != request.source_image_set_id
-            and summary.get("createdAt") is not None
-            and summary["createdAt"].timestamp() >= since
-        ),
-        key=lambda summary: summary["createdAt"],
-    )
-    for summary in candidates:
-        image_set = healthimaging.get_image_set(request.datastore_id, summary["imageSetId"])
-        if image_set.get("imageSetWorkflowStatus") in COPY_DESTINATION_STATUSES:
-            return str(summary["imageSetId"])
-    return None
+    return progress_of(record)

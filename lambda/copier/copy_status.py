@@ -1,12 +1,18 @@
-"""Polling a started copy until COPIED or COPY_FAILED, with growing waits and a bound."""
+"""Polling a started copy until its own version is COPIED or COPY_FAILED, with growing waits and a bound.
+
+The outcome is read from the version this copy produces (GetImageSet with versionId), never from
+the image set's latest state: other writers may move the image set on before we look.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from copier import healthimaging
-from copier.errors import CopyFailed, CopyWaitTimedOut, ImageSetNotFound, InconsistentMetadata, InvalidCopyRequest
+from copier import healthimaging, inconsistency
+from copier.errors import CopyWaitTimedOut, ImageSetNotFound, InvalidCopyRequest
 from copier.models import CopyProgress, CopyRequest
 from copier.settings import load_settings
 
@@ -14,51 +20,45 @@ logger = Logger(child=True)
 metrics = Metrics()
 
 
+def _produced_version(request: CopyRequest, image_set_id: str, version_id: str) -> dict[str, Any] | None:
+    """The record of the version this copy produces; None while the service does not show it yet."""
+    try:
+        produced = healthimaging.get_image_set(request.datastore_id, image_set_id, version_id)
+    except ImageSetNotFound:
+        produced = None
+    if produced is None or produced.get("imageSetState") == "DELETED":
+        latest = healthimaging.get_image_set(request.datastore_id, image_set_id)  # raises if it is gone
+        if latest.get("imageSetState") == "DELETED":
+            metrics.add_metric(name="CopiesFailed", unit=MetricUnit.Count, value=1)
+            raise ImageSetNotFound(f"destination image set {image_set_id} was deleted during the copy")
+    return produced
+
+
 def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
-    if progress.destination_image_set_id is None:
-        raise InvalidCopyRequest("copy.destinationImageSetId: missing; the copy was not started")
+    if progress.destination_image_set_id is None or progress.destination_version_id is None:
+        raise InvalidCopyRequest("copy.destinationVersionId: missing; the copy was not started")
     settings = load_settings()
-    destination = healthimaging.get_image_set(request.datastore_id, progress.destination_image_set_id)
-    state = destination.get("imageSetState")
-    workflow = destination.get("imageSetWorkflowStatus")
-    version = str(destination.get("versionId"))
+    produced = _produced_version(request, progress.destination_image_set_id, progress.destination_version_id)
+    workflow = produced.get("imageSetWorkflowStatus") if produced else "NOT_VISIBLE"
     waited = progress.waited_seconds + progress.next_poll_seconds
-    baseline = progress.destination_version_id
-    newer = baseline is None or int(version) > int(baseline)
     context = {
         "destinationImageSetId": progress.destination_image_set_id,
-        "versionId": version,
-        "imageSetState": state,
+        "destinationVersionId": progress.destination_version_id,
         "imageSetWorkflowStatus": workflow,
         "waitedSeconds": waited,
     }
 
-    if state == "DELETED":
+    if workflow == "COPY_FAILED":
         metrics.add_metric(name="CopiesFailed", unit=MetricUnit.Count, value=1)
-        raise ImageSetNotFound(f"destination image set {progress.destination_image_set_id} was deleted during the copy")
-    if state == "ACTIVE" and workflow == "COPY_FAILED":
-        metrics.add_metric(name="CopiesFailed", unit=MetricUnit.Count, value=1)
-        message = str(destination.get("message", ""))
-        names = healthimaging.element_names(message)
-        logger.warning("Copy failed", extra={**context, "elements": names})
-        if healthimaging.is_inconsistent_metadata(message):
-            raise InconsistentMetadata(
-                f"COPY_FAILED on {progress.destination_image_set_id}: inconsistent metadata"
-                + (f" in {', '.join(names)}" if names else ""),
-                names,
-            )
-        raise CopyFailed(
-            f"COPY_FAILED on {progress.destination_image_set_id} version {version}"
-            + (f" ({', '.join(names)})" if names else "")
-        )
-    if state == "ACTIVE" and workflow == "COPIED" and newer:
+        logger.warning("Copy failed", extra=context)
+        raise inconsistency.judge_failure(request, progress)
+    if workflow == "COPIED" and produced is not None:
         metrics.add_metric(name="CopiesCompleted", unit=MetricUnit.Count, value=1)
-        forced = bool(destination.get("overrides", {}).get("forced")) or progress.forced
+        forced = bool(produced.get("overrides", {}).get("forced")) or progress.forced
         logger.info("Copy completed", extra={**context, "forced": forced})
         return progress.model_copy(
             update={
                 "status": "COPIED",
-                "destination_version_id": version,
                 "waited_seconds": waited,
                 "polls": progress.polls + 1,
                 "forced": forced,
@@ -68,8 +68,8 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
     if waited >= settings.max_wait_seconds:
         metrics.add_metric(name="CopyWaitTimeouts", unit=MetricUnit.Count, value=1)
         raise CopyWaitTimedOut(
-            f"copy into {progress.destination_image_set_id} still {workflow} after {waited} s"
-            f" (maxWaitSeconds {settings.max_wait_seconds})"
+            f"copy into {progress.destination_image_set_id} version {progress.destination_version_id}"
+            f" still {workflow} after {waited} s (maxWaitSeconds {settings.max_wait_seconds})"
         )
     # Growing waits keep the state transitions per copy small however long it takes.
     next_wait = min(max(progress.next_poll_seconds * 2, settings.poll_initial_seconds), settings.poll_max_seconds)

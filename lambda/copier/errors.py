@@ -11,8 +11,6 @@ from __future__ import annotations
 class CopyError(Exception):
     """Base class; never raised itself."""
 
-    retryable: bool = False
-
 
 class FunctionMisconfigured(CopyError):
     """An environment setting of the function is invalid (a deployment fault)."""
@@ -31,7 +29,11 @@ class ImageSetVersionChanged(CopyError):
 
 
 class PrimaryImageSetNotFound(CopyError):
-    """merge-into-primary: the study has no other primary image set to merge into."""
+    """merge-into-primary: the source's series has no primary image set to merge into."""
+
+
+class SeveralPrimaryImageSets(CopyError):
+    """merge-into-primary: more than one primary image set claims the source's series."""
 
 
 class CopyAccessDenied(CopyError):
@@ -41,33 +43,37 @@ class CopyAccessDenied(CopyError):
 class CopyConflict(CopyError):
     """Source or destination locked by another copy, or its version moved."""
 
-    retryable = True
-
 
 class CopyThrottled(CopyError):
     """ThrottlingException: the CopyImageSet rate quota was exceeded."""
-
-    retryable = True
 
 
 class CopyQuotaExceeded(CopyError):
     """ServiceQuotaExceededException, e.g. too many concurrent copies in the data store."""
 
-    retryable = True
-
 
 class HealthImagingUnavailable(CopyError):
     """InternalServerException or a network failure on a call that is safe to repeat."""
 
-    retryable = True
+
+class TableUnavailable(HealthImagingUnavailable):
+    """DynamoDB did not answer; nothing was sent to HealthImaging."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CopyOutcomeUnknown(CopyError):
+    """CopyImageSet may or may not have been accepted (5xx, timeout, crash): confirm, never repeat blindly."""
+
+
+class CopyOutcomeUndecided(CopyError):
+    """The evidence cannot tell whether an unconfirmed CopyImageSet was accepted: an operator must look."""
 
 
 class InconsistentMetadata(CopyError):
     """Patient/Study/Series elements differ between source and destination; needs force."""
-
-    def __init__(self, message: str, elements: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.elements = elements or []
 
 
 class ForceRefused(CopyError):
@@ -75,7 +81,7 @@ class ForceRefused(CopyError):
 
 
 class CopyFailed(CopyError):
-    """The copy ended in COPY_FAILED for a reason force cannot fix."""
+    """The copy's own version ended COPY_FAILED for a reason force cannot fix."""
 
 
 class CopyWaitTimedOut(CopyError):

@@ -1,58 +1,52 @@
 """The force decision: a patient-safety gate in front of CopyImageSet(force=True).
 
 `same-patient` compares patient identity elements of source and destination from
-GetImageSetMetadata and reports only the NAMES of elements that differ.
+GetImageSetMetadata by DICOM's rules (dicom.py) and reports only the NAMES of elements that differ.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from copier import healthimaging
+from copier import copy_record, dicom, inconsistency
+from copier.copy_record import CopyStatus
 from copier.errors import ForceRefused
+from copier.inconsistency import Documents
 from copier.models import CopyRequest
 from copier.settings import ForcePolicy, load_settings
 
 logger = Logger(child=True)
 metrics = Metrics()
 
-PATIENT_IDENTITY_ELEMENTS = ("PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate")
 
-
-def _patient(metadata: dict[str, Any]) -> dict[str, Any]:
-    patient = metadata.get("Patient", {}).get("DICOM", {})
-    return patient if isinstance(patient, dict) else {}
-
-
-def _normalised(value: Any) -> str:
-    return " ".join(str(value).split()).upper() if value is not None else ""
-
-
-def differing_identity_elements(source: dict[str, Any], destination: dict[str, Any]) -> list[str]:
-    """Names of patient identity elements that differ (or PatientID when it is absent)."""
-    left, right = _patient(source), _patient(destination)
-    if not _normalised(left.get("PatientID")) or not _normalised(right.get("PatientID")):
-        return ["PatientID"]  # identity cannot be established without it
-    return [name for name in PATIENT_IDENTITY_ELEMENTS if _normalised(left.get(name)) != _normalised(right.get(name))]
-
-
-def authorise_force(*, request: CopyRequest, inconsistent_elements: list[str]) -> CopyRequest:
-    """The request with force=True if the policy allows it; ForceRefused otherwise."""
-    inconsistent = ", ".join(inconsistent_elements) or "unnamed elements"
-    _enforce(request, f" (copy needs force for inconsistent {inconsistent})")
+def authorise_force(*, request: CopyRequest) -> CopyRequest:
+    """The request to start again with force=True, if the policy allows it; ForceRefused otherwise."""
+    pinned = request.destination_version_id
+    record = copy_record.load(request)
+    if pinned is not None and record is not None and record.status is CopyStatus.ACCEPTED:
+        # Our own failed copy produced a version: that is not someone else moving the destination.
+        pinned = record.destination_version_id
+    forced = request.model_copy(update={"force": True, "destination_version_id": pinned})
+    pair = None
+    inconsistent: list[str] = []
+    if forced.destination_image_set_id is not None:
+        pair = inconsistency.documents(
+            forced, source_version_id=forced.source_version_id, destination_version_id=pinned
+        )
+        inconsistent = inconsistency.differing_elements(forced, pair)
+    _enforce(forced, f" (copy needs force for inconsistent {', '.join(inconsistent) or 'metadata'})", pair)
     metrics.add_metric(name="ForcesAuthorised", unit=MetricUnit.Count, value=1)
     logger.warning(
         "Force authorised",
         extra={
             "forcePolicy": load_settings().force_policy.value,
-            "inconsistentElements": inconsistent_elements,
-            "destinationImageSetId": request.destination_image_set_id,
+            "inconsistentElements": inconsistent,
+            "destinationImageSetId": forced.destination_image_set_id,
+            "destinationVersionId": pinned,
         },
     )
-    return request.model_copy(update={"force": True})
+    return forced
 
 
 def ensure_force_allowed(request: CopyRequest) -> None:
@@ -61,14 +55,15 @@ def ensure_force_allowed(request: CopyRequest) -> None:
         _enforce(request, " (force was asked for)")
 
 
-def _enforce(request: CopyRequest, context: str) -> None:
+def _enforce(request: CopyRequest, context: str, pair: Documents | None = None) -> None:
     policy = load_settings().force_policy
     if policy is ForcePolicy.NEVER:
         _refuse(f"forcePolicy 'never' forbids forcing a copy{context}")
     if policy is ForcePolicy.SAME_PATIENT and request.destination_image_set_id:
-        source = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id)
-        destination = healthimaging.get_metadata(request.datastore_id, request.destination_image_set_id)
-        differing = differing_identity_elements(source, destination)
+        source, destination = pair or inconsistency.documents(
+            request, source_version_id=request.source_version_id, destination_version_id=request.destination_version_id
+        )
+        differing = dicom.identity_differences(source, destination)
         if differing:
             _refuse(f"forcePolicy 'same-patient': source and destination differ in {', '.join(differing)}{context}")
 

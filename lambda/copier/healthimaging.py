@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from functools import lru_cache
 from typing import Any
 
@@ -26,21 +25,10 @@ from copier import errors
 HealthImagingClient = Any  # boto3's "medical-imaging" client (no stubs pinned here)
 
 READ_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=5, read_timeout=20)
-COPY_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
-
-_INCONSISTENT = re.compile(r"inconsisten|mismatch|\bforce\b", re.IGNORECASE)
-# Patient/Study/Series level DICOM keywords a service message may name.
-DICOM_ELEMENT_NAMES = (
-    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
-    "PatientAge", "OtherPatientIDs", "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime",
-    "StudyDescription", "AccessionNumber", "ReferringPhysicianName", "SeriesInstanceUID",
-    "SeriesNumber", "SeriesDescription", "Modality", "BodyPartExamined",
-)  # fmt: skip
-_ELEMENT = re.compile(r"\b(" + "|".join(DICOM_ELEMENT_NAMES) + r")\b")
-
-
-class AmbiguousCopyOutcome(Exception):
-    """CopyImageSet may or may not have been accepted (5xx, timeout, dropped connection)."""
+COPY_READ_TIMEOUT_SECONDS = 30
+COPY_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=COPY_READ_TIMEOUT_SECONDS
+)
 
 
 @lru_cache(maxsize=1)
@@ -53,29 +41,12 @@ def copy_client() -> HealthImagingClient:
     return boto3.client("medical-imaging", config=COPY_CONFIG)
 
 
-def is_inconsistent_metadata(message: str) -> bool:
-    return bool(_INCONSISTENT.search(message or ""))
-
-
-def element_names(message: str) -> list[str]:
-    """DICOM element names mentioned in a service message; the message itself is dropped."""
-    return sorted(set(_ELEMENT.findall(message or "")))
-
-
 def translate(error: ClientError, subject: str) -> errors.CopyError:
-    """Map a service error to a named error. Service messages are not passed on verbatim:
-    they could quote metadata values; only element names are kept."""
+    """Map a service error to a named error. Service messages are not passed on: they could
+    quote metadata values. Whether a refusal is about inconsistent metadata is decided from
+    the metadata itself (copy_start.py), not from a message's wording."""
     code = error.response.get("Error", {}).get("Code", "")
-    message = error.response.get("Error", {}).get("Message", "")
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    names = element_names(message)
-    detail = f"{code} (HTTP {status}) on {subject}"
-    if code in ("ConflictException", "ValidationException") and is_inconsistent_metadata(message):
-        return errors.InconsistentMetadata(
-            f"{detail}: inconsistent metadata between source and destination"
-            + (f" in {', '.join(names)}" if names else ""),
-            names,
-        )
     mapping: dict[str, type[errors.CopyError]] = {
         "ConflictException": errors.CopyConflict,
         "ThrottlingException": errors.CopyThrottled,
@@ -85,7 +56,7 @@ def translate(error: ClientError, subject: str) -> errors.CopyError:
         "ValidationException": errors.InvalidCopyRequest,
         "InternalServerException": errors.HealthImagingUnavailable,
     }
-    return mapping.get(code, errors.HealthImagingUnavailable)(detail)
+    return mapping.get(code, errors.HealthImagingUnavailable)(f"{code} (HTTP {status}) on {subject}")
 
 
 def get_image_set(datastore_id: str, image_set_id: str, version_id: str | None = None) -> dict[str, Any]:
@@ -118,14 +89,13 @@ def get_metadata(datastore_id: str, image_set_id: str, version_id: str | None = 
     return document
 
 
-def search_study(datastore_id: str, study_instance_uid: str) -> list[dict[str, Any]]:
-    """All image sets of one study (every page)."""
-    criteria = {"filters": [{"values": [{"DICOMStudyInstanceUID": study_instance_uid}], "operator": "EQUAL"}]}
+def search(datastore_id: str, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every image set summary matching the filters (the API takes at most two), all pages."""
     found: list[dict[str, Any]] = []
     token: str | None = None
     try:
         while True:
-            params: dict[str, Any] = {"datastoreId": datastore_id, "searchCriteria": criteria}
+            params: dict[str, Any] = {"datastoreId": datastore_id, "searchCriteria": {"filters": filters}}
             if token:
                 params["nextToken"] = token
             page = read_client().search_image_sets(**params)
@@ -139,6 +109,14 @@ def search_study(datastore_id: str, study_instance_uid: str) -> list[dict[str, A
         raise errors.HealthImagingUnavailable("SearchImageSets: no answer") from None
 
 
+def equal(attribute: str, value: object) -> dict[str, Any]:
+    return {"operator": "EQUAL", "values": [{attribute: value}]}
+
+
+def between(attribute: str, low: object, high: object) -> dict[str, Any]:
+    return {"operator": "BETWEEN", "values": [{attribute: low}, {attribute: high}]}
+
+
 def copy_image_set(
     *,
     datastore_id: str,
@@ -150,7 +128,7 @@ def copy_image_set(
     force: bool,
     promote_to_primary: bool,
 ) -> dict[str, Any]:
-    """One CopyImageSet call, never retried here. Raises AmbiguousCopyOutcome when the
+    """One CopyImageSet call, never retried here. Raises CopyOutcomeUnknown when the
     service may have accepted it, a named error when it certainly did not."""
     source: dict[str, Any] = {"latestVersionId": source_version_id}
     if copiable_attributes:
@@ -174,11 +152,11 @@ def copy_image_set(
     except ClientError as error:
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if status >= 500:
-            raise AmbiguousCopyOutcome(f"CopyImageSet answered HTTP {status}") from None
+            raise errors.CopyOutcomeUnknown(f"CopyImageSet answered HTTP {status}") from None
         raise translate(error, f"CopyImageSet {source_image_set_id}") from None
     except (ReadTimeoutError, ConnectionClosedError) as error:
         # The request went out; whether it was accepted is unknown.
-        raise AmbiguousCopyOutcome(f"CopyImageSet got no answer: {type(error).__name__}") from None
+        raise errors.CopyOutcomeUnknown(f"CopyImageSet got no answer: {type(error).__name__}") from None
     except ConnectionError:
         # Could not connect: the request never reached the service.
         raise errors.HealthImagingUnavailable("CopyImageSet: could not connect") from None

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from copier import ledger
+from copier import copy_record
 from copier.errors import InvalidCopyRequest
 from copier.models import CopyPlan, CopyRequest, HealthImagingEvent, parse
 from copier.settings import CopyPolicy, load_settings
@@ -28,10 +28,8 @@ def plan_copy(raw: Any) -> CopyPlan:
     if is_event(raw):
         return _plan_for_event(raw)
     request = parse(CopyRequest, raw, "console input")
-    if request.generation:
-        raise InvalidCopyRequest("invalid console input: generation: is set by the pipeline, not by callers")
     _check_datastore(request.datastore_id, "datastoreId")
-    return CopyPlan(request=request, trigger="console")
+    return CopyPlan(request=request)
 
 
 def _check_datastore(datastore_id: str, field: str) -> None:
@@ -50,13 +48,13 @@ def _plan_for_event(raw: dict[str, Any]) -> CopyPlan:
 
     def skip(reason: str) -> CopyPlan:
         logger.info("Event skipped", extra={"imageSetId": detail.image_set_id, "reason": reason})
-        return CopyPlan(skip=True, reason=reason, trigger="event")
+        return CopyPlan(skip=True, reason=reason)
 
     if event.detail_type not in settings.trigger_detail_types:
         return skip(f"detail-type {event.detail_type!r} does not trigger copies")
     if settings.copy_policy is CopyPolicy.OFF:
         return skip("copy policy is 'off' (console-only)")
-    if ledger.is_pipeline_destination(detail.image_set_id):
+    if copy_record.written_by_pipeline(detail.image_set_id, detail.image_set_version):
         return skip("image set was written by this pipeline (copy-storm guard)")
     merge = settings.copy_policy is CopyPolicy.MERGE_INTO_PRIMARY
     if merge and detail.is_primary:
@@ -66,4 +64,4 @@ def _plan_for_event(raw: dict[str, Any]) -> CopyPlan:
         source_image_set_id=detail.image_set_id,
         source_version_id=detail.image_set_version,
     )
-    return CopyPlan(request=request, resolve_destination=merge, trigger="event")
+    return CopyPlan(request=request, resolve_destination=merge)

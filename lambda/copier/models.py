@@ -48,8 +48,6 @@ class CopyRequest(WireModel):
     copiable_attributes: str | None = None
     force: StrictBool = False
     promote_to_primary: StrictBool = False
-    # Bumped only when a previous attempt was confirmed NOT accepted by the service.
-    generation: int = Field(default=0, ge=0, le=100)
 
     @field_validator("copiable_attributes", mode="before")
     @classmethod
@@ -106,23 +104,26 @@ class CopyPlan(WireModel):
     resolve_destination: bool = False
     skip: bool = False
     reason: str | None = None
-    trigger: Literal["console", "event"] = "console"
 
 
 class CopyProgress(WireModel):
-    """A copy after CopyImageSet answered, as the wait loop sees it."""
+    """One copy after StartCopy or ConfirmCopy, as the wait loop sees it.
+
+    COPYING / COPIED: the service took the copy on; `destination_version_id` is the version
+    THIS copy produces, the one its outcome is judged on. UNCONFIRMED: confirmation needs
+    another look. NOT_ACCEPTED: confirmation proved nothing of ours landed: start again.
+    """
 
     status: Literal["COPYING", "COPIED", "UNCONFIRMED", "NOT_ACCEPTED"]
     destination_image_set_id: ResourceId | None = None
     destination_version_id: VersionId | None = None
+    baseline_version_id: VersionId | None = None  # the destination's version before this copy
     source_version_id: VersionId | None = None
-    requested_at: float | None = None
     next_poll_seconds: int = 0
     waited_seconds: int = 0
     polls: int = 0
     attempts: int = Field(default=1, ge=1)  # StartCopy task attempts (Step Functions retries + 1)
     forced: bool = False
-    retry_request: CopyRequest | None = None
 
 
 def field_errors(error: ValidationError, prefix: str = "") -> str:

@@ -9,10 +9,9 @@ off in about N/rate seconds with (almost) no ThrottlingException.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
-from copier import clock
-from copier.ledger import LedgerUnavailable, call, get_item
+from copier import clock, table
+from copier.errors import TableUnavailable
 from copier.settings import load_settings
 
 PACING_KEY = "pacing#copy-image-set"
@@ -25,15 +24,14 @@ def reserve_copy_slot() -> int:
     interval = 1.0 / settings.copy_rate_per_second
     for _ in range(MAX_CONTENTION_RETRIES):
         now = clock.now()
-        item = get_item(PACING_KEY)
-        previous = item["nextSlot"]["N"] if item else None
-        slot = now if previous is None else max(now, float(Decimal(previous)) + interval)
+        item = table.get_item(PACING_KEY)
+        previous = item["nextSlot"] if item else None
+        slot = now if previous is None else max(now, float(previous) + interval)
         condition = "attribute_not_exists(id)" if previous is None else "nextSlot = :previous"
-        values = {":previous": {"N": previous}} if previous is not None else {}
+        values = {":previous": {"N": str(previous)}} if previous is not None else {}
         try:
-            call(
+            table.call(
                 "put_item",
-                TableName=settings.table_name,
                 Item={
                     "id": {"S": PACING_KEY},
                     "nextSlot": {"N": repr(slot)},
@@ -42,9 +40,9 @@ def reserve_copy_slot() -> int:
                 ConditionExpression=condition,
                 **({"ExpressionAttributeValues": values} if values else {}),
             )
-        except LedgerUnavailable as error:
-            if error.code == "ConditionalCheckFailedException":
+        except TableUnavailable as error:
+            if table.is_condition_failure(error):
                 continue  # another copy took that slot: read again
             raise
         return math.ceil(slot - now)
-    raise LedgerUnavailable("could not reserve a copy slot: too much contention")
+    raise TableUnavailable("could not reserve a copy slot: too much contention")

@@ -34,11 +34,16 @@ class Settings(BaseModel):
     force_policy: ForcePolicy = Field(alias="FORCE_POLICY", default=ForcePolicy.SAME_PATIENT)
     trigger_detail_types: tuple[str, ...] = Field(alias="TRIGGER_DETAIL_TYPES", default=("Image Set Created",))
     table_name: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
-    idempotency_ttl_seconds: int = Field(alias="IDEMPOTENCY_TTL_SECONDS", default=86_400, ge=60)
+    # How long a copy request is remembered (copy record and idempotency): at least as long as events can be redriven.
+    copy_record_retention_days: int = Field(alias="COPY_RECORD_RETENTION_DAYS", default=30, ge=1)
     copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=1)
     poll_initial_seconds: int = Field(alias="POLL_INITIAL_SECONDS", default=5, ge=1)
     poll_max_seconds: int = Field(alias="POLL_MAX_SECONDS", default=120, ge=1)
     max_wait_seconds: int = Field(alias="MAX_WAIT_SECONDS", default=3_600, ge=1)
+
+    @property
+    def copy_record_retention_seconds(self) -> int:
+        return self.copy_record_retention_days * 86_400
 
     @field_validator("trigger_detail_types", mode="before")
     @classmethod

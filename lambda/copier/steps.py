@@ -1,14 +1,14 @@
 """The state machine's steps: one `action` each, payloads validated, errors counted.
 
-| action              | state                 | returns        |
-|---------------------|-----------------------|----------------|
-| validate            | ValidateInput         | CopyPlan       |
-| resolve_destination | ResolvePrimary        | CopyPlan       |
-| reserve_slot        | ReserveCopySlot       | {waitSeconds}  |
-| start_copy          | StartCopy             | CopyProgress   |
-| confirm_copy        | ConfirmCopy           | CopyProgress   |
-| check_copy          | CheckCopy             | CopyProgress   |
-| authorise_force     | AuthoriseForce        | CopyRequest    |
+| action           | state              | returns        |
+|------------------|--------------------|----------------|
+| validate         | ValidateInput      | CopyPlan       |
+| find_primary     | FindPrimaryOfSeries| CopyPlan       |
+| reserve_slot     | ReserveCopySlot    | {waitSeconds}  |
+| start_copy       | StartCopy          | CopyProgress   |
+| confirm_copy     | ConfirmCopy        | CopyProgress   |
+| check_copy       | CheckCopy          | CopyProgress   |
+| authorise_force  | AuthoriseForce     | CopyRequest    |
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
-from copier import copy_start, copy_status, destination, force_policy, healthimaging, intake, pacing
+from copier import confirm, copy_start, copy_status, destination, force_policy, intake, pacing
 from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrottled
 from copier.models import CopyProgress, CopyRequest, parse
 
@@ -28,7 +28,7 @@ metrics = Metrics()
 tracer = Tracer()
 
 Action = Literal[
-    "validate", "resolve_destination", "reserve_slot", "start_copy", "confirm_copy", "check_copy", "authorise_force"
+    "validate", "find_primary", "reserve_slot", "start_copy", "confirm_copy", "check_copy", "authorise_force"
 ]
 _COUNTED_ERRORS: dict[type[CopyError], str] = {
     CopyConflict: "CopyConflicts",
@@ -45,7 +45,6 @@ class StepCall(BaseModel):
     input: Any = None
     request: Any = None
     copy_: Any = Field(default=None, alias="copy")
-    error: Any = None
     retry_count: int = Field(default=0, ge=0, alias="retryCount")
 
 
@@ -72,17 +71,14 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
     if call.action == "reserve_slot":
         return {"waitSeconds": pacing.reserve_copy_slot()}
     request = parse(CopyRequest, call.request, "step payload", prefix="request.")
-    if call.action == "resolve_destination":
-        return destination.resolve_primary_destination(request).wire()
+    if call.action == "find_primary":
+        return destination.find_primary_of_series(request).wire()
     if call.action == "start_copy":
-        progress = copy_start.start_copy(request=request)
+        progress = copy_start.start_copy(request=request, execution_id=call.execution_id)
         return progress.model_copy(update={"attempts": call.retry_count + 1}).wire()
-    if call.action == "authorise_force":
-        cause = call.error.get("Cause", "") if isinstance(call.error, dict) else ""
-        return force_policy.authorise_force(
-            request=request, inconsistent_elements=healthimaging.element_names(str(cause))
-        ).wire()
-    progress = parse(CopyProgress, call.copy_, "step payload", prefix="copy.")
     if call.action == "confirm_copy":
-        return copy_start.confirm_copy(request=request, progress=progress).wire()
+        return confirm.confirm_copy(request=request).wire()
+    if call.action == "authorise_force":
+        return force_policy.authorise_force(request=request).wire()
+    progress = parse(CopyProgress, call.copy_, "step payload", prefix="copy.")
     return copy_status.check_copy(request=request, progress=progress).wire()

@@ -1,0 +1,195 @@
+"""The copy record: one durable item per copy request, the single answer to "did we call
+CopyImageSet, what did the service say, where did it go".
+
+Lifecycle (`status`):
+- CALLING: written just before CopyImageSet. Found again later, it means the outcome is
+  unknown (5xx, timeout, crash): the copy must be confirmed (confirm.py), never repeated blindly.
+- ACCEPTED: the service answered (or confirmation proved the copy ours); holds the destination
+  image set and the version this copy produces.
+- REFUSED: the service certainly refused the call; a later attempt may call again.
+- NOT_ACCEPTED: confirmation proved nothing of ours landed; a later attempt may call again.
+
+Records are never deleted by the function: they expire `copyRecordRetentionDays` after the last
+call, which the stack keeps longer than dead-lettered events can be redriven. The index
+`byDestination` (destinationImageSetId, destinationVersionId) lets the copy-storm guard and
+confirmation ask "did this pipeline write that image set version?".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic.alias_generators import to_camel
+
+from copier import clock, table
+from copier.errors import CopyConflict, TableUnavailable
+from copier.models import CopyRequest
+from copier.settings import load_settings
+
+KEY_PREFIX = "copy#"
+BY_DESTINATION_INDEX = "byDestination"
+
+
+class CopyStatus(StrEnum):
+    CALLING = "CALLING"
+    ACCEPTED = "ACCEPTED"
+    REFUSED = "REFUSED"
+    NOT_ACCEPTED = "NOT_ACCEPTED"
+
+
+class CopyRecord(BaseModel):
+    """The item, camelCase in the table as on the wire."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    id: str
+    status: CopyStatus
+    source_image_set_id: str
+    source_version_id: str
+    destination_image_set_id: str | None = None  # known up front for an existing destination
+    baseline_version_id: str | None = None  # the destination's version the call named
+    destination_version_id: str | None = None  # the version this copy produces (the service's answer)
+    new_image_set: bool = False
+    forced: bool = False
+    requested_at: float
+    calls: int  # CopyImageSet calls made for this request: the guard of every update
+    looks: int = 0  # confirmation looks since the last call
+    refusal: str | None = None
+    execution_id: str | None = None
+
+    @field_validator("requested_at", "calls", "looks", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        return float(value) if isinstance(value, Decimal) else value
+
+    def item(self) -> dict[str, Any]:
+        values = self.model_dump(by_alias=True, mode="json")
+        values["requestedAt"] = Decimal(repr(self.requested_at))
+        values["expiration"] = int(self.requested_at) + load_settings().copy_record_retention_seconds
+        return table.to_dynamodb(values)
+
+
+def request_key(request: CopyRequest) -> str:
+    canonical = json.dumps(request.wire(), sort_keys=True, separators=(",", ":"))
+    return KEY_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load(request: CopyRequest) -> CopyRecord | None:
+    item = table.get_item(request_key(request))
+    return CopyRecord.model_validate(item) if item else None
+
+
+def begin_call(
+    request: CopyRequest,
+    *,
+    previous: CopyRecord | None,
+    source_version_id: str,
+    baseline_version_id: str | None,
+    execution_id: str | None,
+) -> CopyRecord:
+    """Record that CopyImageSet is about to be called. Fails if another call was recorded meanwhile."""
+    record = CopyRecord(
+        id=request_key(request),
+        status=CopyStatus.CALLING,
+        source_image_set_id=request.source_image_set_id,
+        source_version_id=source_version_id,
+        destination_image_set_id=request.destination_image_set_id,
+        baseline_version_id=baseline_version_id,
+        new_image_set=request.destination_image_set_id is None,
+        forced=request.force,
+        requested_at=clock.now(),
+        calls=(previous.calls if previous else 0) + 1,
+        execution_id=execution_id,
+    )
+    if previous is None:
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(id)"}
+    else:
+        condition = {
+            "ConditionExpression": "calls = :calls AND #status IN (:refused, :not_accepted)",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": table.to_dynamodb(
+                {":calls": previous.calls, ":refused": CopyStatus.REFUSED, ":not_accepted": CopyStatus.NOT_ACCEPTED}
+            ),
+        }
+    try:
+        table.call("put_item", Item=record.item(), **condition)
+    except TableUnavailable as error:
+        if table.is_condition_failure(error):
+            # Powertools idempotency serialises starts of one request; this is the rare race past it.
+            raise CopyConflict("another execution is starting this same copy") from None
+        raise
+    return record
+
+
+def _update(record: CopyRecord, *, expect: CopyStatus | None = None, **changes: Any) -> CopyRecord:
+    """Apply changes, only if no other call was recorded since (and the record is in status `expect`)."""
+    updated = record.model_copy(update=changes)
+    wire = {to_camel(name): value for name, value in updated.model_dump(mode="json", include=set(changes)).items()}
+    names = {f"#{name}": name for name in wire}
+    values: dict[str, Any] = {f":{name}": value for name, value in wire.items()}
+    condition = "calls = :expected_calls"
+    values[":expected_calls"] = record.calls
+    if expect is not None:
+        names["#status"] = "status"
+        values[":expected_status"] = expect
+        condition += " AND #status = :expected_status"
+    table.call(
+        "update_item",
+        Key={"id": {"S": record.id}},
+        UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in wire),
+        ConditionExpression=condition,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=table.to_dynamodb(values),
+    )
+    return updated
+
+
+def mark_accepted(record: CopyRecord, *, destination_image_set_id: str, destination_version_id: str) -> CopyRecord:
+    return _update(
+        record,
+        status=CopyStatus.ACCEPTED,
+        destination_image_set_id=destination_image_set_id,
+        destination_version_id=destination_version_id,
+    )
+
+
+def mark_refused(record: CopyRecord, error_name: str) -> CopyRecord:
+    return _update(record, expect=CopyStatus.CALLING, status=CopyStatus.REFUSED, refusal=error_name)
+
+
+def mark_not_accepted(record: CopyRecord) -> CopyRecord:
+    return _update(record, expect=CopyStatus.CALLING, status=CopyStatus.NOT_ACCEPTED)
+
+
+def count_look(record: CopyRecord) -> CopyRecord:
+    return _update(record, expect=CopyStatus.CALLING, looks=record.looks + 1)
+
+
+def claims(image_set_id: str, version_id: str | None = None) -> list[CopyRecord]:
+    """Copy records whose copy produced this image set (at this version, when given)."""
+    condition = "destinationImageSetId = :image_set"
+    values: dict[str, Any] = {":image_set": image_set_id}
+    if version_id is not None:
+        condition += " AND destinationVersionId = :version"
+        values[":version"] = version_id
+    items = table.call(
+        "query",
+        IndexName=BY_DESTINATION_INDEX,
+        KeyConditionExpression=condition,
+        ExpressionAttributeValues=table.to_dynamodb(values),
+    ).get("Items", [])
+    return [CopyRecord.model_validate(table.from_dynamodb(item)) for item in items]
+
+
+def written_by_pipeline(image_set_id: str, version_id: str | None) -> bool:
+    """Copy-storm guard: this image set version is the output of one of our copies.
+
+    Without a version, only an image set a copy of ours created counts (a merge destination
+    is the user's image set: only the versions our copies produced are ours)."""
+    found = claims(image_set_id, version_id)
+    return any(record.new_image_set for record in found) if version_id is None else bool(found)

@@ -1,0 +1,73 @@
+"""Is a refused or failed copy about inconsistent metadata? Decided from the two metadata
+documents, never from the wording of the service's message (which is not a documented format)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from copier import dicom, healthimaging
+from copier.errors import CopyConflict, CopyError, CopyFailed, InconsistentMetadata
+from copier.models import CopyProgress, CopyRequest
+
+logger = Logger(child=True)
+
+
+Documents = tuple[dict[str, Any], dict[str, Any]]
+
+
+def documents(request: CopyRequest, *, source_version_id: str | None, destination_version_id: str | None) -> Documents:
+    """The source's and the destination's metadata at these versions (None: the latest)."""
+    source = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id, source_version_id)
+    destination = healthimaging.get_metadata(
+        request.datastore_id, str(request.destination_image_set_id), destination_version_id
+    )
+    return source, destination
+
+
+def differing_elements(request: CopyRequest, pair: Documents) -> list[str]:
+    """Element names that differ between what the copy takes from its source and the destination."""
+    source, destination = pair
+    return dicom.inconsistent_elements(source, destination, list(dicom.selection(source, request.copiable_attributes)))
+
+
+def inconsistent_elements(request: CopyRequest, *, source_version_id: str, destination_version_id: str) -> list[str]:
+    pair = documents(request, source_version_id=source_version_id, destination_version_id=destination_version_id)
+    return differing_elements(request, pair)
+
+
+def _inconsistent(subject: str, names: list[str]) -> InconsistentMetadata:
+    logger.warning("Inconsistent metadata", extra={"elements": names})
+    return InconsistentMetadata(f"{subject}: source and destination differ in {', '.join(names)}")
+
+
+def judge_refusal(
+    request: CopyRequest, refusal: CopyError, *, source_version_id: str, baseline_version_id: str
+) -> CopyError:
+    """A ConflictException or ValidationException on a copy into an existing image set: the
+    refusal as it was, unless the image sets are settled and their metadata differ."""
+    if isinstance(refusal, CopyConflict):
+        for image_set_id, version in (
+            (request.source_image_set_id, source_version_id),
+            (request.destination_image_set_id, baseline_version_id),
+        ):
+            current = healthimaging.get_image_set(request.datastore_id, str(image_set_id))
+            if current.get("imageSetState") == "LOCKED" or str(current.get("versionId")) != version:
+                return refusal  # a lock or a moved version: a real conflict, retried
+    names = inconsistent_elements(
+        request, source_version_id=source_version_id, destination_version_id=baseline_version_id
+    )
+    return _inconsistent(str(refusal), names) if names else refusal
+
+
+def judge_failure(request: CopyRequest, progress: CopyProgress) -> CopyError:
+    """Our own version ended COPY_FAILED: inconsistent metadata (force may help) or CopyFailed."""
+    subject = f"COPY_FAILED on {progress.destination_image_set_id} version {progress.destination_version_id}"
+    if progress.baseline_version_id is not None and progress.source_version_id is not None:
+        names = inconsistent_elements(
+            request, source_version_id=progress.source_version_id, destination_version_id=progress.baseline_version_id
+        )
+        if names:
+            return _inconsistent(subject, names)
+    return CopyFailed(subject)

@@ -1,0 +1,55 @@
+"""Access to the pipeline's DynamoDB table: one client, errors turned into TableUnavailable.
+
+The same client serves Powertools idempotency (copy_start.py), the copy records and pacing,
+so a cold start creates one DynamoDB client, not two.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from copier.errors import TableUnavailable
+from copier.settings import load_settings
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@lru_cache(maxsize=1)
+def client() -> Any:
+    return boto3.client("dynamodb")
+
+
+def call(operation: str, **params: Any) -> dict[str, Any]:
+    """One DynamoDB call on the pipeline's table (TableName is filled in)."""
+    try:
+        result: dict[str, Any] = getattr(client(), operation)(TableName=load_settings().table_name, **params)
+        return result
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        raise TableUnavailable(f"DynamoDB {operation} failed: {code}", code) from None
+    except BotoCoreError as error:
+        raise TableUnavailable(f"DynamoDB {operation} failed: {type(error).__name__}") from None
+
+
+def is_condition_failure(error: TableUnavailable) -> bool:
+    return error.code == "ConditionalCheckFailedException"
+
+
+def get_item(key: str) -> dict[str, Any] | None:
+    """One item as plain Python values, read consistently."""
+    item = call("get_item", Key={"id": {"S": key}}, ConsistentRead=True).get("Item")
+    return from_dynamodb(item) if item else None
+
+
+def to_dynamodb(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in values.items() if value is not None}
+
+
+def from_dynamodb(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
