@@ -184,20 +184,20 @@ class HealthImagingEmulator:
             self.calls.append((operation, 200))
             return result
 
-    def _op_GetImageSet(self, datastoreId: str, imageSetId: str, version: str | None = None) -> dict[str, Any]:
+    def _op_GetImageSet(self, datastoreId: str, imageSetId: str, versionId: str | None = None) -> dict[str, Any]:
         image_set = self._image_set(datastoreId, imageSetId, allow_deleted=True)
-        if version is not None:
-            match = [v for v in image_set.history if str(v.version_id) == version]
+        if versionId is not None:
+            match = [v for v in image_set.history if str(v.version_id) == versionId]
             if not match:
-                raise ServiceError("ResourceNotFoundException", f"version {version} of {imageSetId} not found")
+                raise ServiceError("ResourceNotFoundException", f"version {versionId} of {imageSetId} not found")
             return self._properties(image_set, match[-1], get=True)
         return self._properties(image_set, None, get=True)
 
-    def _op_GetImageSetMetadata(self, datastoreId: str, imageSetId: str, version: str | None = None) -> bytes:
+    def _op_GetImageSetMetadata(self, datastoreId: str, imageSetId: str, versionId: str | None = None) -> bytes:
         image_set = self._image_set(datastoreId, imageSetId)
         known = {str(v.version_id) for v in image_set.history} | {str(image_set.version_id)}
-        if version is not None and version not in known:
-            raise ServiceError("ResourceNotFoundException", f"version {version} of {imageSetId} not found")
+        if versionId is not None and versionId not in known:
+            raise ServiceError("ResourceNotFoundException", f"version {versionId} of {imageSetId} not found")
         return json.dumps(image_set.metadata).encode()
 
     def _op_ListImageSetVersions(
