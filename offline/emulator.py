@@ -1,15 +1,26 @@
 """A local AWS HealthImaging for the operations the pipeline uses.
 
-Semantics follow the service as the design documents it: image set versions; copies
-are asynchronous (source LOCKED / COPYING_WITH_READ_ONLY_ACCESS, destination LOCKED /
-COPYING until the clock passes `copy_seconds`); ConflictException on a locked image set
-or a stale latestVersionId; inconsistent Patient/Study/Series metadata fails without
-force (at once, or later as COPY_FAILED with a message) and succeeds with it; subset
-copies by copiableAttributes; promoteToPrimary; a CopyImageSet token bucket
-(0.25 TPS, burst 1) answering ThrottlingException; 100 concurrent copies per data store.
+Semantics follow the service as the design documents it:
+- Versions. Every version of an image set keeps its own record (state, workflow status,
+  message, forced flag, updatedAt) and its own metadata document; GetImageSet and
+  GetImageSetMetadata with `versionId` answer that version, ListImageSetVersions lists
+  them all, newest first.
+- Copies are asynchronous. CopyImageSet creates the version it produces at once, LOCKED /
+  COPYING (version N+1 of an existing destination, version 1 of a new one), and the
+  answer's destination latestVersionId names it. The source's latest version is LOCKED /
+  COPYING_WITH_READ_ONLY_ACCESS meanwhile (no source version is added). When the clock
+  passes `copy_seconds` the produced version becomes ACTIVE / COPIED with the merged
+  document, or ACTIVE / COPY_FAILED with a `message`, keeping the content it started
+  with (the previous version's, or nothing for a new image set).
+- ConflictException on a locked image set or a stale latestVersionId; inconsistent
+  Patient/Study/Series metadata fails without force (at once, or later as COPY_FAILED
+  with a message) and succeeds with it; subset copies by copiableAttributes;
+  promoteToPrimary; a CopyImageSet token bucket (0.25 TPS, burst 1) answering
+  ThrottlingException; 100 concurrent copies per data store.
 
-Operations take and return the wire shapes (camelCase dicts); `offline.wire` puts them
-behind HTTP so a real boto3 client talks to this.
+Operations take and return the wire shapes (camelCase dicts, parameters under the
+botocore model's member names); `offline.wire` puts them behind HTTP so a real boto3
+client talks to this.
 """
 
 from __future__ import annotations
@@ -55,10 +66,13 @@ class ServiceError(Exception):
 
 @dataclass
 class ImageSetVersion:
+    """One version's own record: what GetImageSet and GetImageSetMetadata with its versionId show."""
+
     version_id: int
     state: str
     workflow: str
     updated_at: float
+    metadata: dict[str, Any]  # never changed in place: versions share documents
     message: str | None = None
     forced: bool = False
 
@@ -67,22 +81,49 @@ class ImageSetVersion:
 class ImageSet:
     image_set_id: str
     datastore_id: str
-    metadata: dict[str, Any]
     created_at: float
     is_primary: bool
-    version_id: int = 1
-    state: str = "ACTIVE"
-    workflow: str = "CREATED"
-    updated_at: float = 0.0
-    message: str | None = None
-    forced: bool = False
+    versions: list[ImageSetVersion]  # oldest first: version n is versions[n - 1]
     deleted_at: float | None = None
-    history: list[ImageSetVersion] = field(default_factory=list)
 
-    def snapshot(self) -> None:
-        self.history.append(
-            ImageSetVersion(self.version_id, self.state, self.workflow, self.updated_at, self.message, self.forced)
-        )
+    @property
+    def latest(self) -> ImageSetVersion:
+        return self.versions[-1]
+
+    # The latest version's record: what the image set shows without a versionId.
+    @property
+    def version_id(self) -> int:
+        return self.latest.version_id
+
+    @property
+    def state(self) -> str:
+        return self.latest.state
+
+    @property
+    def workflow(self) -> str:
+        return self.latest.workflow
+
+    @property
+    def forced(self) -> bool:
+        return self.latest.forced
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.latest.metadata
+
+    def version(self, version_id: str) -> ImageSetVersion:
+        if not VERSION.match(version_id):
+            raise ServiceError("ValidationException", "versionId must match \\d+")
+        number = int(version_id)
+        if not 1 <= number <= len(self.versions):
+            raise ServiceError("ResourceNotFoundException", f"version {version_id} of {self.image_set_id} not found")
+        return self.versions[number - 1]
+
+    def add_version(self, state: str, workflow: str, at: float) -> ImageSetVersion:
+        """The next version, holding the latest content until its operation lands."""
+        version = ImageSetVersion(self.version_id + 1, state, workflow, at, self.metadata)
+        self.versions.append(version)
+        return version
 
 
 @dataclass
@@ -90,8 +131,9 @@ class PendingCopy:
     datastore_id: str
     source_id: str
     destination_id: str
+    destination_version_id: int  # the version this copy produces
     completes_at: float
-    metadata: dict[str, Any]  # what the destination will hold
+    metadata: dict[str, Any]  # what that version will hold if the copy succeeds
     inconsistent: list[str]  # element names that make it fail (deferred mode, no force)
     failure: str | None  # an injected COPY_FAILED message
     force: bool
@@ -154,16 +196,17 @@ class HealthImagingEmulator:
         now = self.clock()
         document = copying.deepcopy(metadata)
         document.update({"SchemaVersion": "1.1", "DatastoreID": datastore_id, "ImageSetID": image_set_id})
-        image_set = ImageSet(image_set_id, datastore_id, document, now, is_primary, updated_at=now)
-        image_set.snapshot()
-        self.image_sets[(datastore_id, image_set_id)] = image_set
+        first = ImageSetVersion(1, "ACTIVE", "CREATED", now, document)
+        self.image_sets[(datastore_id, image_set_id)] = ImageSet(image_set_id, datastore_id, now, is_primary, [first])
         return image_set_id
 
     def delete_image_set(self, datastore_id: str, image_set_id: str) -> None:
+        """The whole image set goes: its latest record shows DELETED; no version is added."""
         with self._lock:
             image_set = self._image_set(datastore_id, image_set_id)
-            image_set.state, image_set.workflow, image_set.deleted_at = "DELETED", "DELETED", self.clock()
-            image_set.snapshot()
+            image_set.deleted_at = self.clock()
+            latest = image_set.latest
+            latest.state, latest.workflow, latest.updated_at = "DELETED", "DELETED", image_set.deleted_at
 
     def copy_image_set_calls(self) -> list[int]:
         """HTTP statuses of every CopyImageSet call, in order."""
@@ -186,25 +229,19 @@ class HealthImagingEmulator:
 
     def _op_GetImageSet(self, datastoreId: str, imageSetId: str, versionId: str | None = None) -> dict[str, Any]:
         image_set = self._image_set(datastoreId, imageSetId, allow_deleted=True)
-        if versionId is not None:
-            match = [v for v in image_set.history if str(v.version_id) == versionId]
-            if not match:
-                raise ServiceError("ResourceNotFoundException", f"version {versionId} of {imageSetId} not found")
-            return self._properties(image_set, match[-1], get=True)
-        return self._properties(image_set, None, get=True)
+        version = image_set.latest if versionId is None else image_set.version(versionId)
+        return self._properties(image_set, version, get=True)
 
     def _op_GetImageSetMetadata(self, datastoreId: str, imageSetId: str, versionId: str | None = None) -> bytes:
         image_set = self._image_set(datastoreId, imageSetId)
-        known = {str(v.version_id) for v in image_set.history} | {str(image_set.version_id)}
-        if versionId is not None and versionId not in known:
-            raise ServiceError("ResourceNotFoundException", f"version {versionId} of {imageSetId} not found")
-        return json.dumps(image_set.metadata).encode()
+        version = image_set.latest if versionId is None else image_set.version(versionId)
+        return json.dumps(version.metadata).encode()
 
     def _op_ListImageSetVersions(
         self, datastoreId: str, imageSetId: str, maxResults: int | None = None, nextToken: str | None = None
     ) -> dict[str, Any]:
         image_set = self._image_set(datastoreId, imageSetId, allow_deleted=True)
-        versions = [self._properties(image_set, v, get=False) for v in reversed(image_set.history)]
+        versions = [self._properties(image_set, v, get=False) for v in reversed(image_set.versions)]
         return _page("imageSetPropertiesList", versions, maxResults, nextToken)
 
     def _op_SearchImageSets(
@@ -219,7 +256,7 @@ class HealthImagingEmulator:
             s
             for (ds, _), s in sorted(self.image_sets.items(), key=lambda item: item[1].created_at)
             if ds == datastoreId
-            and s.state != "DELETED"
+            and s.deleted_at is None
             and self._matches(s, (searchCriteria or {}).get("filters", []))
         ]
         return _page("imageSetsMetadataSummaries", [self._summary(s) for s in found], maxResults, nextToken)
@@ -273,23 +310,25 @@ class HealthImagingEmulator:
             if inconsistent and not force and self.inconsistency_mode == "immediate":
                 raise ServiceError("ValidationException", inconsistency_message(inconsistent))
             merged = merge_metadata(destination.metadata, selected, prefer_source=force)
+            produced = destination.add_version("LOCKED", "COPYING", now)
             new_destination = False
         else:
             destination_id = secrets.token_hex(16)
             merged = copying.deepcopy(selected)
             merged["ImageSetID"] = destination_id
-            destination = ImageSet(
-                destination_id, datastoreId, merged, now, promoteToPrimary, version_id=0, updated_at=now
-            )
+            # Version 1 exists at once and holds nothing until the copy lands.
+            produced = ImageSetVersion(1, "LOCKED", "COPYING", now, without_series(merged))
+            destination = ImageSet(destination_id, datastoreId, now, False, [produced])
             self.image_sets[(datastoreId, destination_id)] = destination
             new_destination = True
 
-        source.state, source.workflow, source.updated_at = "LOCKED", "COPYING_WITH_READ_ONLY_ACCESS", now
-        destination.state, destination.workflow, destination.updated_at = "LOCKED", "COPYING", now
+        source.latest.state, source.latest.workflow = "LOCKED", "COPYING_WITH_READ_ONLY_ACCESS"
+        source.latest.updated_at = now
         pending = PendingCopy(
             datastoreId,
             sourceImageSetId,
             destination_id,
+            produced.version_id,
             now + self.copy_seconds,
             merged,
             [] if force else inconsistent,
@@ -302,8 +341,8 @@ class HealthImagingEmulator:
         self.accepted.append(pending)
         answer = {
             "datastoreId": datastoreId,
-            "sourceImageSetProperties": self._copy_properties(source, source.version_id),
-            "destinationImageSetProperties": self._copy_properties(destination, destination.version_id + 1),
+            "sourceImageSetProperties": self._copy_properties(source, source.latest),
+            "destinationImageSetProperties": self._copy_properties(destination, produced),
         }
         if fault == "accept-then-500":
             raise ServiceError("InternalServerException", "injected failure after the copy was accepted")
@@ -327,25 +366,21 @@ class HealthImagingEmulator:
             self.pending.remove(pending)
             source = self.image_sets[(pending.datastore_id, pending.source_id)]
             destination = self.image_sets[(pending.datastore_id, pending.destination_id)]
-            if source.state != "DELETED":
-                source.state, source.workflow, source.updated_at = "ACTIVE", "COPIED", pending.completes_at
-            if destination.state == "DELETED":
+            if source.deleted_at is None:
+                source.latest.state, source.latest.workflow = "ACTIVE", "COPIED"
+                source.latest.updated_at = pending.completes_at
+            if destination.deleted_at is not None:
                 continue  # deleted mid-copy: nothing lands
-            destination.updated_at = pending.completes_at
-            destination.state = "ACTIVE"
+            produced = destination.versions[pending.destination_version_id - 1]
+            produced.state, produced.updated_at = "ACTIVE", pending.completes_at
             if pending.inconsistent or pending.failure:
-                destination.workflow = "COPY_FAILED"
-                destination.message = pending.failure or inconsistency_message(pending.inconsistent)
-                if pending.new_destination:
-                    destination.version_id = 1
-                destination.snapshot()
+                # The version stays, holding the content it started with.
+                produced.workflow = "COPY_FAILED"
+                produced.message = pending.failure or inconsistency_message(pending.inconsistent)
                 continue
-            destination.version_id += 1
-            destination.workflow, destination.message, destination.forced = "COPIED", None, pending.force
-            destination.metadata = pending.metadata
+            produced.workflow, produced.forced, produced.metadata = "COPIED", pending.force, pending.metadata
             if pending.promote:
                 destination.is_primary = True
-            destination.snapshot()
 
     def _datastore(self, datastore_id: str) -> None:
         if not ID.match(datastore_id):
@@ -358,9 +393,9 @@ class HealthImagingEmulator:
         if not ID.match(image_set_id):
             raise ServiceError("ValidationException", "imageSetId must match [0-9a-z]{32}")
         image_set = self.image_sets.get((datastore_id, image_set_id))
-        if image_set is None or (image_set.version_id == 0 and image_set.state != "LOCKED"):
+        if image_set is None:
             raise ServiceError("ResourceNotFoundException", f"image set {image_set_id} not found")
-        if image_set.state == "DELETED" and not allow_deleted:
+        if image_set.deleted_at is not None and not allow_deleted:
             raise ServiceError("ResourceNotFoundException", f"image set {image_set_id} is deleted")
         return image_set
 
@@ -370,43 +405,36 @@ class HealthImagingEmulator:
             f"/imageset/{image_set.image_set_id}"
         )
 
-    def _properties(self, image_set: ImageSet, version: ImageSetVersion | None, *, get: bool) -> dict[str, Any]:
-        current = version or ImageSetVersion(
-            image_set.version_id,
-            image_set.state,
-            image_set.workflow,
-            image_set.updated_at,
-            image_set.message,
-            image_set.forced,
-        )
+    def _properties(self, image_set: ImageSet, version: ImageSetVersion, *, get: bool) -> dict[str, Any]:
+        """One version's record as GetImageSet (get) or ListImageSetVersions spells it."""
         answer: dict[str, Any] = {
             "imageSetId": image_set.image_set_id,
-            "versionId": str(max(current.version_id, 1)),
-            "imageSetState": current.state,
+            "versionId": str(version.version_id),
+            "imageSetState": version.state,
             "createdAt": image_set.created_at,
-            "updatedAt": current.updated_at,
+            "updatedAt": version.updated_at,
             "isPrimary": image_set.is_primary,
         }
-        answer["imageSetWorkflowStatus" if get else "ImageSetWorkflowStatus"] = current.workflow
-        if current.message:
-            answer["message"] = current.message
-        if current.forced:
+        answer["imageSetWorkflowStatus" if get else "ImageSetWorkflowStatus"] = version.workflow
+        if version.message:
+            answer["message"] = version.message
+        if version.forced:
             answer["overrides"] = {"forced": True}
-        if image_set.deleted_at is not None and current.state == "DELETED":
+        if image_set.deleted_at is not None and version.state == "DELETED":
             answer["deletedAt"] = image_set.deleted_at
         if get:
             answer["datastoreId"] = image_set.datastore_id
             answer["imageSetArn"] = self._arn(image_set)
         return answer
 
-    def _copy_properties(self, image_set: ImageSet, version: int) -> dict[str, Any]:
+    def _copy_properties(self, image_set: ImageSet, version: ImageSetVersion) -> dict[str, Any]:
         return {
             "imageSetId": image_set.image_set_id,
-            "latestVersionId": str(max(version, 1)),
-            "imageSetState": image_set.state,
-            "imageSetWorkflowStatus": image_set.workflow,
+            "latestVersionId": str(version.version_id),
+            "imageSetState": version.state,
+            "imageSetWorkflowStatus": version.workflow,
             "createdAt": image_set.created_at,
-            "updatedAt": image_set.updated_at,
+            "updatedAt": version.updated_at,
             "imageSetArn": self._arn(image_set),
         }
 
@@ -422,9 +450,9 @@ class HealthImagingEmulator:
         }
         return {
             "imageSetId": image_set.image_set_id,
-            "version": max(image_set.version_id, 1),
+            "version": image_set.version_id,
             "createdAt": image_set.created_at,
-            "updatedAt": image_set.updated_at,
+            "updatedAt": image_set.latest.updated_at,
             "isPrimary": image_set.is_primary,
             "DICOMTags": {k: v for k, v in tags.items() if v is not None},
         }
@@ -439,7 +467,7 @@ class HealthImagingEmulator:
             "DICOMAccessionNumber": study.get("AccessionNumber"),
             "isPrimary": image_set.is_primary,
             "createdAt": image_set.created_at,
-            "updatedAt": image_set.updated_at,
+            "updatedAt": image_set.latest.updated_at,
         }
         for criterion in filters:
             values = criterion.get("values", [])
@@ -494,6 +522,13 @@ def _page(key: str, items: list[dict[str, Any]], max_results: int | None, token:
     if start + size < len(items):
         answer["nextToken"] = str(start + size)
     return answer
+
+
+def without_series(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with its Patient and Study levels but no series: an image set nothing landed in yet."""
+    empty = copying.deepcopy({key: value for key, value in document.items() if key != "Study"})
+    empty["Study"] = {"DICOM": copying.deepcopy(document.get("Study", {}).get("DICOM", {})), "Series": {}}
+    return empty
 
 
 def inconsistent_elements(source: dict[str, Any], destination: dict[str, Any]) -> list[str]:

@@ -70,6 +70,20 @@ def copy(
     )
 
 
+def document(client: Any, image_set_id: str, version_id: str | None = None) -> dict[str, Any]:
+    """GetImageSetMetadata, unzipped and parsed."""
+    version = {"versionId": version_id} if version_id else {}
+    blob = client.get_image_set_metadata(datastoreId=DS, imageSetId=image_set_id, **version)["imageSetMetadataBlob"]
+    return dict(json.loads(gzip.decompress(blob.read())))
+
+
+def status(client: Any, image_set_id: str, version_id: str | None = None) -> tuple[str, str, str]:
+    """(versionId, imageSetState, imageSetWorkflowStatus) from GetImageSet."""
+    version = {"versionId": version_id} if version_id else {}
+    answer = client.get_image_set(datastoreId=DS, imageSetId=image_set_id, **version)
+    return answer["versionId"], answer["imageSetState"], answer["imageSetWorkflowStatus"]
+
+
 def error_of(call: Any) -> tuple[str, int]:
     with pytest.raises(ClientError) as raised:
         call()
@@ -79,17 +93,83 @@ def error_of(call: Any) -> tuple[str, int]:
 def test_copy_into_a_new_image_set_is_asynchronous(client: Any, study: dict[str, str], clock: VirtualClock) -> None:
     answer = copy(client, study["primary"])
     new = answer["destinationImageSetProperties"]["imageSetId"]
+    assert answer["destinationImageSetProperties"]["latestVersionId"] == "1"
     assert answer["sourceImageSetProperties"]["imageSetWorkflowStatus"] == "COPYING_WITH_READ_ONLY_ACCESS"
-    during = client.get_image_set(datastoreId=DS, imageSetId=new)
-    assert (during["imageSetState"], during["imageSetWorkflowStatus"]) == ("LOCKED", "COPYING")
-    source = client.get_image_set(datastoreId=DS, imageSetId=study["primary"])
-    assert source["imageSetState"] == "LOCKED"
+    assert status(client, new) == status(client, new, "1") == ("1", "LOCKED", "COPYING")
+    assert document(client, new)["Study"]["Series"] == {}  # nothing has landed yet
+    assert status(client, study["primary"]) == ("1", "LOCKED", "COPYING_WITH_READ_ONLY_ACCESS")
 
     clock.advance(60)
 
-    after = client.get_image_set(datastoreId=DS, imageSetId=new)
-    assert (after["imageSetState"], after["imageSetWorkflowStatus"], after["versionId"]) == ("ACTIVE", "COPIED", "1")
-    assert client.get_image_set(datastoreId=DS, imageSetId=study["primary"])["imageSetState"] == "ACTIVE"
+    assert status(client, new) == ("1", "ACTIVE", "COPIED")
+    assert len(document(client, new)["Study"]["Series"]) == 2
+    assert status(client, study["primary"])[:2] == ("1", "ACTIVE")  # no new source version
+    versions = client.list_image_set_versions(datastoreId=DS, imageSetId=study["primary"])["imageSetPropertiesList"]
+    assert [v["versionId"] for v in versions] == ["1"]
+
+
+def test_a_failed_copy_into_a_new_image_set_leaves_an_empty_version_1(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    emulator.faults.copy_faults.append("fail-later:Frame storage error")
+    new = copy(client, study["primary"])["destinationImageSetProperties"]["imageSetId"]
+    clock.advance(60)
+    failed = client.get_image_set(datastoreId=DS, imageSetId=new)
+    assert (failed["versionId"], failed["imageSetState"], failed["imageSetWorkflowStatus"]) == (
+        "1",
+        "ACTIVE",
+        "COPY_FAILED",
+    )
+    assert failed["message"] == "Frame storage error"
+    assert document(client, new)["Study"]["Series"] == {}
+
+
+def test_copy_into_an_existing_image_set_makes_the_next_version_at_once(
+    client: Any, study: dict[str, str], clock: VirtualClock
+) -> None:
+    answer = copy(client, study["consistent"], study["primary"])
+    produced = answer["destinationImageSetProperties"]
+    assert (produced["latestVersionId"], produced["imageSetState"], produced["imageSetWorkflowStatus"]) == (
+        "2",
+        "LOCKED",
+        "COPYING",
+    )
+    assert status(client, study["primary"]) == ("2", "LOCKED", "COPYING")
+    assert status(client, study["primary"], "1") == ("1", "ACTIVE", "CREATED")
+    assert len(document(client, study["primary"], "2")["Study"]["Series"]) == 2  # version 1's content until it lands
+    assert status(client, study["consistent"]) == ("1", "LOCKED", "COPYING_WITH_READ_ONLY_ACCESS")
+
+    clock.advance(60)
+
+    assert status(client, study["primary"]) == ("2", "ACTIVE", "COPIED")
+    assert len(document(client, study["primary"])["Study"]["Series"]) == 3
+    assert len(document(client, study["primary"], "1")["Study"]["Series"]) == 2  # each version keeps its document
+    assert status(client, study["consistent"])[:2] == ("1", "ACTIVE")
+
+
+def test_an_unknown_version_is_not_found(client: Any, study: dict[str, str]) -> None:
+    for call in (client.get_image_set, client.get_image_set_metadata):
+        assert error_of(lambda call=call: call(datastoreId=DS, imageSetId=study["primary"], versionId="2")) == (
+            "ResourceNotFoundException",
+            404,
+        )
+
+
+def test_versions_are_listed_newest_first_in_pages(client: Any, study: dict[str, str], clock: VirtualClock) -> None:
+    copy(client, study["consistent"], study["primary"])
+    clock.advance(60)
+    copy(client, study["inconsistent"], study["primary"], destination_version="2")  # fails: inconsistent
+    clock.advance(60)
+    pages = client.get_paginator("list_image_set_versions").paginate(
+        datastoreId=DS, imageSetId=study["primary"], PaginationConfig={"PageSize": 2}
+    )
+    listed = [v for page in pages for v in page["imageSetPropertiesList"]]
+    assert [(v["versionId"], v["ImageSetWorkflowStatus"]) for v in listed] == [
+        ("3", "COPY_FAILED"),
+        ("2", "COPIED"),
+        ("1", "CREATED"),
+    ]
+    assert "StudyDescription" in listed[0]["message"]
 
 
 def test_merge_adds_a_version_and_the_series(client: Any, study: dict[str, str], clock: VirtualClock) -> None:
@@ -124,18 +204,21 @@ def test_locked_destination_and_stale_versions_conflict(
 def test_inconsistent_metadata_fails_later_without_force_and_succeeds_with_it(
     client: Any, study: dict[str, str], clock: VirtualClock
 ) -> None:
-    copy(client, study["inconsistent"], study["primary"])
+    assert (
+        copy(client, study["inconsistent"], study["primary"])["destinationImageSetProperties"]["latestVersionId"] == "2"
+    )
     clock.advance(60)
     failed = client.get_image_set(datastoreId=DS, imageSetId=study["primary"])
     assert failed["imageSetWorkflowStatus"] == "COPY_FAILED" and "StudyDescription" in failed["message"]
-    assert failed["versionId"] == "1"
+    assert failed["versionId"] == "2"  # a failed copy still makes its version, holding version 1's content
+    assert document(client, study["primary"], "2") == document(client, study["primary"], "1")
 
-    copy(client, study["inconsistent"], study["primary"], force=True)
+    copy(client, study["inconsistent"], study["primary"], destination_version="2", force=True)
     clock.advance(60)
     forced = client.get_image_set(datastoreId=DS, imageSetId=study["primary"])
     assert (forced["imageSetWorkflowStatus"], forced["versionId"], forced["overrides"]) == (
         "COPIED",
-        "2",
+        "3",
         {"forced": True},
     )
 
