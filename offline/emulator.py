@@ -18,6 +18,12 @@ Semantics follow the service as the design documents it:
   promoteToPrimary; a CopyImageSet token bucket (0.25 TPS, burst 1) answering
   ThrottlingException; 100 concurrent copies per data store.
 
+Time: the emulator settles lazily. Each call first runs, in time order and each at its
+own time, everything the clock has passed (copies landing); at one instant what
+completes goes first. `accepted` records every copy the service took on and who asked
+(`by`: "pipeline" for calls through `call()`); `accepted_copies`, `instances` and
+`forced` are what tests read.
+
 Operations take and return the wire shapes (camelCase dicts, parameters under the
 botocore model's member names); `offline.wire` puts them behind HTTP so a real boto3
 client talks to this.
@@ -26,18 +32,23 @@ client talks to this.
 from __future__ import annotations
 
 import copy as copying
+import heapq
+import itertools
 import json
 import re
 import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 ID = re.compile(r"^[0-9a-z]{32}$")
 VERSION = re.compile(r"^\d+$")
 PATIENT_AND_STUDY_LEVELS = ("Patient", "Study")
 InconsistencyMode = Literal["immediate", "deferred"]
+CopyOutcome = Literal["COPIED", "COPY_FAILED"]
+PIPELINE = "pipeline"  # who asked, for every copy asked through call()
 
 
 class NoAnswer(Exception):
@@ -127,18 +138,37 @@ class ImageSet:
 
 
 @dataclass
-class PendingCopy:
+class AcceptedCopy:
+    """A copy the service took on, answered or not."""
+
     datastore_id: str
     source_id: str
+    source_version_id: int
     destination_id: str
     destination_version_id: int  # the version this copy produces
+    new_destination: bool
+    by: str  # PIPELINE, or the other writer that issued it
+    accepted_at: float
     completes_at: float
-    metadata: dict[str, Any]  # what that version will hold if the copy succeeds
+    metadata: dict[str, Any]  # what the produced version holds if the copy succeeds
     inconsistent: list[str]  # element names that make it fail (deferred mode, no force)
     failure: str | None  # an injected COPY_FAILED message
     force: bool
     promote: bool
-    new_destination: bool
+    outcome: CopyOutcome | None = None  # once landed; stays None if the destination was deleted meanwhile
+
+
+@dataclass(order=True)
+class _Event:
+    """Something the clock brings about, run when a call finds the clock past `at`."""
+
+    at: float
+    rank: int  # at one instant, what completes (LANDING) goes before what starts (WRITE)
+    sequence: int  # then in the order they were scheduled
+    run: Callable[[float], None] = field(compare=False)
+
+
+LANDING, WRITE = 0, 1
 
 
 @dataclass
@@ -176,9 +206,11 @@ class HealthImagingEmulator:
         self.faults = FaultPlan()
         self.datastores: set[str] = set()
         self.image_sets: dict[tuple[str, str], ImageSet] = {}
-        self.pending: list[PendingCopy] = []
+        self.pending: list[AcceptedCopy] = []  # copies under way, for the concurrency quota
         self.calls: list[tuple[str, int]] = []  # (operation, HTTP status) of every call
-        self.accepted: list[PendingCopy] = []  # every copy the service took on, answered or not
+        self.accepted: list[AcceptedCopy] = []  # every copy the service took on, answered or not, by anyone
+        self._timeline: list[_Event] = []  # a heap
+        self._sequence = itertools.count()
         self._tokens = copy_burst
         self._tokens_at = clock()
         self._lock = threading.RLock()
@@ -192,25 +224,52 @@ class HealthImagingEmulator:
     def seed_image_set(
         self, datastore_id: str, metadata: dict[str, Any], *, is_primary: bool = True, image_set_id: str | None = None
     ) -> str:
-        image_set_id = image_set_id or secrets.token_hex(16)
-        now = self.clock()
-        document = copying.deepcopy(metadata)
-        document.update({"SchemaVersion": "1.1", "DatastoreID": datastore_id, "ImageSetID": image_set_id})
-        first = ImageSetVersion(1, "ACTIVE", "CREATED", now, document)
-        self.image_sets[(datastore_id, image_set_id)] = ImageSet(image_set_id, datastore_id, now, is_primary, [first])
-        return image_set_id
+        with self._lock:
+            self._settle()
+            image_set_id = image_set_id or secrets.token_hex(16)
+            now = self.clock()
+            document = copying.deepcopy(metadata)
+            document.update({"SchemaVersion": "1.1", "DatastoreID": datastore_id, "ImageSetID": image_set_id})
+            first = ImageSetVersion(1, "ACTIVE", "CREATED", now, document)
+            self.image_sets[(datastore_id, image_set_id)] = ImageSet(
+                image_set_id, datastore_id, now, is_primary, [first]
+            )
+            return image_set_id
 
     def delete_image_set(self, datastore_id: str, image_set_id: str) -> None:
         """The whole image set goes: its latest record shows DELETED; no version is added."""
         with self._lock:
+            self._settle()  # what landed before now landed before the deletion
             image_set = self._image_set(datastore_id, image_set_id)
             image_set.deleted_at = self.clock()
             latest = image_set.latest
             latest.state, latest.workflow, latest.updated_at = "DELETED", "DELETED", image_set.deleted_at
 
+    # --- what tests look at -----------------------------------------------------------
     def copy_image_set_calls(self) -> list[int]:
         """HTTP statuses of every CopyImageSet call, in order."""
         return [status for operation, status in self.calls if operation == "CopyImageSet"]
+
+    def accepted_copies(self, source_id: str, by: str | None = PIPELINE) -> list[AcceptedCopy]:
+        """Copies of this source the service accepted from `by` (None: from anyone), oldest first."""
+        with self._lock:
+            self._settle()
+            return [c for c in self.accepted if c.source_id == source_id and by in (None, c.by)]
+
+    def instances(self, image_set_id: str, version_id: int | str | None = None) -> set[str]:
+        """SOPInstanceUIDs the image set holds at that version (the latest by default)."""
+        series = self._version_record(image_set_id, version_id).metadata.get("Study", {}).get("Series", {})
+        return {sop for one in series.values() for sop in one.get("Instances", {})}
+
+    def forced(self, image_set_id: str, version_id: int | str | None = None) -> bool:
+        """Whether that version (the latest by default) was produced by a forced copy."""
+        return self._version_record(image_set_id, version_id).forced
+
+    def _version_record(self, image_set_id: str, version_id: int | str | None) -> ImageSetVersion:
+        with self._lock:
+            self._settle()
+            image_set = self._find(image_set_id)
+            return image_set.latest if version_id is None else image_set.version(str(version_id))
 
     # --- operations ------------------------------------------------------------------
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any] | bytes:
@@ -274,33 +333,68 @@ class HealthImagingEmulator:
             code = fault.removeprefix("error:")
             raise ServiceError(code, f"injected {code}")
         self._take_copy_token()
-        for name, value in (("datastoreId", datastoreId), ("sourceImageSetId", sourceImageSetId)):
+        accepted = self._start_copy(
+            datastoreId,
+            sourceImageSetId,
+            copyImageSetInformation,
+            force=force,
+            promote=promoteToPrimary,
+            failure=fault.removeprefix("fail-later:") if fault and fault.startswith("fail-later:") else None,
+            by=PIPELINE,
+            now=self.clock(),
+        )
+        source = self.image_sets[(datastoreId, sourceImageSetId)]
+        destination = self.image_sets[(datastoreId, accepted.destination_id)]
+        answer = {
+            "datastoreId": datastoreId,
+            "sourceImageSetProperties": self._copy_properties(source, source.latest),
+            "destinationImageSetProperties": self._copy_properties(destination, destination.latest),
+        }
+        if fault == "accept-then-500":
+            raise ServiceError("InternalServerException", "injected failure after the copy was accepted")
+        if fault == "accept-then-timeout":
+            raise NoAnswer()
+        return answer
+
+    def _start_copy(
+        self,
+        datastore_id: str,
+        source_id: str,
+        information: dict[str, Any],
+        *,
+        force: bool,
+        promote: bool,
+        failure: str | None,
+        by: str,
+        now: float,
+    ) -> AcceptedCopy:
+        """Check a CopyImageSet request at `now` and, if the service takes it on, lock and version."""
+        for name, value in (("datastoreId", datastore_id), ("sourceImageSetId", source_id)):
             if not ID.match(value):
                 raise ServiceError("ValidationException", f"{name} must match [0-9a-z]{{32}}")
-        self._datastore(datastoreId)
-        source_info = copyImageSetInformation.get("sourceImageSet") or {}
+        self._datastore(datastore_id)
+        source_info = information.get("sourceImageSet") or {}
         source_version = source_info.get("latestVersionId")
         if not isinstance(source_version, str) or not VERSION.match(source_version):
             raise ServiceError("ValidationException", "sourceImageSet.latestVersionId is required")
-        source = self._image_set(datastoreId, sourceImageSetId)
+        source = self._image_set(datastore_id, source_id)
         attributes = (source_info.get("DICOMCopies") or {}).get("copiableAttributes")
         selected = self._select(source.metadata, attributes)
         if source.state == "LOCKED":
-            raise ServiceError("ConflictException", f"source image set {sourceImageSetId} is locked")
+            raise ServiceError("ConflictException", f"source image set {source_id} is locked")
         if source_version != str(source.version_id):
             raise ServiceError("ConflictException", f"source latestVersionId {source_version} is not the latest")
-        if sum(1 for p in self.pending if p.datastore_id == datastoreId) >= self.max_concurrent_copies:
+        if sum(1 for p in self.pending if p.datastore_id == datastore_id) >= self.max_concurrent_copies:
             raise ServiceError("ServiceQuotaExceededException", "too many concurrent copies in this data store")
 
-        destination_info = copyImageSetInformation.get("destinationImageSet")
-        now = self.clock()
+        destination_info = information.get("destinationImageSet")
         inconsistent: list[str] = []
         if destination_info:
             destination_id = destination_info.get("imageSetId", "")
             if not ID.match(destination_id):
                 raise ServiceError("ValidationException", "destinationImageSet.imageSetId must match [0-9a-z]{32}")
-            destination = self._image_set(datastoreId, destination_id)
-            if destination_id == sourceImageSetId:
+            destination = self._image_set(datastore_id, destination_id)
+            if destination_id == source_id:
                 raise ServiceError("ValidationException", "source and destination are the same image set")
             if destination.state == "LOCKED":
                 raise ServiceError("ConflictException", f"destination image set {destination_id} is locked")
@@ -311,44 +405,38 @@ class HealthImagingEmulator:
                 raise ServiceError("ValidationException", inconsistency_message(inconsistent))
             merged = merge_metadata(destination.metadata, selected, prefer_source=force)
             produced = destination.add_version("LOCKED", "COPYING", now)
-            new_destination = False
         else:
             destination_id = secrets.token_hex(16)
             merged = copying.deepcopy(selected)
             merged["ImageSetID"] = destination_id
             # Version 1 exists at once and holds nothing until the copy lands.
             produced = ImageSetVersion(1, "LOCKED", "COPYING", now, without_series(merged))
-            destination = ImageSet(destination_id, datastoreId, now, False, [produced])
-            self.image_sets[(datastoreId, destination_id)] = destination
-            new_destination = True
+            self.image_sets[(datastore_id, destination_id)] = ImageSet(
+                destination_id, datastore_id, now, False, [produced]
+            )
 
         source.latest.state, source.latest.workflow = "LOCKED", "COPYING_WITH_READ_ONLY_ACCESS"
         source.latest.updated_at = now
-        pending = PendingCopy(
-            datastoreId,
-            sourceImageSetId,
+        accepted = AcceptedCopy(
+            datastore_id,
+            source_id,
+            source.version_id,
             destination_id,
             produced.version_id,
-            now + self.copy_seconds,
-            merged,
-            [] if force else inconsistent,
-            fault.removeprefix("fail-later:") if fault and fault.startswith("fail-later:") else None,
-            force,
-            promoteToPrimary,
-            new_destination,
+            new_destination=not destination_info,
+            by=by,
+            accepted_at=now,
+            completes_at=now + self.copy_seconds,
+            metadata=merged,
+            inconsistent=[] if force else inconsistent,
+            failure=failure,
+            force=force,
+            promote=promote,
         )
-        self.pending.append(pending)
-        self.accepted.append(pending)
-        answer = {
-            "datastoreId": datastoreId,
-            "sourceImageSetProperties": self._copy_properties(source, source.latest),
-            "destinationImageSetProperties": self._copy_properties(destination, produced),
-        }
-        if fault == "accept-then-500":
-            raise ServiceError("InternalServerException", "injected failure after the copy was accepted")
-        if fault == "accept-then-timeout":
-            raise NoAnswer()
-        return answer
+        self.pending.append(accepted)
+        self.accepted.append(accepted)
+        self._schedule(accepted.completes_at, LANDING, partial(self._land_copy, accepted))
+        return accepted
 
     # --- internals -------------------------------------------------------------------
     def _take_copy_token(self) -> None:
@@ -359,34 +447,48 @@ class HealthImagingEmulator:
             raise ServiceError("ThrottlingException", "CopyImageSet rate exceeded")
         self._tokens -= 1.0
 
+    def _schedule(self, at: float, rank: int, run: Callable[[float], None]) -> None:
+        heapq.heappush(self._timeline, _Event(at, rank, next(self._sequence), run))
+
     def _settle(self) -> None:
-        """Finish every copy whose time has come."""
+        """Run, in time order, everything the clock has passed (each at its own time)."""
         now = self.clock()
-        for pending in [p for p in self.pending if p.completes_at <= now]:
-            self.pending.remove(pending)
-            source = self.image_sets[(pending.datastore_id, pending.source_id)]
-            destination = self.image_sets[(pending.datastore_id, pending.destination_id)]
-            if source.deleted_at is None:
-                source.latest.state, source.latest.workflow = "ACTIVE", "COPIED"
-                source.latest.updated_at = pending.completes_at
-            if destination.deleted_at is not None:
-                continue  # deleted mid-copy: nothing lands
-            produced = destination.versions[pending.destination_version_id - 1]
-            produced.state, produced.updated_at = "ACTIVE", pending.completes_at
-            if pending.inconsistent or pending.failure:
-                # The version stays, holding the content it started with.
-                produced.workflow = "COPY_FAILED"
-                produced.message = pending.failure or inconsistency_message(pending.inconsistent)
-                continue
-            produced.workflow, produced.forced, produced.metadata = "COPIED", pending.force, pending.metadata
-            if pending.promote:
-                destination.is_primary = True
+        while self._timeline and self._timeline[0].at <= now:
+            event = heapq.heappop(self._timeline)
+            event.run(event.at)
+
+    def _land_copy(self, accepted: AcceptedCopy, at: float) -> None:
+        self.pending.remove(accepted)
+        source = self.image_sets[(accepted.datastore_id, accepted.source_id)]
+        destination = self.image_sets[(accepted.datastore_id, accepted.destination_id)]
+        if source.deleted_at is None:
+            source.latest.state, source.latest.workflow, source.latest.updated_at = "ACTIVE", "COPIED", at
+        if destination.deleted_at is not None:
+            return  # deleted mid-copy: nothing lands
+        produced = destination.versions[accepted.destination_version_id - 1]
+        produced.state, produced.updated_at = "ACTIVE", at
+        if accepted.inconsistent or accepted.failure:
+            # The version stays, holding the content it started with.
+            produced.workflow, accepted.outcome = "COPY_FAILED", "COPY_FAILED"
+            produced.message = accepted.failure or inconsistency_message(accepted.inconsistent)
+            return
+        produced.workflow, produced.forced, produced.metadata = "COPIED", accepted.force, accepted.metadata
+        accepted.outcome = "COPIED"
+        if accepted.promote:
+            destination.is_primary = True
 
     def _datastore(self, datastore_id: str) -> None:
         if not ID.match(datastore_id):
             raise ServiceError("ValidationException", "datastoreId must match [0-9a-z]{32}")
         if datastore_id not in self.datastores:
             raise ServiceError("ResourceNotFoundException", f"data store {datastore_id} not found")
+
+    def _find(self, image_set_id: str) -> ImageSet:
+        """An image set by id alone, whatever its data store (ids are random: one match)."""
+        found = [s for (_, i), s in self.image_sets.items() if i == image_set_id]
+        if len(found) != 1:
+            raise ServiceError("ResourceNotFoundException", f"{len(found)} image sets have the id {image_set_id}")
+        return found[0]
 
     def _image_set(self, datastore_id: str, image_set_id: str, allow_deleted: bool = False) -> ImageSet:
         self._datastore(datastore_id)

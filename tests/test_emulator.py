@@ -346,3 +346,38 @@ def test_the_http_endpoint_speaks_the_same_wire_format(http_client: Any, study: 
     answer = copy(http_client, study["consistent"], study["primary"])
     assert answer["destinationImageSetProperties"]["imageSetWorkflowStatus"] == "COPYING"
     assert error_of(lambda: copy(http_client, study["inconsistent"])) == ("ThrottlingException", 429)
+
+
+def test_accepted_copies_record_who_asked_and_what_they_produced(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    copy(client, study["consistent"], study["primary"])
+    [accepted] = emulator.accepted_copies(study["consistent"])
+    assert (accepted.by, accepted.destination_id, accepted.destination_version_id, accepted.outcome) == (
+        "pipeline",
+        study["primary"],
+        2,
+        None,
+    )
+    assert emulator.accepted_copies(study["consistent"], by="someone else") == []
+    clock.advance(60)
+    assert emulator.accepted_copies(study["consistent"])[0].outcome == "COPIED"
+
+
+def test_instances_and_forced_per_version(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    study_uid = f"{seed.UID_ROOT}.1.1"
+    primary_instances = {f"{study_uid}.{s}.{i}" for s in (1, 2) for i in (1, 2)}
+    copy(client, study["consistent"], study["primary"])
+    clock.advance(60)
+    copy(client, study["inconsistent"], study["primary"], destination_version="2", force=True)
+    clock.advance(60)
+    assert emulator.instances(study["primary"], 1) == primary_instances
+    assert emulator.instances(study["primary"], "2") == primary_instances | {f"{study_uid}.3.1", f"{study_uid}.3.2"}
+    assert emulator.instances(study["primary"]) == emulator.instances(study["primary"], 2) | {
+        f"{study_uid}.4.1",
+        f"{study_uid}.4.2",
+    }
+    assert [emulator.forced(study["primary"], v) for v in (1, 2, 3)] == [False, False, True]
+    assert emulator.forced(study["primary"]) is True
