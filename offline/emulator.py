@@ -18,11 +18,17 @@ Semantics follow the service as the design documents it:
   promoteToPrimary; a CopyImageSet token bucket (0.25 TPS, burst 1) answering
   ThrottlingException; 100 concurrent copies per data store.
 
-Time: the emulator settles lazily. Each call first runs, in time order and each at its
-own time, everything the clock has passed (copies landing); at one instant what
-completes goes first. `accepted` records every copy the service took on and who asked
-(`by`: "pipeline" for calls through `call()`); `accepted_copies`, `instances` and
-`forced` are what tests read.
+Time and other writers: the emulator settles lazily. Each call first runs, in time
+order and each at its own time, everything the clock has passed: copies and updates
+landing, and other writers' actions (`schedule_copy`, `schedule_metadata_update`) issued
+at the time they were scheduled for. At one instant what completes goes before what
+starts, and an action scheduled for the current instant runs before the next call.
+Another writer's copy follows the same rules as the pipeline's (locks, versions,
+inconsistency, the concurrency quota) but takes no token from the CopyImageSet bucket,
+which stands for the pipeline's own rate. A metadata update makes a version LOCKED /
+UPDATING for `update_seconds`, then ACTIVE / UPDATED. `accepted` records every copy the
+service took on and who asked (`by`: "pipeline" for calls through `call()`);
+`accepted_copies`, `instances` and `forced` are what tests read.
 
 Operations take and return the wire shapes (camelCase dicts, parameters under the
 botocore model's member names); `offline.wire` puts them behind HTTP so a real boto3
@@ -45,10 +51,12 @@ from typing import Any, ClassVar, Literal
 
 ID = re.compile(r"^[0-9a-z]{32}$")
 VERSION = re.compile(r"^\d+$")
+MESSAGE = re.compile(r"[\w -:`]{1,2048}")  # the API model's Message shape
 PATIENT_AND_STUDY_LEVELS = ("Patient", "Study")
 InconsistencyMode = Literal["immediate", "deferred"]
 CopyOutcome = Literal["COPIED", "COPY_FAILED"]
 PIPELINE = "pipeline"  # who asked, for every copy asked through call()
+OTHER_WRITER = "other-writer"  # who asked, by default, for scheduled writes
 
 
 class NoAnswer(Exception):
@@ -158,6 +166,34 @@ class AcceptedCopy:
     outcome: CopyOutcome | None = None  # once landed; stays None if the destination was deleted meanwhile
 
 
+@dataclass
+class ScheduledCopy:
+    """Another writer's CopyImageSet, issued when the clock reaches `at` with the versions latest then."""
+
+    at: float
+    datastore_id: str
+    source_id: str
+    destination_id: str | None  # None: into a new image set
+    failure: str | None  # the COPY_FAILED message it is to end with, if it is to fail
+    force: bool
+    by: str
+    accepted: AcceptedCopy | None = None  # once issued, if the service took it on
+    refusal: ServiceError | None = None  # once issued, if the service refused it
+
+
+@dataclass
+class ScheduledUpdate:
+    """Another writer's UpdateImageSetMetadata, issued when the clock reaches `at` on the latest version."""
+
+    at: float
+    datastore_id: str
+    image_set_id: str
+    updatable_attributes: dict[str, Any]  # {"Patient": {"DICOM": {...}}, "Study": {"DICOM": {...}}}
+    by: str
+    version_id: int | None = None  # once issued, the version it produces
+    refusal: ServiceError | None = None  # once issued, if the service refused it
+
+
 @dataclass(order=True)
 class _Event:
     """Something the clock brings about, run when a call finds the clock past `at`."""
@@ -190,6 +226,7 @@ class HealthImagingEmulator:
         account: str = "123456789012",
         region: str = "us-east-1",
         copy_seconds: float = 45.0,
+        update_seconds: float = 5.0,
         copy_rate_per_second: float = 0.25,
         copy_burst: float = 1.0,
         max_concurrent_copies: int = 100,
@@ -199,6 +236,7 @@ class HealthImagingEmulator:
         self.account = account
         self.region = region
         self.copy_seconds = copy_seconds
+        self.update_seconds = update_seconds
         self.copy_rate_per_second = copy_rate_per_second
         self.copy_burst = copy_burst
         self.max_concurrent_copies = max_concurrent_copies
@@ -244,6 +282,102 @@ class HealthImagingEmulator:
             image_set.deleted_at = self.clock()
             latest = image_set.latest
             latest.state, latest.workflow, latest.updated_at = "DELETED", "DELETED", image_set.deleted_at
+
+    # --- other writers -------------------------------------------------------------------
+    def schedule_copy(
+        self,
+        at: float,
+        source_id: str,
+        destination_id: str | None = None,
+        *,
+        outcome: CopyOutcome = "COPIED",
+        message: str | None = None,
+        force: bool = False,
+        by: str = OTHER_WRITER,
+    ) -> ScheduledCopy:
+        """Another writer's CopyImageSet at `at`, under the pipeline's rules but outside its token bucket.
+
+        It names the latest versions of that moment and is refused (see `refusal`) or accepted
+        (see `accepted`) like any copy: locks, versions, inconsistency, the concurrency quota.
+        outcome="COPY_FAILED" makes an accepted copy end COPY_FAILED with `message`.
+        """
+        if outcome == "COPIED" and message is not None:
+            raise ValueError("a message goes with outcome COPY_FAILED only")
+        failure = checked_message(message or "Image set copy failed") if outcome == "COPY_FAILED" else None
+        with self._lock:
+            datastore_id = self._future_write(at, by, source_id, destination_id)
+            scheduled = ScheduledCopy(at, datastore_id, source_id, destination_id, failure, force, by)
+            self._schedule(at, WRITE, partial(self._issue_copy, scheduled))
+            return scheduled
+
+    def schedule_metadata_update(
+        self,
+        at: float,
+        image_set_id: str,
+        *,
+        updatable_attributes: dict[str, Any] | None = None,
+        by: str = OTHER_WRITER,
+    ) -> ScheduledUpdate:
+        """Another writer's UpdateImageSetMetadata at `at`: a new version, LOCKED / UPDATING for
+        `update_seconds`, then ACTIVE / UPDATED holding the Patient / Study level elements of
+        `updatable_attributes` (none: the same content). Refused (ConflictException) if locked then."""
+        with self._lock:
+            datastore_id = self._future_write(at, by, image_set_id)
+            scheduled = ScheduledUpdate(at, datastore_id, image_set_id, updatable_attributes or {}, by)
+            self._schedule(at, WRITE, partial(self._issue_update, scheduled))
+            return scheduled
+
+    def _future_write(self, at: float, by: str, *image_set_ids: str | None) -> str:
+        """The data store of a write to schedule, checked now so mistakes show where they are made."""
+        if at < self.clock():
+            raise ValueError(f"{at} is in the past (the clock says {self.clock()})")
+        if by == PIPELINE:
+            raise ValueError(f"{PIPELINE!r} names copies asked through call(): name the other writer")
+        datastores = {self._find(i).datastore_id for i in image_set_ids if i is not None}
+        if len(datastores) != 1:
+            raise ValueError("the image sets of one write are in one data store")
+        return datastores.pop()
+
+    def _issue_copy(self, scheduled: ScheduledCopy, at: float) -> None:
+        source = self.image_sets[(scheduled.datastore_id, scheduled.source_id)]
+        information: dict[str, Any] = {"sourceImageSet": {"latestVersionId": str(source.version_id)}}
+        if scheduled.destination_id is not None:
+            destination = self.image_sets[(scheduled.datastore_id, scheduled.destination_id)]
+            information["destinationImageSet"] = {
+                "imageSetId": scheduled.destination_id,
+                "latestVersionId": str(destination.version_id),
+            }
+        try:
+            scheduled.accepted = self._start_copy(
+                scheduled.datastore_id,
+                scheduled.source_id,
+                information,
+                force=scheduled.force,
+                promote=False,
+                failure=scheduled.failure,
+                by=scheduled.by,
+                now=at,
+            )
+        except ServiceError as refusal:
+            scheduled.refusal = refusal
+
+    def _issue_update(self, scheduled: ScheduledUpdate, at: float) -> None:
+        try:
+            image_set = self._image_set(scheduled.datastore_id, scheduled.image_set_id)
+            if image_set.state == "LOCKED":
+                raise ServiceError("ConflictException", f"image set {scheduled.image_set_id} is locked")
+        except ServiceError as refusal:
+            scheduled.refusal = refusal
+            return
+        updated = updated_metadata(image_set.metadata, scheduled.updatable_attributes)
+        produced = image_set.add_version("LOCKED", "UPDATING", at)
+        scheduled.version_id = produced.version_id
+        self._schedule(at + self.update_seconds, LANDING, partial(self._land_update, image_set, produced, updated))
+
+    @staticmethod
+    def _land_update(image_set: ImageSet, produced: ImageSetVersion, updated: dict[str, Any], at: float) -> None:
+        if image_set.deleted_at is None:
+            produced.state, produced.workflow, produced.updated_at, produced.metadata = "ACTIVE", "UPDATED", at, updated
 
     # --- what tests look at -----------------------------------------------------------
     def copy_image_set_calls(self) -> list[int]:
@@ -369,6 +503,8 @@ class HealthImagingEmulator:
         now: float,
     ) -> AcceptedCopy:
         """Check a CopyImageSet request at `now` and, if the service takes it on, lock and version."""
+        if failure is not None:
+            checked_message(failure)
         for name, value in (("datastoreId", datastore_id), ("sourceImageSetId", source_id)):
             if not ID.match(value):
                 raise ServiceError("ValidationException", f"{name} must match [0-9a-z]{{32}}")
@@ -624,6 +760,23 @@ def _page(key: str, items: list[dict[str, Any]], max_results: int | None, token:
     if start + size < len(items):
         answer["nextToken"] = str(start + size)
     return answer
+
+
+def checked_message(message: str) -> str:
+    """A message as the service could send it (the API model's pattern), or ValueError."""
+    if not MESSAGE.fullmatch(message):
+        raise ValueError(f"{message!r} does not fit the API's message pattern [\\w -:`]+ (1..2048 characters)")
+    return message
+
+
+def updated_metadata(document: dict[str, Any], updatable_attributes: dict[str, Any]) -> dict[str, Any]:
+    """The document after UpdateImageSetMetadata's updatableAttributes (Patient / Study level elements)."""
+    updated = copying.deepcopy(document)
+    for level in PATIENT_AND_STUDY_LEVELS:
+        changes = updatable_attributes.get(level, {}).get("DICOM", {})
+        if changes:
+            updated.setdefault(level, {}).setdefault("DICOM", {}).update(changes)
+    return updated
 
 
 def without_series(document: dict[str, Any]) -> dict[str, Any]:

@@ -381,3 +381,96 @@ def test_instances_and_forced_per_version(
     }
     assert [emulator.forced(study["primary"], v) for v in (1, 2, 3)] == [False, False, True]
     assert emulator.forced(study["primary"]) is True
+
+
+def test_another_writers_copy_locks_the_destination_on_the_clock(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    other = emulator.schedule_copy(clock.now() + 10, study["inconsistent"], study["primary"], force=True)
+    clock.advance(20)
+    assert error_of(lambda: copy(client, study["consistent"], study["primary"])) == ("ConflictException", 409)
+    assert status(client, study["primary"]) == ("2", "LOCKED", "COPYING")
+    assert other.accepted is not None and other.refusal is None
+    assert (other.accepted.by, other.accepted.accepted_at) == ("other-writer", other.at)
+    clock.advance(45)
+    assert status(client, study["primary"]) == ("2", "ACTIVE", "COPIED")
+    assert emulator.forced(study["primary"], 2) is True
+    assert emulator.accepted_copies(study["inconsistent"]) == []  # the pipeline asked for nothing
+    assert emulator.accepted_copies(study["inconsistent"], by="other-writer") == [other.accepted]
+    assert emulator.accepted_copies(study["inconsistent"], by=None) == [other.accepted]
+
+
+def test_writes_and_landings_run_in_time_order_each_at_its_own_time(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    t0 = clock.now()
+    other = emulator.seed_image_set(
+        DS, seed.image_set_metadata(patient_number=1, study=1, series=[9]), is_primary=False
+    )
+    copy(client, study["consistent"], study["primary"])  # version 2, lands at t0 + 45
+    refused_update = emulator.schedule_metadata_update(t0 + 30, study["primary"])  # version 2 still copying
+    update = emulator.schedule_metadata_update(t0 + 50, study["primary"])  # version 3, UPDATING until t0 + 55
+    refused_copy = emulator.schedule_copy(t0 + 52, other, study["primary"])
+    failing_copy = emulator.schedule_copy(
+        t0 + 60, other, study["primary"], outcome="COPY_FAILED", message="Frame storage error"
+    )  # version 4, lands at t0 + 105
+
+    clock.advance(500)  # one call settles it all
+
+    versions = client.list_image_set_versions(datastoreId=DS, imageSetId=study["primary"])["imageSetPropertiesList"]
+    assert [(v["versionId"], v["ImageSetWorkflowStatus"], v["updatedAt"].timestamp()) for v in versions] == [
+        ("4", "COPY_FAILED", t0 + 105),
+        ("3", "UPDATED", t0 + 55),
+        ("2", "COPIED", t0 + 45),
+        ("1", "CREATED", t0),
+    ]
+    assert versions[0]["message"] == "Frame storage error"
+    assert refused_update.refusal is not None and refused_update.refusal.code == "ConflictException"
+    assert update.version_id == 3 and update.refusal is None
+    assert refused_copy.refusal is not None and refused_copy.refusal.code == "ConflictException"
+    assert failing_copy.accepted is not None and failing_copy.accepted.outcome == "COPY_FAILED"
+    assert emulator.instances(study["primary"], 4) == emulator.instances(study["primary"], 2)
+
+
+def test_another_writers_metadata_update_makes_the_next_copy_inconsistent(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    emulator.schedule_metadata_update(
+        clock.now() + 1,
+        study["primary"],
+        updatable_attributes={"Study": {"DICOM": {"StudyDescription": "SYNTHETIC CT CHEST RENAMED"}}},
+    )
+    clock.advance(2)
+    assert status(client, study["primary"]) == ("2", "LOCKED", "UPDATING")
+    clock.advance(10)
+    assert status(client, study["primary"]) == ("2", "ACTIVE", "UPDATED")
+    assert document(client, study["primary"])["Study"]["DICOM"]["StudyDescription"] == "SYNTHETIC CT CHEST RENAMED"
+    assert error_of(lambda: copy(client, study["consistent"], study["primary"])) == ("ConflictException", 409)
+    clock.advance(4)
+    copy(client, study["consistent"], study["primary"], destination_version="2")
+    clock.advance(60)
+    failed = client.get_image_set(datastoreId=DS, imageSetId=study["primary"])
+    assert (failed["versionId"], failed["imageSetWorkflowStatus"]) == ("3", "COPY_FAILED")
+    assert "StudyDescription" in failed["message"]
+
+
+def test_other_writers_copies_count_against_the_concurrency_quota_but_not_the_token_bucket(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    emulator.max_concurrent_copies = 1
+    emulator.schedule_copy(clock.now(), study["consistent"])
+    assert error_of(lambda: copy(client, study["primary"])) == ("ServiceQuotaExceededException", 402)
+
+
+def test_scheduled_writes_are_checked_where_they_are_written(
+    study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    later = clock.now() + 10
+    with pytest.raises(ValueError, match="past"):
+        emulator.schedule_copy(clock.now() - 1, study["consistent"])
+    with pytest.raises(ValueError, match="message pattern"):
+        emulator.schedule_copy(later, study["consistent"], outcome="COPY_FAILED", message="no; semicolons")
+    with pytest.raises(ValueError, match="COPY_FAILED only"):
+        emulator.schedule_copy(later, study["consistent"], message="Frame storage error")
+    with pytest.raises(ValueError, match="other writer"):
+        emulator.schedule_metadata_update(later, study["primary"], by="pipeline")
