@@ -12,6 +12,10 @@ Semantics follow the service as the design documents it:
   passes `copy_seconds` the produced version becomes ACTIVE / COPIED with the merged
   document, or ACTIVE / COPY_FAILED with a `message`, keeping the content it started
   with (the previous version's, or nothing for a new image set).
+- Image sets resemble DICOM series. An imported (seeded) image set is primary unless a
+  primary image set of one of its Study+Series exists, then it is kept non-primary; at
+  most one primary per series. promoteToPrimary makes the destination primary when the
+  copy lands, or ends it COPY_FAILED if another primary holds one of its series.
 - ConflictException on a locked image set or a stale latestVersionId; inconsistent
   Patient/Study/Series metadata fails without force (at once, or later as COPY_FAILED
   with a message) and succeeds with it; subset copies by copiableAttributes;
@@ -53,6 +57,7 @@ ID = re.compile(r"^[0-9a-z]{32}$")
 VERSION = re.compile(r"^\d+$")
 MESSAGE = re.compile(r"[\w -:`]{1,2048}")  # the API model's Message shape
 PATIENT_AND_STUDY_LEVELS = ("Patient", "Study")
+PRIMARY_EXISTS = "A primary image set of this series exists already. Copy into it or without promoteToPrimary"
 InconsistencyMode = Literal["immediate", "deferred"]
 CopyOutcome = Literal["COPIED", "COPY_FAILED"]
 PIPELINE = "pipeline"  # who asked, for every copy asked through call()
@@ -260,14 +265,27 @@ class HealthImagingEmulator:
         return datastore_id
 
     def seed_image_set(
-        self, datastore_id: str, metadata: dict[str, Any], *, is_primary: bool = True, image_set_id: str | None = None
+        self,
+        datastore_id: str,
+        metadata: dict[str, Any],
+        *,
+        is_primary: bool | None = None,
+        image_set_id: str | None = None,
     ) -> str:
+        """An imported image set. As an import does, it is primary unless a primary image set of
+        one of its Study+Series exists (None), then it is kept as non-primary; True insists
+        (ValueError if that primary exists), False makes it non-primary anyway."""
         with self._lock:
             self._settle()
             image_set_id = image_set_id or secrets.token_hex(16)
             now = self.clock()
             document = copying.deepcopy(metadata)
             document.update({"SchemaVersion": "1.1", "DatastoreID": datastore_id, "ImageSetID": image_set_id})
+            primaries = self._primaries_holding(datastore_id, series_keys(document))
+            if is_primary and primaries:
+                raise ValueError(f"image set {primaries[0].image_set_id} is already primary for that series")
+            if is_primary is None:
+                is_primary = not primaries
             first = ImageSetVersion(1, "ACTIVE", "CREATED", now, document)
             self.image_sets[(datastore_id, image_set_id)] = ImageSet(
                 image_set_id, datastore_id, now, is_primary, [first]
@@ -603,10 +621,15 @@ class HealthImagingEmulator:
             return  # deleted mid-copy: nothing lands
         produced = destination.versions[accepted.destination_version_id - 1]
         produced.state, produced.updated_at = "ACTIVE", at
-        if accepted.inconsistent or accepted.failure:
+        failure = accepted.failure or (inconsistency_message(accepted.inconsistent) if accepted.inconsistent else None)
+        if not failure and accepted.promote:
+            primaries = self._primaries_holding(
+                accepted.datastore_id, series_keys(accepted.metadata), excluding=destination
+            )
+            failure = PRIMARY_EXISTS if primaries else None
+        if failure:
             # The version stays, holding the content it started with.
-            produced.workflow, accepted.outcome = "COPY_FAILED", "COPY_FAILED"
-            produced.message = accepted.failure or inconsistency_message(accepted.inconsistent)
+            produced.workflow, produced.message, accepted.outcome = "COPY_FAILED", failure, "COPY_FAILED"
             return
         produced.workflow, produced.forced, produced.metadata = "COPIED", accepted.force, accepted.metadata
         accepted.outcome = "COPIED"
@@ -618,6 +641,20 @@ class HealthImagingEmulator:
             raise ServiceError("ValidationException", "datastoreId must match [0-9a-z]{32}")
         if datastore_id not in self.datastores:
             raise ServiceError("ResourceNotFoundException", f"data store {datastore_id} not found")
+
+    def _primaries_holding(
+        self, datastore_id: str, series: set[tuple[str, str]], excluding: ImageSet | None = None
+    ) -> list[ImageSet]:
+        """Primary image sets (not deleted) that hold one of these Study+Series."""
+        return [
+            image_set
+            for (ds, _), image_set in self.image_sets.items()
+            if ds == datastore_id
+            and image_set is not excluding
+            and image_set.is_primary
+            and image_set.deleted_at is None
+            and series & series_keys(image_set.metadata)
+        ]
 
     def _find(self, image_set_id: str) -> ImageSet:
         """An image set by id alone, whatever its data store (ids are random: one match)."""
@@ -777,6 +814,13 @@ def updated_metadata(document: dict[str, Any], updatable_attributes: dict[str, A
         if changes:
             updated.setdefault(level, {}).setdefault("DICOM", {}).update(changes)
     return updated
+
+
+def series_keys(document: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (StudyInstanceUID, SeriesInstanceUID) pairs an image set document holds."""
+    study = document.get("Study", {})
+    study_uid = study.get("DICOM", {}).get("StudyInstanceUID", "")
+    return {(study_uid, series_uid) for series_uid in study.get("Series", {})}
 
 
 def without_series(document: dict[str, Any]) -> dict[str, Any]:

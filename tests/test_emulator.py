@@ -230,37 +230,59 @@ def test_inconsistent_metadata_can_fail_at_once(
     assert error_of(lambda: copy(client, study["inconsistent"], study["primary"])) == ("ValidationException", 400)
 
 
-def test_subset_copy_and_promote_to_primary(client: Any, study: dict[str, str], clock: VirtualClock) -> None:
-    document = json.loads(
-        gzip.decompress(
-            client.get_image_set_metadata(datastoreId=DS, imageSetId=study["primary"])["imageSetMetadataBlob"].read()
-        )
-    )
-    series_uid, series = next(iter(document["Study"]["Series"].items()))
+def subset_copy(client: Any, source: str, *, promote: bool) -> tuple[str, str, str]:
+    """Copy the first instance of the source's first series into a new image set: (new id, series, instance)."""
+    series_uid, series = next(iter(document(client, source)["Study"]["Series"].items()))
     instance = next(iter(series["Instances"]))
     attributes = json.dumps({"SchemaVersion": "1.1", "Study": {"Series": {series_uid: {"Instances": {instance: {}}}}}})
-    client.copy_image_set(
+    answer = client.copy_image_set(
         datastoreId=DS,
-        sourceImageSetId=study["primary"],
-        promoteToPrimary=True,
+        sourceImageSetId=source,
+        promoteToPrimary=promote,
         copyImageSetInformation={
             "sourceImageSet": {"latestVersionId": "1", "DICOMCopies": {"copiableAttributes": attributes}}
         },
     )
+    return answer["destinationImageSetProperties"]["imageSetId"], series_uid, instance
+
+
+def test_subset_copy_and_promote_to_primary(client: Any, study: dict[str, str], clock: VirtualClock) -> None:
+    new, series_uid, instance = subset_copy(client, study["consistent"], promote=True)  # series 3 has no primary
+    assert client.get_image_set(datastoreId=DS, imageSetId=new)["isPrimary"] is False  # until the copy lands
     clock.advance(60)
-    new = next(
-        s
-        for s in client.search_image_sets(datastoreId=DS)["imageSetsMetadataSummaries"]
-        if s["imageSetId"] not in study.values()
-    )
-    copied = json.loads(
-        gzip.decompress(
-            client.get_image_set_metadata(datastoreId=DS, imageSetId=new["imageSetId"])["imageSetMetadataBlob"].read()
-        )
-    )
+    copied = document(client, new)
     assert list(copied["Study"]["Series"]) == [series_uid]
     assert list(copied["Study"]["Series"][series_uid]["Instances"]) == [instance]
-    assert new["isPrimary"] is True
+    assert client.get_image_set(datastoreId=DS, imageSetId=new)["isPrimary"] is True
+
+
+def test_promoting_a_series_that_has_a_primary_fails_the_copy(
+    client: Any, study: dict[str, str], clock: VirtualClock
+) -> None:
+    new, _, _ = subset_copy(client, study["primary"], promote=True)
+    clock.advance(60)
+    failed = client.get_image_set(datastoreId=DS, imageSetId=new)
+    assert (failed["imageSetWorkflowStatus"], failed["isPrimary"]) == ("COPY_FAILED", False)
+    assert "primary image set of this series exists" in failed["message"]
+
+
+def test_seeding_keeps_one_primary_per_series(emulator: HealthImagingEmulator, client: Any) -> None:
+    def series_image_set(series: int, instances: list[int], is_primary: bool | None = None) -> str:
+        metadata = seed.series_image_set_metadata(patient_number=7, study=1, series=series, instances=instances)
+        return emulator.seed_image_set(DS, metadata, is_primary=is_primary)
+
+    def is_primary(image_set_id: str) -> bool:
+        return bool(client.get_image_set(datastoreId=DS, imageSetId=image_set_id)["isPrimary"])
+
+    first = series_image_set(1, [1, 2])
+    conflicting = series_image_set(1, [3])  # the same series again: kept as non-primary
+    other_series = series_image_set(2, [1])
+    assert [is_primary(i) for i in (first, conflicting, other_series)] == [True, False, True]
+    with pytest.raises(ValueError, match="already primary"):
+        series_image_set(1, [4], is_primary=True)
+    emulator.delete_image_set(DS, first)
+    assert is_primary(series_image_set(1, [5]))
+    assert emulator.instances(conflicting) == {seed.instance_uid(7, 1, 1, 3)}
 
 
 def test_copy_image_set_quota_is_one_burst_then_a_quarter_per_second(
@@ -474,3 +496,17 @@ def test_scheduled_writes_are_checked_where_they_are_written(
         emulator.schedule_copy(later, study["consistent"], message="Frame storage error")
     with pytest.raises(ValueError, match="other writer"):
         emulator.schedule_metadata_update(later, study["primary"], by="pipeline")
+
+
+def test_merging_a_non_primary_image_set_into_the_primary_of_its_series(
+    client: Any, emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    primary = emulator.seed_image_set(DS, seed.series_image_set_metadata(patient_number=7, study=1, series=1))
+    conflicting = emulator.seed_image_set(
+        DS, seed.series_image_set_metadata(patient_number=7, study=1, series=1, instances=[3])
+    )
+    copy(client, conflicting, primary)
+    clock.advance(60)
+    assert status(client, primary) == ("2", "ACTIVE", "COPIED")
+    assert emulator.instances(primary) == {seed.instance_uid(7, 1, 1, i) for i in (1, 2, 3)}
+    assert emulator.instances(primary, 1) == {seed.instance_uid(7, 1, 1, i) for i in (1, 2)}
