@@ -16,6 +16,11 @@ Semantics follow the service as the design documents it:
   primary image set of one of its Study+Series exists, then it is kept non-primary; at
   most one primary per series. promoteToPrimary makes the destination primary when the
   copy lands, or ends it COPY_FAILED if another primary holds one of its series.
+- SearchImageSets filters (at most 2, as the API model says) on DICOMSeriesInstanceUID
+  (any series the image set holds), DICOMStudyInstanceUID, DICOMStudyId, DICOMPatientId,
+  DICOMAccessionNumber, isPrimary (EQUAL) and createdAt / updatedAt (BETWEEN), sorts as
+  asked (else oldest first), and sums up each image set's latest version: `version`,
+  DICOMTags, with the series-level tags when it holds exactly one series.
 - ConflictException on a locked image set or a stale latestVersionId; inconsistent
   Patient/Study/Series metadata fails without force (at once, or later as COPY_FAILED
   with a message) and succeeds with it; subset copies by copiableAttributes;
@@ -57,6 +62,18 @@ ID = re.compile(r"^[0-9a-z]{32}$")
 VERSION = re.compile(r"^\d+$")
 MESSAGE = re.compile(r"[\w -:`]{1,2048}")  # the API model's Message shape
 PATIENT_AND_STUDY_LEVELS = ("Patient", "Study")
+# SearchImageSets: which attributes each operator searches (timestamps arrive as epoch seconds).
+EQUAL_SEARCH = (
+    "DICOMPatientId",
+    "DICOMAccessionNumber",
+    "DICOMStudyId",
+    "DICOMStudyInstanceUID",
+    "DICOMSeriesInstanceUID",
+    "isPrimary",
+)
+BETWEEN_SEARCH = ("createdAt", "updatedAt")
+SORT_FIELDS = ("createdAt", "updatedAt", "DICOMStudyDateAndTime")
+MAX_SEARCH_FILTERS = 2
 PRIMARY_EXISTS = "A primary image set of this series exists already. Copy into it or without promoteToPrimary"
 InconsistencyMode = Literal["immediate", "deferred"]
 CopyOutcome = Literal["COPIED", "COPY_FAILED"]
@@ -197,6 +214,38 @@ class ScheduledUpdate:
     by: str
     version_id: int | None = None  # once issued, the version it produces
     refusal: ServiceError | None = None  # once issued, if the service refused it
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """One SearchImageSets filter, checked as the API model allows it."""
+
+    name: str
+    operator: str
+    values: list[Any]
+
+    @classmethod
+    def parse(cls, criterion: dict[str, Any]) -> SearchFilter:
+        values = criterion.get("values") or []
+        if not values or any(len(value) != 1 for value in values):
+            raise ServiceError("ValidationException", "each search value names exactly one attribute")
+        names = {next(iter(value)) for value in values}
+        name, operator = names.pop(), criterion.get("operator", "")
+        if names:
+            raise ServiceError("ValidationException", "the values of one search filter name one attribute")
+        if (operator, len(values)) == ("EQUAL", 1) and name in EQUAL_SEARCH:
+            return cls(name, operator, [values[0][name]])
+        if (operator, len(values)) == ("BETWEEN", 2) and name in BETWEEN_SEARCH:
+            return cls(name, operator, [value[name] for value in values])
+        raise ServiceError("ValidationException", f"no search {name} {operator} with {len(values)} values")
+
+    def matches(self, fields: dict[str, Any]) -> bool:
+        actual = fields[self.name]
+        if self.operator == "BETWEEN":
+            return bool(self.values[0] <= actual <= self.values[1])
+        if self.name == "DICOMSeriesInstanceUID":
+            return self.values[0] in actual  # any series the image set holds
+        return bool(actual == self.values[0])
 
 
 @dataclass(order=True)
@@ -463,14 +512,26 @@ class HealthImagingEmulator:
         nextToken: str | None = None,
     ) -> dict[str, Any]:
         self._datastore(datastoreId)
+        criteria = searchCriteria or {}
+        filters = [SearchFilter.parse(criterion) for criterion in criteria.get("filters", [])]
+        if len(filters) > MAX_SEARCH_FILTERS:  # the API model's limit, which botocore does not check
+            raise ServiceError("ValidationException", f"at most {MAX_SEARCH_FILTERS} search filters")
         found = [
-            s
-            for (ds, _), s in sorted(self.image_sets.items(), key=lambda item: item[1].created_at)
+            image_set
+            for (ds, _), image_set in self.image_sets.items()
             if ds == datastoreId
-            and s.deleted_at is None
-            and self._matches(s, (searchCriteria or {}).get("filters", []))
+            and image_set.deleted_at is None
+            and all(f.matches(searchable_fields(image_set)) for f in filters)
         ]
-        return _page("imageSetsMetadataSummaries", [self._summary(s) for s in found], maxResults, nextToken)
+        sort = criteria.get("sort")
+        field_name, order = (sort["sortField"], sort["sortOrder"]) if sort else ("createdAt", "ASC")
+        if field_name not in SORT_FIELDS or order not in ("ASC", "DESC"):
+            raise ServiceError("ValidationException", f"cannot sort by {field_name} {order}")
+        found.sort(key=lambda image_set: searchable_fields(image_set)[field_name], reverse=order == "DESC")
+        answer = _page("imageSetsMetadataSummaries", [self._summary(s) for s in found], maxResults, nextToken)
+        if sort:
+            answer["sort"] = sort
+        return answer
 
     def _op_CopyImageSet(
         self,
@@ -714,15 +775,32 @@ class HealthImagingEmulator:
         }
 
     def _summary(self, image_set: ImageSet) -> dict[str, Any]:
+        """The image set's latest version as SearchImageSets sums it up."""
         patient = image_set.metadata.get("Patient", {}).get("DICOM", {})
         study = image_set.metadata.get("Study", {}).get("DICOM", {})
+        series = image_set.metadata.get("Study", {}).get("Series", {})
         tags = {
             "DICOMPatientId": patient.get("PatientID"),
             "DICOMPatientName": patient.get("PatientName"),
+            "DICOMPatientBirthDate": patient.get("PatientBirthDate"),
+            "DICOMPatientSex": patient.get("PatientSex"),
             "DICOMStudyInstanceUID": study.get("StudyInstanceUID"),
+            "DICOMStudyId": study.get("StudyID"),
+            "DICOMStudyDescription": study.get("StudyDescription"),
             "DICOMAccessionNumber": study.get("AccessionNumber"),
-            "DICOMNumberOfStudyRelatedSeries": len(image_set.metadata.get("Study", {}).get("Series", {})),
+            "DICOMStudyDate": study.get("StudyDate"),
+            "DICOMStudyTime": study.get("StudyTime"),
+            "DICOMNumberOfStudyRelatedSeries": len(series),
+            "DICOMNumberOfStudyRelatedInstances": sum(len(s.get("Instances", {})) for s in series.values()),
         }
+        if len(series) == 1:  # series-level tags describe an image set of one series only
+            only = next(iter(series.values())).get("DICOM", {})
+            tags |= {
+                "DICOMSeriesInstanceUID": only.get("SeriesInstanceUID"),
+                "DICOMSeriesModality": only.get("Modality"),
+                "DICOMSeriesBodyPart": only.get("BodyPartExamined"),
+                "DICOMSeriesNumber": only.get("SeriesNumber"),
+            }
         return {
             "imageSetId": image_set.image_set_id,
             "version": image_set.version_id,
@@ -731,34 +809,6 @@ class HealthImagingEmulator:
             "isPrimary": image_set.is_primary,
             "DICOMTags": {k: v for k, v in tags.items() if v is not None},
         }
-
-    @staticmethod
-    def _matches(image_set: ImageSet, filters: list[dict[str, Any]]) -> bool:
-        patient = image_set.metadata.get("Patient", {}).get("DICOM", {})
-        study = image_set.metadata.get("Study", {}).get("DICOM", {})
-        fields: dict[str, Any] = {
-            "DICOMStudyInstanceUID": study.get("StudyInstanceUID"),
-            "DICOMPatientId": patient.get("PatientID"),
-            "DICOMAccessionNumber": study.get("AccessionNumber"),
-            "isPrimary": image_set.is_primary,
-            "createdAt": image_set.created_at,
-            "updatedAt": image_set.latest.updated_at,
-        }
-        for criterion in filters:
-            values = criterion.get("values", [])
-            if not values or any(len(v) != 1 for v in values):
-                raise ServiceError("ValidationException", "each search value names exactly one attribute")
-            name = next(iter(values[0]))
-            if name not in fields:
-                raise ServiceError("ValidationException", f"search on {name} is not supported here")
-            wanted = [v[name] for v in values]
-            actual = fields[name]
-            if criterion.get("operator") == "BETWEEN":
-                if len(wanted) != 2 or not (wanted[0] <= actual <= wanted[1]):
-                    return False
-            elif actual != wanted[0]:
-                return False
-        return True
 
     @staticmethod
     def _select(metadata: dict[str, Any], attributes: str | None) -> dict[str, Any]:
@@ -814,6 +864,24 @@ def updated_metadata(document: dict[str, Any], updatable_attributes: dict[str, A
         if changes:
             updated.setdefault(level, {}).setdefault("DICOM", {}).update(changes)
     return updated
+
+
+def searchable_fields(image_set: ImageSet) -> dict[str, Any]:
+    """What SearchImageSets filters and sorts the image set's latest version by."""
+    patient = image_set.metadata.get("Patient", {}).get("DICOM", {})
+    study = image_set.metadata.get("Study", {})
+    return {
+        "DICOMPatientId": patient.get("PatientID"),
+        "DICOMAccessionNumber": study.get("DICOM", {}).get("AccessionNumber"),
+        "DICOMStudyId": study.get("DICOM", {}).get("StudyID"),
+        "DICOMStudyInstanceUID": study.get("DICOM", {}).get("StudyInstanceUID"),
+        "DICOMSeriesInstanceUID": set(study.get("Series", {})),
+        "DICOMStudyDateAndTime": study.get("DICOM", {}).get("StudyDate", "")
+        + study.get("DICOM", {}).get("StudyTime", ""),
+        "isPrimary": image_set.is_primary,
+        "createdAt": image_set.created_at,
+        "updatedAt": image_set.latest.updated_at,
+    }
 
 
 def series_keys(document: dict[str, Any]) -> set[tuple[str, str]]:

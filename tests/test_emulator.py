@@ -510,3 +510,102 @@ def test_merging_a_non_primary_image_set_into_the_primary_of_its_series(
     assert status(client, primary) == ("2", "ACTIVE", "COPIED")
     assert emulator.instances(primary) == {seed.instance_uid(7, 1, 1, i) for i in (1, 2, 3)}
     assert emulator.instances(primary, 1) == {seed.instance_uid(7, 1, 1, i) for i in (1, 2)}
+
+
+@pytest.fixture
+def series(emulator: HealthImagingEmulator) -> dict[str, str]:
+    """Series-level image sets of one study: series 1 twice (primary, non-primary), series 2 once."""
+
+    def image_set(series: int, instances: list[int]) -> str:
+        metadata = seed.series_image_set_metadata(patient_number=7, study=1, series=series, instances=instances)
+        return emulator.seed_image_set(DS, metadata)
+
+    return {"primary": image_set(1, [1, 2]), "conflicting": image_set(1, [3]), "other_series": image_set(2, [1])}
+
+
+def search(client: Any, *filters: tuple[str, str, Any], **options: Any) -> list[dict[str, Any]]:
+    """SearchImageSets with (attribute, operator, value or (low, high)) filters, every page."""
+    criteria: dict[str, Any] = {
+        "filters": [
+            {"values": [{name: v} for v in (value if operator == "BETWEEN" else [value])], "operator": operator}
+            for name, operator, value in filters
+        ],
+        **options,
+    }
+    pages = client.get_paginator("search_image_sets").paginate(datastoreId=DS, searchCriteria=criteria)
+    return [summary for page in pages for summary in page["imageSetsMetadataSummaries"]]
+
+
+def test_search_finds_the_primary_of_a_series(client: Any, series: dict[str, str]) -> None:
+    series_1 = seed.series_uid(7, 1, 1)
+    found = search(client, ("DICOMSeriesInstanceUID", "EQUAL", series_1), ("isPrimary", "EQUAL", True))
+    assert [s["imageSetId"] for s in found] == [series["primary"]]
+    found = search(client, ("DICOMStudyInstanceUID", "EQUAL", seed.study_uid(7, 1)), ("isPrimary", "EQUAL", False))
+    assert [s["imageSetId"] for s in found] == [series["conflicting"]]
+    found = search(client, ("DICOMSeriesInstanceUID", "EQUAL", series_1))
+    assert [s["imageSetId"] for s in found] == [series["primary"], series["conflicting"]]
+
+
+def test_search_takes_at_most_two_filters(client: Any, series: dict[str, str]) -> None:
+    three = [
+        ("DICOMStudyInstanceUID", "EQUAL", seed.study_uid(7, 1)),
+        ("DICOMSeriesInstanceUID", "EQUAL", seed.series_uid(7, 1, 1)),
+        ("isPrimary", "EQUAL", True),
+    ]
+    assert error_of(lambda: search(client, *three)) == ("ValidationException", 400)
+
+
+def test_search_rejects_filters_the_api_does_not_have(client: Any, series: dict[str, str]) -> None:
+    assert error_of(lambda: search(client, ("DICOMPatientId", "BETWEEN", ("A", "B")))) == ("ValidationException", 400)
+    two_values = {"values": [{"isPrimary": True}, {"isPrimary": False}], "operator": "EQUAL"}
+    assert error_of(lambda: client.search_image_sets(datastoreId=DS, searchCriteria={"filters": [two_values]})) == (
+        "ValidationException",
+        400,
+    )
+
+
+def test_search_summaries_describe_the_latest_version_and_its_one_series(
+    client: Any, series: dict[str, str], study: dict[str, str], clock: VirtualClock
+) -> None:
+    copy(client, series["conflicting"], series["primary"])
+    [during] = search(
+        client, ("DICOMSeriesInstanceUID", "EQUAL", seed.series_uid(7, 1, 1)), ("isPrimary", "EQUAL", True)
+    )
+    assert (during["version"], during["DICOMTags"]["DICOMNumberOfStudyRelatedInstances"]) == (2, 2)
+    clock.advance(60)
+    [after] = search(
+        client, ("DICOMSeriesInstanceUID", "EQUAL", seed.series_uid(7, 1, 1)), ("isPrimary", "EQUAL", True)
+    )
+    assert (after["version"], after["DICOMTags"]["DICOMNumberOfStudyRelatedInstances"]) == (2, 3)
+    tags = after["DICOMTags"]
+    assert (tags["DICOMSeriesInstanceUID"], tags["DICOMSeriesModality"], tags["DICOMSeriesNumber"]) == (
+        seed.series_uid(7, 1, 1),
+        "CT",
+        1,
+    )
+    assert tags["DICOMPatientId"] == "FAKE-MRN-000007"
+    [several_series] = search(
+        client, ("DICOMStudyInstanceUID", "EQUAL", seed.study_uid(1, 1)), ("isPrimary", "EQUAL", True)
+    )
+    assert several_series["imageSetId"] == study["primary"]
+    assert "DICOMSeriesInstanceUID" not in several_series["DICOMTags"]
+
+
+def test_search_by_patient_accession_and_time_ranges_sorted(
+    client: Any, series: dict[str, str], study: dict[str, str], clock: VirtualClock
+) -> None:
+    created = clock.now()
+    clock.advance(100)
+    copy(client, series["conflicting"], series["primary"])
+    clock.advance(60)
+    landed = clock.now() - 15  # the copy landed 45 s after it was accepted
+    by_patient = search(client, ("DICOMPatientId", "EQUAL", "FAKE-MRN-000007"))
+    assert {s["imageSetId"] for s in by_patient} == set(series.values())
+    assert {s["imageSetId"] for s in search(client, ("DICOMAccessionNumber", "EQUAL", "FAKE-ACC-11"))} == set(
+        study.values()
+    )
+    assert len(search(client, ("createdAt", "BETWEEN", (created - 1, created + 1)))) == 6
+    recently_updated = search(client, ("updatedAt", "BETWEEN", (landed - 1, landed + 1)))
+    assert {s["imageSetId"] for s in recently_updated} == {series["primary"], series["conflicting"]}
+    newest_first = search(client, ("isPrimary", "EQUAL", True), sort={"sortField": "updatedAt", "sortOrder": "DESC"})
+    assert newest_first[0]["imageSetId"] == series["primary"]
