@@ -23,7 +23,7 @@ Semantics follow the service as the design documents it:
   DICOMTags, with the series-level tags when it holds exactly one series.
 - ConflictException on a locked image set or a stale latestVersionId; inconsistent
   Patient/Study/Series metadata fails without force (at once, or later as COPY_FAILED
-  with a message) and succeeds with it; subset copies by copiableAttributes;
+  with a message) and succeeds with it, the destination keeping its own values; subset copies by copiableAttributes;
   promoteToPrimary; a CopyImageSet token bucket (0.25 TPS, burst 1) answering
   ThrottlingException; 100 concurrent copies per data store.
 
@@ -618,7 +618,7 @@ class HealthImagingEmulator:
             inconsistent = inconsistent_elements(selected, destination.metadata)
             if inconsistent and not force and self.inconsistency_mode == "immediate":
                 raise ServiceError("ValidationException", inconsistency_message(inconsistent))
-            merged = merge_metadata(destination.metadata, selected, prefer_source=force)
+            merged = merge_metadata(destination.metadata, selected)
             produced = destination.add_version("LOCKED", "COPYING", now)
         else:
             destination_id = secrets.token_hex(16)
@@ -917,18 +917,15 @@ def inconsistency_message(names: list[str]) -> str:
     return f"Inconsistent metadata between source and destination: {', '.join(names)}. Use force to copy"
 
 
-def merge_metadata(destination: dict[str, Any], source: dict[str, Any], *, prefer_source: bool) -> dict[str, Any]:
-    """Destination metadata after a copy: source series added; with force, source values win."""
+def merge_metadata(destination: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """Destination metadata after a copy: the source's instances and new series added. The
+    destination's Patient, Study and Series level elements stay as they are, forced or not
+    (AWS guide, "Copying an image set": with force they "remain unchanged")."""
     merged = copying.deepcopy(destination)
-    for level in PATIENT_AND_STUDY_LEVELS:
-        if prefer_source:
-            merged.setdefault(level, {}).setdefault("DICOM", {}).update(source.get(level, {}).get("DICOM", {}))
     series = merged.setdefault("Study", {}).setdefault("Series", {})
     for uid, value in source.get("Study", {}).get("Series", {}).items():
         if uid in series:
             series[uid].setdefault("Instances", {}).update(copying.deepcopy(value.get("Instances", {})))
-            if prefer_source:
-                series[uid]["DICOM"] = copying.deepcopy(value.get("DICOM", {}))
         else:
             series[uid] = copying.deepcopy(value)
     return merged

@@ -609,3 +609,13 @@ def test_search_by_patient_accession_and_time_ranges_sorted(
     assert {s["imageSetId"] for s in recently_updated} == {series["primary"], series["conflicting"]}
     newest_first = search(client, ("isPrimary", "EQUAL", True), sort={"sortField": "updatedAt", "sortOrder": "DESC"})
     assert newest_first[0]["imageSetId"] == series["primary"]
+
+
+def test_a_forced_copy_keeps_the_destinations_own_study_and_series_values(
+    client: Any, study: dict[str, str], clock: VirtualClock
+) -> None:
+    copy(client, study["inconsistent"], study["primary"], force=True)
+    clock.advance(60)
+    merged = document(client, study["primary"])
+    assert merged["Study"]["DICOM"]["StudyDescription"] == "SYNTHETIC CT CHEST"  # the source says SYNTHETIC MR
+    assert seed.series_uid(1, 1, 4) in merged["Study"]["Series"]
