@@ -8,10 +8,11 @@ Semantics follow the service as the design documents it:
 - Copies are asynchronous. CopyImageSet creates the version it produces at once, LOCKED /
   COPYING (version N+1 of an existing destination, version 1 of a new one), and the
   answer's destination latestVersionId names it. The source's latest version is LOCKED /
-  COPYING_WITH_READ_ONLY_ACCESS meanwhile (no source version is added). When the clock
-  passes `copy_seconds` the produced version becomes ACTIVE / COPIED with the merged
-  document, or ACTIVE / COPY_FAILED with a `message`, keeping the content it started
-  with (the previous version's, or nothing for a new image set).
+  COPYING_WITH_READ_ONLY_ACCESS meanwhile, then ACTIVE again with its own workflow
+  status (no source version is added). When the clock passes `copy_seconds` the produced
+  version becomes ACTIVE / COPIED with the merged document, or ACTIVE / COPY_FAILED with
+  a `message`, keeping the content it started with (the previous version's, or nothing
+  for a new image set).
 - Image sets resemble DICOM series. An imported (seeded) image set is primary unless a
   primary image set of one of its Study+Series exists, then it is kept non-primary; at
   most one primary per series. promoteToPrimary makes the destination primary when the
@@ -23,9 +24,9 @@ Semantics follow the service as the design documents it:
   DICOMTags, with the series-level tags when it holds exactly one series.
 - ConflictException on a locked image set or a stale latestVersionId; inconsistent
   Patient/Study/Series metadata fails without force (at once, or later as COPY_FAILED
-  with a message) and succeeds with it, the destination keeping its own values; subset copies by copiableAttributes;
-  promoteToPrimary; a CopyImageSet token bucket (0.25 TPS, burst 1) answering
-  ThrottlingException; 100 concurrent copies per data store.
+  with a message) and succeeds with it, the destination keeping its own values; subset
+  copies by copiableAttributes; a CopyImageSet token bucket (0.25 TPS, burst 1)
+  answering ThrottlingException; 100 concurrent copies per data store.
 
 Time and other writers: the emulator settles lazily. Each call first runs, in time
 order and each at its own time, everything the clock has passed: copies and updates
@@ -174,6 +175,7 @@ class AcceptedCopy:
     datastore_id: str
     source_id: str
     source_version_id: int
+    source_workflow: str  # the source record's workflow status before the copy, back when it lands
     destination_id: str
     destination_version_id: int  # the version this copy produces
     new_destination: bool
@@ -630,12 +632,14 @@ class HealthImagingEmulator:
                 destination_id, datastore_id, now, False, [produced]
             )
 
+        source_workflow = source.workflow
         source.latest.state, source.latest.workflow = "LOCKED", "COPYING_WITH_READ_ONLY_ACCESS"
         source.latest.updated_at = now
         accepted = AcceptedCopy(
             datastore_id,
             source_id,
             source.version_id,
+            source_workflow,
             destination_id,
             produced.version_id,
             new_destination=not destination_info,
@@ -676,8 +680,12 @@ class HealthImagingEmulator:
         self.pending.remove(accepted)
         source = self.image_sets[(accepted.datastore_id, accepted.source_id)]
         destination = self.image_sets[(accepted.datastore_id, accepted.destination_id)]
-        if source.deleted_at is None:
-            source.latest.state, source.latest.workflow, source.latest.updated_at = "ACTIVE", "COPIED", at
+        if source.deleted_at is None:  # unlocked; its record still says how its version came to be
+            source.latest.state, source.latest.workflow, source.latest.updated_at = (
+                "ACTIVE",
+                accepted.source_workflow,
+                at,
+            )
         if destination.deleted_at is not None:
             return  # deleted mid-copy: nothing lands
         produced = destination.versions[accepted.destination_version_id - 1]
