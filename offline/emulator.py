@@ -877,15 +877,14 @@ def updated_metadata(document: dict[str, Any], updatable_attributes: dict[str, A
 def searchable_fields(image_set: ImageSet) -> dict[str, Any]:
     """What SearchImageSets filters and sorts the image set's latest version by."""
     patient = image_set.metadata.get("Patient", {}).get("DICOM", {})
-    study = image_set.metadata.get("Study", {})
+    study = image_set.metadata.get("Study", {}).get("DICOM", {})
     return {
         "DICOMPatientId": patient.get("PatientID"),
-        "DICOMAccessionNumber": study.get("DICOM", {}).get("AccessionNumber"),
-        "DICOMStudyId": study.get("DICOM", {}).get("StudyID"),
-        "DICOMStudyInstanceUID": study.get("DICOM", {}).get("StudyInstanceUID"),
-        "DICOMSeriesInstanceUID": set(study.get("Series", {})),
-        "DICOMStudyDateAndTime": study.get("DICOM", {}).get("StudyDate", "")
-        + study.get("DICOM", {}).get("StudyTime", ""),
+        "DICOMAccessionNumber": study.get("AccessionNumber"),
+        "DICOMStudyId": study.get("StudyID"),
+        "DICOMStudyInstanceUID": study.get("StudyInstanceUID"),
+        "DICOMSeriesInstanceUID": {series_uid for _, series_uid in series_keys(image_set.metadata)},
+        "DICOMStudyDateAndTime": study.get("StudyDate", "") + study.get("StudyTime", ""),
         "isPrimary": image_set.is_primary,
         "createdAt": image_set.created_at,
         "updatedAt": image_set.latest.updated_at,

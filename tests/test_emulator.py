@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from offline import seed, wire
 from offline.clock import VirtualClock
@@ -228,6 +228,17 @@ def test_inconsistent_metadata_can_fail_at_once(
 ) -> None:
     emulator.inconsistency_mode = "immediate"
     assert error_of(lambda: copy(client, study["inconsistent"], study["primary"])) == ("ValidationException", 400)
+    assert status(client, study["primary"]) == ("1", "ACTIVE", "CREATED")  # refused: no version made
+
+
+def test_inconsistent_metadata_in_immediate_mode_copies_with_force(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    emulator.inconsistency_mode = "immediate"
+    copy(client, study["inconsistent"], study["primary"], force=True)
+    clock.advance(60)
+    assert status(client, study["primary"]) == ("2", "ACTIVE", "COPIED")
+    assert emulator.forced(study["primary"]) is True
 
 
 def subset_copy(client: Any, source: str, *, promote: bool) -> tuple[str, str, str]:
@@ -347,6 +358,18 @@ def test_the_accepted_then_500_fault_copies_and_answers_500(
     emulator.faults.copy_faults.append("accept-then-500")
     assert error_of(lambda: copy(client, study["primary"])) == ("InternalServerException", 500)
     assert client.get_image_set(datastoreId=DS, imageSetId=study["primary"])["imageSetState"] == "LOCKED"
+
+
+def test_the_accepted_then_timeout_fault_copies_and_never_answers(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    emulator.faults.copy_faults.append("accept-then-timeout")
+    with pytest.raises(ReadTimeoutError):
+        copy(client, study["consistent"], study["primary"])
+    [accepted] = emulator.accepted_copies(study["consistent"])
+    assert (accepted.destination_id, accepted.destination_version_id) == (study["primary"], 2)
+    clock.advance(60)
+    assert status(client, study["primary"]) == ("2", "ACTIVE", "COPIED")
 
 
 @pytest.fixture
