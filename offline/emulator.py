@@ -114,7 +114,8 @@ class ImageSetVersion:
     state: str
     workflow: str
     updated_at: float
-    metadata: dict[str, Any]  # never changed in place: versions share documents
+    # Never changed in place (versions share documents); out of repr so no failing assertion prints it.
+    metadata: dict[str, Any] = field(repr=False)
     message: str | None = None
     forced: bool = False
 
@@ -182,7 +183,7 @@ class AcceptedCopy:
     by: str  # PIPELINE, or the other writer that issued it
     accepted_at: float
     completes_at: float
-    metadata: dict[str, Any]  # what the produced version holds if the copy succeeds
+    metadata: dict[str, Any] = field(repr=False)  # what the produced version holds if the copy succeeds
     inconsistent: list[str]  # element names that make it fail (deferred mode, no force)
     failure: str | None  # an injected COPY_FAILED message
     force: bool

@@ -642,3 +642,11 @@ def test_a_forced_copy_keeps_the_destinations_own_study_and_series_values(
     merged = document(client, study["primary"])
     assert merged["Study"]["DICOM"]["StudyDescription"] == "SYNTHETIC CT CHEST"  # the source says SYNTHETIC MR
     assert seed.series_uid(1, 1, 4) in merged["Study"]["Series"]
+
+
+def test_records_leave_documents_out_of_their_repr(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator
+) -> None:
+    copy(client, study["consistent"], study["primary"])
+    records = [emulator.image_sets[(DS, study["primary"])], *emulator.accepted]
+    assert not [r for r in records if "SYNTHETIC" in repr(r) or "FAKE-" in repr(r)]
