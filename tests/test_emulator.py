@@ -650,3 +650,14 @@ def test_records_leave_documents_out_of_their_repr(
     copy(client, study["consistent"], study["primary"])
     records = [emulator.image_sets[(DS, study["primary"])], *emulator.accepted]
     assert not [r for r in records if "SYNTHETIC" in repr(r) or "FAKE-" in repr(r)]
+
+
+def test_a_destination_deleted_mid_copy_gets_nothing(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    copy(client, study["consistent"], study["primary"])
+    emulator.delete_image_set(DS, study["primary"])
+    clock.advance(60)
+    assert status(client, study["primary"]) == ("2", "DELETED", "DELETED")
+    assert emulator.accepted_copies(study["consistent"])[0].outcome is None  # it landed nowhere
+    assert status(client, study["consistent"]) == ("1", "ACTIVE", "CREATED")
