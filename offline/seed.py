@@ -2,10 +2,15 @@
 
 Every value that would be PHI in real life starts with SYNTHETIC or FAKE so that a
 leak test can search all output for it.
+
+HealthImaging's image sets resemble DICOM series: `series_image_set_metadata` builds one
+such image set (one series, chosen instances), `image_set_metadata` one holding several
+series. UIDs come from `study_uid`, `series_uid` and `instance_uid`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 DATASTORE_ID = "0123456789abcdef0123456789abcdef"
@@ -21,6 +26,35 @@ def patient(number: int, *, name_suffix: str = "") -> dict[str, str]:
     }
 
 
+def study_uid(patient_number: int, study: int) -> str:
+    return f"{UID_ROOT}.{patient_number}.{study}"
+
+
+def series_uid(patient_number: int, study: int, series: int) -> str:
+    return f"{study_uid(patient_number, study)}.{series}"
+
+
+def instance_uid(patient_number: int, study: int, series: int, instance: int) -> str:
+    return f"{series_uid(patient_number, study, series)}.{instance}"
+
+
+def series_image_set_metadata(
+    *,
+    patient_number: int,
+    study: int,
+    series: int,
+    instances: Iterable[int] = (1, 2),
+    study_description: str = "SYNTHETIC CT CHEST",
+    name_suffix: str = "",
+) -> dict[str, Any]:
+    """An image set as HealthImaging makes them: one DICOM series ("image sets resemble a DICOM Series").
+
+    Several image sets of one series (a later import, or conflicting data kept as non-primary)
+    hold different `instances` of it.
+    """
+    return _document(patient_number, study, {series: instances}, study_description, name_suffix)
+
+
 def image_set_metadata(
     *,
     patient_number: int,
@@ -30,32 +64,47 @@ def image_set_metadata(
     study_description: str = "SYNTHETIC CT CHEST",
     name_suffix: str = "",
 ) -> dict[str, Any]:
-    study_uid = f"{UID_ROOT}.{patient_number}.{study}"
+    """An image set holding several series, instances 1..instances_per_series of each."""
+    instances = range(1, instances_per_series + 1)
+    return _document(patient_number, study, dict.fromkeys(series, instances), study_description, name_suffix)
+
+
+def _document(
+    patient_number: int,
+    study: int,
+    instances_by_series: dict[int, Iterable[int]],
+    study_description: str,
+    name_suffix: str,
+) -> dict[str, Any]:
     return {
         "Patient": {"DICOM": patient(patient_number, name_suffix=name_suffix)},
         "Study": {
             "DICOM": {
-                "StudyInstanceUID": study_uid,
+                "StudyInstanceUID": study_uid(patient_number, study),
                 "StudyID": f"FAKE-STUDY-{study}",
                 "AccessionNumber": f"FAKE-ACC-{patient_number}{study}",
                 "StudyDescription": study_description,
                 "StudyDate": "20260101",
             },
             "Series": {
-                f"{study_uid}.{s}": {
-                    "DICOM": {"SeriesInstanceUID": f"{study_uid}.{s}", "Modality": "CT", "SeriesNumber": s},
+                series_uid(patient_number, study, s): {
+                    "DICOM": {
+                        "SeriesInstanceUID": series_uid(patient_number, study, s),
+                        "Modality": "CT",
+                        "SeriesNumber": s,
+                    },
                     "Instances": {
-                        f"{study_uid}.{s}.{i}": {
+                        instance_uid(patient_number, study, s, i): {
                             "DICOM": {
-                                "SOPInstanceUID": f"{study_uid}.{s}.{i}",
+                                "SOPInstanceUID": instance_uid(patient_number, study, s, i),
                                 "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2",
                             },
                             "ImageFrames": [{"ID": f"{s:016x}{i:016x}", "FrameSizeInBytes": 524288}],
                         }
-                        for i in range(1, instances_per_series + 1)
+                        for i in instances
                     },
                 }
-                for s in series
+                for s, instances in instances_by_series.items()
             },
         },
     }

@@ -4,6 +4,7 @@ Routing and parameter locations come from botocore's own service model for
 medical-imaging, so the emulator reads exactly what a real client serialises.
 - `attach(client, emulator)`: in process; a botocore before-send hook answers the request.
 - `serve(emulator, port)`: a local HTTP endpoint for `--endpoint-url` use.
+The emulator receives parameters under the model's member names, as a boto3 call spells them.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def dispatch(emulator: HealthImagingEmulator, method: str, url: str, body: bytes
             if location == "uri":
                 params[member] = path_values[wire_name]
             elif location == "querystring" and wire_name in query:
-                raw = query[wire_name][0]
-                params[wire_name] = _typed(raw, member_shape.type_name)
+                # Under the model's member name (GetImageSet's `versionId` travels as `version`).
+                params[member] = _typed(query[wire_name][0], member_shape.type_name)
         payload = shape.serialization.get("payload")
         document = json.loads(body) if body else {}
         if payload:
