@@ -116,9 +116,7 @@ class CopyWorkflow(Construct):
         # Ends.
         skipped = sfn.Pass(self, "ReportSkipped", parameters={"status": "SKIPPED", "reason.$": "$.reason"})
         invalid_input = sfn.Fail(self, "InvalidInput", error_path="$.error.Error", cause_path="$.error.Cause")
-        did_not_complete = sfn.Fail(
-            self, "CopyDidNotComplete", error_path="$.error.Error", cause_path="$.error.Cause"
-        )
+        did_not_complete = sfn.Fail(self, "CopyDidNotComplete", error_path="$.error.Error", cause_path="$.error.Cause")
         still_inconsistent = sfn.Fail(
             self,
             "StillInconsistentAfterForce",

@@ -104,38 +104,55 @@ def test_internal_error_before_acceptance_starts_the_copy_again(
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
     assert record.status == "SUCCEEDED", record.cause
-    assert "StartAgainNextGeneration" in record.states_entered()
+    states = record.states_entered()
+    assert "ConfirmCopy" in states and states.count("StartCopy") == 2  # proved not accepted, then started again
     assert accepted_per_source(emulator) == {study.consistent: 1}
 
 
+@pytest.mark.parametrize("recorded", [False, True], ids=["before-the-answer-was-recorded", "after"])
 def test_function_crashes_after_the_copy_was_accepted(
-    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study, recorded: bool
 ) -> None:
+    """A snapshot: the new image set is found by its series and content (not recorded), or read
+    from the copy record (recorded, Powertools' result lost)."""
     with local_pipeline(emulator, clock) as pipeline:
-        import copier.ledger  # the pipeline's freshly loaded module
+        import copier.copy_record  # the pipeline's freshly loaded module
 
-        once_in(copier.ledger, "mark_destination", lambda: type("Sandbox.Timedout", (Exception,), {})("timed out"))
+        once_in(
+            copier.copy_record,
+            "mark_accepted",
+            lambda: type("Sandbox.Timedout", (Exception,), {})("timed out"),
+            after_call=recorded,
+        )
         record = pipeline.run(console(study.primary))
     assert record.status == "SUCCEEDED", record.cause
     assert "Sandbox.Timedout" in record.task_failures()
+    assert ("ConfirmCopy" in record.states_entered()) is not recorded
     assert accepted_per_source(emulator) == {study.primary: 1}
+    assert (record.output or {})["destinationImageSetId"] == emulator.accepted[0].destination_id
 
 
 def test_function_times_out_mid_copy_leaving_its_idempotency_record_in_progress(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
     """A real timeout kills the process: Powertools cannot clear its INPROGRESS record, which
-    blocks retries until the invocation's remaining time has passed; then the attempt ledger
+    blocks retries until the invocation's remaining time has passed; then the CALLING copy record
     makes the retry confirm instead of copying again."""
     with local_pipeline(emulator, clock) as pipeline:
+        import copier.copy_record
         import copier.copy_start
-        import copier.ledger
 
         pipeline.remaining_millis = 1  # the killed invocation had 1 ms left: its record expires at once
         once_in(
             copier.copy_start.persistence, "delete_record", lambda: RuntimeError("process killed"), after_call=False
         )
-        once_in(copier.ledger, "mark_destination", lambda: type("Sandbox.Timedout", (Exception,), {})("timed out"))
+        # Killed after the call, before its answer reached the copy record.
+        once_in(
+            copier.copy_record,
+            "mark_accepted",
+            lambda: type("Sandbox.Timedout", (Exception,), {})("timed out"),
+            after_call=False,
+        )
         record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
     assert record.status == "SUCCEEDED", record.cause
     assert "ConfirmCopy" in record.states_entered()
@@ -156,7 +173,8 @@ def test_duplicate_events_copy_once(emulator: HealthImagingEmulator, clock: Virt
 def test_out_of_order_event_for_an_older_version_fails_clearly(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
-    emulator.image_sets[(DS, study.primary)].version_id = 2  # the image set moved on since the event
+    emulator.schedule_metadata_update(clock.now(), study.primary)  # the image set moved on since the event
+    clock.advance(60)
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(seed.image_set_created_event(DS, study.primary, version="1"))
     assert (record.status, record.error) == ("FAILED", "ImageSetVersionChanged") and ended_well(record)
@@ -168,7 +186,7 @@ def test_two_copies_into_one_destination_at_once(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
     second = emulator.seed_image_set(
-        DS, seed.image_set_metadata(patient_number=1, study=1, series=[8]), is_primary=False
+        DS, seed.series_image_set_metadata(patient_number=1, study=1, series=1, instances=(9, 10))
     )
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
         arns = [
@@ -212,11 +230,9 @@ def test_dynamodb_unavailable_for_a_while(emulator: HealthImagingEmulator, clock
             raise EndpointConnectionError(endpoint_url=request.url)
 
     with local_pipeline(emulator, clock) as pipeline:
-        import copier.copy_start
-        import copier.ledger
+        import copier.table
 
-        for client in (copier.ledger._dynamodb(), copier.copy_start.persistence.client):
-            client.meta.events.register_first("before-send.dynamodb", refuse)
+        copier.table.client().meta.events.register_first("before-send.dynamodb", refuse)  # idempotency's too
         record = pipeline.run(console(study.primary))
     assert failures["left"] == 0
     assert record.status == "SUCCEEDED", record.cause

@@ -175,7 +175,12 @@ def test_definition_retries_conflicts_with_jitter_and_a_delay_cap(template: Temp
     assert conflict["JitterStrategy"] == "FULL" and conflict["MaxDelaySeconds"] == 300 and conflict["MaxAttempts"] == 8
     assert retriers[("CopyThrottled", "CopyQuotaExceeded")]["IntervalSeconds"] >= 30
     assert ("IdempotencyAlreadyInProgressError",) in retriers
-    assert {c["Next"] for c in states["StartCopy"]["Catch"]} == {"ConsultForcePolicy", "CopyDidNotComplete"}
+    catches = {error: c["Next"] for c in states["StartCopy"]["Catch"] for error in c["ErrorEquals"]}
+    assert catches == {
+        "CopyOutcomeUnknown": "ConfirmCopy",  # never a blind second call
+        "InconsistentMetadata": "AlreadyForced?",
+        "States.ALL": "CopyDidNotComplete",
+    }
 
 
 def test_the_runner_executes_this_very_definition(template: Template) -> None:
@@ -221,6 +226,7 @@ def _list(value: Any) -> list[Any]:
         ({"datastoreId": DS, "copyRatePerSecond": "2"}, "copyRatePerSecond"),
         ({"datastoreId": DS, "conflictRetryAttempts": "many"}, "conflictRetryAttempts"),
         ({"datastoreId": DS, "maxWaitSeconds": "5"}, "maxWaitSeconds"),
+        ({"datastoreId": DS, "copyRecordRetentionDays": "14"}, "copyRecordRetentionDays"),  # < redrive window
         ({"datastoreId": DS, "workflowLogLevel": "LOUD"}, "workflowLogLevel"),
         ({"datastoreId": DS, "alarmTopicArn": "my-topic"}, "alarmTopicArn"),
         ({"datastoreId": DS, "datastoreid": DS}, "datastoreid"),
@@ -280,3 +286,33 @@ def test_several_stacks_synthesize_from_one_app() -> None:
     assembly = app.synth()
     assert sorted(s.stack_name for s in assembly.stacks) == ["CopyDev", "CopyProd"]
     assert isinstance(app, cdk.App)
+
+
+def test_every_task_times_out_just_after_the_function_does(template: Template) -> None:
+    (function,) = template.find_resources("AWS::Lambda::Function").values()
+    states = json.loads(_definition(template))["States"]
+    timeouts = {name: state["TimeoutSeconds"] for name, state in states.items() if state["Type"] == "Task"}
+    assert len(timeouts) == 7
+    assert set(timeouts.values()) == {function["Properties"]["Timeout"] + 10}
+
+
+def test_the_copy_record_index_is_the_one_the_function_and_its_tests_use(template: Template) -> None:
+    from function_stubs import COPY_TABLE_SCHEMA
+
+    from copier.copy_record import BY_DESTINATION_INDEX
+
+    (table,) = template.find_resources("AWS::DynamoDB::Table").values()
+    (index,) = table["Properties"]["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == BY_DESTINATION_INDEX
+    (expected,) = COPY_TABLE_SCHEMA["GlobalSecondaryIndexes"]
+    assert (index["KeySchema"], index["Projection"]) == (expected["KeySchema"], expected["Projection"])
+    assert sorted(table["Properties"]["AttributeDefinitions"], key=str) == sorted(
+        COPY_TABLE_SCHEMA["AttributeDefinitions"], key=str
+    )
+
+
+def test_copy_records_outlive_the_dead_letter_queue(template: Template) -> None:
+    (queue,) = template.find_resources("AWS::SQS::Queue").values()
+    (function,) = template.find_resources("AWS::Lambda::Function").values()
+    retention_days = int(function["Properties"]["Environment"]["Variables"]["COPY_RECORD_RETENTION_DAYS"])
+    assert retention_days * 86_400 > queue["Properties"]["MessageRetentionPeriod"] + 86_400  # + EventBridge's day

@@ -124,7 +124,8 @@ def test_force_refused_by_same_patient_when_patients_differ(
         record = pipeline.run(event(study.other_patient))
     assert (record.status, record.error) == ("FAILED", "ForceRefused")
     assert "PatientName" in (record.cause or "") and "MISFILED" not in (record.cause or "")
-    assert emulator.image_sets[(DS, study.primary)].version_id == 1  # nothing was forced
+    assert [copy.force for copy in emulator.accepted_copies(study.other_patient)] == [False]  # nothing was forced
+    assert not emulator.forced(study.primary)
 
 
 def test_copy_failed_for_another_reason(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
@@ -138,13 +139,17 @@ def test_copy_failed_for_another_reason(emulator: HealthImagingEmulator, clock: 
 def test_inconsistent_again_after_force_fails_clearly(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
-    emulator.faults.copy_faults.extend(
-        ["fail-later:Inconsistent PatientName, use force", "fail-later:Inconsistent PatientName, use force"]
-    )
+    def fail_the_forced_copy(event: dict[str, object]) -> None:
+        if event.get("action") == "authorise_force":
+            emulator.faults.copy_faults.append("fail-later:Frame storage error")
+
     with local_pipeline(emulator, clock) as pipeline:
-        record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
+        pipeline.handler_hook = fail_the_forced_copy
+        record = pipeline.run(console(study.inconsistent, destinationImageSetId=study.primary))
     assert (record.status, record.error) == ("FAILED", "InconsistentMetadata")
     assert record.states_entered()[-1] == "StillInconsistentAfterForce"
+    assert "StudyDescription" in (record.cause or "")
+    assert [copy.force for copy in emulator.accepted_copies(study.inconsistent)] == [False, True]
 
 
 def test_wait_timeout(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:

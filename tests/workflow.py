@@ -19,29 +19,29 @@ DS = seed.DATASTORE_ID
 
 @dataclass
 class Study:
+    """One series of one study, as an import leaves it: a primary image set and, beside it,
+    non-primary image sets of the same series holding other instances."""
+
     primary: str
-    consistent: str
-    inconsistent: str
-    other_patient: str
+    consistent: str  # same Patient/Study/Series metadata: merges without force
+    inconsistent: str  # another StudyDescription: needs force (same patient)
+    other_patient: str  # another PatientName: force refused under same-patient
 
 
 def seed_study(emulator: HealthImagingEmulator) -> Study:
     emulator.create_datastore(DS)
+
+    def series_part(instances: tuple[int, ...], **differences: str) -> str:
+        document = seed.series_image_set_metadata(
+            patient_number=1, study=1, series=1, instances=instances, **differences
+        )
+        return emulator.seed_image_set(DS, document)
+
     return Study(
-        primary=emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[1, 2])),
-        consistent=emulator.seed_image_set(
-            DS, seed.image_set_metadata(patient_number=1, study=1, series=[3]), is_primary=False
-        ),
-        inconsistent=emulator.seed_image_set(
-            DS,
-            seed.image_set_metadata(patient_number=1, study=1, series=[4], study_description="SYNTHETIC MR"),
-            is_primary=False,
-        ),
-        other_patient=emulator.seed_image_set(
-            DS,
-            seed.image_set_metadata(patient_number=1, study=1, series=[5], name_suffix="^MISFILED"),
-            is_primary=False,
-        ),
+        primary=series_part((1, 2)),
+        consistent=series_part((3, 4)),
+        inconsistent=series_part((5, 6), study_description="SYNTHETIC MR"),
+        other_patient=series_part((7, 8), name_suffix="^MISFILED"),
     )
 
 

@@ -1,0 +1,221 @@
+"""Every COPIED is true while other writers touch the same image sets.
+
+Each scenario runs the synthesized state machine with the real handler on the emulator, with
+another writer's action scheduled on the virtual clock, and asserts on the emulator's own
+record: which copies it accepted from the pipeline, which instances each version holds, and
+whether a version was forced. Timings: a copy takes 45 s; CheckCopy looks 5, 15, 35, 75 s
+after StartCopy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from workflow import DS, Study, local_pipeline
+
+from offline import seed
+from offline.clock import VirtualClock
+from offline.emulator import HealthImagingEmulator
+from offline.runner import LocalPipeline
+
+pytestmark = pytest.mark.slow
+
+
+def console(source: str, **fields: object) -> dict[str, object]:
+    return {"datastoreId": DS, "sourceImageSetId": source, **fields}
+
+
+def merge_event(source: str) -> dict[str, Any]:
+    return seed.image_set_created_event(DS, source, is_primary=False)
+
+
+def on_first(pipeline: LocalPipeline, action: str, then: Callable[[], None]) -> None:
+    """Run `then` once, just before the function first runs `action`."""
+    done: list[bool] = []
+
+    def hook(event: dict[str, Any]) -> None:
+        if event.get("action") == action and not done:
+            done.append(True)
+            then()
+
+    pipeline.handler_hook = hook
+
+
+def another_part_of_the_series(emulator: HealthImagingEmulator, *instances: int) -> str:
+    document = seed.series_image_set_metadata(patient_number=1, study=1, series=1, instances=instances)
+    return emulator.seed_image_set(DS, document)
+
+
+def test_our_failed_merge_is_not_reported_copied_when_another_merge_lands_after_it(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    other = another_part_of_the_series(emulator, 11, 12)
+    emulator.faults.copy_faults.append("fail-later:Frame storage error")  # our copy fails
+    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
+        # After our copy failed (45 s) and before our 75 s look, another merge lands in the primary.
+        on_first(pipeline, "check_copy", lambda: emulator.schedule_copy(clock.now() + 41, other, study.primary))
+        record = pipeline.run(merge_event(study.consistent))
+    assert (record.status, record.error) == ("FAILED", "CopyFailed"), record.output
+    assert "version 2" in (record.cause or "")
+    clock.advance(60)  # their copy lands too
+    ours = emulator.instances(study.consistent)
+    assert not ours & emulator.instances(study.primary)  # none of our data reached the primary
+    assert emulator.instances(other) <= emulator.instances(study.primary)  # theirs did
+    assert len(emulator.accepted_copies(study.consistent)) == 1
+
+
+def test_another_writers_failed_copy_after_ours_is_not_taken_for_ours(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    other = another_part_of_the_series(emulator, 11, 12)
+    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
+        on_first(
+            pipeline,
+            "check_copy",
+            lambda: emulator.schedule_copy(
+                clock.now() + 41, other, study.primary, outcome="COPY_FAILED", message="Inconsistent metadata use force"
+            ),
+        )
+        record = pipeline.run(merge_event(study.consistent))
+    assert record.status == "SUCCEEDED", record.cause
+    output = record.output or {}
+    assert (output["status"], output["destinationVersionId"], output["forced"]) == ("COPIED", "2", False)
+    assert "AuthoriseForce" not in record.states_entered()  # no force decision on another copy's error
+    assert emulator.instances(study.consistent) <= emulator.instances(study.primary, 2)
+    assert [copy.force for copy in emulator.accepted_copies(study.consistent)] == [False]
+
+
+def test_a_metadata_update_after_our_copy_does_not_keep_us_waiting(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
+        on_first(pipeline, "check_copy", lambda: emulator.schedule_metadata_update(clock.now() + 41, study.primary))
+        record = pipeline.run(merge_event(study.consistent))
+    assert record.status == "SUCCEEDED", record.cause
+    assert (record.output or {})["destinationVersionId"] == "2"
+    assert emulator.image_sets[(DS, study.primary)].workflow == "UPDATED"  # the image set moved on: v3
+    assert "CheckCopy" in record.states_entered() and record.states_entered().count("CheckCopy") <= 4
+
+
+def test_two_executions_merge_into_one_primary_at_once(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    second = another_part_of_the_series(emulator, 11, 12)
+    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
+        arns = [pipeline.start(merge_event(source)) for source in (study.consistent, second)]
+        records = [pipeline.wait(arn) for arn in arns]
+    assert all(r.status == "SUCCEEDED" for r in records), [r.cause for r in records]
+    versions = sorted((r.output or {})["destinationVersionId"] for r in records)
+    assert versions == ["2", "3"]  # each reports the version it produced, not the other's
+    for source, record in zip((study.consistent, second), records, strict=True):
+        produced = (record.output or {})["destinationVersionId"]
+        assert emulator.instances(source) <= emulator.instances(study.primary, produced)
+        assert len(emulator.accepted_copies(source)) == 1
+
+
+def test_an_unanswered_snapshot_never_adopts_a_neighbours_copy(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    """Image sets of one import are copied seconds apart: a 500 on ours (not accepted) while a
+    neighbour of the same study is copied must start ours again, never point at theirs."""
+    neighbour = emulator.seed_image_set(
+        DS, seed.series_image_set_metadata(patient_number=1, study=1, series=2, instances=(1, 2))
+    )
+    emulator.faults.copy_faults.append("error:InternalServerException")
+    with local_pipeline(emulator, clock) as pipeline:
+        on_first(pipeline, "start_copy", lambda: emulator.schedule_copy(clock.now() + 1, neighbour))
+        record = pipeline.run(console(study.primary))
+    assert record.status == "SUCCEEDED", record.cause
+    (ours,) = emulator.accepted_copies(study.primary)
+    (theirs,) = emulator.accepted_copies(neighbour, by="other-writer")
+    assert (record.output or {})["destinationImageSetId"] == ours.destination_id != theirs.destination_id
+    assert emulator.instances(ours.destination_id) == emulator.instances(study.primary)
+
+
+def test_an_accepted_snapshot_updated_before_confirmation_is_adopted_not_copied_again(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    emulator.copy_seconds = 2
+    emulator.faults.copy_faults.append("accept-then-500")
+    with local_pipeline(emulator, clock) as pipeline:
+
+        def update_the_new_image_set() -> None:
+            (accepted,) = emulator.accepted_copies(study.primary)
+            emulator.schedule_metadata_update(clock.now() + 3, accepted.destination_id)
+
+        on_first(pipeline, "confirm_copy", update_the_new_image_set)
+        record = pipeline.run(console(study.primary))
+    assert record.status == "SUCCEEDED", record.cause
+    (ours,) = emulator.accepted_copies(study.primary)  # exactly one: adopted, not started again
+    assert (record.output or {})["destinationImageSetId"] == ours.destination_id
+    assert (record.output or {})["destinationVersionId"] == "1"
+
+
+def test_a_dynamodb_failure_between_the_call_and_the_stored_result_copies_once(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    with local_pipeline(emulator, clock) as pipeline:
+        import copier.copy_start  # the pipeline's freshly loaded module
+
+        persistence = copier.copy_start.persistence
+        original = persistence.save_success
+        failures: list[bool] = []
+
+        def save_fails_once(*args: Any, **kwargs: Any) -> Any:
+            if not failures:
+                failures.append(True)
+                raise RuntimeError("DynamoDB unavailable")  # Powertools: IdempotencyPersistenceLayerError
+            return original(*args, **kwargs)
+
+        persistence.save_success = save_fails_once  # type: ignore[method-assign]
+        pipeline.remaining_millis = 1  # the in-progress record expires at once
+        record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
+    assert failures == [True]
+    assert record.status == "SUCCEEDED", record.cause
+    assert "IdempotencyPersistenceLayerError" in record.task_failures()
+    assert len(emulator.accepted_copies(study.consistent)) == 1
+    assert emulator.instances(study.consistent) <= emulator.instances(study.primary)
+
+
+def test_a_failure_message_about_inconsistency_does_not_take_the_force_branch(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    emulator.faults.copy_faults.append("fail-later:Inconsistent metadata mismatch use force")
+    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
+        record = pipeline.run(merge_event(study.consistent))
+    assert (record.status, record.error) == ("FAILED", "CopyFailed")
+    assert "AuthoriseForce" not in record.states_entered()
+    assert [copy.force for copy in emulator.accepted_copies(study.consistent)] == [False]
+
+
+def test_a_pinned_destination_version_survives_our_own_failed_version(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    with local_pipeline(emulator, clock) as pipeline:
+        record = pipeline.run(
+            console(study.inconsistent, destinationImageSetId=study.primary, destinationVersionId="1")
+        )
+    assert record.status == "SUCCEEDED", record.cause
+    output = record.output or {}
+    assert (output["destinationVersionId"], output["forced"]) == ("3", True)  # v2: our failed, unforced copy
+    assert emulator.forced(study.primary, 3) and not emulator.forced(study.primary, 2)
+    assert emulator.instances(study.inconsistent) <= emulator.instances(study.primary, 3)
+
+
+def test_merge_goes_into_the_primary_of_the_same_series_not_of_the_study(
+    emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
+) -> None:
+    other_series = [
+        emulator.seed_image_set(
+            DS, seed.series_image_set_metadata(patient_number=1, study=1, series=2, instances=instances)
+        )
+        for instances in ((1, 2), (3, 4))
+    ]
+    primary_of_series_2, part_of_series_2 = other_series
+    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
+        record = pipeline.run(merge_event(part_of_series_2))
+    assert record.status == "SUCCEEDED", record.cause
+    assert (record.output or {})["destinationImageSetId"] == primary_of_series_2 != study.primary
+    assert emulator.instances(part_of_series_2) <= emulator.instances(primary_of_series_2)
