@@ -21,15 +21,15 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.settings import RetrySettings, StackSettings
+from infra.settings import EXECUTION_TIMEOUT_DAYS, RetrySettings, StackSettings
 
 # Errors worth retrying whatever the step: Lambda service faults, the function timing out or
 # crashing, DynamoDB or HealthImaging reads briefly unavailable.
 TRANSIENT_ERRORS = [
     "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException", "Lambda.Unknown", "Sandbox.Timedout", "Runtime.ExitError", "States.Timeout",
-    "HealthImagingUnavailable", "TableUnavailable",
-    "IdempotencyPersistenceLayerError", "IdempotencyPersistenceConnectionError",
+    "HealthImagingUnavailable", "TableUnavailable", "CopyRecordChanged",
+    "IdempotencyPersistenceLayerError", "IdempotencyPersistenceConnectionError", "IdempotencyInconsistentStateError",
 ]  # fmt: skip
 # A task may run a little longer than the function (invoke overhead) before Step Functions gives up on it.
 TASK_TIMEOUT_MARGIN = Duration.seconds(10)
@@ -162,7 +162,7 @@ class CopyWorkflow(Construct):
             state_machine_type=sfn.StateMachineType.STANDARD,
             tracing_enabled=True,
             # Copies can wait for slots and retries for hours in a burst; bounded all the same.
-            timeout=Duration.days(2),
+            timeout=Duration.days(EXECUTION_TIMEOUT_DAYS),
             logs=sfn.LogOptions(
                 destination=self.log_group, level=LOG_LEVELS[settings.workflow_log_level], include_execution_data=False
             ),

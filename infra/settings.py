@@ -22,9 +22,11 @@ KNOWN_DETAIL_TYPES = (
     "Image Set Copy Failed",
 )
 DEFAULT_STACK_NAME = "HealthImagingCopy"
-# SQS keeps a dead letter at most 14 days; EventBridge retries a target for 24 h before that.
+# SQS keeps a dead letter at most 14 days; EventBridge retries a target for 24 h before that; a copy's
+# record is written up to an execution's lifetime after the execution started.
 DEAD_LETTER_RETENTION_DAYS = 14
-REDRIVE_WINDOW_DAYS = DEAD_LETTER_RETENTION_DAYS + 1
+EXECUTION_TIMEOUT_DAYS = 2
+REDRIVE_WINDOW_DAYS = DEAD_LETTER_RETENTION_DAYS + 1 + EXECUTION_TIMEOUT_DAYS
 
 
 class SettingsError(ValueError):
@@ -56,7 +58,7 @@ class StackSettings(BaseModel):
     throttle_retry_max_delay_seconds: int = Field(default=900, ge=1, le=86_400)
     poll_initial_seconds: int = Field(default=5, ge=1, le=3600)
     poll_max_seconds: int = Field(default=120, ge=1, le=3600)
-    max_wait_seconds: int = Field(default=3600, ge=60, le=86_400 * 7)
+    max_wait_seconds: int = Field(default=3600, ge=60, le=86_400)  # well inside the execution's timeout
     # Copy records (and so idempotency) must outlive every event that can still be redriven,
     # or a redriven event about a copy would start it, or a copy of its output, again.
     copy_record_retention_days: int = Field(default=30, ge=REDRIVE_WINDOW_DAYS, le=3653)

@@ -172,3 +172,4 @@ class CopyPipelineStack(Stack):
         )
         CfnOutput(self, "CopyFunctionName", value=self.copy_function.function.function_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger.dead_letter_queue.queue_url)
+        CfnOutput(self, "CopyTableName", value=self.idempotency.table.table_name)  # ops.cli resolve

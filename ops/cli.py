@@ -3,6 +3,7 @@
     python -m ops.cli start --state-machine-arn ARN --source-image-set-id ID [--destination-image-set-id ID]
                             [--copiable-attributes JSON] [--force] [--promote-to-primary]
     python -m ops.cli redrive --queue-url URL --state-machine-arn ARN
+    python -m ops.cli resolve --table-name NAME --record-id copy#... (--not-accepted | --accepted-into ID:VERSION)
 
 Both use the same input contract as the console (README, "Starting a copy by hand").
 Execution names are derived from the input, so starting the same thing twice while it runs,
@@ -81,6 +82,55 @@ def redrive(*, queue_url: str, state_machine_arn: str) -> list[str]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
+def resolve(*, table_name: str, record_id: str, accepted_into: tuple[str, str] | None, client: Any = None) -> str:
+    """Settle a copy record ConfirmCopy could not decide (CopyOutcomeUndecided), after looking:
+    accepted into that image set version (claimed, as ConfirmCopy would), or not accepted (the next
+    start calls CopyImageSet again). Only a record still waiting for confirmation (CALLING) changes."""
+    dynamodb = client or boto3.client("dynamodb")
+    names = {"#status": "status"}
+    values: dict[str, Any] = {":calling": {"S": "CALLING"}}
+    if accepted_into is None:
+        update = "SET #status = :status"
+        values[":status"] = {"S": "NOT_ACCEPTED"}
+    else:
+        update = "SET #status = :status, destinationImageSetId = :image_set, destinationVersionId = :version"
+        values.update(
+            {":status": {"S": "ACCEPTED"}, ":image_set": {"S": accepted_into[0]}, ":version": {"S": accepted_into[1]}}
+        )
+    items: list[dict[str, Any]] = [
+        {
+            "Update": {
+                "TableName": table_name,
+                "Key": {"id": {"S": record_id}},
+                "UpdateExpression": update,
+                "ConditionExpression": "#status = :calling",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+    ]
+    if accepted_into is not None:
+        claim = f"claim#{accepted_into[0]}#{accepted_into[1]}"
+        items.append(
+            {
+                "Put": {
+                    "TableName": table_name,
+                    "Item": {"id": {"S": claim}, "recordId": {"S": record_id}},
+                    "ConditionExpression": "attribute_not_exists(id)",
+                }
+            }
+        )
+    try:
+        dynamodb.transact_write_items(TransactItems=items)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "TransactionCanceledException":
+            raise
+        raise SystemExit(
+            f"{record_id} was not changed: it is not waiting for confirmation, or that version is claimed already"
+        ) from None
+    return "NOT_ACCEPTED" if accepted_into is None else "ACCEPTED"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,7 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     redrive_parser = commands.add_parser("redrive", help="start executions for dead-lettered events")
     redrive_parser.add_argument("--queue-url", required=True)
     redrive_parser.add_argument("--state-machine-arn", required=True)
+    resolve_parser = commands.add_parser("resolve", help="settle a copy ConfirmCopy could not decide")
+    resolve_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
+    resolve_parser.add_argument("--record-id", required=True, help="copy#..., named in the CopyOutcomeUndecided cause")
+    outcome = resolve_parser.add_mutually_exclusive_group(required=True)
+    outcome.add_argument("--not-accepted", action="store_true", help="no image set holds the copy")
+    outcome.add_argument("--accepted-into", metavar="IMAGE_SET_ID:VERSION", help="the version that holds the copy")
     args = parser.parse_args(argv)
+
+    if args.command == "resolve":
+        into = tuple(args.accepted_into.split(":", 1)) if args.accepted_into else None
+        if into is not None and (len(into) != 2 or not all(into)):
+            parser.error("--accepted-into: expected IMAGE_SET_ID:VERSION")
+        print(resolve(table_name=args.table_name, record_id=args.record_id, accepted_into=into))  # type: ignore[arg-type]
+        return 0
 
     if args.command == "redrive":
         started = redrive(queue_url=args.queue_url, state_machine_arn=args.state_machine_arn)

@@ -103,7 +103,9 @@ def test_two_executions_merge_into_one_primary_at_once(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
     second = another_part_of_the_series(emulator, 11, 12)
-    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
+    # Conflict retries at most 5 s apart: the second copy lands in the primary before the first's 75 s look.
+    retries = {"conflictRetryIntervalSeconds": 5, "conflictRetryMaxDelaySeconds": 5, "conflictRetryAttempts": 30}
+    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary", **retries) as pipeline:
         arns = [pipeline.start(merge_event(source)) for source in (study.consistent, second)]
         records = [pipeline.wait(arn) for arn in arns]
     assert all(r.status == "SUCCEEDED" for r in records), [r.cause for r in records]
@@ -207,6 +209,7 @@ def test_a_pinned_destination_version_survives_our_own_failed_version(
 def test_merge_goes_into_the_primary_of_the_same_series_not_of_the_study(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
+    clock.advance(1)  # the study's first primary (series 1) is the oldest: "the study's primary" would pick it
     other_series = [
         emulator.seed_image_set(
             DS, seed.series_image_set_metadata(patient_number=1, study=1, series=2, instances=instances)

@@ -342,3 +342,64 @@ def test_force_asked_for_from_the_console_still_obeys_the_policy(function: Funct
     assert type(raised.value).__name__ == "ForceRefused"
     assert "force was asked for" in str(raised.value)
     function.copies.assert_no_pending_responses()  # no CopyImageSet was made
+
+
+def test_a_pinned_destination_version_followed_only_by_failed_versions_has_not_moved(function: Function) -> None:
+    """A failed copy keeps the content it was copied onto: the destination has not moved on."""
+    expect_source(function)
+    expect_destination(function, version="3")
+    for version in ("2", "3"):
+        function.reads.add_response(
+            "get_image_set",
+            image_set(DESTINATION, version=version, workflow="COPY_FAILED"),
+            {"datastoreId": DATASTORE, "imageSetId": DESTINATION, "versionId": version},
+        )
+    function.copies.add_response(
+        "copy_image_set",
+        copy_answer(SOURCE, DESTINATION, version="4"),
+        copy_params({"imageSetId": DESTINATION, "latestVersionId": "3"}),
+    )
+
+    progress = function.invoke(
+        step("start_copy", request=request(destinationImageSetId=DESTINATION, destinationVersionId="1"))
+    )
+
+    assert (progress["baselineVersionId"], progress["destinationVersionId"]) == ("3", "4")
+
+
+def test_a_pinned_destination_version_another_writer_moved_on_is_refused(function: Function) -> None:
+    expect_source(function)
+    expect_destination(function, version="2")
+    function.reads.add_response(
+        "get_image_set",
+        image_set(DESTINATION, version="2", workflow="COPIED"),
+        {"datastoreId": DATASTORE, "imageSetId": DESTINATION, "versionId": "2"},
+    )
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(
+            step("start_copy", request=request(destinationImageSetId=DESTINATION, destinationVersionId="1"))
+        )
+
+    assert type(raised.value).__name__ == "ImageSetVersionChanged"
+    assert "version 2, not 1" in str(raised.value)
+    function.copies.assert_no_pending_responses()
+
+
+def test_a_request_whose_calls_keep_landing_nothing_stops_with_a_named_error(function: Function) -> None:
+    modules = function.modules
+    parsed = modules.models.CopyRequest.model_validate(request())
+    previous = None
+    for _ in range(modules.copy_start.MAX_UNANSWERED_CALLS):
+        previous = modules.copy_record.mark_not_accepted(
+            modules.copy_record.begin_call(
+                parsed, previous=previous, source_version_id="1", baseline_version_id=None, execution_id="test"
+            )
+        )
+
+    with pytest.raises(Exception) as raised:
+        function.invoke(step("start_copy", request=request()))
+
+    assert type(raised.value).__name__ == "CopyFailed"
+    assert "3 CopyImageSet calls" in str(raised.value)
+    function.copies.assert_no_pending_responses()  # no fourth call

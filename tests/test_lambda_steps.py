@@ -264,6 +264,45 @@ def test_content_that_was_already_there_cannot_decide_and_tells_the_operator_wha
     assert f"versions after 1 of image set {DESTINATION}" in cause and "ops.cli start" in cause
 
 
+def test_the_expected_version_written_by_a_metadata_update_means_ours_was_refused(function: Function) -> None:
+    record_unanswered_call(function, INTO_DESTINATION, called_at=1_000)
+    expect_get(function, DESTINATION, "2", workflow="UPDATED")
+
+    answer = confirm(function, INTO_DESTINATION, now=1_100)
+
+    assert answer["status"] == "NOT_ACCEPTED"
+
+
+def test_a_re_import_of_the_same_instances_with_other_values_is_not_our_copy(function: Function) -> None:
+    record_unanswered_call(function, INTO_DESTINATION, called_at=1_000)
+    expect_get(function, DESTINATION, "2", workflow="COPIED")
+    expect_metadata(function, SOURCE, with_instances(SERIES, "9.1"), versionId="1")
+    expect_metadata(function, DESTINATION, with_instances(SERIES, "1.1"), versionId="1")
+    twin = with_instances(SERIES, "1.1", "9.1")
+    (series,) = twin["Study"]["Series"].values()
+    series["Instances"]["9.1"]["DICOM"]["SOPClassUID"] = "1.2.840.10008.5.1.4.1.1.4"  # same UID, other values
+    expect_metadata(function, DESTINATION, twin, versionId="2")
+
+    answer = confirm(function, INTO_DESTINATION, now=1_100)
+
+    assert answer["status"] == "NOT_ACCEPTED"
+
+
+def test_a_version_another_record_adopted_is_not_adopted_twice(function: Function) -> None:
+    other_request = request(sourceImageSetId=NEW, destinationImageSetId=DESTINATION)
+    record_unanswered_call(function, other_request, called_at=1_000)
+    modules = function.modules
+    other = modules.copy_record.load(modules.models.CopyRequest.model_validate(other_request))
+    modules.copy_record.adopt(other, destination_image_set_id=DESTINATION, destination_version_id="2")
+    record_unanswered_call(function, INTO_DESTINATION, called_at=1_000)
+    expect_get(function, DESTINATION, "2", workflow="COPIED")
+
+    answer = confirm(function, INTO_DESTINATION, now=1_100)
+
+    assert answer["status"] == "NOT_ACCEPTED"  # version 2 is the other record's: ours was refused
+    function.reads.assert_no_pending_responses()
+
+
 def summary(image_set_id: str, created: float) -> dict[str, Any]:
     return {"imageSetId": image_set_id, "version": 1, "createdAt": at(created), "isPrimary": False}
 
@@ -312,6 +351,19 @@ def test_a_neighbour_copy_of_the_same_series_with_other_instances_is_not_adopted
     answer = confirm(function, request(), now=1_100)
 
     assert answer["status"] == "NOT_ACCEPTED"
+
+
+def test_a_forced_flag_that_differs_is_not_proof_either_way(function: Function) -> None:
+    record_unanswered_call(function, request(), called_at=1_000)
+    expect_metadata(function, SOURCE, SERIES, versionId="1")
+    expect_series_search(function, summary(NEW, 1_001), since=995, until=1_101)
+    expect_get(function, NEW, "1", workflow="COPIED", forced=True)  # our request was not forced
+    expect_metadata(function, NEW, SERIES, versionId="1")
+
+    with pytest.raises(Exception) as raised:
+        confirm(function, request(), now=1_100)
+
+    assert type(raised.value).__name__ == "CopyOutcomeUndecided"
 
 
 def test_two_new_image_sets_holding_our_instances_cannot_decide(function: Function) -> None:
@@ -378,21 +430,6 @@ def test_always_allows(function: Function) -> None:
     expect_metadata(function, DESTINATION, same_patient())
     answer = function.invoke(step("authorise_force", request=request(destinationImageSetId=DESTINATION)))
     assert answer["force"] is True
-
-
-def test_a_pinned_destination_version_moves_to_the_version_our_failed_copy_produced(function: Function) -> None:
-    pinned = request(destinationImageSetId=DESTINATION, destinationVersionId="1")
-    parsed = function.modules.models.CopyRequest.model_validate(pinned)
-    record = function.modules.copy_record.begin_call(
-        parsed, previous=None, source_version_id="1", baseline_version_id="1", execution_id="test"
-    )
-    function.modules.copy_record.mark_accepted(record, destination_image_set_id=DESTINATION, destination_version_id="2")
-    expect_metadata(function, SOURCE, same_patient())
-    expect_metadata(function, DESTINATION, same_patient(), versionId="2")
-
-    answer = function.invoke(step("authorise_force", request=pinned))
-
-    assert (answer["force"], answer["destinationVersionId"]) == (True, "2")
 
 
 # --- FindPrimaryOfSeries ---------------------------------------------------------------

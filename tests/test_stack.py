@@ -316,3 +316,11 @@ def test_copy_records_outlive_the_dead_letter_queue(template: Template) -> None:
     (function,) = template.find_resources("AWS::Lambda::Function").values()
     retention_days = int(function["Properties"]["Environment"]["Variables"]["COPY_RECORD_RETENTION_DAYS"])
     assert retention_days * 86_400 > queue["Properties"]["MessageRetentionPeriod"] + 86_400  # + EventBridge's day
+
+
+def test_inconsistent_metadata_on_a_forced_request_can_never_loop_through_the_force_branch(template: Template) -> None:
+    states = json.loads(_definition(template))["States"]
+    (forced,) = states["AlreadyForced?"]["Choices"]
+    assert forced == {"Variable": "$.request.force", "BooleanEquals": True, "Next": "StillInconsistentAfterForce"}
+    assert states["StillInconsistentAfterForce"]["Type"] == "Fail"
+    assert states["AlreadyForced?"]["Default"] == "AuthoriseForce"

@@ -9,10 +9,13 @@ Lifecycle (`status`):
 - REFUSED: the service certainly refused the call; a later attempt may call again.
 - NOT_ACCEPTED: confirmation proved nothing of ours landed; a later attempt may call again.
 
-Records are never deleted by the function: they expire `copyRecordRetentionDays` after the last
-call, which the stack keeps longer than dead-lettered events can be redriven. The index
-`byDestination` (destinationImageSetId, destinationVersionId) lets the copy-storm guard and
-confirmation ask "did this pipeline write that image set version?".
+A record that confirmation adopts claims the adopted version (claim#<imageSetId>#<versionId>, in
+the same transaction), so no two records can adopt one version. An operator settles a record
+confirmation could not decide with `python -m ops.cli resolve`. Records are never deleted by the
+function: they expire `copyRecordRetentionDays` after the last call, which the stack keeps longer
+than dead-lettered events can be redriven. The index `byDestination` (destinationImageSetId,
+destinationVersionId) lets the copy-storm guard and confirmation ask "did this pipeline write
+that image set version?".
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
 
 from copier import clock, table
-from copier.errors import CopyConflict, TableUnavailable
+from copier.errors import CopyConflict, CopyRecordChanged, TableUnavailable
 from copier.models import CopyRequest
 from copier.settings import load_settings
 
 KEY_PREFIX = "copy#"
+CLAIM_PREFIX = "claim#"  # claim#<imageSetId>#<versionId>: the record that adopted that version
 BY_DESTINATION_INDEX = "byDestination"
 
 
@@ -59,10 +63,11 @@ class CopyRecord(BaseModel):
     requested_at: float
     calls: int  # CopyImageSet calls made for this request: the guard of every update
     looks: int = 0  # confirmation looks since the last call
+    unanswered: int = 0  # calls that got no answer and were proved not accepted
     refusal: str | None = None
     execution_id: str | None = None
 
-    @field_validator("requested_at", "calls", "looks", mode="before")
+    @field_validator("requested_at", "calls", "looks", "unanswered", mode="before")
     @classmethod
     def _number(cls, value: object) -> object:
         return float(value) if isinstance(value, Decimal) else value
@@ -104,6 +109,7 @@ def begin_call(
         forced=request.force,
         requested_at=clock.now(),
         calls=(previous.calls if previous else 0) + 1,
+        unanswered=previous.unanswered if previous else 0,
         execution_id=execution_id,
     )
     if previous is None:
@@ -126,8 +132,9 @@ def begin_call(
     return record
 
 
-def _update(record: CopyRecord, *, expect: CopyStatus | None = None, **changes: Any) -> CopyRecord:
-    """Apply changes, only if no other call was recorded since (and the record is in status `expect`)."""
+def _update_params(record: CopyRecord, changes: dict[str, Any], expect: CopyStatus | None) -> dict[str, Any]:
+    """UpdateItem parameters applying changes, only if no other call was recorded since
+    (and the record is in status `expect`)."""
     updated = record.model_copy(update=changes)
     wire = {to_camel(name): value for name, value in updated.model_dump(mode="json", include=set(changes)).items()}
     names = {f"#{name}": name for name in wire}
@@ -138,24 +145,77 @@ def _update(record: CopyRecord, *, expect: CopyStatus | None = None, **changes: 
         names["#status"] = "status"
         values[":expected_status"] = expect
         condition += " AND #status = :expected_status"
-    table.call(
-        "update_item",
-        Key={"id": {"S": record.id}},
-        UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in wire),
-        ConditionExpression=condition,
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=table.to_dynamodb(values),
-    )
-    return updated
+    return {
+        "Key": {"id": {"S": record.id}},
+        "UpdateExpression": "SET " + ", ".join(f"#{name} = :{name}" for name in wire),
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": table.to_dynamodb(values),
+    }
+
+
+def _update(record: CopyRecord, *, expect: CopyStatus | None = None, **changes: Any) -> CopyRecord:
+    try:
+        table.call("update_item", **_update_params(record, changes, expect))
+    except TableUnavailable as error:
+        if table.is_condition_failure(error):
+            raise CopyRecordChanged(f"copy record {record.id} changed meanwhile: read it again") from None
+        raise
+    return record.model_copy(update=changes)
 
 
 def mark_accepted(record: CopyRecord, *, destination_image_set_id: str, destination_version_id: str) -> CopyRecord:
+    """The service answered: the copy is ours, producing this version."""
     return _update(
         record,
+        expect=CopyStatus.CALLING,
         status=CopyStatus.ACCEPTED,
         destination_image_set_id=destination_image_set_id,
         destination_version_id=destination_version_id,
     )
+
+
+def adopt(record: CopyRecord, *, destination_image_set_id: str, destination_version_id: str) -> CopyRecord:
+    """Confirmation proved the copy ours: accept it, and claim the version so that no other
+    record can adopt it too (a claim item, written in the same transaction)."""
+    changes = {
+        "status": CopyStatus.ACCEPTED,
+        "destination_image_set_id": destination_image_set_id,
+        "destination_version_id": destination_version_id,
+    }
+    claim = {
+        "id": f"{CLAIM_PREFIX}{destination_image_set_id}#{destination_version_id}",
+        "recordId": record.id,
+        "expiration": int(clock.now()) + load_settings().copy_record_retention_seconds,
+    }
+    try:
+        table.call(
+            "transact_write_items",
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": load_settings().table_name,
+                        **_update_params(record, changes, CopyStatus.CALLING),
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": load_settings().table_name,
+                        "Item": table.to_dynamodb(claim),
+                        "ConditionExpression": "attribute_not_exists(id)",
+                    }
+                },
+            ],
+            with_table_name=False,
+        )
+    except TableUnavailable as error:
+        if error.code == "TransactionCanceledException":
+            raise CopyRecordChanged(
+                f"version {destination_version_id} of {destination_image_set_id} is claimed by another copy record,"
+                f" or copy record {record.id} changed meanwhile"
+            ) from None
+        raise
+    return record.model_copy(update=changes)
 
 
 def mark_refused(record: CopyRecord, error_name: str) -> CopyRecord:
@@ -163,7 +223,7 @@ def mark_refused(record: CopyRecord, error_name: str) -> CopyRecord:
 
 
 def mark_not_accepted(record: CopyRecord) -> CopyRecord:
-    return _update(record, expect=CopyStatus.CALLING, status=CopyStatus.NOT_ACCEPTED)
+    return _update(record, expect=CopyStatus.CALLING, status=CopyStatus.NOT_ACCEPTED, unanswered=record.unanswered + 1)
 
 
 def count_look(record: CopyRecord) -> CopyRecord:

@@ -1,4 +1,4 @@
-"""Starting a copy: at most one accepted CopyImageSet per copy request.
+"""Starting a copy: at most one CopyImageSet per copy request whose data lands.
 
 Powertools idempotency returns the first answer to a repeated request (duplicate event,
 task retry) and keeps two starts of one request from running at once. The copy record
@@ -9,6 +9,8 @@ destination and the version this copy produces, written the moment the answer ar
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -24,10 +26,13 @@ from copier.copy_record import CopyRecord, CopyStatus
 from copier.errors import (
     CopyConflict,
     CopyError,
+    CopyFailed,
     CopyOutcomeUnknown,
+    CopyRecordChanged,
     ImageSetNotFound,
     ImageSetVersionChanged,
     InvalidCopyRequest,
+    TableUnavailable,
 )
 from copier.models import CopyProgress, CopyRequest
 from copier.settings import load_settings
@@ -37,6 +42,9 @@ metrics = Metrics()
 
 # Stable across deploys: the default prefix holds the function name, which CDK may change.
 IDEMPOTENCY_KEY_PREFIX = "healthimaging-copy#start-copy"
+# Calls that got no answer and landed nothing: past this, the service is failing, not unlucky.
+MAX_UNANSWERED_CALLS = 3
+FAILED = "COPY_FAILED"
 
 
 def _on_duplicate(response: object, data: object) -> object:
@@ -74,11 +82,33 @@ def _usable(image_set: dict[str, object], role: str) -> None:
         raise CopyConflict(f"{role} image set {image_set_id} is locked ({image_set.get('imageSetWorkflowStatus')})")
 
 
-def _latest_version(image_set: dict[str, object], requested: str | None, role: str) -> str:
-    latest = str(image_set["versionId"])
+def _source_version(source: dict[str, Any], requested: str | None) -> str:
+    latest = str(source["versionId"])
     if requested is not None and requested != latest:
         raise ImageSetVersionChanged(
-            f"{role} image set {image_set.get('imageSetId')} is at version {latest}, not {requested}"
+            f"source image set {source.get('imageSetId')} is at version {latest}, not {requested}"
+        )
+    return latest
+
+
+def _baseline_version(request: CopyRequest, destination: dict[str, Any]) -> str:
+    """The destination's version to copy onto: the latest, if the request pinned none or the versions
+    after the pinned one all failed (a failed copy keeps the content it was copied onto: the
+    destination has not moved on, whether the failure was ours or another writer's)."""
+    latest = str(destination["versionId"])
+    pinned = request.destination_version_id
+    if pinned is None or pinned == latest:
+        return latest
+    later = range(int(pinned) + 1, int(latest) + 1) if int(pinned) < int(latest) else range(0)
+    statuses = [
+        healthimaging.get_image_set(request.datastore_id, str(request.destination_image_set_id), str(version)).get(
+            "imageSetWorkflowStatus"
+        )
+        for version in later
+    ]
+    if not statuses or any(status != FAILED for status in statuses):
+        raise ImageSetVersionChanged(
+            f"destination image set {request.destination_image_set_id} is at version {latest}, not {pinned}"
         )
     return latest
 
@@ -100,15 +130,20 @@ def start_copy(*, request: CopyRequest, execution_id: str | None = None) -> Copy
         raise CopyOutcomeUnknown(
             f"an earlier CopyImageSet of {request.source_image_set_id} has no recorded answer: confirming it"
         )
+    if previous is not None and previous.unanswered >= MAX_UNANSWERED_CALLS:
+        raise CopyFailed(
+            f"{previous.unanswered} CopyImageSet calls of {request.source_image_set_id} got no answer and landed"
+            " nothing: HealthImaging is failing; start the copy again later"
+        )
 
     source = healthimaging.get_image_set(request.datastore_id, request.source_image_set_id)
     _usable(source, "source")
-    source_version = _latest_version(source, request.source_version_id, "source")
+    source_version = _source_version(source, request.source_version_id)
     baseline_version: str | None = None
     if request.destination_image_set_id:
         destination = healthimaging.get_image_set(request.datastore_id, request.destination_image_set_id)
         _usable(destination, "destination")
-        baseline_version = _latest_version(destination, request.destination_version_id, "destination")
+        baseline_version = _baseline_version(request, destination)
 
     force_policy.ensure_force_allowed(request)
     record = copy_record.begin_call(
@@ -142,11 +177,17 @@ def start_copy(*, request: CopyRequest, execution_id: str | None = None) -> Copy
         raise
 
     produced = response["destinationImageSetProperties"]
-    record = copy_record.mark_accepted(
-        record,
-        destination_image_set_id=produced["imageSetId"],
-        destination_version_id=str(produced["latestVersionId"]),
-    )
+    answer = {"destinationImageSetId": produced["imageSetId"], "destinationVersionId": str(produced["latestVersionId"])}
+    try:
+        record = copy_record.mark_accepted(
+            record,
+            destination_image_set_id=answer["destinationImageSetId"],
+            destination_version_id=answer["destinationVersionId"],
+        )
+    except (TableUnavailable, CopyRecordChanged) as lost:
+        # The table's own retries are spent: the answer survives in the log, and confirmation finds it.
+        logger.error("CopyImageSet answered but its answer could not be recorded", extra=answer)
+        raise CopyOutcomeUnknown(f"the answer to CopyImageSet could not be recorded ({lost})") from None
     metrics.add_metric(name="CopiesStarted", unit=MetricUnit.Count, value=1)
     if request.force:
         metrics.add_metric(name="ForcedCopies", unit=MetricUnit.Count, value=1)

@@ -58,6 +58,22 @@ def instances(document: dict[str, Any]) -> set[str]:
     return {sop for series in _series(document).values() for sop in series.get("Instances", {})}
 
 
+def _instance_elements(document: dict[str, Any]) -> dict[str, Any]:
+    """SOPInstanceUID -> the instance's own DICOM elements."""
+    return {
+        sop: instance.get("DICOM", {})
+        for series in _series(document).values()
+        for sop, instance in series.get("Instances", {}).items()
+    }
+
+
+def holds_instances(destination: dict[str, Any], source: dict[str, Any], chosen: dict[str, set[str]]) -> bool:
+    """The destination holds every chosen instance of the source, each with the source's own elements
+    (a re-import of the same instances with other values does not count)."""
+    held, own = _instance_elements(destination), _instance_elements(source)
+    return all(sop in held and held[sop] == own.get(sop) for sops in chosen.values() for sop in sops)
+
+
 def inconsistent_elements(source: dict[str, Any], destination: dict[str, Any], series: list[str]) -> list[str]:
     """Names of Patient/Study elements, and Series elements of the copied series both hold, that differ."""
     names: set[str] = set()

@@ -64,6 +64,11 @@ class TableUnavailable(HealthImagingUnavailable):
         self.code = code
 
 
+class CopyRecordChanged(CopyError):
+    """The copy record changed between a read and a conditional write (another step of the same
+    request, or a claim by another record): read it again."""
+
+
 class CopyOutcomeUnknown(CopyError):
     """CopyImageSet may or may not have been accepted (5xx, timeout, crash): confirm, never repeat blindly."""
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from copier import copy_record, dicom, inconsistency
-from copier.copy_record import CopyStatus
+from copier import dicom, inconsistency
 from copier.errors import ForceRefused
 from copier.inconsistency import Documents
 from copier.models import CopyRequest
@@ -22,17 +21,12 @@ metrics = Metrics()
 
 def authorise_force(*, request: CopyRequest) -> CopyRequest:
     """The request to start again with force=True, if the policy allows it; ForceRefused otherwise."""
-    pinned = request.destination_version_id
-    record = copy_record.load(request)
-    if pinned is not None and record is not None and record.status is CopyStatus.ACCEPTED:
-        # Our own failed copy produced a version: that is not someone else moving the destination.
-        pinned = record.destination_version_id
-    forced = request.model_copy(update={"force": True, "destination_version_id": pinned})
+    forced = request.model_copy(update={"force": True})
     pair = None
     inconsistent: list[str] = []
     if forced.destination_image_set_id is not None:
         pair = inconsistency.documents(
-            forced, source_version_id=forced.source_version_id, destination_version_id=pinned
+            forced, source_version_id=forced.source_version_id, destination_version_id=forced.destination_version_id
         )
         inconsistent = inconsistency.differing_elements(forced, pair)
     _enforce(forced, f" (copy needs force for inconsistent {', '.join(inconsistent) or 'metadata'})", pair)
@@ -43,7 +37,6 @@ def authorise_force(*, request: CopyRequest) -> CopyRequest:
             "forcePolicy": load_settings().force_policy.value,
             "inconsistentElements": inconsistent,
             "destinationImageSetId": forced.destination_image_set_id,
-            "destinationVersionId": pinned,
         },
     )
     return forced

@@ -13,12 +13,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 
 from copier import errors
 
@@ -154,9 +149,9 @@ def copy_image_set(
         if status >= 500:
             raise errors.CopyOutcomeUnknown(f"CopyImageSet answered HTTP {status}") from None
         raise translate(error, f"CopyImageSet {source_image_set_id}") from None
-    except (ReadTimeoutError, ConnectionClosedError) as error:
-        # The request went out; whether it was accepted is unknown.
-        raise errors.CopyOutcomeUnknown(f"CopyImageSet got no answer: {type(error).__name__}") from None
     except ConnectionError:
         # Could not connect: the request never reached the service.
         raise errors.HealthImagingUnavailable("CopyImageSet: could not connect") from None
+    except HTTPClientError as error:
+        # The request may have gone out (read timeout, connection closed, ...): whether it was accepted is unknown.
+        raise errors.CopyOutcomeUnknown(f"CopyImageSet got no answer: {type(error).__name__}") from None

@@ -32,7 +32,7 @@ def differing_elements(request: CopyRequest, pair: Documents) -> list[str]:
     return dicom.inconsistent_elements(source, destination, list(dicom.selection(source, request.copiable_attributes)))
 
 
-def inconsistent_elements(request: CopyRequest, *, source_version_id: str, destination_version_id: str) -> list[str]:
+def _differing_at(request: CopyRequest, *, source_version_id: str, destination_version_id: str) -> list[str]:
     pair = documents(request, source_version_id=source_version_id, destination_version_id=destination_version_id)
     return differing_elements(request, pair)
 
@@ -45,8 +45,10 @@ def _inconsistent(subject: str, names: list[str]) -> InconsistentMetadata:
 def judge_refusal(
     request: CopyRequest, refusal: CopyError, *, source_version_id: str, baseline_version_id: str
 ) -> CopyError:
-    """A ConflictException or ValidationException on a copy into an existing image set: the
-    refusal as it was, unless the image sets are settled and their metadata differ."""
+    """A ConflictException or ValidationException on an unforced copy into an existing image set:
+    the refusal as it was, unless the image sets are settled and their metadata differ."""
+    if request.force:
+        return refusal  # force overrides inconsistency: it cannot be why a forced copy was refused
     if isinstance(refusal, CopyConflict):
         for image_set_id, version in (
             (request.source_image_set_id, source_version_id),
@@ -55,17 +57,16 @@ def judge_refusal(
             current = healthimaging.get_image_set(request.datastore_id, str(image_set_id))
             if current.get("imageSetState") == "LOCKED" or str(current.get("versionId")) != version:
                 return refusal  # a lock or a moved version: a real conflict, retried
-    names = inconsistent_elements(
-        request, source_version_id=source_version_id, destination_version_id=baseline_version_id
-    )
+    names = _differing_at(request, source_version_id=source_version_id, destination_version_id=baseline_version_id)
     return _inconsistent(str(refusal), names) if names else refusal
 
 
 def judge_failure(request: CopyRequest, progress: CopyProgress) -> CopyError:
-    """Our own version ended COPY_FAILED: inconsistent metadata (force may help) or CopyFailed."""
+    """Our own version ended COPY_FAILED: inconsistent metadata (an unforced copy between documents that
+    differ cannot succeed: force may help) or CopyFailed."""
     subject = f"COPY_FAILED on {progress.destination_image_set_id} version {progress.destination_version_id}"
-    if progress.baseline_version_id is not None and progress.source_version_id is not None:
-        names = inconsistent_elements(
+    if not request.force and progress.baseline_version_id is not None and progress.source_version_id is not None:
+        names = _differing_at(
             request, source_version_id=progress.source_version_id, destination_version_id=progress.baseline_version_id
         )
         if names:

@@ -9,6 +9,7 @@ off in about N/rate seconds with (almost) no ThrottlingException.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from copier import clock, table
 from copier.errors import TableUnavailable
@@ -28,7 +29,9 @@ def reserve_copy_slot() -> int:
         previous = item["nextSlot"] if item else None
         slot = now if previous is None else max(now, float(previous) + interval)
         condition = "attribute_not_exists(id)" if previous is None else "nextSlot = :previous"
-        values = {":previous": {"N": str(previous)}} if previous is not None else {}
+        values: dict[str, Any] = (
+            {"ExpressionAttributeValues": {":previous": {"N": str(previous)}}} if previous is not None else {}
+        )
         try:
             table.call(
                 "put_item",
@@ -38,7 +41,7 @@ def reserve_copy_slot() -> int:
                     "expiration": {"N": str(int(slot) + 86_400)},
                 },
                 ConditionExpression=condition,
-                **({"ExpressionAttributeValues": values} if values else {}),
+                **values,
             )
         except TableUnavailable as error:
             if table.is_condition_failure(error):

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from copier.errors import TableUnavailable
@@ -20,15 +21,21 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+# Standard retries ride out throttling and brief faults before a call reports TableUnavailable.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+
 @lru_cache(maxsize=1)
 def client() -> Any:
-    return boto3.client("dynamodb")
+    return boto3.client("dynamodb", config=CLIENT_CONFIG)
 
 
-def call(operation: str, **params: Any) -> dict[str, Any]:
-    """One DynamoDB call on the pipeline's table (TableName is filled in)."""
+def call(operation: str, *, with_table_name: bool = True, **params: Any) -> dict[str, Any]:
+    """One DynamoDB call on the pipeline's table (TableName is filled in, unless the call names it per item)."""
+    if with_table_name:
+        params["TableName"] = load_settings().table_name
     try:
-        result: dict[str, Any] = getattr(client(), operation)(TableName=load_settings().table_name, **params)
+        result: dict[str, Any] = getattr(client(), operation)(**params)
         return result
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
