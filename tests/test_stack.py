@@ -17,7 +17,7 @@ from workflow import DS
 from infra.app import build_app
 from infra.settings import SettingsError, stack_settings_from_context
 from infra.stack import ACCEPTED_FINDINGS
-from offline.runner import WorkflowDefinition, _resolve
+from offline.runner import WorkflowDefinition, resolve
 
 pytestmark = pytest.mark.slow
 CONTEXT = {"datastoreId": DS, "aws:cdk:bundling-stacks": []}
@@ -196,7 +196,7 @@ def _definition_string(template: Template) -> Any:
 def _definition(template: Template) -> str:
     function = _logical_id(template, "AWS::Lambda::Function")
     return str(
-        _resolve(
+        resolve(
             _definition_string(template),
             {"AWS::Partition": "aws", f"{function}.Arn": "arn:aws:lambda:us-east-1:1:function:f"},
         )
