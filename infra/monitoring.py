@@ -23,14 +23,14 @@ class Monitoring(Construct):
         function: lambda_.Function,
         dead_letter_queue: sqs.IQueue,
         alarm_topic_arn: str | None,
+        alarm_name_prefix: str,
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.topic = (
-            sns.Topic.from_topic_arn(self, "AlarmTopic", alarm_topic_arn)
-            if alarm_topic_arn
-            else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
-        )
+        self.alarm_name_prefix = alarm_name_prefix
+        # The stack's own topic, when no alarmTopicArn is given: the stack grants CloudWatch its use.
+        self.own_topic = None if alarm_topic_arn else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        self.topic = self.own_topic or sns.Topic.from_topic_arn(self, "AlarmTopic", str(alarm_topic_arn))
         five_minutes = Duration.minutes(5)
         self.alarms = [
             self._alarm(
@@ -73,6 +73,8 @@ class Monitoring(Construct):
         return cloudwatch.Alarm(
             self,
             name,
+            # Named, so that key and topic policies can name this stack's alarms before they exist.
+            alarm_name=f"{self.alarm_name_prefix}{name}",
             metric=metric,
             threshold=threshold,
             evaluation_periods=periods,

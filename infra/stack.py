@@ -8,9 +8,10 @@ Monitoring: alarms to an SNS topic. One KMS key encrypts logs, table, queue and 
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnOutput, Stack, Token, Validations
+from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.copy_function import CopyFunction
@@ -86,12 +87,15 @@ class CopyPipelineStack(Stack):
             function=self.copy_function.function,
             dead_letter_queue=self.trigger.dead_letter_queue,
             alarm_topic_arn=settings.alarm_topic_arn,
+            alarm_name_prefix=f"{self.stack_name}-",
             key=self.key,
         )
 
         # Wiring, in one place: what may call what.
         self.idempotency.table.grant_read_write_data(self.copy_function.function)
         self.copy_function.function.add_to_role_policy(self._healthimaging_policy())
+        if self.monitoring.own_topic:
+            self._let_alarms_notify(self.monitoring.own_topic)
 
         self._outputs()
         self._accept_findings()
@@ -133,6 +137,44 @@ class CopyPipelineStack(Stack):
                 "medical-imaging:CopyImageSet",
             ],
             resources=[datastore_arn, f"{datastore_arn}/imageset/*"],
+        )
+
+    def _let_alarms_notify(self, topic: sns.Topic) -> None:
+        """CloudWatch publishes alarm notifications as itself, to a topic encrypted with the stack's key:
+        it needs sns:Publish on the topic and the key's data-key operations (SNS guide, "compatibility
+        between event sources from AWS services and encrypted topics"). Only for this stack's alarms."""
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisStack",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": self.account},
+                    "ArnEquals": {"aws:SourceArn": [alarm.alarm_arn for alarm in self.monitoring.alarms]},
+                },
+            )
+        )
+        # The key policy cannot name the alarms' ARNs (key -> topic -> alarms would be a cycle): their
+        # names share the stack's prefix instead.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisStack",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": self.account},
+                    "ArnLike": {
+                        "aws:SourceArn": self.format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name=f"{self.monitoring.alarm_name_prefix}*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    },
+                },
+            )
         )
 
     def _allow_service_use_of_key(self) -> None:
