@@ -70,6 +70,7 @@ class CopyFunction(Construct):
         environment: dict[str, str],
         key: kms.IKey,
         log_retention_days: int,
+        reserved_concurrency: int | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -95,8 +96,9 @@ class CopyFunction(Construct):
             role=self.role,
             memory_size=512,
             timeout=self.TIMEOUT,
-            # Bounds Lambda concurrency (and so DynamoDB and HealthImaging reads) in a burst.
-            reserved_concurrent_executions=20,
+            # When set, bounds Lambda concurrency (and so DynamoDB and HealthImaging reads) in a burst;
+            # throttled invocations are retried by the workflow (Lambda.TooManyRequestsException).
+            reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             environment={

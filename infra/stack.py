@@ -61,6 +61,7 @@ class CopyPipelineStack(Stack):
             environment={**settings.function_environment(), "IDEMPOTENCY_TABLE": self.idempotency.table.table_name},
             key=self.key,
             log_retention_days=settings.log_retention_days,
+            reserved_concurrency=settings.reserved_concurrency,
         )
         self.workflow = CopyWorkflow(
             self,
@@ -94,6 +95,14 @@ class CopyPipelineStack(Stack):
         # Wiring, in one place: what may call what.
         self.idempotency.table.grant_read_write_data(self.copy_function.function)
         self.copy_function.function.add_to_role_policy(self._healthimaging_policy())
+        if settings.datastore_kms_key_arn:
+            self.copy_function.function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="UseTheDatastoreKey",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[settings.datastore_kms_key_arn],
+                )
+            )
         if self.monitoring.own_topic:
             self._let_alarms_notify(self.monitoring.own_topic)
 
@@ -121,6 +130,11 @@ class CopyPipelineStack(Stack):
                 "the indexes of this stack's one table (byDestination: which copy produced an image set version)"
             ),
         }
+        if self.settings.reserved_concurrency is None:
+            accepted["HIPAA.Security::HIPAA.Security-LambdaConcurrency"] = (
+                "reservedConcurrency is unset so the stack deploys on accounts whose concurrency quota cannot "
+                "spare a reservation (Lambda keeps 100 unreserved); setting it caps the function (README, Settings)"
+            )
         for rule_id, reason in accepted.items():
             Validations.of(self).acknowledge(Acknowledgment(id=rule_id, reason=reason))
 

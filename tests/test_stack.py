@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
-from workflow import DS
+from stack_app import CONTEXT, DS, resources, synthesize
 
 from infra.app import build_app
 from infra.settings import SettingsError, stack_settings_from_context
@@ -20,15 +19,12 @@ from infra.stack import ACCEPTED_FINDINGS
 from offline.runner import WorkflowDefinition, resolve
 
 pytestmark = pytest.mark.slow
-CONTEXT = {"datastoreId": DS, "aws:cdk:bundling-stacks": []}
+KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 @pytest.fixture(scope="session")
 def template() -> Template:
-    # cdk-nag's AwsSolutions and HIPAA Security packs run on this synth: a finding that is not
-    # acknowledged (with a reason) makes synth raise.
-    app = build_app(dict(CONTEXT))
-    return Template.from_stack(app.node.find_child("HealthImagingCopy"))  # type: ignore[arg-type]
+    return synthesize()[1]
 
 
 def test_one_of_each_part(template: Template) -> None:
@@ -54,7 +50,8 @@ def test_function_runtime_architecture_and_settings(template: Template) -> None:
             "Handler": "handler.handler",
             "TracingConfig": {"Mode": "Active"},
             "Timeout": 60,
-            "ReservedConcurrentExecutions": Match.any_value(),
+            # None reserved by default: a new account's low concurrency quota would refuse the deploy.
+            "ReservedConcurrentExecutions": Match.absent(),
             "Environment": {
                 "Variables": Match.object_like(
                     {
@@ -231,6 +228,14 @@ def _list(value: Any) -> list[Any]:
         ({"datastoreId": DS, "alarmTopicArn": "my-topic"}, "alarmTopicArn"),
         ({"datastoreId": DS, "datastoreid": DS}, "datastoreid"),
         ({"datastoreId": DS, "stacks": {"Prod": {"forcePolicy": "yes"}}}, "Prod"),
+        ({"datastoreId": DS, "reservedConcurrency": "0"}, "reservedConcurrency"),
+        ({"datastoreId": DS, "reservedConcurrency": "some"}, "reservedConcurrency"),
+        ({"datastoreId": DS, "datastoreKmsKeyArn": "alias/imaging"}, "datastoreKmsKeyArn"),
+        ({"datastoreId": DS, "region": "us-east-1", "datastoreKmsKeyArn": KEY_ARN}, "datastoreKmsKeyArn"),
+        ({"datastoreId": DS, "region": "us-east-1", "alarmTopicArn": "arn:aws:sns:eu-west-1:1:t"}, "alarmTopicArn"),
+        ({"datastoreId": DS, "region": "us-east-1", "alarmTopicArn": KEY_ARN.replace("kms", "sns")}, "alarmTopicArn"),
+        ({"datastoreId": DS, "stacks": {"CopyProd": {"account": "1234"}}}, "account"),
+        ({"datastoreId": DS, "region": "Ireland"}, "region"),
     ],
 )
 def test_bad_settings_are_named(context: dict[str, Any], named: str) -> None:
@@ -281,11 +286,67 @@ def test_python_app_py_reports_bad_settings_clearly_and_synthesizes_good_ones(tm
     assert any(r["Type"] == "AWS::StepFunctions::StateMachine" for r in template["Resources"].values())
 
 
-def test_several_stacks_synthesize_from_one_app() -> None:
-    app = build_app({**CONTEXT, "stacks": {"CopyDev": {}, "CopyProd": {"datastoreId": "f" * 32}}}, nag=False)
-    assembly = app.synth()
-    assert sorted(s.stack_name for s in assembly.stacks) == ["CopyDev", "CopyProd"]
-    assert isinstance(app, cdk.App)
+def test_several_stacks_deploy_to_their_own_accounts_with_their_own_settings() -> None:
+    # `cdk deploy CopyProd --profile prod`: each stack carries its account and Region (cdk-nag runs too).
+    app = build_app(
+        {
+            **CONTEXT,
+            "reservedConcurrency": "10",
+            "stacks": {
+                "CopyDev": {"account": "111122223333", "region": "eu-west-1"},
+                "CopyProd": {
+                    "datastoreId": "f" * 32,
+                    "forcePolicy": "never",
+                    "reservedConcurrency": 50,
+                    "account": "444455556666",
+                    "region": "us-east-1",
+                },
+            },
+        }
+    )
+    stacks = {s.stack_name: s for s in app.synth().stacks}
+    expected = {
+        "CopyDev": ("111122223333", "eu-west-1", DS, "same-patient", 10),
+        "CopyProd": ("444455556666", "us-east-1", "f" * 32, "never", 50),
+    }
+    assert sorted(stacks) == sorted(expected)
+    for name, (account, region, datastore, force_policy, reserved) in expected.items():
+        stack = stacks[name]
+        assert (stack.environment.account, stack.environment.region) == (account, region)
+        (function,) = resources(stack.template, "AWS::Lambda::Function").values()
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert (variables["DATASTORE_ID"], variables["FORCE_POLICY"]) == (datastore, force_policy)
+        assert function["Properties"]["ReservedConcurrentExecutions"] == reserved
+        assert f":medical-imaging:{region}:{account}:datastore/{datastore}" in json.dumps(stack.template)
+        alarm_names = {
+            a["Properties"]["AlarmName"] for a in resources(stack.template, "AWS::CloudWatch::Alarm").values()
+        }
+        assert f"{name}-ExecutionsFailed" in alarm_names
+
+
+def test_a_datastore_key_is_usable_by_the_function_for_what_healthimaging_needs_only() -> None:
+    _, template = synthesize(datastoreKmsKeyArn=KEY_ARN)
+    statements = [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if KEY_ARN in _list(statement["Resource"])
+    ]
+    assert statements == [
+        {
+            "Sid": "UseTheDatastoreKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": KEY_ARN,
+        }
+    ]
+    (function,) = template.find_resources("AWS::Lambda::Function").values()
+    (roles,) = (
+        p["Properties"]["Roles"]
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        if statements[0] in p["Properties"]["PolicyDocument"]["Statement"]
+    )
+    assert roles == [{"Ref": function["Properties"]["Role"]["Fn::GetAtt"][0]}]
 
 
 def test_every_task_times_out_just_after_the_function_does(template: Template) -> None:
