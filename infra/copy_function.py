@@ -15,6 +15,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.log_groups import retention
+
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 
@@ -76,7 +78,7 @@ class CopyFunction(Construct):
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
-            retention=_retention(log_retention_days),
+            retention=retention(log_retention_days),
             encryption_key=key,
             removal_policy=RemovalPolicy.RETAIN,
         )
@@ -107,18 +109,3 @@ class CopyFunction(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": "HealthImagingCopy",
             },
         )
-
-
-RETENTION = {
-    30: logs.RetentionDays.ONE_MONTH,
-    90: logs.RetentionDays.THREE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    731: logs.RetentionDays.TWO_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    3653: logs.RetentionDays.TEN_YEARS,
-}
-
-
-def _retention(days: int) -> logs.RetentionDays:
-    return RETENTION[days]

@@ -8,7 +8,7 @@ Monitoring: alarms to an SNS topic. One KMS key encrypts logs, table, queue and 
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, Stack, Token, Validations
+from aws_cdk import Acknowledgment, ArnFormat, CfnMapping, CfnOutput, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -21,6 +21,12 @@ from infra.import_trigger import ImportTrigger
 from infra.monitoring import Monitoring
 from infra.settings import StackSettings
 
+# The AWS Management Console's domain in each partition where HealthImaging could run.
+CONSOLE_DOMAINS = {
+    "aws": {"domain": "console.aws.amazon.com"},
+    "aws-cn": {"domain": "console.amazonaws.cn"},
+    "aws-us-gov": {"domain": "console.amazonaws-us-gov.com"},
+}
 # Each cdk-nag finding this stack accepts, and why (tests/test_stack_nag.py runs both packs).
 XRAY_AND_KMS = "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions"
 ACCEPTED_FINDINGS = {
@@ -218,12 +224,17 @@ class CopyPipelineStack(Stack):
         )
 
     def _outputs(self) -> None:
+        # The partition's URL suffix is not its console's domain (aws-cn: amazonaws.com.cn, the console
+        # is console.amazonaws.cn), hence a mapping.
+        console = CfnMapping(self, "ConsoleDomain", mapping=CONSOLE_DOMAINS, lazy=True).find_in_map(
+            self.partition, "domain"
+        )
         state_machine = self.workflow.state_machine
         CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn)
         CfnOutput(
             self,
             "StateMachineConsoleUrl",
-            value=f"https://{self.region}.console.aws.amazon.com/states/home?region={self.region}"
+            value=f"https://{console}/states/home?region={self.region}"
             f"#/statemachines/view/{state_machine.state_machine_arn}",
         )
         CfnOutput(self, "CopyFunctionName", value=self.copy_function.function.function_name)

@@ -12,14 +12,23 @@ from aws_cdk.assertions import Template
 
 from infra.app import build_app
 from infra.stack import CopyPipelineStack
-from offline.runner import resolve
 from offline.seed import DATASTORE_ID as DS
 
 CONTEXT: dict[str, Any] = {"datastoreId": DS, "aws:cdk:bundling-stacks": []}
 # What the intrinsic functions of an environment-agnostic template resolve to in these tests.
 ACCOUNT = "111122223333"
 REGION = "eu-west-1"
-PSEUDO_PARAMETERS = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws"}
+STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/HealthImagingCopy/0f1e2d3c-1111-2222-3333-444455556666"
+PSEUDO_PARAMETERS = {
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Region": REGION,
+    "AWS::Partition": "aws",
+    "AWS::StackId": STACK_ID,
+}
+# Settings other than the defaults, in one synth shared by the tests that need them.
+KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:oncall"
+CUSTOM_SETTINGS: dict[str, Any] = {"alarmTopicArn": TOPIC_ARN, "datastoreKmsKeyArn": KEY_ARN, "logRetentionDays": 90}
 
 
 def synthesize(**settings: Any) -> tuple[CopyPipelineStack, Template]:
@@ -39,11 +48,28 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
     return {logical_id: r for logical_id, r in template["Resources"].items() if r["Type"] == kind}
 
 
-def resolved(value: Any, refs: dict[str, str]) -> Any:
-    """value with every intrinsic function (Ref, Fn::GetAtt, Fn::Join) resolved, at any depth."""
-    value = resolve(value, {**PSEUDO_PARAMETERS, **refs})
-    if isinstance(value, dict):
-        return {k: resolved(v, refs) for k, v in value.items()}
+def resolved(value: Any, refs: dict[str, str], mappings: dict[str, Any] | None = None) -> Any:
+    """value with its intrinsic functions resolved at any depth: Ref and Fn::GetAtt from refs (plus the
+    pseudo parameters above), Fn::FindInMap from the template's mappings, Fn::Join/Select/Split."""
+    refs = {**PSEUDO_PARAMETERS, **refs}
     if isinstance(value, list):
-        return [resolved(v, refs) for v in value]
-    return value
+        return [resolved(v, refs, mappings) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((name, argument),) = value.items()
+        if name == "Ref":
+            return refs[argument]
+        if name == "Fn::GetAtt":
+            return refs[f"{argument[0]}.{argument[1]}"]
+        if name.startswith("Fn::"):
+            argument = resolved(argument, refs, mappings)
+        if name == "Fn::Join":
+            return argument[0].join(argument[1])
+        if name == "Fn::Select":
+            return argument[1][int(argument[0])]
+        if name == "Fn::Split":
+            return argument[1].split(argument[0])
+        if name == "Fn::FindInMap":
+            return (mappings or {})[argument[0]][argument[1]][argument[2]]
+    return {k: resolved(v, refs, mappings) for k, v in value.items()}

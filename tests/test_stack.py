@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
-from stack_app import CONTEXT, DS, resources, synthesize
+from stack_app import CONTEXT, CUSTOM_SETTINGS, DS, KEY_ARN, REGION, resolved, resources, synthesize
 
 from infra.app import build_app
 from infra.settings import SettingsError, stack_settings_from_context
@@ -19,7 +19,6 @@ from infra.stack import ACCEPTED_FINDINGS
 from offline.runner import WorkflowDefinition, resolve
 
 pytestmark = pytest.mark.slow
-KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +126,41 @@ def test_state_machine_logs_traces_and_is_standard(template: Template) -> None:
             "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": False}),
         },
     )
+
+
+def test_log_groups_keep_logs_as_long_as_the_setting_says() -> None:
+    for settings, days in (({}, 365), (CUSTOM_SETTINGS, 90)):
+        _, template = synthesize(**settings)
+        groups = template.find_resources("AWS::Logs::LogGroup").values()
+        assert [g["Properties"]["RetentionInDays"] for g in groups] == [days, days]
+
+
+def test_the_workflow_logs_to_a_vended_logs_group_named_per_stack_instance(template: Template) -> None:
+    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    (destination,) = machine["Properties"]["LoggingConfiguration"]["Destinations"]
+    group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    name = resolved(template.find_resources("AWS::Logs::LogGroup")[group_id]["Properties"]["LogGroupName"], {})
+    assert name == "/aws/vendedlogs/states/HealthImagingCopy-CopyWorkflow-444455556666"
+
+
+@pytest.mark.parametrize(
+    ("partition", "console"),
+    [
+        ("aws", "console.aws.amazon.com"),
+        ("aws-cn", "console.amazonaws.cn"),
+        ("aws-us-gov", "console.amazonaws-us-gov.com"),
+    ],
+)
+def test_console_urls_follow_the_partition(template: Template, partition: str, console: str) -> None:
+    raw = template.to_json()
+    machine_id = _logical_id(template, "AWS::StepFunctions::StateMachine")
+    machine_arn = f"arn:{partition}:states:{REGION}:111122223333:stateMachine:copy"
+    url = resolved(
+        raw["Outputs"]["StateMachineConsoleUrl"]["Value"],
+        {"AWS::Partition": partition, machine_id: machine_arn},
+        raw["Mappings"],
+    )
+    assert url == f"https://{console}/states/home?region={REGION}#/statemachines/view/{machine_arn}"
 
 
 def test_outputs(template: Template) -> None:
@@ -325,7 +359,7 @@ def test_several_stacks_deploy_to_their_own_accounts_with_their_own_settings() -
 
 
 def test_a_datastore_key_is_usable_by_the_function_for_what_healthimaging_needs_only() -> None:
-    _, template = synthesize(datastoreKmsKeyArn=KEY_ARN)
+    _, template = synthesize(**CUSTOM_SETTINGS)
     statements = [
         statement
         for policy in template.find_resources("AWS::IAM::Policy").values()

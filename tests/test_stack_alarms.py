@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from policy_evaluation import Decision, Request, decide
-from stack_app import ACCOUNT, REGION, resolved, resources, synthesize
+from stack_app import ACCOUNT, CUSTOM_SETTINGS, REGION, TOPIC_ARN, resolved, resources, synthesize
 
 pytestmark = pytest.mark.slow
 CLOUDWATCH = "cloudwatch.amazonaws.com"
@@ -102,12 +102,11 @@ def test_cloudwatch_may_not_act_for_alarms_of_other_stacks_or_accounts(template:
 
 
 def test_a_topic_brought_by_the_user_gets_the_alarms_and_no_grant_on_the_stack_key() -> None:
-    topic_arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:oncall"
-    _, template = synthesize(alarmTopicArn=topic_arn)
+    _, template = synthesize(**CUSTOM_SETTINGS)  # alarmTopicArn: TOPIC_ARN
     raw = template.to_json()
     assert resources(raw, "AWS::SNS::Topic") == {}
     for alarm in resources(raw, "AWS::CloudWatch::Alarm").values():
-        assert alarm["Properties"]["AlarmActions"] == [topic_arn]
+        assert alarm["Properties"]["AlarmActions"] == [TOPIC_ARN]
     ((_, key),) = resources(raw, "AWS::KMS::Key").items()
     principals = [s["Principal"] for s in key["Properties"]["KeyPolicy"]["Statement"]]
     assert {"Service": CLOUDWATCH} not in principals
