@@ -10,10 +10,13 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt requirements-checkov.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# checkov in a venv of its own: it pins boto3 to a version the dev environment cannot share.
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -23,7 +26,7 @@ node_modules/.installed: package.json package-lock.json
 demo: setup  ## the main job, offline: import event -> snapshot, merge with conflict, forced merge
 	$(PY) -m offline.demo
 
-test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertions, cdk-nag, cfn-lint, statelint
+test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertions, cdk-nag, cfn-lint, checkov, statelint
 	@$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$status
 

@@ -103,6 +103,8 @@ class CopyFunction(Construct):
             reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
+            # Settings only, but encrypted with the stack's key like everything else (checkov CKV_AWS_173).
+            environment_encryption=key,
             environment={
                 **environment,
                 "POWERTOOLS_SERVICE_NAME": "healthimaging-copy",

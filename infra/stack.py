@@ -27,7 +27,19 @@ CONSOLE_DOMAINS = {
     "aws-cn": {"domain": "console.amazonaws.cn"},
     "aws-us-gov": {"domain": "console.amazonaws-us-gov.com"},
 }
-# Each cdk-nag finding this stack accepts, and why (tests/test_stack_nag.py runs both packs).
+# Each cdk-nag finding this stack accepts, and why (tests/test_stack_scanners.py runs both packs).
+NO_FUNCTION_DLQ = (
+    "Invoked synchronously by Step Functions, which retries and records every failure; an asynchronous "
+    "DLQ would never receive anything"
+)
+NO_VPC = (
+    "The function only calls regional AWS APIs (HealthImaging, DynamoDB) over TLS with IAM auth; a VPC "
+    "would add NAT cost and no control over the data path"
+)
+NO_RESERVED_CONCURRENCY = (
+    "reservedConcurrency is unset so the stack deploys on accounts whose concurrency quota cannot spare a "
+    "reservation (Lambda keeps 100 unreserved); setting it caps the function (README, Settings)"
+)
 XRAY_AND_KMS = "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions"
 ACCEPTED_FINDINGS = {
     "AwsSolutions::AwsSolutions-IAM5[Resource::*]": XRAY_AND_KMS,
@@ -38,13 +50,14 @@ ACCEPTED_FINDINGS = {
     "AwsSolutions::AwsSolutions-SQS3": "This queue is the EventBridge target's dead-letter queue; it needs none",
     "HIPAA.Security::HIPAA.Security-IAMNoInlinePolicy": "CDK grants are AWS::IAM::Policy resources scoped to this "
     "stack's resources; a managed policy would grant the same, less visibly",
-    "HIPAA.Security::HIPAA.Security-LambdaDLQ": "Invoked synchronously by Step Functions, which retries and "
-    "records every failure; an asynchronous DLQ would never receive anything",
-    "HIPAA.Security::HIPAA.Security-LambdaInsideVPC": "The function only calls regional AWS APIs (HealthImaging, "
-    "DynamoDB) over TLS with IAM auth; a VPC would add NAT cost and no control over the data path",
+    "HIPAA.Security::HIPAA.Security-LambdaDLQ": NO_FUNCTION_DLQ,
+    "HIPAA.Security::HIPAA.Security-LambdaInsideVPC": NO_VPC,
     "HIPAA.Security::HIPAA.Security-DynamoDBInBackupPlan": "Point-in-time recovery is on; the table holds ids and "
     "expiring idempotency records only",
 }
+
+# checkov's findings this stack accepts on the function, read from its CloudFormation Metadata.
+CHECKOV_SKIPS_ON_FUNCTION = {"CKV_AWS_116": NO_FUNCTION_DLQ, "CKV_AWS_117": NO_VPC}
 
 
 class CopyPipelineStack(Stack):
@@ -136,13 +149,15 @@ class CopyPipelineStack(Stack):
                 "the indexes of this stack's one table (byDestination: which copy produced an image set version)"
             ),
         }
+        checkov_skips = dict(CHECKOV_SKIPS_ON_FUNCTION)
         if self.settings.reserved_concurrency is None:
-            accepted["HIPAA.Security::HIPAA.Security-LambdaConcurrency"] = (
-                "reservedConcurrency is unset so the stack deploys on accounts whose concurrency quota cannot "
-                "spare a reservation (Lambda keeps 100 unreserved); setting it caps the function (README, Settings)"
-            )
+            accepted["HIPAA.Security::HIPAA.Security-LambdaConcurrency"] = NO_RESERVED_CONCURRENCY
+            checkov_skips["CKV_AWS_115"] = NO_RESERVED_CONCURRENCY
         for rule_id, reason in accepted.items():
             Validations.of(self).acknowledge(Acknowledgment(id=rule_id, reason=reason))
+        self.copy_function.function.node.default_child.add_metadata(  # type: ignore[union-attr]
+            "checkov", {"skip": [{"id": check, "comment": why} for check, why in checkov_skips.items()]}
+        )
 
     def _healthimaging_policy(self) -> iam.PolicyStatement:
         datastore_arn = self.format_arn(

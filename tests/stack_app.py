@@ -28,7 +28,12 @@ PSEUDO_PARAMETERS = {
 # Settings other than the defaults, in one synth shared by the tests that need them.
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:oncall"
-CUSTOM_SETTINGS: dict[str, Any] = {"alarmTopicArn": TOPIC_ARN, "datastoreKmsKeyArn": KEY_ARN, "logRetentionDays": 90}
+CUSTOM_SETTINGS: dict[str, Any] = {
+    "alarmTopicArn": TOPIC_ARN,
+    "datastoreKmsKeyArn": KEY_ARN,
+    "logRetentionDays": 90,
+    "reservedConcurrency": 10,
+}
 
 
 def synthesize(**settings: Any) -> tuple[CopyPipelineStack, Template]:

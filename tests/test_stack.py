@@ -49,6 +49,7 @@ def test_function_runtime_architecture_and_settings(template: Template) -> None:
             "Handler": "handler.handler",
             "TracingConfig": {"Mode": "Active"},
             "Timeout": 60,
+            "KmsKeyArn": {"Fn::GetAtt": [_logical_id(template, "AWS::KMS::Key"), "Arn"]},
             # None reserved by default: a new account's low concurrency quota would refuse the deploy.
             "ReservedConcurrentExecutions": Match.absent(),
             "Environment": {

@@ -1,0 +1,57 @@
+"""Static scanners on the synthesized template: checkov (installed apart, requirements-checkov.txt).
+Every finding is fixed or accepted with a reason where the scanner reads it, and every acceptance
+is still needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stack_app import CUSTOM_SETTINGS, synthesize
+
+pytestmark = pytest.mark.slow
+# The Makefile installs checkov in a venv of its own inside the dev venv (its pins conflict).
+CHECKOV = Path(sys.executable).parent.parent / "checkov" / "bin" / "checkov"
+SETTINGS = {"defaults": {}, "custom": CUSTOM_SETTINGS}
+
+
+def _checkov(template: dict[str, Any], directory: Path) -> dict[str, Any]:
+    assert CHECKOV.exists(), f"{CHECKOV} is missing: run `make setup`"
+    path = directory / "template.json"
+    path.write_text(json.dumps(template))
+    # --skip-download: offline, no call to the vendor's platform.
+    result = subprocess.run(
+        [CHECKOV, "--file", path, "--framework", "cloudformation", "--skip-download", "--output", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert report["summary"]["parsing_errors"] == 0, result.stderr
+    assert report["summary"]["resource_count"] == len(template["Resources"]), "checkov did not read every resource"
+    return report
+
+
+@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
+def test_checkov_fails_nothing_and_each_skip_has_its_own_reason(settings: dict[str, Any], tmp_path: Path) -> None:
+    template = synthesize(**settings)[1].to_json()
+    report = _checkov(template, tmp_path)
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert failed == []
+    reasons = [c["check_result"]["suppress_comment"] for c in report["results"]["skipped_checks"]]
+    assert reasons and all(len(reason.split()) >= 10 for reason in reasons)
+    assert len(set(reasons)) == len(reasons), "each skipped check needs its own reason"
+
+
+@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
+def test_every_checkov_skip_is_needed(settings: dict[str, Any], tmp_path: Path) -> None:
+    template = synthesize(**settings)[1].to_json()
+    skipped = {(c["check_id"], c["resource"]) for c in _checkov(template, tmp_path)["results"]["skipped_checks"]}
+    for resource in template["Resources"].values():
+        resource.get("Metadata", {}).pop("checkov", None)
+    unskipped = _checkov(template, tmp_path)
+    assert {(c["check_id"], c["resource"]) for c in unskipped["results"]["failed_checks"]} == skipped
