@@ -6,11 +6,11 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 lint synth bench clean
+.PHONY: setup demo test test-lambda-py313 lint synth lock bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt requirements-checkov.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt infra/function-constraints.txt requirements-checkov.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -35,7 +35,7 @@ PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && ls -d $$(pyenv root)/versio
 test-lambda-py313:
 	@if [ -z "$(PY313)" ]; then echo "no Python 3.13 found (pyenv): skipped"; exit 0; fi; \
 	test -x .venv313/bin/python || $(PY313) -m venv .venv313; \
-	.venv313/bin/python -m pip install --quiet --disable-pip-version-check -r lambda/requirements.txt \
+	.venv313/bin/python -m pip install --quiet --disable-pip-version-check -r lambda/requirements.txt -c infra/function-constraints.txt \
 	  $$(grep -E '^(boto3|moto|pytest|hypothesis)' requirements-dev.txt); \
 	.venv313/bin/python -m pytest -p no:cacheprovider tests/test_lambda_*.py
 
@@ -44,8 +44,12 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles Powertools with pip)
+synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles the locked wheels with pip), then the bundle's size
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --no-notices -c datastoreId=$(DEMO_DATASTORE) --quiet
+	$(PY) -m infra.function_bundle size cdk.out
+
+lock: setup  ## after changing lambda/requirements.txt: re-resolve the function bundle's wheels with hashes
+	$(PY) -m infra.function_bundle lock
 
 bench: setup
 	$(PY) -m benchmarks.handler_import

@@ -15,6 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.function_bundle import LOCK, TARGET_PLATFORM
 from infra.log_groups import retention
 
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
@@ -23,34 +24,22 @@ RUNTIME = lambda_.Runtime.PYTHON_3_13
 
 @jsii.implements(ILocalBundling)
 class PipBundling:
-    """Install lambda/requirements.txt as manylinux arm64 wheels for CPython 3.13, then the code.
+    """Install the locked wheels (infra/function-requirements.txt: lambda/requirements.txt resolved for
+    manylinux2014 aarch64 / CPython 3.13, hashes checked, nothing else resolved), then the code.
 
-    The botocore that comes with it (aws-xray-sdk needs it) is the one the tests ran with, so it
-    is kept rather than relying on whichever version the runtime ships."""
+    The botocore that comes with it (aws-xray-sdk needs it) is locked to the one the tests ran with,
+    rather than relying on whichever version the runtime ships. No bytecode: pip would compile it
+    for the Python running the synth, not 3.13."""
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
         subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--requirement",
-                str(LAMBDA_SOURCE / "requirements.txt"),
-                "--target",
-                output_dir,
-                "--platform",
-                "manylinux2014_aarch64",
-                "--implementation",
-                "cp",
-                "--python-version",
-                "3.13",
-                "--only-binary=:all:",
+                sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                "--no-deps", "--require-hashes", "--no-compile", "--requirement", str(LOCK),
+                "--target", output_dir, *TARGET_PLATFORM,
             ],
             check=True,
-        )
+        )  # fmt: skip
         shutil.copytree(
             LAMBDA_SOURCE,
             output_dir,
