@@ -15,6 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import metrics
 from infra.function_bundle import LOCK, TARGET_PLATFORM
 from infra.log_groups import retention
 
@@ -96,7 +97,7 @@ class CopyFunction(Construct):
             environment_encryption=key,
             environment={
                 **environment,
-                "POWERTOOLS_SERVICE_NAME": "healthimaging-copy",
-                "POWERTOOLS_METRICS_NAMESPACE": "HealthImagingCopy",
+                "POWERTOOLS_SERVICE_NAME": metrics.SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             },
         )

@@ -3,7 +3,8 @@
 EventBridge rule (ImportTrigger) --> state machine (CopyWorkflow) --> copy Lambda (CopyFunction)
                                                                           |-> HealthImaging (one data store)
                                                                           '-> DynamoDB (IdempotencyTable)
-Monitoring: alarms to an SNS topic. One KMS key encrypts logs, table, queue and topic.
+Monitoring: alarms to an SNS topic; an operations dashboard. One KMS key encrypts logs, table, queue,
+topic and the function's environment.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from constructs import Construct
 
 from infra.copy_function import CopyFunction
 from infra.copy_workflow import CopyWorkflow
+from infra.dashboard import OperationsDashboard
 from infra.idempotency_table import IdempotencyTable
 from infra.import_trigger import ImportTrigger
 from infra.monitoring import Monitoring
@@ -109,6 +111,15 @@ class CopyPipelineStack(Stack):
             alarm_topic_arn=settings.alarm_topic_arn,
             alarm_name_prefix=f"{self.stack_name}-",
             key=self.key,
+        )
+
+        self.dashboard = OperationsDashboard(
+            self,
+            "OperationsDashboard",
+            state_machine=self.workflow.state_machine,
+            function=self.copy_function.function,
+            dead_letter_queue=self.trigger.dead_letter_queue,
+            alarms=self.monitoring.alarms,
         )
 
         # Wiring, in one place: what may call what.
@@ -251,6 +262,12 @@ class CopyPipelineStack(Stack):
             "StateMachineConsoleUrl",
             value=f"https://{console}/states/home?region={self.region}"
             f"#/statemachines/view/{state_machine.state_machine_arn}",
+        )
+        CfnOutput(
+            self,
+            "DashboardUrl",
+            value=f"https://{console}/cloudwatch/home?region={self.region}"
+            f"#dashboards/dashboard/{self.dashboard.dashboard.dashboard_name}",
         )
         CfnOutput(self, "CopyFunctionName", value=self.copy_function.function.function_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger.dead_letter_queue.queue_url)

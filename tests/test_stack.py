@@ -168,6 +168,7 @@ def test_outputs(template: Template) -> None:
     assert set(template.find_outputs("*")) >= {
         "StateMachineArn",
         "StateMachineConsoleUrl",
+        "DashboardUrl",
         "CopyFunctionName",
         "DeadLetterQueueUrl",
     }
