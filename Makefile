@@ -6,7 +6,7 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 lint synth lock bench clean
+.PHONY: setup demo test test-lambda-py313 lint synth diagram lock bench clean
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,9 @@ lint: setup
 synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles the locked wheels with pip), then the bundle's size
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --no-notices -c datastoreId=$(DEMO_DATASTORE) --quiet
 	$(PY) -m infra.function_bundle size cdk.out
+
+diagram: setup  ## redraw the README's state machine picture from the synthesized definition
+	$(PY) -m infra.workflow_diagram
 
 lock: setup  ## after changing lambda/requirements.txt: re-resolve the function bundle's wheels with hashes
 	$(PY) -m infra.function_bundle lock
