@@ -1,6 +1,7 @@
-"""Static scanners on the synthesized template: checkov (installed apart, requirements-checkov.txt).
-Every finding is fixed or accepted with a reason where the scanner reads it, and every acceptance
-is still needed."""
+"""Static scanners on the synthesized stack: cdk-nag's AwsSolutions and HIPAA Security packs (every
+synth in these tests runs them and raises on a finding not acknowledged) and checkov (installed apart,
+requirements-checkov.txt). Every finding is fixed or accepted with a reason of its own where the
+scanner reads it, and every acceptance is still needed."""
 
 from __future__ import annotations
 
@@ -11,12 +12,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 from stack_app import CUSTOM_SETTINGS, synthesize
 
 pytestmark = pytest.mark.slow
 # The Makefile installs checkov in a venv of its own inside the dev venv (its pins conflict).
 CHECKOV = Path(sys.executable).parent.parent / "checkov" / "bin" / "checkov"
 SETTINGS = {"defaults": {}, "custom": CUSTOM_SETTINGS}
+
+
+@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
+def test_every_acknowledged_cdk_nag_finding_is_raised_without_its_acknowledgment(settings: dict[str, Any]) -> None:
+    stack, _ = synthesize(**settings)
+    # validate_scope reports every finding, acknowledged or not.
+    raised = {
+        f"{pack.name}::{violation.rule_name}"
+        for pack in (AwsSolutionsChecks(), HIPAASecurityChecks())
+        for violation in pack.validate_scope(stack).violations
+    }
+    assert set(stack.accepted_findings) == raised
+
+
+def test_each_cdk_nag_acknowledgment_has_a_reason_of_its_own() -> None:
+    reasons = list(synthesize()[0].accepted_findings.values())
+    assert len(set(reasons)) == len(reasons), "one reason per finding, not a blanket one"
+    assert all(len(reason.split()) >= 10 for reason in reasons), [r for r in reasons if len(r.split()) < 10]
 
 
 def _checkov(template: dict[str, Any], directory: Path) -> dict[str, Any]:
