@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,27 +41,33 @@ def test_each_cdk_nag_acknowledgment_has_a_reason_of_its_own() -> None:
     assert all(len(reason.split()) >= 10 for reason in reasons), [r for r in reasons if len(r.split()) < 10]
 
 
-def _checkov(template: dict[str, Any], directory: Path) -> dict[str, Any]:
+@cache
+def _checkov(settings: str, *, without_skips: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(template, checkov's report) for one of SETTINGS; without_skips: the template's checkov Metadata removed."""
     assert CHECKOV.exists(), f"{CHECKOV} is missing: run `make setup`"
-    path = directory / "template.json"
-    path.write_text(json.dumps(template))
-    # --skip-download: offline, no call to the vendor's platform.
-    result = subprocess.run(
-        [CHECKOV, "--file", path, "--framework", "cloudformation", "--skip-download", "--output", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    template = synthesize(**SETTINGS[settings])[1].to_json()
+    if without_skips:
+        for resource in template["Resources"].values():
+            resource.get("Metadata", {}).pop("checkov", None)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "template.json"
+        path.write_text(json.dumps(template))
+        # --skip-download: offline, no call to the vendor's platform.
+        result = subprocess.run(
+            [CHECKOV, "--file", path, "--framework", "cloudformation", "--skip-download", "--output", "json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     report: dict[str, Any] = json.loads(result.stdout)
     assert report["summary"]["parsing_errors"] == 0, result.stderr
     assert report["summary"]["resource_count"] == len(template["Resources"]), "checkov did not read every resource"
-    return report
+    return template, report
 
 
-@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
-def test_checkov_fails_nothing_and_each_skip_has_its_own_reason(settings: dict[str, Any], tmp_path: Path) -> None:
-    template = synthesize(**settings)[1].to_json()
-    report = _checkov(template, tmp_path)
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_checkov_fails_nothing_and_each_skip_has_its_own_reason(settings: str) -> None:
+    _, report = _checkov(settings)
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert failed == []
     reasons = [c["check_result"]["suppress_comment"] for c in report["results"]["skipped_checks"]]
@@ -67,11 +75,8 @@ def test_checkov_fails_nothing_and_each_skip_has_its_own_reason(settings: dict[s
     assert len(set(reasons)) == len(reasons), "each skipped check needs its own reason"
 
 
-@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
-def test_every_checkov_skip_is_needed(settings: dict[str, Any], tmp_path: Path) -> None:
-    template = synthesize(**settings)[1].to_json()
-    skipped = {(c["check_id"], c["resource"]) for c in _checkov(template, tmp_path)["results"]["skipped_checks"]}
-    for resource in template["Resources"].values():
-        resource.get("Metadata", {}).pop("checkov", None)
-    unskipped = _checkov(template, tmp_path)
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_every_checkov_skip_is_needed(settings: str) -> None:
+    skipped = {(c["check_id"], c["resource"]) for c in _checkov(settings)[1]["results"]["skipped_checks"]}
+    unskipped = _checkov(settings, without_skips=True)[1]
     assert {(c["check_id"], c["resource"]) for c in unskipped["results"]["failed_checks"]} == skipped
