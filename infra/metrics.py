@@ -14,4 +14,4 @@ SERVICE_DIMENSION = "service"
 COPIES = ("CopiesStarted", "CopiesCompleted", "CopiesFailed", "ForcedCopies")
 FORCE_DECISIONS = ("ForcesAuthorised", "ForceRefusals")
 PUSHBACK = ("CopyConflicts", "CopyThrottles", "CopyQuotaExceeded")
-UNCERTAIN_OUTCOMES = ("AmbiguousCopyOutcomes", "DuplicatesSuppressed", "CopyWaitTimeouts")
+UNCERTAIN_OUTCOMES = ("AmbiguousCopyOutcomes", "UndecidedCopyOutcomes", "DuplicatesSuppressed", "CopyWaitTimeouts")
