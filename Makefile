@@ -6,14 +6,17 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 lint synth bench clean
+.PHONY: setup demo test test-lambda-py313 lint synth diagram lock bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt infra/function-constraints.txt requirements-checkov.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# checkov in a venv of its own: it pins boto3 to a version the dev environment cannot share.
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -23,7 +26,7 @@ node_modules/.installed: package.json package-lock.json
 demo: setup  ## the main job, offline: import event -> snapshot, merge with conflict, forced merge
 	$(PY) -m offline.demo
 
-test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertions, cdk-nag, cfn-lint, statelint
+test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertions, cdk-nag, cfn-lint, checkov, statelint
 	@$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$status
 
@@ -32,7 +35,7 @@ PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && ls -d $$(pyenv root)/versio
 test-lambda-py313:
 	@if [ -z "$(PY313)" ]; then echo "no Python 3.13 found (pyenv): skipped"; exit 0; fi; \
 	test -x .venv313/bin/python || $(PY313) -m venv .venv313; \
-	.venv313/bin/python -m pip install --quiet --disable-pip-version-check -r lambda/requirements.txt \
+	.venv313/bin/python -m pip install --quiet --disable-pip-version-check -r lambda/requirements.txt -c infra/function-constraints.txt \
 	  $$(grep -E '^(boto3|moto|pytest|hypothesis)' requirements-dev.txt); \
 	.venv313/bin/python -m pytest -p no:cacheprovider tests/test_lambda_*.py
 
@@ -41,8 +44,15 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles Powertools with pip)
+synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles the locked wheels with pip), then the bundle's size
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --no-notices -c datastoreId=$(DEMO_DATASTORE) --quiet
+	$(PY) -m infra.function_bundle size cdk.out
+
+diagram: setup  ## redraw the README's state machine picture from the synthesized definition
+	$(PY) -m infra.workflow_diagram
+
+lock: setup  ## after changing lambda/requirements.txt: re-resolve the function bundle's wheels with hashes
+	$(PY) -m infra.function_bundle lock
 
 bench: setup
 	$(PY) -m benchmarks.handler_import

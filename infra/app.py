@@ -21,13 +21,17 @@ def build_app(context: dict[str, Any] | None = None, *, nag: bool = True) -> cdk
         context = {**json.loads(CDK_JSON.read_text()).get("context", {}), **_env_context()}
     app = cdk.App(context=context) if context is not None else cdk.App()
     settings_by_stack = stack_settings_from_context(_context_of(app))
-    env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
     for name, settings in settings_by_stack.items():
         CopyPipelineStack(
             app,
             name,
             settings=settings,
-            env=env,
+            # `account`/`region` settings pin a stack (dev and prod accounts from one app); otherwise the
+            # CLI's current credentials decide, and `cdk deploy --profile` refuses a mismatched account.
+            env=cdk.Environment(
+                account=settings.account or os.environ.get("CDK_DEFAULT_ACCOUNT"),
+                region=settings.region or os.environ.get("CDK_DEFAULT_REGION"),
+            ),
             description=f"HealthImaging copy pipeline for data store {settings.datastore_id}",
         )
     if nag:

@@ -15,40 +15,32 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import metrics
+from infra.function_bundle import LOCK, TARGET_PLATFORM
+from infra.log_groups import retention
+
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 
 
 @jsii.implements(ILocalBundling)
 class PipBundling:
-    """Install lambda/requirements.txt as manylinux arm64 wheels for CPython 3.13, then the code.
+    """Install the locked wheels (infra/function-requirements.txt: lambda/requirements.txt resolved for
+    manylinux2014 aarch64 / CPython 3.13, hashes checked, nothing else resolved), then the code.
 
-    The botocore that comes with it (aws-xray-sdk needs it) is the one the tests ran with, so it
-    is kept rather than relying on whichever version the runtime ships."""
+    The botocore that comes with it (aws-xray-sdk needs it) is locked to the one the tests ran with,
+    rather than relying on whichever version the runtime ships. No bytecode: pip would compile it
+    for the Python running the synth, not 3.13."""
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
         subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--requirement",
-                str(LAMBDA_SOURCE / "requirements.txt"),
-                "--target",
-                output_dir,
-                "--platform",
-                "manylinux2014_aarch64",
-                "--implementation",
-                "cp",
-                "--python-version",
-                "3.13",
-                "--only-binary=:all:",
+                sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                "--no-deps", "--require-hashes", "--no-compile", "--requirement", str(LOCK),
+                "--target", output_dir, *TARGET_PLATFORM,
             ],
             check=True,
-        )
+        )  # fmt: skip
         shutil.copytree(
             LAMBDA_SOURCE,
             output_dir,
@@ -70,12 +62,13 @@ class CopyFunction(Construct):
         environment: dict[str, str],
         key: kms.IKey,
         log_retention_days: int,
+        reserved_concurrency: int | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
-            retention=_retention(log_retention_days),
+            retention=retention(log_retention_days),
             encryption_key=key,
             removal_policy=RemovalPolicy.RETAIN,
         )
@@ -95,28 +88,16 @@ class CopyFunction(Construct):
             role=self.role,
             memory_size=512,
             timeout=self.TIMEOUT,
-            # Bounds Lambda concurrency (and so DynamoDB and HealthImaging reads) in a burst.
-            reserved_concurrent_executions=20,
+            # When set, bounds Lambda concurrency (and so DynamoDB and HealthImaging reads) in a burst;
+            # throttled invocations are retried by the workflow (Lambda.TooManyRequestsException).
+            reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
+            # Settings only, but encrypted with the stack's key like everything else (checkov CKV_AWS_173).
+            environment_encryption=key,
             environment={
                 **environment,
-                "POWERTOOLS_SERVICE_NAME": "healthimaging-copy",
-                "POWERTOOLS_METRICS_NAMESPACE": "HealthImagingCopy",
+                "POWERTOOLS_SERVICE_NAME": metrics.SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             },
         )
-
-
-RETENTION = {
-    30: logs.RetentionDays.ONE_MONTH,
-    90: logs.RetentionDays.THREE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    731: logs.RetentionDays.TWO_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    3653: logs.RetentionDays.TEN_YEARS,
-}
-
-
-def _retention(days: int) -> logs.RetentionDays:
-    return RETENTION[days]

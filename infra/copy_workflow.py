@@ -21,6 +21,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from infra.log_groups import retention, vended_log_group_name
 from infra.settings import EXECUTION_TIMEOUT_DAYS, RetrySettings, StackSettings
 
 # Errors worth retrying whatever the step: Lambda service faults, the function timing out or
@@ -151,8 +152,9 @@ class CopyWorkflow(Construct):
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
+            log_group_name=vended_log_group_name(self, "states"),
             encryption_key=key,
-            retention=logs.RetentionDays.ONE_YEAR,
+            retention=retention(settings.log_retention_days),
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.state_machine = sfn.StateMachine(

@@ -1,4 +1,5 @@
-"""Alarms on what needs a person: failed or timed-out copies, undelivered events, function errors."""
+"""Alarms on what needs a person: failed or timed-out copies, undecided outcomes, undelivered events,
+function errors."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra import metrics
+
 
 class Monitoring(Construct):
     def __init__(
@@ -23,14 +26,14 @@ class Monitoring(Construct):
         function: lambda_.Function,
         dead_letter_queue: sqs.IQueue,
         alarm_topic_arn: str | None,
+        alarm_name_prefix: str,
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.topic = (
-            sns.Topic.from_topic_arn(self, "AlarmTopic", alarm_topic_arn)
-            if alarm_topic_arn
-            else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
-        )
+        self.alarm_name_prefix = alarm_name_prefix
+        # The stack's own topic, when no alarmTopicArn is given: the stack grants CloudWatch its use.
+        self.own_topic = None if alarm_topic_arn else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        self.topic = self.own_topic or sns.Topic.from_topic_arn(self, "AlarmTopic", str(alarm_topic_arn))
         five_minutes = Duration.minutes(5)
         self.alarms = [
             self._alarm(
@@ -54,6 +57,20 @@ class Monitoring(Construct):
                 1,
                 "HealthImaging events were not delivered: redrive them (README)",
             ),
+            # ConfirmCopy could not tell whether a copy was accepted: an operator must look (README).
+            self._alarm(
+                "UndecidedCopyOutcomes",
+                cloudwatch.Metric(
+                    namespace=metrics.NAMESPACE,
+                    metric_name="UndecidedCopyOutcomes",
+                    dimensions_map={metrics.SERVICE_DIMENSION: metrics.SERVICE},
+                    statistic="Sum",
+                    period=five_minutes,
+                ),
+                1,
+                1,
+                "A copy's outcome cannot be decided: check and settle it with ops.cli resolve (README)",
+            ),
             # Named errors (conflicts, throttles) are retried by the workflow and count here too,
             # so the threshold looks for sustained trouble rather than one retry.
             self._alarm(
@@ -73,6 +90,8 @@ class Monitoring(Construct):
         return cloudwatch.Alarm(
             self,
             name,
+            # Named, so that key and topic policies can name this stack's alarms before they exist.
+            alarm_name=f"{self.alarm_name_prefix}{name}",
             metric=metric,
             threshold=threshold,
             evaluation_periods=periods,

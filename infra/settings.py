@@ -68,6 +68,17 @@ class StackSettings(BaseModel):
         default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$"
     )
     log_retention_days: Literal[30, 90, 180, 365, 731, 1827, 3653] = 365
+    # None: the function shares the account's unreserved pool, so the stack deploys on accounts with
+    # a low concurrency quota (Lambda keeps 100 unreserved). A number caps the function (README).
+    reserved_concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    # The data store's customer managed key, if it has one: the function may use it (HealthImaging
+    # data-encryption guide: kms:Decrypt, kms:GenerateDataKey).
+    datastore_kms_key_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})$"
+    )
+    # Where the stack deploys; absent: the CLI's current account and Region (env-agnostic without one).
+    account: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
 
     @field_validator("trigger_detail_types", mode="before")
     @classmethod
@@ -87,6 +98,10 @@ class StackSettings(BaseModel):
     def _consistent(self) -> StackSettings:
         if self.poll_max_seconds < self.poll_initial_seconds:
             raise ValueError("pollMaxSeconds must be >= pollInitialSeconds")
+        # Alarm actions and a data store's key must be in the Region of the alarms and the data store.
+        for key, arn in (("alarmTopicArn", self.alarm_topic_arn), ("datastoreKmsKeyArn", self.datastore_kms_key_arn)):
+            if self.region and arn and arn.split(":")[3] != self.region:
+                raise ValueError(f"{key} is in {arn.split(':')[3]}, the stack deploys to region {self.region}")
         return self
 
     def conflict_retry(self) -> RetrySettings:

@@ -61,7 +61,7 @@ def _resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
-def _resolve(value: Any, refs: dict[str, str]) -> Any:
+def resolve(value: Any, refs: dict[str, str]) -> Any:
     """Resolve the intrinsic functions a definition or environment uses."""
     if isinstance(value, dict) and len(value) == 1:
         ((name, argument),) = value.items()
@@ -70,7 +70,7 @@ def _resolve(value: Any, refs: dict[str, str]) -> Any:
         if name == "Fn::GetAtt":
             return refs[f"{argument[0]}.{argument[1]}"]
         if name == "Fn::Join":
-            return argument[0].join(str(_resolve(part, refs)) for part in argument[1])
+            return argument[0].join(str(resolve(part, refs)) for part in argument[1])
     return value
 
 
@@ -175,7 +175,7 @@ class LocalPipeline:
             f"{self.workflow.function_logical_id}.Arn": function_arn,
             self.workflow.table_logical_id: TABLE,
         }
-        environment = {k: str(_resolve(v, refs)) for k, v in self.workflow.environment.items()}
+        environment = {k: str(resolve(v, refs)) for k, v in self.workflow.environment.items()}
         stack.enter_context(mock.patch.dict(os.environ, environment))
         self._create_aws_resources()
         self.handler = self._load_handler()
@@ -202,7 +202,7 @@ class LocalPipeline:
 
         stack.enter_context(mock.patch.object(ExecutionWorker, "start", execution_start))
         stack.enter_context(mock.patch.object(ExecutionWorker, "_execution_logic", execution_logic))
-        definition = str(_resolve(json.loads(self.workflow.definition), refs))
+        definition = str(resolve(json.loads(self.workflow.definition), refs))
         sfn = boto3.client("stepfunctions", region_name=REGION)
         self.state_machine_arn = sfn.create_state_machine(
             name="healthimaging-copy",

@@ -1,0 +1,101 @@
+"""The operations dashboard: what copies do, how HealthImaging pushes back, how executions end,
+what is waiting in the dead-letter queue, and the alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra import metrics
+
+PERIOD = Duration.minutes(5)
+
+
+class OperationsDashboard(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        state_machine: sfn.StateMachine,
+        function: lambda_.Function,
+        dead_letter_queue: sqs.Queue,
+        alarms: Sequence[cloudwatch.Alarm],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        # Dashboards are global to an account: the Region keeps two stacks of the same name apart.
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=f"{stack.stack_name}-{stack.region}", default_interval=Duration.days(1)
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(alarms), width=24, height=3)
+        )
+        self.dashboard.add_widgets(
+            self._graph("Copies: started, completed, failed, forced", metrics.COPIES, width=12),
+            cloudwatch.GraphWidget(
+                title="Executions by status",
+                width=12,
+                left=[
+                    state_machine.metric_started(period=PERIOD, label="Started"),
+                    state_machine.metric_succeeded(period=PERIOD, label="Succeeded"),
+                    state_machine.metric_failed(period=PERIOD, label="Failed"),
+                    state_machine.metric_timed_out(period=PERIOD, label="TimedOut"),
+                    state_machine.metric_aborted(period=PERIOD, label="Aborted"),
+                    state_machine.metric_throttled(period=PERIOD, label="Throttled"),
+                ],
+            ),
+        )
+        self.dashboard.add_widgets(
+            self._graph("HealthImaging pushback: conflicts, throttles, quota", metrics.PUSHBACK, width=8),
+            self._graph("Force decisions", metrics.FORCE_DECISIONS, width=8),
+            self._graph("Uncertain outcomes, duplicates, wait timeouts", metrics.UNCERTAIN_OUTCOMES, width=8),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Copy function: invocations, errors, throttles",
+                width=12,
+                left=[
+                    function.metric_invocations(period=PERIOD, label="Invocations"),
+                    function.metric_errors(period=PERIOD, label="Errors"),
+                    function.metric_throttles(period=PERIOD, label="Throttles"),
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Dead-letter queue depth (events to redrive)",
+                width=12,
+                left=[
+                    dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=PERIOD, statistic="Maximum", label="Messages"
+                    )
+                ],
+            ),
+        )
+
+    def show_backlog(self, backlog: cloudwatch.IMetric) -> None:
+        """The hook for a backlog metric (copies admitted but not yet started), once there is one."""
+        self.dashboard.add_widgets(cloudwatch.GraphWidget(title="Backlog", width=24, left=[backlog]))
+
+    @staticmethod
+    def _graph(title: str, names: Sequence[str], *, width: int) -> cloudwatch.GraphWidget:
+        return cloudwatch.GraphWidget(
+            title=title,
+            width=width,
+            left=[
+                cloudwatch.Metric(
+                    namespace=metrics.NAMESPACE,
+                    metric_name=name,
+                    dimensions_map={metrics.SERVICE_DIMENSION: metrics.SERVICE},
+                    statistic="Sum",
+                    period=PERIOD,
+                    label=name,
+                )
+                for name in names
+            ],
+        )

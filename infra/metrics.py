@@ -1,0 +1,17 @@
+"""The copy function's EMF metrics (Powertools Metrics in lambda/copier/), as the dashboard plots them.
+
+The function takes its namespace and service from the environment CopyFunction sets; Powertools
+adds the service as the metrics' only dimension. tests/test_stack_dashboard.py checks these names
+against the add_metric calls in the function's code, both ways.
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "HealthImagingCopy"
+SERVICE = "healthimaging-copy"
+SERVICE_DIMENSION = "service"
+
+COPIES = ("CopiesStarted", "CopiesCompleted", "CopiesFailed", "ForcedCopies")
+FORCE_DECISIONS = ("ForcesAuthorised", "ForceRefusals")
+PUSHBACK = ("CopyConflicts", "CopyThrottles", "CopyQuotaExceeded")
+UNCERTAIN_OUTCOMES = ("AmbiguousCopyOutcomes", "UndecidedCopyOutcomes", "DuplicatesSuppressed", "CopyWaitTimeouts")

@@ -1,0 +1,112 @@
+"""Alarms reach someone: CloudWatch may publish to the stack's topic and use the key that encrypts it,
+on behalf of this stack's alarms only. Decided by tests/policy_evaluation.py on the synthesized
+policies (topic policies and key policy), as AWS would for CloudWatch's request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from policy_evaluation import Decision, Request, decide
+from stack_app import ACCOUNT, CUSTOM_SETTINGS, REGION, TOPIC_ARN, resolved, resources, synthesize
+
+pytestmark = pytest.mark.slow
+CLOUDWATCH = "cloudwatch.amazonaws.com"
+OTHER_ACCOUNT = "444455556666"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    _, template = synthesize()
+    return template.to_json()
+
+
+def _refs(template: dict[str, Any]) -> dict[str, str]:
+    """Physical names of what the alarm path refers to, as CloudFormation would return them."""
+    refs = {}
+    for logical_id in resources(template, "AWS::SNS::Topic"):
+        refs[logical_id] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{logical_id}"
+    for logical_id in resources(template, "AWS::KMS::Key"):
+        refs[f"{logical_id}.Arn"] = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{logical_id}"
+    for logical_id, alarm in resources(template, "AWS::CloudWatch::Alarm").items():
+        refs[f"{logical_id}.Arn"] = _alarm_arn(alarm["Properties"]["AlarmName"])
+    return refs
+
+
+def _alarm_arn(name: str, account: str = ACCOUNT) -> str:
+    return f"arn:aws:cloudwatch:{REGION}:{account}:alarm:{name}"
+
+
+def _cloudwatch(action: str, resource: str, alarm_arn: str, *, secure: bool = True) -> Request:
+    account = alarm_arn.split(":")[4]
+    return Request(
+        principal_type="Service",
+        principal=CLOUDWATCH,
+        action=action,
+        resource=resource,
+        context={"aws:SourceAccount": account, "aws:SourceArn": alarm_arn, "aws:SecureTransport": str(secure).lower()},
+    )
+
+
+def _alarm_paths(template: dict[str, Any]) -> list[tuple[str, str, list[Any], str, list[Any]]]:
+    """(alarm ARN, topic ARN, topic policies, key ARN, key policies) for every alarm action."""
+    refs = _refs(template)
+    topics = resources(template, "AWS::SNS::Topic")
+    topic_policies = list(resources(template, "AWS::SNS::TopicPolicy").values())
+    keys = resources(template, "AWS::KMS::Key")
+    paths = []
+    for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
+        alarm_arn = _alarm_arn(alarm["Properties"]["AlarmName"])
+        for action in alarm["Properties"]["AlarmActions"]:
+            topic_id = action["Ref"]  # a topic this stack creates (see the bring-your-own test)
+            policies = [
+                resolved(p["Properties"]["PolicyDocument"], refs)
+                for p in topic_policies
+                if {"Ref": topic_id} in p["Properties"]["Topics"]
+            ]
+            key_id = topics[topic_id]["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+            paths.append(
+                (
+                    alarm_arn,
+                    refs[topic_id],
+                    policies,
+                    refs[f"{key_id}.Arn"],
+                    [resolved(keys[key_id]["Properties"]["KeyPolicy"], refs)],
+                )
+            )
+    return paths
+
+
+def test_every_alarm_notifies_an_encrypted_topic_of_the_stack(template: dict[str, Any]) -> None:
+    paths = _alarm_paths(template)
+    assert len(paths) == len(resources(template, "AWS::CloudWatch::Alarm")) == 5
+
+
+def test_cloudwatch_may_publish_each_alarm_to_its_topic_and_use_the_topic_key(template: dict[str, Any]) -> None:
+    for alarm_arn, topic_arn, topic_policies, key_arn, key_policies in _alarm_paths(template):
+        assert decide(topic_policies, _cloudwatch("sns:Publish", topic_arn, alarm_arn)) == Decision.ALLOW, alarm_arn
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            assert decide(key_policies, _cloudwatch(action, key_arn, alarm_arn)) == Decision.ALLOW, (alarm_arn, action)
+
+
+def test_cloudwatch_may_not_act_for_alarms_of_other_stacks_or_accounts(template: dict[str, Any]) -> None:
+    for alarm_arn, topic_arn, topic_policies, key_arn, key_policies in _alarm_paths(template):
+        name = alarm_arn.rsplit(":", 1)[1]
+        for stranger in (_alarm_arn("SomeoneElses-Alarm"), _alarm_arn(name, OTHER_ACCOUNT)):
+            assert decide(topic_policies, _cloudwatch("sns:Publish", topic_arn, stranger)) != Decision.ALLOW
+            for action in ("kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"):
+                assert decide(key_policies, _cloudwatch(action, key_arn, stranger)) != Decision.ALLOW
+        # The topic's enforce_ssl Deny still holds, for CloudWatch too.
+        insecure = _cloudwatch("sns:Publish", topic_arn, alarm_arn, secure=False)
+        assert decide(topic_policies, insecure) == Decision.EXPLICIT_DENY
+
+
+def test_a_topic_brought_by_the_user_gets_the_alarms_and_no_grant_on_the_stack_key() -> None:
+    _, template = synthesize(**CUSTOM_SETTINGS)  # alarmTopicArn: TOPIC_ARN
+    raw = template.to_json()
+    assert resources(raw, "AWS::SNS::Topic") == {}
+    for alarm in resources(raw, "AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [TOPIC_ARN]
+    ((_, key),) = resources(raw, "AWS::KMS::Key").items()
+    principals = [s["Principal"] for s in key["Properties"]["KeyPolicy"]["Statement"]]
+    assert {"Service": CLOUDWATCH} not in principals
