@@ -161,7 +161,7 @@ def test_a_dynamodb_failure_between_the_call_and_the_stored_result_copies_once(
     with local_pipeline(emulator, clock) as pipeline:
         import copier.copy_start  # the pipeline's freshly loaded module
 
-        persistence = copier.copy_start.persistence
+        persistence = copier.copy_start.persistence()
         original = persistence.save_success
         failures: list[bool] = []
 

@@ -144,7 +144,7 @@ def test_function_times_out_mid_copy_leaving_its_idempotency_record_in_progress(
 
         pipeline.remaining_millis = 1  # the killed invocation had 1 ms left: its record expires at once
         once_in(
-            copier.copy_start.persistence, "delete_record", lambda: RuntimeError("process killed"), after_call=False
+            copier.copy_start.persistence(), "delete_record", lambda: RuntimeError("process killed"), after_call=False
         )
         # Killed after the call, before its answer reached the copy record.
         once_in(

@@ -10,6 +10,8 @@ destination and the version this copy produces, written the moment the answer ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -58,7 +60,13 @@ idempotency_config = IdempotencyConfig(
     hash_function="sha256",
     response_hook=_on_duplicate,  # type: ignore[arg-type]
 )
-persistence = DynamoDBPersistenceLayer(table_name=load_settings().table_name, boto3_client=table.client())
+
+
+@lru_cache(maxsize=1)
+def persistence() -> DynamoDBPersistenceLayer:
+    """Built on first use, on the function's one DynamoDB client: a cold start that only polls a
+    copy (CheckCopy, the most frequent step) creates no DynamoDB client."""
+    return DynamoDBPersistenceLayer(table_name=load_settings().table_name, boto3_client=table.client())
 
 
 def progress_of(record: CopyRecord) -> CopyProgress:
@@ -113,15 +121,23 @@ def _baseline_version(request: CopyRequest, destination: dict[str, Any]) -> str:
     return latest
 
 
-@idempotent_function(
-    data_keyword_argument="request",
-    persistence_store=persistence,
-    config=idempotency_config,
-    output_serializer=PydanticSerializer(model=CopyProgress),
-    key_prefix=IDEMPOTENCY_KEY_PREFIX,
-)
 def start_copy(*, request: CopyRequest, execution_id: str | None = None) -> CopyProgress:
-    """Start the copy once; later calls with the same request get this answer."""
+    """Start the copy once; later calls with the same request get this answer (Powertools idempotency)."""
+    return _idempotent_start_copy()(request=request, execution_id=execution_id)
+
+
+@lru_cache(maxsize=1)
+def _idempotent_start_copy() -> Callable[..., CopyProgress]:
+    return idempotent_function(
+        data_keyword_argument="request",
+        persistence_store=persistence(),
+        config=idempotency_config,
+        output_serializer=PydanticSerializer(model=CopyProgress),
+        key_prefix=IDEMPOTENCY_KEY_PREFIX,
+    )(_start_copy)
+
+
+def _start_copy(*, request: CopyRequest, execution_id: str | None) -> CopyProgress:
     previous = copy_record.load(request)
     if previous is not None and previous.status is CopyStatus.ACCEPTED:
         logger.info("Copy already accepted: no new CopyImageSet", extra={"calls": previous.calls})
