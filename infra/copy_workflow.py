@@ -114,7 +114,10 @@ class CopyWorkflow(Construct):
         )
         authorise = self._step("AuthoriseForce", "authorise_force", {"request": "$.request"}, "$.request")
 
-        # Ends.
+        # Ends. Every failure after ValidateInput is written to the copy journal before the execution fails.
+        record_failure = self._step(
+            "RecordFailure", "record_failure", {"request": "$.request", "error": "$.error"}, sfn.JsonPath.DISCARD
+        )
         skipped = sfn.Pass(self, "ReportSkipped", parameters={"status": "SKIPPED", "reason.$": "$.reason"})
         invalid_input = sfn.Fail(self, "InvalidInput", error_path="$.error.Error", cause_path="$.error.Cause")
         did_not_complete = sfn.Fail(self, "CopyDidNotComplete", error_path="$.error.Error", cause_path="$.error.Cause")
@@ -146,8 +149,11 @@ class CopyWorkflow(Construct):
             step.add_catch(already_forced, errors=["InconsistentMetadata"], result_path="$.error")
         already_forced.when(sfn.Condition.boolean_equals("$.request.force", True), still_inconsistent)
         already_forced.otherwise(authorise.next(reserve))
-        for task in (validate, find_primary, reserve, start, confirm, check, authorise):
-            task.add_catch(did_not_complete, errors=["States.ALL"], result_path="$.error")
+        validate.add_catch(did_not_complete, errors=["States.ALL"], result_path="$.error")
+        for task in (find_primary, reserve, start, confirm, check, authorise):
+            task.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        record_failure.next(did_not_complete)
+        record_failure.add_catch(did_not_complete, errors=["States.ALL"], result_path="$.journalError")
 
         self.log_group = logs.LogGroup(
             self,

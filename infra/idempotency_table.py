@@ -1,7 +1,10 @@
-"""The DynamoDB table behind idempotency, the copy records and the pacing slot.
+"""The DynamoDB table behind idempotency, the copy records, the copy journal and the pacing slot.
 
-Index byDestination (destinationImageSetId, destinationVersionId): which copy record produced an
-image set version (the copy-storm guard, confirmation). Only accepted copies carry both keys.
+Indexes (sparse: only the items that carry their keys):
+- byDestination (destinationImageSetId, destinationVersionId): which copy record produced an image
+  set version (the copy-storm guard, confirmation). Only accepted copies carry both keys.
+- journalBySource (journalSourceId): the journal entries of one image set, every version.
+- journalByStatus (journalStatus, updatedAt): journal entries in one status, oldest change first.
 """
 
 from __future__ import annotations
@@ -33,5 +36,16 @@ class IdempotencyTable(Construct):
             index_name="byDestination",
             partition_key=dynamodb.Attribute(name="destinationImageSetId", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="destinationVersionId", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.table.add_global_secondary_index(
+            index_name="journalBySource",
+            partition_key=dynamodb.Attribute(name="journalSourceId", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.table.add_global_secondary_index(
+            index_name="journalByStatus",
+            partition_key=dynamodb.Attribute(name="journalStatus", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="updatedAt", type=dynamodb.AttributeType.NUMBER),
             projection_type=dynamodb.ProjectionType.ALL,
         )

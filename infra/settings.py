@@ -62,6 +62,8 @@ class StackSettings(BaseModel):
     # Copy records (and so idempotency) must outlive every event that can still be redriven,
     # or a redriven event about a copy would start it, or a copy of its output, again.
     copy_record_retention_days: int = Field(default=30, ge=REDRIVE_WINDOW_DAYS, le=3653)
+    # The copy journal: the audit trail of every decision and forced copy.
+    journal_retention_days: int = Field(default=731, ge=REDRIVE_WINDOW_DAYS, le=3653)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     workflow_log_level: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ALL"
     alarm_topic_arn: str | None = Field(
@@ -131,6 +133,7 @@ class StackSettings(BaseModel):
             "POLL_MAX_SECONDS": str(self.poll_max_seconds),
             "MAX_WAIT_SECONDS": str(self.max_wait_seconds),
             "COPY_RECORD_RETENTION_DAYS": str(self.copy_record_retention_days),
+            "JOURNAL_RETENTION_DAYS": str(self.journal_retention_days),
             "POWERTOOLS_LOG_LEVEL": self.log_level,
         }
 

@@ -4,6 +4,8 @@
                             [--copiable-attributes JSON] [--force] [--promote-to-primary]
     python -m ops.cli redrive --queue-url URL --state-machine-arn ARN
     python -m ops.cli resolve --table-name NAME --record-id copy#... (--not-accepted | --accepted-into ID:VERSION)
+    python -m ops.cli status --table-name NAME IMAGE_SET_ID
+    python -m ops.cli list --table-name NAME --status failed [--since 2026-11-01T00:00:00Z]
 
 Both use the same input contract as the console (README, "Starting a copy by hand").
 Execution names are derived from the input, so starting the same thing twice while it runs,
@@ -18,9 +20,11 @@ import hashlib
 import json
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 NAME_UNSAFE = re.compile(r"[^0-9A-Za-z_-]")
@@ -131,6 +135,60 @@ def resolve(*, table_name: str, record_id: str, accepted_into: tuple[str, str] |
     return "NOT_ACCEPTED" if accepted_into is None else "ACCEPTED"
 
 
+# The copy journal's indexes (lambda/copier/journal.py; tests/test_ops_cli.py checks they agree).
+JOURNAL_BY_SOURCE = "journalBySource"
+JOURNAL_BY_STATUS = "journalByStatus"
+JOURNAL_STATUSES = ("PENDING", "SKIPPED", "STARTED", "COPIED", "FORCED", "FAILED")
+JOURNAL_COLUMNS = (
+    "journalSourceId", "sourceVersionId", "journalStatus", "decision", "reason", "destinationImageSetId",
+    "destinationVersionId", "forced", "forcePolicy", "forceDecision", "inconsistentElements", "error",
+    "executionId", "updatedAt",
+)  # fmt: skip
+
+
+def journal_entries(
+    *,
+    table_name: str,
+    image_set_id: str | None = None,
+    status: str | None = None,
+    since: float = 0.0,
+    client: Any = None,
+) -> list[dict[str, Any]]:
+    """Journal entries of one image set (every version), or in one status changed since a time, oldest first."""
+    dynamodb = client or boto3.client("dynamodb")
+    if image_set_id is not None:
+        query = {
+            "IndexName": JOURNAL_BY_SOURCE,
+            "KeyConditionExpression": "journalSourceId = :value",
+            "ExpressionAttributeValues": {":value": {"S": image_set_id}},
+        }
+    else:
+        query = {
+            "IndexName": JOURNAL_BY_STATUS,
+            "KeyConditionExpression": "journalStatus = :value AND updatedAt >= :since",
+            "ExpressionAttributeValues": {":value": {"S": str(status)}, ":since": {"N": repr(since)}},
+        }
+    deserializer = TypeDeserializer()
+    entries: list[dict[str, Any]] = []
+    for page in dynamodb.get_paginator("query").paginate(TableName=table_name, **query):
+        entries.extend({k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"])
+    return entries
+
+
+def _journal_line(entry: dict[str, Any]) -> str:
+    values = []
+    for column in JOURNAL_COLUMNS:
+        value = entry.get(column)
+        if value is None:
+            continue
+        if column == "updatedAt":
+            value = datetime.fromtimestamp(float(value), tz=UTC).isoformat(timespec="seconds")
+        elif isinstance(value, list):
+            value = ",".join(str(v) for v in value) or "-"
+        values.append(f"{column}={value}")
+    return " ".join(values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -156,8 +214,26 @@ def main(argv: list[str] | None = None) -> int:
     outcome = resolve_parser.add_mutually_exclusive_group(required=True)
     outcome.add_argument("--not-accepted", action="store_true", help="no image set holds the copy")
     outcome.add_argument("--accepted-into", metavar="IMAGE_SET_ID:VERSION", help="the version that holds the copy")
+    status_parser = commands.add_parser("status", help="the copy journal of one image set, every version")
+    status_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
+    status_parser.add_argument("image_set_id")
+    list_parser = commands.add_parser("list", help="copy journal entries in one status")
+    list_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
+    list_parser.add_argument("--status", required=True, type=str.upper, choices=JOURNAL_STATUSES)
+    list_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: entries changed since then")
     args = parser.parse_args(argv)
 
+    if args.command in ("status", "list"):
+        entries = journal_entries(
+            table_name=args.table_name,
+            image_set_id=getattr(args, "image_set_id", None),
+            status=getattr(args, "status", None),
+            since=args.since.timestamp() if getattr(args, "since", None) else 0.0,
+        )
+        for entry in entries:
+            print(_journal_line(entry))
+        print(f"{len(entries)} journal entr{'y' if len(entries) == 1 else 'ies'}")
+        return 0
     if args.command == "resolve":
         into = tuple(args.accepted_into.split(":", 1)) if args.accepted_into else None
         if into is not None and (len(into) != 2 or not all(into)):

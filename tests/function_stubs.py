@@ -38,6 +38,9 @@ COPY_TABLE_SCHEMA: dict[str, Any] = {
         {"AttributeName": "id", "AttributeType": "S"},
         {"AttributeName": "destinationImageSetId", "AttributeType": "S"},
         {"AttributeName": "destinationVersionId", "AttributeType": "S"},
+        {"AttributeName": "journalSourceId", "AttributeType": "S"},
+        {"AttributeName": "journalStatus", "AttributeType": "S"},
+        {"AttributeName": "updatedAt", "AttributeType": "N"},
     ],
     "GlobalSecondaryIndexes": [
         {
@@ -47,7 +50,20 @@ COPY_TABLE_SCHEMA: dict[str, Any] = {
                 {"AttributeName": "destinationVersionId", "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
-        }
+        },
+        {
+            "IndexName": "journalBySource",
+            "KeySchema": [{"AttributeName": "journalSourceId", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            "IndexName": "journalByStatus",
+            "KeySchema": [
+                {"AttributeName": "journalStatus", "KeyType": "HASH"},
+                {"AttributeName": "updatedAt", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
     ],
 }
 
@@ -93,6 +109,7 @@ def load_function() -> tuple[ModuleType, SimpleNamespace]:
         "healthimaging",
         "inconsistency",
         "intake",
+        "journal",
         "models",
         "pacing",
         "settings",

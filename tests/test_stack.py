@@ -207,8 +207,9 @@ def test_definition_retries_conflicts_with_jitter_and_a_delay_cap(template: Temp
     assert catches == {
         "CopyOutcomeUnknown": "ConfirmCopy",  # never a blind second call
         "InconsistentMetadata": "AlreadyForced?",
-        "States.ALL": "CopyDidNotComplete",
+        "States.ALL": "RecordFailure",  # the copy journal, then CopyDidNotComplete
     }
+    assert states["RecordFailure"]["Next"] == "CopyDidNotComplete"
 
 
 def test_the_runner_executes_this_very_definition(template: Template) -> None:
@@ -384,20 +385,22 @@ def test_every_task_times_out_just_after_the_function_does(template: Template) -
     (function,) = template.find_resources("AWS::Lambda::Function").values()
     states = json.loads(_definition(template))["States"]
     timeouts = {name: state["TimeoutSeconds"] for name, state in states.items() if state["Type"] == "Task"}
-    assert len(timeouts) == 7
+    assert len(timeouts) == 8
     assert set(timeouts.values()) == {function["Properties"]["Timeout"] + 10}
 
 
-def test_the_copy_record_index_is_the_one_the_function_and_its_tests_use(template: Template) -> None:
+def test_the_table_indexes_are_the_ones_the_function_and_its_tests_use(template: Template) -> None:
     from function_stubs import COPY_TABLE_SCHEMA
 
     from copier.copy_record import BY_DESTINATION_INDEX
+    from copier.journal import BY_SOURCE_INDEX, BY_STATUS_INDEX
 
     (table,) = template.find_resources("AWS::DynamoDB::Table").values()
-    (index,) = table["Properties"]["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == BY_DESTINATION_INDEX
-    (expected,) = COPY_TABLE_SCHEMA["GlobalSecondaryIndexes"]
-    assert (index["KeySchema"], index["Projection"]) == (expected["KeySchema"], expected["Projection"])
+    indexes = {index["IndexName"]: index for index in table["Properties"]["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {BY_DESTINATION_INDEX, BY_SOURCE_INDEX, BY_STATUS_INDEX}
+    for expected in COPY_TABLE_SCHEMA["GlobalSecondaryIndexes"]:
+        index = indexes[expected["IndexName"]]
+        assert (index["KeySchema"], index["Projection"]) == (expected["KeySchema"], expected["Projection"])
     assert sorted(table["Properties"]["AttributeDefinitions"], key=str) == sorted(
         COPY_TABLE_SCHEMA["AttributeDefinitions"], key=str
     )

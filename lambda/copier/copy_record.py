@@ -189,24 +189,11 @@ def adopt(record: CopyRecord, *, destination_image_set_id: str, destination_vers
         "expiration": int(clock.now()) + load_settings().copy_record_retention_seconds,
     }
     try:
-        table.call(
-            "transact_write_items",
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": load_settings().table_name,
-                        **_update_params(record, changes, CopyStatus.CALLING),
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": load_settings().table_name,
-                        "Item": table.to_dynamodb(claim),
-                        "ConditionExpression": "attribute_not_exists(id)",
-                    }
-                },
-            ],
-            with_table_name=False,
+        table.transact_write(
+            [
+                ("Update", _update_params(record, changes, CopyStatus.CALLING)),
+                ("Put", {"Item": table.to_dynamodb(claim), "ConditionExpression": "attribute_not_exists(id)"}),
+            ]
         )
     except TableUnavailable as error:
         if error.code == "TransactionCanceledException":

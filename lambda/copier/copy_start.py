@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
-from copier import copy_record, force_policy, healthimaging, inconsistency, table
+from copier import copy_record, force_policy, healthimaging, inconsistency, journal, table
 from copier.copy_record import CopyRecord, CopyStatus
 from copier.errors import (
     CopyConflict,
@@ -36,6 +36,7 @@ from copier.errors import (
     InvalidCopyRequest,
     TableUnavailable,
 )
+from copier.journal import JournalStatus
 from copier.models import CopyProgress, CopyRequest
 from copier.settings import load_settings
 
@@ -204,6 +205,15 @@ def _start_copy(*, request: CopyRequest, execution_id: str | None) -> CopyProgre
         # The table's own retries are spent: the answer survives in the log, and confirmation finds it.
         logger.error("CopyImageSet answered but its answer could not be recorded", extra=answer)
         raise CopyOutcomeUnknown(f"the answer to CopyImageSet could not be recorded ({lost})") from None
+    journal.for_request(
+        request,
+        JournalStatus.STARTED,
+        decision="copy",
+        executionId=execution_id,
+        destinationImageSetId=record.destination_image_set_id,
+        destinationVersionId=record.destination_version_id,
+        forced=request.force,
+    )
     metrics.add_metric(name="CopiesStarted", unit=MetricUnit.Count, value=1)
     if request.force:
         metrics.add_metric(name="ForcedCopies", unit=MetricUnit.Count, value=1)

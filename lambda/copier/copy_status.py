@@ -11,8 +11,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from copier import healthimaging, inconsistency
+from copier import healthimaging, inconsistency, journal
 from copier.errors import CopyWaitTimedOut, ImageSetNotFound, InvalidCopyRequest
+from copier.journal import JournalStatus
 from copier.models import CopyProgress, CopyRequest
 from copier.settings import load_settings
 
@@ -56,6 +57,13 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
         metrics.add_metric(name="CopiesCompleted", unit=MetricUnit.Count, value=1)
         forced = bool(produced.get("overrides", {}).get("forced")) or progress.forced
         logger.info("Copy completed", extra={**context, "forced": forced})
+        journal.for_request(
+            request,
+            JournalStatus.FORCED if forced else JournalStatus.COPIED,
+            destinationImageSetId=progress.destination_image_set_id,
+            destinationVersionId=progress.destination_version_id,
+            forced=forced,
+        )
         return progress.model_copy(
             update={
                 "status": "COPIED",

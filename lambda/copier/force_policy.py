@@ -9,9 +9,10 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from copier import dicom, inconsistency
+from copier import dicom, inconsistency, journal
 from copier.errors import ForceRefused
 from copier.inconsistency import Documents
+from copier.journal import JournalStatus
 from copier.models import CopyRequest
 from copier.settings import ForcePolicy, load_settings
 
@@ -30,11 +31,20 @@ def authorise_force(*, request: CopyRequest) -> CopyRequest:
         )
         inconsistent = inconsistency.differing_elements(forced, pair)
     _enforce(forced, f" (copy needs force for inconsistent {', '.join(inconsistent) or 'metadata'})", pair)
+    policy = load_settings().force_policy.value
+    # The audit trail of forced copies: policy, decision and element NAMES.
+    journal.for_request(
+        request,
+        JournalStatus.STARTED,
+        forceDecision="authorised",
+        forcePolicy=policy,
+        inconsistentElements=inconsistent,
+    )
     metrics.add_metric(name="ForcesAuthorised", unit=MetricUnit.Count, value=1)
     logger.warning(
         "Force authorised",
         extra={
-            "forcePolicy": load_settings().force_policy.value,
+            "forcePolicy": policy,
             "inconsistentElements": inconsistent,
             "destinationImageSetId": forced.destination_image_set_id,
         },
@@ -51,17 +61,29 @@ def ensure_force_allowed(request: CopyRequest) -> None:
 def _enforce(request: CopyRequest, context: str, pair: Documents | None = None) -> None:
     policy = load_settings().force_policy
     if policy is ForcePolicy.NEVER:
-        _refuse(f"forcePolicy 'never' forbids forcing a copy{context}")
+        _refuse(request, f"forcePolicy 'never' forbids forcing a copy{context}", [])
     if policy is ForcePolicy.SAME_PATIENT and request.destination_image_set_id:
         source, destination = pair or inconsistency.documents(
             request, source_version_id=request.source_version_id, destination_version_id=request.destination_version_id
         )
         differing = dicom.identity_differences(source, destination)
         if differing:
-            _refuse(f"forcePolicy 'same-patient': source and destination differ in {', '.join(differing)}{context}")
+            _refuse(
+                request,
+                f"forcePolicy 'same-patient': source and destination differ in {', '.join(differing)}{context}",
+                differing,
+            )
 
 
-def _refuse(reason: str) -> None:
+def _refuse(request: CopyRequest, reason: str, differing: list[str]) -> None:
     metrics.add_metric(name="ForceRefusals", unit=MetricUnit.Count, value=1)
     logger.warning("Force refused", extra={"reason": reason})
+    journal.for_request(
+        request,
+        JournalStatus.FAILED,
+        forceDecision="refused",
+        forcePolicy=load_settings().force_policy.value,
+        differingElements=differing,
+        error="ForceRefused",
+    )
     raise ForceRefused(reason)

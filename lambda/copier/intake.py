@@ -11,8 +11,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from copier import copy_record
+from copier import copy_record, journal
 from copier.errors import InvalidCopyRequest
+from copier.journal import JournalStatus
 from copier.models import CopyPlan, CopyRequest, HealthImagingEvent, parse
 from copier.settings import CopyPolicy, load_settings
 
@@ -48,6 +49,10 @@ def _plan_for_event(raw: dict[str, Any]) -> CopyPlan:
 
     def skip(reason: str) -> CopyPlan:
         logger.info("Event skipped", extra={"imageSetId": detail.image_set_id, "reason": reason})
+        if detail.image_set_version is not None:
+            journal.record(
+                detail.image_set_id, detail.image_set_version, JournalStatus.SKIPPED, decision="skip", reason=reason
+            )
         return CopyPlan(skip=True, reason=reason)
 
     if event.detail_type not in settings.trigger_detail_types:
@@ -64,4 +69,6 @@ def _plan_for_event(raw: dict[str, Any]) -> CopyPlan:
         source_image_set_id=detail.image_set_id,
         source_version_id=detail.image_set_version,
     )
+    reason = f"{event.detail_type} event, copyPolicy {settings.copy_policy.value}"
+    journal.for_request(request, JournalStatus.PENDING, decision="copy", reason=reason)
     return CopyPlan(request=request, resolve_destination=merge)

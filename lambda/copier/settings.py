@@ -36,6 +36,8 @@ class Settings(BaseModel):
     table_name: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     # How long a copy request is remembered (copy record and idempotency): at least as long as events can be redriven.
     copy_record_retention_days: int = Field(alias="COPY_RECORD_RETENTION_DAYS", default=30, ge=1)
+    # How long the copy journal keeps an entry after its last change (the audit trail of forced copies).
+    journal_retention_days: int = Field(alias="JOURNAL_RETENTION_DAYS", default=731, ge=1)
     copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=1)
     poll_initial_seconds: int = Field(alias="POLL_INITIAL_SECONDS", default=5, ge=1)
     poll_max_seconds: int = Field(alias="POLL_MAX_SECONDS", default=120, ge=1)
@@ -44,6 +46,10 @@ class Settings(BaseModel):
     @property
     def copy_record_retention_seconds(self) -> int:
         return self.copy_record_retention_days * 86_400
+
+    @property
+    def journal_retention_seconds(self) -> int:
+        return self.journal_retention_days * 86_400
 
     @field_validator("trigger_detail_types", mode="before")
     @classmethod

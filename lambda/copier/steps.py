@@ -9,6 +9,7 @@
 | confirm_copy     | ConfirmCopy        | CopyProgress   |
 | check_copy       | CheckCopy          | CopyProgress   |
 | authorise_force  | AuthoriseForce     | CopyRequest    |
+| record_failure   | RecordFailure      | {}             |
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
-from copier import confirm, copy_start, copy_status, destination, force_policy, intake, pacing
+from copier import confirm, copy_start, copy_status, destination, force_policy, intake, journal, pacing
 from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrottled
+from copier.journal import JournalStatus
 from copier.models import CopyProgress, CopyRequest, parse
 
 logger = Logger(child=True)
@@ -28,7 +30,14 @@ metrics = Metrics()
 tracer = Tracer()
 
 Action = Literal[
-    "validate", "find_primary", "reserve_slot", "start_copy", "confirm_copy", "check_copy", "authorise_force"
+    "validate",
+    "find_primary",
+    "reserve_slot",
+    "start_copy",
+    "confirm_copy",
+    "check_copy",
+    "authorise_force",
+    "record_failure",
 ]
 _COUNTED_ERRORS: dict[type[CopyError], str] = {
     CopyConflict: "CopyConflicts",
@@ -45,6 +54,7 @@ class StepCall(BaseModel):
     input: Any = None
     request: Any = None
     copy_: Any = Field(default=None, alias="copy")
+    error: Any = None
     retry_count: int = Field(default=0, ge=0, alias="retryCount")
 
 
@@ -80,5 +90,9 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
         return confirm.confirm_copy(request=request).wire()
     if call.action == "authorise_force":
         return force_policy.authorise_force(request=request).wire()
+    if call.action == "record_failure":
+        error = call.error.get("Error") if isinstance(call.error, dict) else None
+        journal.for_request(request, JournalStatus.FAILED, error=str(error or "unknown"), executionId=call.execution_id)
+        return {}
     progress = parse(CopyProgress, call.copy_, "step payload", prefix="copy.")
     return copy_status.check_copy(request=request, progress=progress).wire()

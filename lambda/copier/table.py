@@ -30,10 +30,18 @@ def client() -> Any:
     return boto3.client("dynamodb", config=CLIENT_CONFIG)
 
 
-def call(operation: str, *, with_table_name: bool = True, **params: Any) -> dict[str, Any]:
-    """One DynamoDB call on the pipeline's table (TableName is filled in, unless the call names it per item)."""
-    if with_table_name:
-        params["TableName"] = load_settings().table_name
+def call(operation: str, **params: Any) -> dict[str, Any]:
+    """One DynamoDB call on the pipeline's table (TableName is filled in)."""
+    return _call(operation, TableName=load_settings().table_name, **params)
+
+
+def transact_write(actions: list[tuple[str, dict[str, Any]]]) -> None:
+    """Writes that succeed or fail together: (action, parameters) pairs, e.g. ("Update", {...})."""
+    name = load_settings().table_name
+    _call("transact_write_items", TransactItems=[{action: {"TableName": name, **params}} for action, params in actions])
+
+
+def _call(operation: str, **params: Any) -> dict[str, Any]:
     try:
         result: dict[str, Any] = getattr(client(), operation)(**params)
         return result
