@@ -50,6 +50,7 @@ class CopyWorkflow(Construct):
         *,
         function: lambda_.IFunction,
         function_timeout: Duration,
+        state_machine_name: str,
         settings: StackSettings,
         key: kms.IKey,
     ) -> None:
@@ -166,6 +167,8 @@ class CopyWorkflow(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
+            # Named, so that the function can be told the state machine's ARN without depending on it.
+            state_machine_name=state_machine_name,
             definition_body=sfn.DefinitionBody.from_chainable(validate),
             state_machine_type=sfn.StateMachineType.STANDARD,
             tracing_enabled=True,

@@ -58,6 +58,9 @@ class OperationsDashboard(Construct):
             self._graph("Uncertain outcomes, duplicates, wait timeouts", metrics.UNCERTAIN_OUTCOMES, width=8),
         )
         self.dashboard.add_widgets(
+            self._graph("Reconciliation: copies no event announced", metrics.RECONCILIATION, width=24)
+        )
+        self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Copy function: invocations, errors, throttles",
                 width=12,

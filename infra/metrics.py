@@ -15,3 +15,6 @@ COPIES = ("CopiesStarted", "CopiesCompleted", "CopiesFailed", "ForcedCopies")
 FORCE_DECISIONS = ("ForcesAuthorised", "ForceRefusals")
 PUSHBACK = ("CopyConflicts", "CopyThrottles", "CopyQuotaExceeded")
 UNCERTAIN_OUTCOMES = ("AmbiguousCopyOutcomes", "UndecidedCopyOutcomes", "DuplicatesSuppressed", "CopyWaitTimeouts")
+# Written by each reconciliation sweep: copies no event announced, and the age of the oldest PENDING journal entry.
+RECONCILIATION = ("MissedEventsFound",)
+BACKLOG = ("OldestPendingAgeSeconds",)

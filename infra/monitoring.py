@@ -15,6 +15,9 @@ from constructs import Construct
 
 from infra import metrics
 
+# Pending longer than this: a backlog the quota's pace should have drained (1,000 copies take ~70 min).
+BACKLOG_ALARM_SECONDS = 6 * 3600
+
 
 class Monitoring(Construct):
     def __init__(
@@ -35,6 +38,7 @@ class Monitoring(Construct):
         self.own_topic = None if alarm_topic_arn else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
         self.topic = self.own_topic or sns.Topic.from_topic_arn(self, "AlarmTopic", str(alarm_topic_arn))
         five_minutes = Duration.minutes(5)
+        self.oldest_pending = self._function_metric(metrics.BACKLOG[0], "Maximum", Duration.minutes(15))
         self.alarms = [
             self._alarm(
                 "ExecutionsFailed",
@@ -60,16 +64,26 @@ class Monitoring(Construct):
             # ConfirmCopy could not tell whether a copy was accepted: an operator must look (README).
             self._alarm(
                 "UndecidedCopyOutcomes",
-                cloudwatch.Metric(
-                    namespace=metrics.NAMESPACE,
-                    metric_name="UndecidedCopyOutcomes",
-                    dimensions_map={metrics.SERVICE_DIMENSION: metrics.SERVICE},
-                    statistic="Sum",
-                    period=five_minutes,
-                ),
+                self._function_metric("UndecidedCopyOutcomes", "Sum", five_minutes),
                 1,
                 1,
                 "A copy's outcome cannot be decided: check and settle it with ops.cli resolve (README)",
+            ),
+            # HealthImaging's events are best effort: reconciliation found copies no event announced.
+            self._alarm(
+                "MissedEvents",
+                self._function_metric(metrics.RECONCILIATION[0], "Sum", Duration.hours(1)),
+                1,
+                1,
+                "Reconciliation started copies whose HealthImaging event never arrived (they are copied)",
+            ),
+            # A copy decided on and not started for hours: the backlog is growing (or stuck).
+            self._alarm(
+                "BacklogAge",
+                self.oldest_pending,
+                BACKLOG_ALARM_SECONDS,
+                2,
+                "The oldest pending copy has waited for hours: see ops.cli list --status pending",
             ),
             # Named errors (conflicts, throttles) are retried by the workflow and count here too,
             # so the threshold looks for sustained trouble rather than one retry.
@@ -83,6 +97,16 @@ class Monitoring(Construct):
         ]
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
+
+    @staticmethod
+    def _function_metric(name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=metrics.NAMESPACE,
+            metric_name=name,
+            dimensions_map={metrics.SERVICE_DIMENSION: metrics.SERVICE},
+            statistic=statistic,
+            period=period,
+        )
 
     def _alarm(
         self, name: str, metric: cloudwatch.IMetric, threshold: int, periods: int, description: str

@@ -73,6 +73,8 @@ class StackSettings(BaseModel):
     # None: the function shares the account's unreserved pool, so the stack deploys on accounts with
     # a low concurrency quota (Lambda keeps 100 unreserved). A number caps the function (README).
     reserved_concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    # Reconciliation sweeps for image sets whose event never arrived; 0 turns it off.
+    reconciliation_interval_minutes: int = Field(default=15, ge=0, le=1440)
     # The data store's customer managed key, if it has one: the function may use it (HealthImaging
     # data-encryption guide: kms:Decrypt, kms:GenerateDataKey).
     datastore_kms_key_arn: str | None = Field(
@@ -134,6 +136,7 @@ class StackSettings(BaseModel):
             "MAX_WAIT_SECONDS": str(self.max_wait_seconds),
             "COPY_RECORD_RETENTION_DAYS": str(self.copy_record_retention_days),
             "JOURNAL_RETENTION_DAYS": str(self.journal_retention_days),
+            "RECONCILIATION_INTERVAL_MINUTES": str(max(self.reconciliation_interval_minutes, 1)),
             "POWERTOOLS_LOG_LEVEL": self.log_level,
         }
 

@@ -21,6 +21,7 @@ from infra.dashboard import OperationsDashboard
 from infra.idempotency_table import IdempotencyTable
 from infra.import_trigger import ImportTrigger
 from infra.monitoring import Monitoring
+from infra.reconciliation_schedule import ReconciliationSchedule
 from infra.settings import StackSettings
 
 # The AWS Management Console's domain in each partition where HealthImaging could run.
@@ -78,10 +79,21 @@ class CopyPipelineStack(Stack):
         self._allow_service_use_of_key()
 
         self.idempotency = IdempotencyTable(self, "IdempotencyTable", key=self.key)
+        state_machine_name = f"{self.stack_name}-copy"
+        state_machine_arn = self.format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=state_machine_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
         self.copy_function = CopyFunction(
             self,
             "CopyImageSetFunction",
-            environment={**settings.function_environment(), "IDEMPOTENCY_TABLE": self.idempotency.table.table_name},
+            environment={
+                **settings.function_environment(),
+                "IDEMPOTENCY_TABLE": self.idempotency.table.table_name,
+                "STATE_MACHINE_ARN": state_machine_arn,
+            },
             key=self.key,
             log_retention_days=settings.log_retention_days,
             reserved_concurrency=settings.reserved_concurrency,
@@ -91,6 +103,7 @@ class CopyPipelineStack(Stack):
             "CopyWorkflow",
             function=self.copy_function.function,
             function_timeout=CopyFunction.TIMEOUT,
+            state_machine_name=state_machine_name,
             settings=settings,
             key=self.key,
         )
@@ -104,6 +117,17 @@ class CopyPipelineStack(Stack):
         )
         if settings.copy_policy == "off":
             self.trigger.rule.node.default_child.add_property_override("State", "DISABLED")  # type: ignore[union-attr]
+        self.reconciliation = (
+            ReconciliationSchedule(
+                self,
+                "Reconciliation",
+                function=self.copy_function.function,
+                state_machine_arn=state_machine_arn,
+                interval_minutes=settings.reconciliation_interval_minutes,
+            )
+            if settings.reconciliation_interval_minutes and settings.copy_policy != "off"
+            else None
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -123,6 +147,7 @@ class CopyPipelineStack(Stack):
             dead_letter_queue=self.trigger.dead_letter_queue,
             alarms=self.monitoring.alarms,
         )
+        self.dashboard.show_backlog(self.monitoring.oldest_pending)
 
         # Wiring, in one place: what may call what.
         self.idempotency.table.grant_read_write_data(self.copy_function.function)

@@ -140,8 +140,8 @@ JOURNAL_BY_SOURCE = "journalBySource"
 JOURNAL_BY_STATUS = "journalByStatus"
 JOURNAL_STATUSES = ("PENDING", "SKIPPED", "STARTED", "COPIED", "FORCED", "FAILED")
 JOURNAL_COLUMNS = (
-    "journalSourceId", "sourceVersionId", "journalStatus", "decision", "reason", "destinationImageSetId",
-    "destinationVersionId", "forced", "forcePolicy", "forceDecision", "inconsistentElements", "error",
+    "journalSourceId", "sourceVersionId", "journalStatus", "decision", "reason", "copiedIntoImageSetId",
+    "copiedIntoVersionId", "forced", "forcePolicy", "forceDecision", "inconsistentElements", "error",
     "executionId", "updatedAt",
 )  # fmt: skip
 

@@ -37,7 +37,7 @@ def test_every_decision_lands_in_the_journal(
         "SUCCEEDED",
     )
     audit = entries[study.inconsistent]
-    assert (audit["journalStatus"], audit["destinationImageSetId"], audit["destinationVersionId"]) == (
+    assert (audit["journalStatus"], audit["copiedIntoImageSetId"], audit["copiedIntoVersionId"]) == (
         "FORCED",
         study.primary,
         (forced.output or {})["destinationVersionId"],

@@ -51,3 +51,10 @@ def test_entries_are_found_by_image_set_and_by_status(function: Function, journa
     failed = journal.entries_with(statuses.FAILED)
     assert [(e["journalSourceId"], e["sourceVersionId"]) for e in failed] == [(SOURCE, "2"), (OTHER, "1")]
     assert [e["journalSourceId"] for e in journal.entries_with(statuses.FAILED, since=2_002)] == [OTHER]
+
+
+def test_journal_entries_stay_out_of_the_copy_records_destination_index(function: Function, journal: Any) -> None:
+    """The copy-storm guard and confirmation read byDestination as copy records only."""
+    journal.record(SOURCE, "1", journal.JournalStatus.COPIED, copiedIntoImageSetId=OTHER, copiedIntoVersionId="1")
+    assert function.modules.copy_record.claims(OTHER) == []
+    assert function.modules.copy_record.written_by_pipeline(OTHER, "1") is False

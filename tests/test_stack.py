@@ -29,11 +29,11 @@ def test_one_of_each_part(template: Template) -> None:
     for kind, count in {
         "AWS::Lambda::Function": 1,
         "AWS::StepFunctions::StateMachine": 1,
-        "AWS::Events::Rule": 1,
+        "AWS::Events::Rule": 2,  # imports, reconciliation
         "AWS::DynamoDB::Table": 1,
         "AWS::SQS::Queue": 1,
         "AWS::KMS::Key": 1,
-        "AWS::CloudWatch::Alarm": 5,
+        "AWS::CloudWatch::Alarm": 7,
         "AWS::SNS::Topic": 1,
     }.items():
         template.resource_count_is(kind, count)
@@ -419,3 +419,28 @@ def test_inconsistent_metadata_on_a_forced_request_can_never_loop_through_the_fo
     assert forced == {"Variable": "$.request.force", "BooleanEquals": True, "Next": "StillInconsistentAfterForce"}
     assert states["StillInconsistentAfterForce"]["Type"] == "Fail"
     assert states["AlreadyForced?"]["Default"] == "AuthoriseForce"
+
+
+def test_reconciliation_runs_on_a_schedule_and_may_start_only_this_state_machine(template: Template) -> None:
+    machine_name = Capture()
+    template.has_resource_properties("AWS::StepFunctions::StateMachine", {"StateMachineName": machine_name})
+    rules = template.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": "rate(15 minutes)"}})
+    ((_, rule),) = rules.items()
+    (target,) = rule["Properties"]["Targets"]
+    assert json.loads(target["Input"]) == {"action": "reconcile"}
+    statements = [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in _list(policy["Properties"]["PolicyDocument"]["Statement"])
+        if "states:StartExecution" in _list(statement["Action"])
+    ]
+    starts_copies = [s for s in statements if s.get("Sid") == "StartCopiesOfMissedImageSets"]
+    assert len(starts_copies) == 1
+    arn = json.dumps(starts_copies[0]["Resource"])
+    assert f":stateMachine:{machine_name.as_string()}" in arn
+
+
+def test_reconciliation_can_be_turned_off() -> None:
+    app = build_app({**CONTEXT, "reconciliationIntervalMinutes": "0"}, nag=False)
+    off = Template.from_stack(app.node.find_child("HealthImagingCopy"))  # type: ignore[arg-type]
+    assert off.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": Match.any_value()}}) == {}

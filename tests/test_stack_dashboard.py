@@ -20,6 +20,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from stack_app import ACCOUNT, REGION, resolved, resources, synthesize
 
+from infra import metrics
 from infra.dashboard import OperationsDashboard
 
 pytestmark = pytest.mark.slow
@@ -100,7 +101,7 @@ def test_the_dashboard_plots_every_metric_the_function_emits_and_nothing_else(te
     expected_dimensions = [part for name in dimension_names for part in (name, document[name])]
     for metric in ours:
         assert metric[2:-1] == expected_dimensions, metric
-        assert metric[-1]["stat"] == "Sum"
+        assert metric[-1]["stat"] == ("Maximum" if metric[1] in metrics.BACKLOG else "Sum")
 
 
 def test_the_dashboard_shows_executions_by_status_function_throttles_dlq_depth_and_alarms(

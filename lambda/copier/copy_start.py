@@ -210,8 +210,8 @@ def _start_copy(*, request: CopyRequest, execution_id: str | None) -> CopyProgre
         JournalStatus.STARTED,
         decision="copy",
         executionId=execution_id,
-        destinationImageSetId=record.destination_image_set_id,
-        destinationVersionId=record.destination_version_id,
+        copiedIntoImageSetId=record.destination_image_set_id,
+        copiedIntoVersionId=record.destination_version_id,
         forced=request.force,
     )
     metrics.add_metric(name="CopiesStarted", unit=MetricUnit.Count, value=1)

@@ -60,8 +60,8 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
         journal.for_request(
             request,
             JournalStatus.FORCED if forced else JournalStatus.COPIED,
-            destinationImageSetId=progress.destination_image_set_id,
-            destinationVersionId=progress.destination_version_id,
+            copiedIntoImageSetId=progress.destination_image_set_id,
+            copiedIntoVersionId=progress.destination_version_id,
             forced=forced,
         )
         return progress.model_copy(

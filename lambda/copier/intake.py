@@ -45,30 +45,37 @@ def _plan_for_event(raw: dict[str, Any]) -> CopyPlan:
     event = parse(HealthImagingEvent, raw, "HealthImaging event")
     detail = event.detail
     _check_datastore(detail.datastore_id, "detail.datastoreId")
-    settings = load_settings()
-
-    def skip(reason: str) -> CopyPlan:
-        logger.info("Event skipped", extra={"imageSetId": detail.image_set_id, "reason": reason})
-        if detail.image_set_version is not None:
-            journal.record(
-                detail.image_set_id, detail.image_set_version, JournalStatus.SKIPPED, decision="skip", reason=reason
-            )
-        return CopyPlan(skip=True, reason=reason)
-
-    if event.detail_type not in settings.trigger_detail_types:
-        return skip(f"detail-type {event.detail_type!r} does not trigger copies")
-    if settings.copy_policy is CopyPolicy.OFF:
-        return skip("copy policy is 'off' (console-only)")
-    if copy_record.written_by_pipeline(detail.image_set_id, detail.image_set_version):
-        return skip("image set was written by this pipeline (copy-storm guard)")
-    merge = settings.copy_policy is CopyPolicy.MERGE_INTO_PRIMARY
-    if merge and detail.is_primary:
-        return skip("image set is already primary: nothing to merge")
-    request = CopyRequest(
-        datastore_id=detail.datastore_id,
-        source_image_set_id=detail.image_set_id,
-        source_version_id=detail.image_set_version,
+    if event.detail_type not in load_settings().trigger_detail_types:
+        return _skip(
+            detail.image_set_id, detail.image_set_version, f"detail-type {event.detail_type!r} does not trigger copies"
+        )
+    return plan_for_image_set(
+        detail.image_set_id, detail.image_set_version, is_primary=detail.is_primary, why=f"{event.detail_type} event"
     )
-    reason = f"{event.detail_type} event, copyPolicy {settings.copy_policy.value}"
-    journal.for_request(request, JournalStatus.PENDING, decision="copy", reason=reason)
+
+
+def plan_for_image_set(image_set_id: str, version_id: str | None, *, is_primary: bool | None, why: str) -> CopyPlan:
+    """The copy policy's decision about one image set version, journaled: an event's, or one that
+    reconciliation or backfill found."""
+    settings = load_settings()
+    if settings.copy_policy is CopyPolicy.OFF:
+        return _skip(image_set_id, version_id, "copy policy is 'off' (console-only)")
+    if copy_record.written_by_pipeline(image_set_id, version_id):
+        return _skip(image_set_id, version_id, "image set was written by this pipeline (copy-storm guard)")
+    merge = settings.copy_policy is CopyPolicy.MERGE_INTO_PRIMARY
+    if merge and is_primary:
+        return _skip(image_set_id, version_id, "image set is already primary: nothing to merge")
+    request = CopyRequest(
+        datastore_id=settings.datastore_id, source_image_set_id=image_set_id, source_version_id=version_id
+    )
+    journal.for_request(
+        request, JournalStatus.PENDING, decision="copy", reason=f"{why}, copyPolicy {settings.copy_policy.value}"
+    )
     return CopyPlan(request=request, resolve_destination=merge)
+
+
+def _skip(image_set_id: str, version_id: str | None, reason: str) -> CopyPlan:
+    logger.info("Image set skipped", extra={"imageSetId": image_set_id, "reason": reason})
+    if version_id is not None:
+        journal.record(image_set_id, version_id, JournalStatus.SKIPPED, decision="skip", reason=reason)
+    return CopyPlan(skip=True, reason=reason)

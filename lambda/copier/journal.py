@@ -2,8 +2,10 @@
 
 `journal#<sourceImageSetId>#<sourceVersionId>` in the pipeline's table, beside the copy records it
 points to (`copyRecordId`). It holds the decision (copy, or skip and why), the status (PENDING,
-SKIPPED, STARTED, COPIED, FORCED, FAILED), the destination and the version the copy produced, the
-execution, the force audit (policy, inconsistent element NAMES) and timestamps. Two indexes answer
+SKIPPED, STARTED, COPIED, FORCED, FAILED), the destination and the version the copy produced
+(`copiedIntoImageSetId` / `copiedIntoVersionId`: never the copy records' attribute names, which would
+put journal entries in the byDestination index), the execution, the force audit (policy, inconsistent
+element NAMES) and timestamps. Two indexes answer
 the operator's questions: `journalBySource` (all versions of one image set) and `journalByStatus`
 (e.g. every FAILED entry, oldest first). Entries expire `journalRetentionDays` after their last change.
 

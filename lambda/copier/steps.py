@@ -10,17 +10,19 @@
 | check_copy       | CheckCopy          | CopyProgress   |
 | authorise_force  | AuthoriseForce     | CopyRequest    |
 | record_failure   | RecordFailure      | {}             |
+| reconcile        | (a schedule rule)  | SweepResult    |
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
-from copier import confirm, copy_start, copy_status, destination, force_policy, intake, journal, pacing
+from copier import confirm, copy_start, copy_status, destination, force_policy, intake, journal, pacing, reconciliation
 from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrottled
 from copier.journal import JournalStatus
 from copier.models import CopyProgress, CopyRequest, parse
@@ -38,6 +40,7 @@ Action = Literal[
     "check_copy",
     "authorise_force",
     "record_failure",
+    "reconcile",
 ]
 _COUNTED_ERRORS: dict[type[CopyError], str] = {
     CopyConflict: "CopyConflicts",
@@ -80,6 +83,8 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
         return intake.plan_copy(call.input).wire()
     if call.action == "reserve_slot":
         return {"waitSeconds": pacing.reserve_copy_slot()}
+    if call.action == "reconcile":
+        return asdict(reconciliation.sweep())
     request = parse(CopyRequest, call.request, "step payload", prefix="request.")
     if call.action == "find_primary":
         return destination.find_primary_of_series(request).wire()
