@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 from copier import clock, destination, healthimaging, intake, journal, table
 from copier.errors import CopyError, FunctionMisconfigured
 from copier.journal import JournalStatus
-from copier.models import CopyPlan
+from copier.models import CopyRequest
 from copier.settings import CopyPolicy, load_settings
 
 logger = Logger(child=True)
@@ -91,7 +91,7 @@ def sweep(*, state_machine_arn: str | None = None) -> SweepResult:
         if plan.skip or plan.request is None:
             continue  # journaled as skipped (e.g. this pipeline's own output): nothing was missed
         missed += 1
-        arn = _start(plan, state_machine_arn)
+        arn = _start(plan.request, resolve_destination=plan.resolve_destination, state_machine_arn=state_machine_arn)
         if arn:
             started.append(arn)
     oldest = journal.entries_with(JournalStatus.PENDING, limit=1)
@@ -110,11 +110,9 @@ def sweep(*, state_machine_arn: str | None = None) -> SweepResult:
     return SweepResult(len(summaries), missed, started, oldest_pending)
 
 
-def _start(plan: CopyPlan, state_machine_arn: str) -> str | None:
+def _start(request: CopyRequest, *, resolve_destination: bool, state_machine_arn: str) -> str | None:
     """Start the copy the policy decided on, named after its image set version; the execution, if new."""
-    request = plan.request
-    assert request is not None
-    if plan.resolve_destination:
+    if resolve_destination:
         try:
             resolved = destination.find_primary_of_series(request)
         except CopyError as error:
