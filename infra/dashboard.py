@@ -90,15 +90,5 @@ class OperationsDashboard(Construct):
         return cloudwatch.GraphWidget(
             title=title,
             width=width,
-            left=[
-                cloudwatch.Metric(
-                    namespace=metrics.NAMESPACE,
-                    metric_name=name,
-                    dimensions_map={metrics.SERVICE_DIMENSION: metrics.SERVICE},
-                    statistic="Sum",
-                    period=PERIOD,
-                    label=name,
-                )
-                for name in names
-            ],
+            left=[metrics.function_metric(name, statistic="Sum", period=PERIOD, label=name) for name in names],
         )

@@ -7,6 +7,9 @@ against the add_metric calls in the function's code, both ways.
 
 from __future__ import annotations
 
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+
 NAMESPACE = "HealthImagingCopy"
 SERVICE = "healthimaging-copy"
 SERVICE_DIMENSION = "service"
@@ -18,3 +21,15 @@ UNCERTAIN_OUTCOMES = ("AmbiguousCopyOutcomes", "UndecidedCopyOutcomes", "Duplica
 # Written by each reconciliation sweep: copies no event announced, and the age of the oldest PENDING journal entry.
 RECONCILIATION = ("MissedEventsFound",)
 BACKLOG = ("OldestPendingAgeSeconds",)
+
+
+def function_metric(name: str, *, statistic: str, period: Duration, label: str | None = None) -> cloudwatch.Metric:
+    """One of the function's EMF metrics, with the dimension Powertools gives it."""
+    return cloudwatch.Metric(
+        namespace=NAMESPACE,
+        metric_name=name,
+        dimensions_map={SERVICE_DIMENSION: SERVICE},
+        statistic=statistic,
+        period=period,
+        label=label,
+    )

@@ -38,7 +38,9 @@ class Monitoring(Construct):
         self.own_topic = None if alarm_topic_arn else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
         self.topic = self.own_topic or sns.Topic.from_topic_arn(self, "AlarmTopic", str(alarm_topic_arn))
         five_minutes = Duration.minutes(5)
-        self.oldest_pending = self._function_metric(metrics.BACKLOG[0], "Maximum", Duration.minutes(15))
+        self.oldest_pending = metrics.function_metric(
+            metrics.BACKLOG[0], statistic="Maximum", period=Duration.minutes(15)
+        )
         self.alarms = [
             self._alarm(
                 "ExecutionsFailed",
@@ -64,7 +66,7 @@ class Monitoring(Construct):
             # ConfirmCopy could not tell whether a copy was accepted: an operator must look (README).
             self._alarm(
                 "UndecidedCopyOutcomes",
-                self._function_metric("UndecidedCopyOutcomes", "Sum", five_minutes),
+                metrics.function_metric("UndecidedCopyOutcomes", statistic="Sum", period=five_minutes),
                 1,
                 1,
                 "A copy's outcome cannot be decided: check and settle it with ops.cli resolve (README)",
@@ -72,7 +74,7 @@ class Monitoring(Construct):
             # HealthImaging's events are best effort: reconciliation found copies no event announced.
             self._alarm(
                 "MissedEvents",
-                self._function_metric(metrics.RECONCILIATION[0], "Sum", Duration.hours(1)),
+                metrics.function_metric(metrics.RECONCILIATION[0], statistic="Sum", period=Duration.hours(1)),
                 1,
                 1,
                 "Reconciliation started copies whose HealthImaging event never arrived (they are copied)",
@@ -97,16 +99,6 @@ class Monitoring(Construct):
         ]
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
-
-    @staticmethod
-    def _function_metric(name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=metrics.NAMESPACE,
-            metric_name=name,
-            dimensions_map={metrics.SERVICE_DIMENSION: metrics.SERVICE},
-            statistic=statistic,
-            period=period,
-        )
 
     def _alarm(
         self, name: str, metric: cloudwatch.IMetric, threshold: int, periods: int, description: str
