@@ -6,6 +6,7 @@
     python -m ops.cli resolve --table-name NAME --record-id copy#... (--not-accepted | --accepted-into ID:VERSION)
     python -m ops.cli status --table-name NAME IMAGE_SET_ID
     python -m ops.cli list --table-name NAME --status failed [--since 2026-11-01T00:00:00Z]
+    python -m ops.cli retry --table-name NAME --state-machine-arn ARN --status failed [--since ...]
 
 Both use the same input contract as the console (README, "Starting a copy by hand").
 Execution names are derived from the input, so starting the same thing twice while it runs,
@@ -20,6 +21,7 @@ import hashlib
 import json
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,6 +191,35 @@ def _journal_line(entry: dict[str, Any]) -> str:
     return " ".join(values)
 
 
+def retry(
+    *, table_name: str, state_machine_arn: str, since: float = 0.0, per_second: float = 2.0, client: Any = None
+) -> tuple[list[str], list[str]]:
+    """Start again every copy whose journal entry is FAILED (changed since a time), with the input that
+    admitted it (its event, or its console request): (executions started, entries that name no input).
+    Each failure is retried once however often this runs (the execution is named after the failure);
+    the copy records keep an accepted copy from being repeated; starts are spaced 1/per_second apart
+    and the copies themselves wait for their CopyImageSet slots."""
+    sfn = client or boto3.client("stepfunctions")
+    started: list[str] = []
+    without_input: list[str] = []
+    for entry in journal_entries(table_name=table_name, status="FAILED", since=since):
+        if not entry.get("admittedAs"):
+            without_input.append(entry["id"])
+            continue
+        failure = f"{entry['id']}@{entry['updatedAt']}"
+        name = "retry-" + hashlib.sha256(failure.encode()).hexdigest()[:40]
+        try:
+            arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=entry["admittedAs"])[
+                "executionArn"
+            ]
+            started.append(str(arn))
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                raise
+        time.sleep(1.0 / per_second)
+    return started, without_input
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -221,8 +252,27 @@ def main(argv: list[str] | None = None) -> int:
     list_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
     list_parser.add_argument("--status", required=True, type=str.upper, choices=JOURNAL_STATUSES)
     list_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: entries changed since then")
+    retry_parser = commands.add_parser("retry", help="start failed copies again (copy journal)")
+    retry_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
+    retry_parser.add_argument("--state-machine-arn", required=True)
+    retry_parser.add_argument("--status", required=True, type=str.upper, choices=("FAILED",))
+    retry_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: failures since then")
+    retry_parser.add_argument("--per-second", type=float, default=2.0, help="executions started per second")
     args = parser.parse_args(argv)
 
+    if args.command == "retry":
+        started, without_input = retry(
+            table_name=args.table_name,
+            state_machine_arn=args.state_machine_arn,
+            since=args.since.timestamp() if args.since else 0.0,
+            per_second=args.per_second,
+        )
+        for arn in started:
+            print(arn)
+        print(f"started {len(started)} execution(s); {len(without_input)} failed entr(ies) name no input to retry")
+        for entry_id in without_input:
+            print(f"  no input: {entry_id}")
+        return 0
     if args.command in ("status", "list"):
         entries = journal_entries(
             table_name=args.table_name,

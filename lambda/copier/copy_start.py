@@ -10,6 +10,7 @@ destination and the version this copy produces, written the moment the answer ar
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -208,6 +209,7 @@ def _start_copy(*, request: CopyRequest, execution_id: str | None) -> CopyProgre
     journal.for_request(
         request,
         JournalStatus.STARTED,
+        admitted_as=json.dumps(request.model_copy(update={"force": False}).wire()),  # a console request's
         decision="copy",
         executionId=execution_id,
         copiedIntoImageSetId=record.destination_image_set_id,

@@ -7,6 +7,7 @@ HealthImaging call.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -50,13 +51,19 @@ def _plan_for_event(raw: dict[str, Any]) -> CopyPlan:
             detail.image_set_id, detail.image_set_version, f"detail-type {event.detail_type!r} does not trigger copies"
         )
     return plan_for_image_set(
-        detail.image_set_id, detail.image_set_version, is_primary=detail.is_primary, why=f"{event.detail_type} event"
+        detail.image_set_id,
+        detail.image_set_version,
+        is_primary=detail.is_primary,
+        why=f"{event.detail_type} event",
+        admitted_as=json.dumps(raw, sort_keys=True),
     )
 
 
-def plan_for_image_set(image_set_id: str, version_id: str | None, *, is_primary: bool | None, why: str) -> CopyPlan:
-    """The copy policy's decision about one image set version, journaled: an event's, or one that
-    reconciliation or backfill found."""
+def plan_for_image_set(
+    image_set_id: str, version_id: str | None, *, is_primary: bool | None, why: str, admitted_as: str | None = None
+) -> CopyPlan:
+    """The copy policy's decision about one image set version, journaled: an event's (admitted as that
+    event), or one that reconciliation found."""
     settings = load_settings()
     if settings.copy_policy is CopyPolicy.OFF:
         return _skip(image_set_id, version_id, "copy policy is 'off' (console-only)")
@@ -69,7 +76,11 @@ def plan_for_image_set(image_set_id: str, version_id: str | None, *, is_primary:
         datastore_id=settings.datastore_id, source_image_set_id=image_set_id, source_version_id=version_id
     )
     journal.for_request(
-        request, JournalStatus.PENDING, decision="copy", reason=f"{why}, copyPolicy {settings.copy_policy.value}"
+        request,
+        JournalStatus.PENDING,
+        admitted_as=admitted_as,
+        decision="copy",
+        reason=f"{why}, copyPolicy {settings.copy_policy.value}",
     )
     return CopyPlan(request=request, resolve_destination=merge)
 

@@ -47,9 +47,16 @@ def entry_key(source_image_set_id: str, source_version_id: str) -> str:
 
 
 def record(
-    source_image_set_id: str, source_version_id: str, status: JournalStatus, **fields: str | bool | list[str] | None
+    source_image_set_id: str,
+    source_version_id: str,
+    status: JournalStatus,
+    *,
+    admitted_as: str | None = None,
+    **fields: str | bool | list[str] | None,
 ) -> bool:
-    """Write the entry's new status and fields; False when the copy already landed (a late duplicate)."""
+    """Write the entry's new status and fields; False when the copy already landed (a late duplicate).
+    `admitted_as`: the execution input that copies this version (an event, a console request), kept
+    from the first write that names one: `ops.cli retry` starts it again."""
     now = Decimal(repr(clock.now()))  # DynamoDB numbers: Decimal, never float
     values: dict[str, Any] = {
         "journalStatus": status.value,
@@ -66,6 +73,7 @@ def record(
             ":now": now,
             ":final_copied": FINAL[0],
             ":final_forced": FINAL[1],
+            ":admitted_as": admitted_as,
         }
     )
     assignments = ", ".join(f"#{name} = :v_{name}" for name in values)
@@ -76,13 +84,14 @@ def record(
             UpdateExpression=(
                 f"SET {assignments}, journalSourceId = :source, sourceVersionId = :version,"
                 " createdAt = if_not_exists(createdAt, :now)"
+                + (", admittedAs = if_not_exists(admittedAs, :admitted_as)" if admitted_as else "")
             ),
             ConditionExpression=(
                 "attribute_not_exists(journalStatus) OR NOT journalStatus IN (:final_copied, :final_forced)"
                 " OR journalStatus = :v_journalStatus"
             ),
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues=table.to_dynamodb(placeholders),
+            ExpressionAttributeValues=table.to_dynamodb({k: v for k, v in placeholders.items() if v is not None}),
         )
     except TableUnavailable as error:
         if table.is_condition_failure(error):
@@ -126,7 +135,13 @@ def _query(
     return found
 
 
-def for_request(request: CopyRequest, status: JournalStatus, **fields: str | bool | list[str] | None) -> bool:
+def for_request(
+    request: CopyRequest,
+    status: JournalStatus,
+    *,
+    admitted_as: str | None = None,
+    **fields: str | bool | list[str] | None,
+) -> bool:
     """Record for the source version this request copies: the request's, or the one StartCopy read.
     A console request that named no version is journaled from StartCopy on; False until then."""
     version = request.source_version_id
@@ -135,4 +150,11 @@ def for_request(request: CopyRequest, status: JournalStatus, **fields: str | boo
         version = found.source_version_id if found else None
     if version is None:
         return False
-    return record(request.source_image_set_id, version, status, copyRecordId=copy_record.request_key(request), **fields)
+    return record(
+        request.source_image_set_id,
+        version,
+        status,
+        admitted_as=admitted_as,
+        copyRecordId=copy_record.request_key(request),
+        **fields,
+    )

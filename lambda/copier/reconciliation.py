@@ -123,10 +123,10 @@ def _start(request: CopyRequest, *, resolve_destination: bool, state_machine_arn
         request = resolved.request
     key = f"{request.source_image_set_id}#{request.source_version_id}"
     name = "reconcile-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    execution_input = json.dumps(request.wire())
+    journal.for_request(request, JournalStatus.PENDING, admitted_as=execution_input)
     try:
-        answer = _step_functions().start_execution(
-            stateMachineArn=state_machine_arn, name=name, input=json.dumps(request.wire())
-        )
+        answer = _step_functions().start_execution(stateMachineArn=state_machine_arn, name=name, input=execution_input)
     except ClientError as error:
         if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
