@@ -47,6 +47,7 @@ synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles Powertool
 bench: setup
 	$(PY) -m benchmarks.handler_import
 	$(PY) -m benchmarks.burst
+	$(PY) -m benchmarks.scale
 
 clean:
 	rm -rf $(VENV) .venv313 node_modules cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis
