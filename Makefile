@@ -57,6 +57,7 @@ lock: setup  ## after changing lambda/requirements.txt: re-resolve the function 
 bench: setup
 	$(PY) -m benchmarks.handler_import
 	$(PY) -m benchmarks.burst
+	$(PY) -m benchmarks.scale
 
 clean:
 	rm -rf $(VENV) .venv313 node_modules cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -19,15 +19,24 @@ PACING_KEY = "pacing#copy-image-set"
 MAX_CONTENTION_RETRIES = 50
 
 
+def next_slot(now: float, previous: float | None, rate_per_second: float) -> float:
+    """The slot a copy takes: now, or one interval after the last slot handed out, whichever is later."""
+    return now if previous is None else max(now, previous + 1.0 / rate_per_second)
+
+
+def seconds_until(slot: float, now: float) -> int:
+    """Whole seconds to wait (WaitForCopySlot takes whole seconds) so the copy starts at or after its slot."""
+    return math.ceil(slot - now)
+
+
 def reserve_copy_slot() -> int:
     """Reserve the next CopyImageSet slot; returns whole seconds to wait before using it."""
     settings = load_settings()
-    interval = 1.0 / settings.copy_rate_per_second
     for _ in range(MAX_CONTENTION_RETRIES):
         now = clock.now()
         item = table.get_item(PACING_KEY)
         previous = item["nextSlot"] if item else None
-        slot = now if previous is None else max(now, float(previous) + interval)
+        slot = next_slot(now, None if previous is None else float(previous), settings.copy_rate_per_second)
         condition = "attribute_not_exists(id)" if previous is None else "nextSlot = :previous"
         values: dict[str, Any] = (
             {"ExpressionAttributeValues": {":previous": {"N": str(previous)}}} if previous is not None else {}
@@ -47,5 +56,5 @@ def reserve_copy_slot() -> int:
             if table.is_condition_failure(error):
                 continue  # another copy took that slot: read again
             raise
-        return math.ceil(slot - now)
+        return seconds_until(slot, now)
     raise TableUnavailable("could not reserve a copy slot: too much contention")

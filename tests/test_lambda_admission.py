@@ -1,0 +1,109 @@
+"""The admission decisions as pure functions: today's slot reservation (pacing) and the dispatcher's plan."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from copier import admission, pacing
+
+RATE = 0.24
+INTERVAL = 1 / RATE
+
+
+# --- pacing: the slot each execution reserves on the shared item --------------------------
+def test_the_first_slot_is_now() -> None:
+    assert pacing.next_slot(1_000.0, None, RATE) == 1_000.0
+
+
+def test_a_slot_follows_the_last_one_by_one_interval() -> None:
+    assert pacing.next_slot(1_000.0, 1_000.0, RATE) == pytest.approx(1_000.0 + INTERVAL)
+
+
+def test_a_slot_in_the_past_is_not_reused() -> None:
+    assert pacing.next_slot(1_000.0, 900.0, RATE) == 1_000.0
+
+
+def test_waits_are_whole_seconds_rounded_up() -> None:
+    assert [pacing.seconds_until(slot, 1_000.0) for slot in (1_000.0, 1_000.2, 1_004.0, 1_004.01)] == [0, 1, 4, 5]
+
+
+def test_the_reservation_loop_hands_out_the_same_waits_as_before() -> None:
+    """The handler's figures (test_lambda_steps): four reservations at one instant wait 0, 5, 9, 13 s."""
+    previous: float | None = None
+    waits = []
+    for _ in range(4):
+        previous = pacing.next_slot(1_000.0, previous, RATE)
+        waits.append(pacing.seconds_until(previous, 1_000.0))
+    assert waits == [0, 5, 9, 13]
+
+
+# --- admission: one dispatcher's plan --------------------------------------------------------
+def test_a_dispatch_starts_one_period_of_copies_spaced_by_the_rate() -> None:
+    starts = admission.plan_starts(now=0.0, next_free_slot=0.0, pending=1_000, rate_per_second=RATE, period_seconds=60)
+
+    assert len(starts) == 15  # 0, 4.17, ... 58.3: the 16th would fall in the next dispatch's minute
+    assert starts[0] == 0.0
+    assert all(later - earlier == pytest.approx(INTERVAL) for earlier, later in itertools.pairwise(starts))
+
+
+def test_a_small_backlog_is_started_whole() -> None:
+    assert admission.plan_starts(0.0, 0.0, pending=3, rate_per_second=RATE, period_seconds=60) == pytest.approx(
+        [0.0, INTERVAL, 2 * INTERVAL]
+    )
+
+
+def test_nothing_pending_starts_nothing() -> None:
+    assert admission.plan_starts(0.0, 0.0, pending=0, rate_per_second=RATE, period_seconds=60) == []
+
+
+def test_the_plan_continues_where_the_last_dispatch_stopped() -> None:
+    first = admission.plan_starts(0.0, 0.0, pending=1_000, rate_per_second=RATE, period_seconds=60)
+    free = admission.next_free_slot_after(first, 0.0, RATE)
+    second = admission.plan_starts(60.0, free, pending=1_000, rate_per_second=RATE, period_seconds=60)
+
+    assert second[0] == pytest.approx(first[-1] + INTERVAL)  # 62.5: never closer than one interval
+    assert second[0] > 60.0
+
+
+def test_a_late_dispatch_starts_now_rather_than_in_the_past() -> None:
+    starts = admission.plan_starts(500.0, 100.0, pending=2, rate_per_second=RATE, period_seconds=60)
+    assert starts[0] == 500.0
+
+
+def test_a_schedule_booked_past_this_period_starts_nothing() -> None:
+    assert admission.plan_starts(0.0, 61.0, pending=5, rate_per_second=RATE, period_seconds=60) == []
+
+
+def test_an_empty_dispatch_keeps_the_schedule() -> None:
+    assert admission.next_free_slot_after([], 42.0, RATE) == 42.0
+
+
+@pytest.mark.parametrize(("rate", "period"), [(0.0, 60.0), (-1.0, 60.0), (RATE, 0.0)])
+def test_a_rate_or_period_that_is_not_positive_is_refused(rate: float, period: float) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        admission.plan_starts(0.0, 0.0, pending=1, rate_per_second=rate, period_seconds=period)
+
+
+@given(
+    now=st.floats(min_value=0, max_value=1e9, allow_nan=False),
+    ahead=st.floats(min_value=-1e4, max_value=120, allow_nan=False),
+    pending=st.integers(min_value=0, max_value=10_000),
+    rate=st.floats(min_value=0.01, max_value=1.0),
+    period=st.floats(min_value=1.0, max_value=600.0),
+)
+def test_every_plan_is_inside_its_period_spaced_by_the_rate_and_as_full_as_allowed(
+    now: float, ahead: float, pending: int, rate: float, period: float
+) -> None:
+    next_free = now + ahead
+    starts = admission.plan_starts(now, next_free, pending, rate, period)
+
+    first = max(now, next_free)
+    assert len(starts) <= pending
+    assert all(first <= start < now + period for start in starts)
+    assert all(later - earlier == pytest.approx(1 / rate) for earlier, later in itertools.pairwise(starts))
+    if len(starts) < pending:  # stopped by the period's end: one more would not fit
+        assert first + len(starts) / rate >= now + period - 1e-9 * max(1.0, now)
