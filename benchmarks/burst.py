@@ -20,7 +20,8 @@ from typing import Any
 from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
-from offline.runner import LocalPipeline, WorkflowDefinition, synthesize
+from offline.runner import LocalPipeline
+from offline.template import WorkflowDefinition, synthesize
 
 QUOTA_TPS = 0.25
 

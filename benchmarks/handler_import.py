@@ -48,7 +48,8 @@ def api_calls_of_one_copy() -> Counter[str]:
     from offline import seed
     from offline.clock import VirtualClock
     from offline.emulator import HealthImagingEmulator
-    from offline.runner import LocalPipeline, WorkflowDefinition, synthesize
+    from offline.runner import LocalPipeline
+    from offline.template import WorkflowDefinition, synthesize
 
     clock = VirtualClock()
     emulator = HealthImagingEmulator(clock=clock.now)

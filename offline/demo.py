@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
-from offline.runner import ExecutionRecord, LocalPipeline, WorkflowDefinition, synthesize
+from offline.runner import ExecutionRecord, LocalPipeline
+from offline.template import WorkflowDefinition, synthesize
 
 
 @dataclass

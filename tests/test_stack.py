@@ -15,7 +15,7 @@ from stack_app import CONTEXT, CUSTOM_SETTINGS, DS, KEY_ARN, REGION, resolved, r
 
 from infra.app import build_app
 from infra.settings import SettingsError, stack_settings_from_context
-from offline.runner import WorkflowDefinition, resolve
+from offline.template import WorkflowDefinition, resolve
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from captured_output import CAPTURED_OUTPUT
 from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
-from offline.runner import LocalPipeline, WorkflowDefinition, synthesize
+from offline.runner import LocalPipeline
+from offline.template import WorkflowDefinition, synthesize
 
 DS = seed.DATASTORE_ID
 
