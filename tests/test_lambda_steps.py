@@ -506,3 +506,13 @@ def test_slots_are_spaced_by_the_configured_rate(function: Function, monkeypatch
     monkeypatch.setattr(function.modules.clock, "now", lambda: 1_000.0)
     waits = [function.invoke(step("reserve_slot"))["waitSeconds"] for _ in range(4)]
     assert waits == [0, 5, 9, 13]  # 1 / 0.24 s apart, rounded up to whole seconds
+
+
+# --- reconcile (the schedule rule's action) ----------------------------------------------
+def test_a_sweep_without_its_state_machine_fails_naming_the_setting_before_any_call(function: Function) -> None:
+    with pytest.raises(Exception) as raised:
+        function.invoke({"action": "reconcile"})
+
+    assert type(raised.value).__name__ == "FunctionMisconfigured"
+    assert "STATE_MACHINE_ARN" in str(raised.value)
+    function.reads.assert_no_pending_responses()  # and no HealthImaging call was made (none was stubbed)
