@@ -109,17 +109,15 @@ def _baseline_version(request: CopyRequest, destination: dict[str, Any]) -> str:
     pinned = request.destination_version_id
     if pinned is None or pinned == latest:
         return latest
-    later = range(int(pinned) + 1, int(latest) + 1) if int(pinned) < int(latest) else range(0)
-    statuses = [
-        healthimaging.get_image_set(request.datastore_id, str(request.destination_image_set_id), str(version)).get(
-            "imageSetWorkflowStatus"
-        )
-        for version in later
-    ]
-    if not statuses or any(status != FAILED for status in statuses):
-        raise ImageSetVersionChanged(
-            f"destination image set {request.destination_image_set_id} is at version {latest}, not {pinned}"
-        )
+    moved = ImageSetVersionChanged(
+        f"destination image set {request.destination_image_set_id} is at version {latest}, not {pinned}"
+    )
+    if int(pinned) > int(latest):
+        raise moved
+    for version in range(int(pinned) + 1, int(latest) + 1):
+        later = healthimaging.get_image_set(request.datastore_id, str(request.destination_image_set_id), str(version))
+        if later.get("imageSetWorkflowStatus") != FAILED:
+            raise moved
     return latest
 
 
