@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from function_stubs import SOURCE, Function
+from function_stubs import SOURCE, TABLE, Function
+
+from ops.cli import journal_entries
 
 OTHER = "d" * 32
 
@@ -25,7 +27,7 @@ def test_an_entry_moves_forward_and_a_landed_copy_is_final(function: Function, j
     # A late duplicate execution cannot turn a landed copy back into STARTED or FAILED.
     assert not journal.record(SOURCE, "1", statuses.STARTED)
     assert not journal.record(SOURCE, "1", statuses.FAILED, error="CopyConflict")
-    (entry,) = journal.entries_of(SOURCE)
+    (entry,) = journal_entries(table_name=TABLE, image_set_id=SOURCE)
     assert (entry["journalStatus"], entry["sourceVersionId"], entry["decision"]) == ("COPIED", "1", "copy")
     assert float(entry["createdAt"]) == 1_001.0 and float(entry["updatedAt"]) == 1_003.0
 
@@ -35,7 +37,7 @@ def test_a_failed_entry_moves_on_when_the_copy_is_started_again(function: Functi
     journal.record(SOURCE, "1", statuses.FAILED, error="CopyAccessDenied")
     assert journal.record(SOURCE, "1", statuses.STARTED)
     assert journal.record(SOURCE, "1", statuses.FORCED, forced=True)
-    (entry,) = journal.entries_of(SOURCE)
+    (entry,) = journal_entries(table_name=TABLE, image_set_id=SOURCE)
     assert (entry["journalStatus"], entry["error"], entry["forced"]) == ("FORCED", "CopyAccessDenied", True)
 
 
@@ -47,10 +49,14 @@ def test_entries_are_found_by_image_set_and_by_status(function: Function, journa
         clock.now = lambda at=at: 2_000.0 + at
         journal.record(image_set_id, version, status)
 
-    assert sorted(e["sourceVersionId"] for e in journal.entries_of(SOURCE)) == ["1", "2"]
-    failed = journal.entries_with(statuses.FAILED)
+    versions = journal_entries(table_name=TABLE, image_set_id=SOURCE)
+    assert sorted(e["sourceVersionId"] for e in versions) == ["1", "2"]
+    failed = journal_entries(table_name=TABLE, status="FAILED")
     assert [(e["journalSourceId"], e["sourceVersionId"]) for e in failed] == [(SOURCE, "2"), (OTHER, "1")]
-    assert [e["journalSourceId"] for e in journal.entries_with(statuses.FAILED, since=2_002)] == [OTHER]
+    assert [e["journalSourceId"] for e in journal_entries(table_name=TABLE, status="FAILED", since=2_002)] == [OTHER]
+    assert journal.oldest_change(statuses.FAILED) == 2_001.0
+    assert journal.oldest_change(statuses.PENDING) is None
+    assert journal.is_recorded(OTHER, "1") and not journal.is_recorded(OTHER, "2")
 
 
 def test_journal_entries_stay_out_of_the_copy_records_destination_index(function: Function, journal: Any) -> None:

@@ -6,8 +6,9 @@ SKIPPED, STARTED, COPIED, FORCED, FAILED), the destination and the version the c
 (`copiedIntoImageSetId` / `copiedIntoVersionId`: never the copy records' attribute names, which would
 put journal entries in the byDestination index), the execution, the force audit (policy, inconsistent
 element NAMES) and timestamps. Two indexes answer
-the operator's questions: `journalBySource` (all versions of one image set) and `journalByStatus`
-(e.g. every FAILED entry, oldest first). Entries expire `journalRetentionDays` after their last change.
+the operator's questions (`python -m ops.cli status|list` reads them): `journalBySource` (all versions
+of one image set) and `journalByStatus` (e.g. every FAILED entry, oldest first). Entries expire
+`journalRetentionDays` after their last change.
 
 COPIED and FORCED are final: a late duplicate execution never turns a landed copy back into
 STARTED or FAILED. A FAILED entry moves on when the copy is started again.
@@ -100,39 +101,22 @@ def record(
     return True
 
 
-def entries_of(source_image_set_id: str) -> list[dict[str, Any]]:
-    """Every journal entry of one image set (all its versions)."""
-    return _query(BY_SOURCE_INDEX, "journalSourceId = :value", source_image_set_id)
+def is_recorded(source_image_set_id: str, source_version_id: str) -> bool:
+    """The pipeline already decided about this image set version (an event, a sweep, a console copy)."""
+    return table.get_item(entry_key(source_image_set_id, source_version_id)) is not None
 
 
-def entries_with(status: JournalStatus, *, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-    """Entries in one status, oldest change first (since a time, when given)."""
-    condition = "journalStatus = :value" + (" AND updatedAt >= :since" if since is not None else "")
-    return _query(BY_STATUS_INDEX, condition, status.value, since=since, limit=limit)
-
-
-def _query(
-    index: str, condition: str, value: str, *, since: float | None = None, limit: int = 1000
-) -> list[dict[str, Any]]:
-    values: dict[str, Any] = {":value": value}
-    if since is not None:
-        values[":since"] = Decimal(repr(since))
-    found: list[dict[str, Any]] = []
-    start: dict[str, Any] | None = None
-    while len(found) < limit:
-        page = table.call(
-            "query",
-            IndexName=index,
-            KeyConditionExpression=condition,
-            ExpressionAttributeValues=table.to_dynamodb(values),
-            Limit=min(limit - len(found), 1000),
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        found.extend(table.from_dynamodb(item) for item in page.get("Items", []))
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            break
-    return found
+def oldest_change(status: JournalStatus) -> float | None:
+    """When the entry in this status that changed longest ago changed (the backlog's age), if any."""
+    page = table.call(
+        "query",
+        IndexName=BY_STATUS_INDEX,
+        KeyConditionExpression="journalStatus = :status",
+        ExpressionAttributeValues=table.to_dynamodb({":status": status.value}),
+        Limit=1,
+    )
+    items = page.get("Items", [])
+    return float(table.from_dynamodb(items[0])["updatedAt"]) if items else None
 
 
 def for_request(

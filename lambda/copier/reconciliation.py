@@ -28,7 +28,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
-from copier import clock, destination, healthimaging, intake, journal, table
+from copier import clock, destination, healthimaging, intake, journal
 from copier.errors import CopyError, FunctionMisconfigured
 from copier.journal import JournalStatus
 from copier.models import CopyRequest
@@ -80,7 +80,7 @@ def sweep(*, state_machine_arn: str | None = None) -> SweepResult:
             )
             break
         image_set_id, version = str(summary["imageSetId"]), str(summary["version"])
-        if table.get_item(journal.entry_key(image_set_id, version)) is not None:
+        if journal.is_recorded(image_set_id, version):
             continue  # an event (or an earlier sweep) got there
         plan = intake.plan_for_image_set(
             image_set_id,
@@ -94,8 +94,8 @@ def sweep(*, state_machine_arn: str | None = None) -> SweepResult:
         arn = _start(plan.request, resolve_destination=plan.resolve_destination, state_machine_arn=state_machine_arn)
         if arn:
             started.append(arn)
-    oldest = journal.entries_with(JournalStatus.PENDING, limit=1)
-    oldest_pending = clock.now() - float(oldest[0]["updatedAt"]) if oldest else 0.0
+    oldest = journal.oldest_change(JournalStatus.PENDING)
+    oldest_pending = clock.now() - oldest if oldest is not None else 0.0
     metrics.add_metric(name="MissedEventsFound", unit=MetricUnit.Count, value=missed)
     metrics.add_metric(name="OldestPendingAgeSeconds", unit=MetricUnit.Seconds, value=oldest_pending)
     logger.info(
