@@ -2,7 +2,7 @@
 
 Written top-down in the order a copy runs (JSONPath: moto runs it offline):
 1. ValidateInput -> RouteCopy -> [FindPrimaryOfSeries]         what to copy, or skip
-2. ReserveCopySlot -> WaitForCopySlot -> StartCopy              at the quota's pace; Retry on
+2. ReserveCopySlot -> WaitForCopySlot -> StartCopy              on its slot (StartCopy holds); Retry on
                                                                 conflict, throttling, transient
 3. [ConfirmCopy <-> WaitBeforeLookingAgain]                     the call's answer never came
 4. WaitForCopy <-> CheckCopy -> ReportResult -> Copied          judged on the version it produces
@@ -69,7 +69,11 @@ class CopyWorkflow(Construct):
         start = self._step(
             "StartCopy",
             "start_copy",
-            {"request": "$.request", "retryCount": sfn.JsonPath.number_at("$$.State.RetryCount")},
+            {
+                "request": "$.request",
+                "slotAt": sfn.JsonPath.number_at("$.slot.at"),  # StartCopy holds its call until then
+                "retryCount": sfn.JsonPath.number_at("$$.State.RetryCount"),
+            },
             "$.copy",
         )
         self._retry(start, ["CopyConflict"], settings.conflict_retry())

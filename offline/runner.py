@@ -187,6 +187,7 @@ class LocalPipeline:
         attach(healthimaging.read_client(), self.emulator)
         attach(healthimaging.copy_client(), self.emulator)
         self._stack.enter_context(mock.patch.object(clock, "now", self.clock.now))
+        self._stack.enter_context(mock.patch.object(clock, "sleep", self._sleep_in_handler))
         for log_handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
             if isinstance(log_handler, logging.StreamHandler):
                 log_handler.setStream(self.logs)
@@ -214,6 +215,15 @@ class LocalPipeline:
         except Exception as error:  # the Lambda runtime's view: errorType is the class name
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
+
+    def _sleep_in_handler(self, seconds: float) -> None:
+        """StartCopy holding its call: other invocations run meanwhile, as other Lambda environments would
+        (holding the lock while asleep on the virtual clock would stop every other execution, and the clock)."""
+        self._handler_lock.release()
+        try:
+            self.clock.sleep(seconds)
+        finally:
+            self._handler_lock.acquire()
 
     def count_api_calls(self) -> Counter[str]:
         """From now on, count every AWS API call the function makes, as "service:Operation"."""

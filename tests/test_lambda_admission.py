@@ -27,18 +27,31 @@ def test_a_slot_in_the_past_is_not_reused() -> None:
     assert pacing.next_slot(1_000.0, 900.0, RATE) == 1_000.0
 
 
-def test_waits_are_whole_seconds_rounded_up() -> None:
-    assert [pacing.seconds_until(slot, 1_000.0) for slot in (1_000.0, 1_000.2, 1_004.0, 1_004.01)] == [0, 1, 4, 5]
+def test_the_wait_ends_up_to_the_lead_before_the_slot_in_whole_seconds() -> None:
+    slots = (1_000.0, 1_002.9, 1_004.0, 1_004.01, 1_012.5)
+    assert [pacing.wait_seconds(slot, 1_000.0) for slot in slots] == [0, 0, 2, 2, 10]
+    # Never past the slot, never more than the lead (plus under a second) before it.
+    for slot in slots:
+        waited = pacing.wait_seconds(slot, 1_000.0)
+        assert 1_000.0 + waited <= slot
+        assert slot - (1_000.0 + waited) < pacing.HOLD_LEAD_SECONDS + 1 or waited == 0
 
 
-def test_the_reservation_loop_hands_out_the_same_waits_as_before() -> None:
-    """The handler's figures (test_lambda_steps): four reservations at one instant wait 0, 5, 9, 13 s."""
+def test_the_call_is_held_until_the_slot_and_not_after_it() -> None:
+    assert pacing.hold_seconds(1_004.5, 1_002.0) == pytest.approx(2.5)
+    assert pacing.hold_seconds(1_000.0, 1_003.0) == 0.0  # a retry after a conflict: its slot has passed
+    assert pacing.hold_seconds(None, 1_000.0) == 0.0
+    assert pacing.hold_seconds(2_000.0, 1_000.0) == pacing.MAX_HOLD_SECONDS  # bounded inside the function
+
+
+def test_four_reservations_at_one_instant_wait_then_hold_onto_slots_one_interval_apart() -> None:
     previous: float | None = None
-    waits = []
+    calls = []
     for _ in range(4):
         previous = pacing.next_slot(1_000.0, previous, RATE)
-        waits.append(pacing.seconds_until(previous, 1_000.0))
-    assert waits == [0, 5, 9, 13]
+        woke = 1_000.0 + pacing.wait_seconds(previous, 1_000.0)
+        calls.append(woke + pacing.hold_seconds(previous, woke))
+    assert calls == pytest.approx([1_000.0 + index * INTERVAL for index in range(4)])
 
 
 # --- admission: one dispatcher's plan --------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The one place the function reads the time, so the local runner can run it on a virtual clock."""
+"""The one place the function reads the time or waits, so the local runner can run it on a virtual clock."""
 
 from __future__ import annotations
 
@@ -7,3 +7,8 @@ import time
 
 def now() -> float:
     return time.time()
+
+
+def sleep(seconds: float) -> None:
+    if seconds > 0:
+        time.sleep(seconds)

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
-from copier import copy_record, force_policy, healthimaging, inconsistency, journal, table
+from copier import clock, copy_record, force_policy, healthimaging, inconsistency, journal, pacing, table
 from copier.copy_record import CopyRecord, CopyStatus
 from copier.errors import (
     CopyConflict,
@@ -121,9 +121,12 @@ def _baseline_version(request: CopyRequest, destination: dict[str, Any]) -> str:
     return latest
 
 
-def start_copy(*, request: CopyRequest, execution_id: str | None = None) -> CopyProgress:
-    """Start the copy once; later calls with the same request get this answer (Powertools idempotency)."""
-    return _idempotent_start_copy()(request=request, execution_id=execution_id)
+def start_copy(
+    *, request: CopyRequest, execution_id: str | None = None, slot_at: float | None = None
+) -> CopyProgress:
+    """Start the copy once, calling CopyImageSet on its slot (`slot_at`, from ReserveCopySlot); later calls
+    with the same request get this answer (Powertools idempotency: keyed on the request alone)."""
+    return _idempotent_start_copy()(request=request, execution_id=execution_id, slot_at=slot_at)
 
 
 @lru_cache(maxsize=1)
@@ -137,7 +140,7 @@ def _idempotent_start_copy() -> Callable[..., CopyProgress]:
     )(_start_copy)
 
 
-def _start_copy(*, request: CopyRequest, execution_id: str | None) -> CopyProgress:
+def _start_copy(*, request: CopyRequest, execution_id: str | None, slot_at: float | None) -> CopyProgress:
     previous = copy_record.load(request)
     if previous is not None and previous.status is CopyStatus.ACCEPTED:
         logger.info("Copy already accepted: no new CopyImageSet", extra={"calls": previous.calls})
@@ -162,6 +165,8 @@ def _start_copy(*, request: CopyRequest, execution_id: str | None) -> CopyProgre
         baseline_version = _baseline_version(request, destination)
 
     force_policy.ensure_force_allowed(request)
+    # Held here, after the reads whose durations vary: the calls land on their slots, 1/rate apart.
+    clock.sleep(pacing.hold_seconds(slot_at, clock.now()))
     record = copy_record.begin_call(
         request,
         previous=previous,

@@ -1,15 +1,17 @@
 """Shapes the CopyImageSet rate: each copy reserves the next free slot on a shared schedule.
 
-CopyImageSet allows 0.25 requests/s per account and Region (burst 1). Rather than calling
-and being throttled, a copy reserves `next = max(now, last + 1/rate)` with an optimistic,
-conditional write and the state machine waits until then. On moto's 1,000-import burst this
-drains in 1.04 x N/rate with no ThrottlingException; `python -m benchmarks.scale` shows where it
-breaks at scale, and copier.admission's paced dispatcher is to replace it.
+CopyImageSet allows 0.25 requests/s per account and Region (burst 1). Rather than calling and being
+throttled, a copy reserves `next = max(now, last + 1/rate)` with a conditional write, the state machine
+waits (whole seconds) until just before it, and StartCopy holds the call until the slot itself: calls
+spaced by whole-second waits alone can land under 1/quota apart and be throttled. The item is not hot:
+the dispatcher (copier.dispatcher) starts only the copies whose slots fall before its next run, so the
+writers of one minute are that minute's dozen or so executions and any started by hand.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from copier import clock, table
@@ -18,6 +20,19 @@ from copier.settings import load_settings
 
 PACING_KEY = "pacing#copy-image-set"
 MAX_CONTENTION_RETRIES = 50
+# WaitForCopySlot ends this much before the slot (Step Functions waits are whole seconds and a task
+# takes time to start); StartCopy holds the call for the rest, never longer than MAX_HOLD_SECONDS.
+HOLD_LEAD_SECONDS = 2
+MAX_HOLD_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class CopySlot:
+    at: float  # when CopyImageSet may be called (epoch seconds)
+    wait_seconds: int  # what WaitForCopySlot waits first
+
+    def wire(self) -> dict[str, Any]:
+        return {"at": self.at, "waitSeconds": self.wait_seconds}
 
 
 def next_slot(now: float, previous: float | None, rate_per_second: float) -> float:
@@ -25,13 +40,24 @@ def next_slot(now: float, previous: float | None, rate_per_second: float) -> flo
     return now if previous is None else max(now, previous + 1.0 / rate_per_second)
 
 
-def seconds_until(slot: float, now: float) -> int:
-    """Whole seconds to wait (WaitForCopySlot takes whole seconds) so the copy starts at or after its slot."""
-    return math.ceil(slot - now)
+def wait_seconds(slot: float, now: float) -> int:
+    """Whole seconds WaitForCopySlot waits: up to HOLD_LEAD_SECONDS before the slot, never less than 0."""
+    return max(0, math.floor(slot - now - HOLD_LEAD_SECONDS))
 
 
-def reserve_copy_slot() -> int:
-    """Reserve the next CopyImageSet slot; returns whole seconds to wait before using it."""
+def hold_seconds(slot: float | None, now: float) -> float:
+    """How long StartCopy holds its call so it lands on the slot; 0 once the slot has passed (a retry)."""
+    return 0.0 if slot is None else min(max(0.0, slot - now), MAX_HOLD_SECONDS)
+
+
+def next_free_slot() -> float | None:
+    """The schedule as it stands: one interval after the last slot handed out, in the past or not."""
+    item = table.get_item(PACING_KEY)
+    return None if item is None else float(item["nextSlot"]) + 1.0 / load_settings().copy_rate_per_second
+
+
+def reserve_copy_slot() -> CopySlot:
+    """Reserve the next CopyImageSet slot."""
     settings = load_settings()
     for _ in range(MAX_CONTENTION_RETRIES):
         now = clock.now()
@@ -57,5 +83,5 @@ def reserve_copy_slot() -> int:
             if table.is_condition_failure(error):
                 continue  # another copy took that slot: read again
             raise
-        return seconds_until(slot, now)
+        return CopySlot(at=slot, wait_seconds=wait_seconds(slot, now))
     raise TableUnavailable("could not reserve a copy slot: too much contention")

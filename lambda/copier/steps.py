@@ -4,7 +4,7 @@
 |------------------|--------------------|----------------|
 | validate         | ValidateInput      | CopyPlan       |
 | find_primary     | FindPrimaryOfSeries| CopyPlan       |
-| reserve_slot     | ReserveCopySlot    | {waitSeconds}  |
+| reserve_slot     | ReserveCopySlot    | CopySlot       |
 | start_copy       | StartCopy          | CopyProgress   |
 | confirm_copy     | ConfirmCopy        | CopyProgress   |
 | check_copy       | CheckCopy          | CopyProgress   |
@@ -59,6 +59,7 @@ class StepCall(BaseModel):
     copy_: Any = Field(default=None, alias="copy")
     error: Any = None
     retry_count: int = Field(default=0, ge=0, alias="retryCount")
+    slot_at: float | None = Field(default=None, alias="slotAt")
 
 
 def run_step(event: Any) -> dict[str, Any]:
@@ -82,14 +83,14 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
     if call.action == "validate":
         return intake.plan_copy(call.input).wire()
     if call.action == "reserve_slot":
-        return {"waitSeconds": pacing.reserve_copy_slot()}
+        return pacing.reserve_copy_slot().wire()
     if call.action == "reconcile":
         return asdict(reconciliation.sweep())
     request = parse(CopyRequest, call.request, "step payload", prefix="request.")
     if call.action == "find_primary":
         return destination.find_primary_of_series(request).wire()
     if call.action == "start_copy":
-        progress = copy_start.start_copy(request=request, execution_id=call.execution_id)
+        progress = copy_start.start_copy(request=request, execution_id=call.execution_id, slot_at=call.slot_at)
         return progress.model_copy(update={"attempts": call.retry_count + 1}).wire()
     if call.action == "confirm_copy":
         return confirm.confirm_copy(request=request).wire()
