@@ -25,6 +25,7 @@ class OperationsDashboard(Construct):
         *,
         state_machine: sfn.StateMachine,
         function: lambda_.Function,
+        admission_queue: sqs.Queue,
         dead_letter_queue: sqs.Queue,
         alarms: Sequence[cloudwatch.Alarm],
     ) -> None:
@@ -58,7 +59,22 @@ class OperationsDashboard(Construct):
             self._graph("Uncertain outcomes, duplicates, wait timeouts", metrics.UNCERTAIN_OUTCOMES, width=8),
         )
         self.dashboard.add_widgets(
-            self._graph("Reconciliation: copies no event announced", metrics.RECONCILIATION, width=24)
+            self._graph("Backlog: copies admitted, skipped, dispatched", metrics.ADMISSION, width=8),
+            cloudwatch.GraphWidget(
+                title="Backlog: oldest pending copy, admission queue depth",
+                width=8,
+                left=[
+                    metrics.function_metric(
+                        metrics.BACKLOG[0], statistic="Maximum", period=PERIOD, label="Oldest pending (s)"
+                    )
+                ],
+                right=[
+                    admission_queue.metric_approximate_number_of_messages_visible(
+                        period=PERIOD, statistic="Maximum", label="Events to admit"
+                    )
+                ],
+            ),
+            self._graph("Reconciliation: copies no event announced", metrics.RECONCILIATION, width=8),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -80,10 +96,6 @@ class OperationsDashboard(Construct):
                 ],
             ),
         )
-
-    def show_backlog(self, backlog: cloudwatch.IMetric) -> None:
-        """The hook for a backlog metric (copies admitted but not yet started), once there is one."""
-        self.dashboard.add_widgets(cloudwatch.GraphWidget(title="Backlog", width=24, left=[backlog]))
 
     @staticmethod
     def _graph(title: str, names: Sequence[str], *, width: int) -> cloudwatch.GraphWidget:

@@ -1,4 +1,7 @@
-"""The EventBridge rule that starts a copy when HealthImaging reports a new image set."""
+"""The EventBridge rule that admits a copy when HealthImaging reports a new image set: events go to a
+queue, the copy function writes each into the copy journal's backlog (PENDING) and the dispatcher
+(infra/dispatcher.py) starts them at the quota's pace. A burst of any size costs a queue's worth of
+messages, never an execution, a Lambda throttle or a slot past an execution's timeout."""
 
 from __future__ import annotations
 
@@ -6,11 +9,18 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.settings import DEAD_LETTER_RETENTION_DAYS
+
+# A message the function fails this often (a malformed event, DynamoDB down for minutes) is dead-lettered.
+MAX_RECEIVES = 5
+# Admission is a few DynamoDB writes per event: two batches at a time drain 10,000 events in about a minute
+# and leave the rest of the function's concurrency to the copies.
+ADMISSION_CONCURRENCY = 2
 
 
 class ImportTrigger(Construct):
@@ -19,13 +29,14 @@ class ImportTrigger(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        state_machine: sfn.IStateMachine,
+        function: lambda_.IFunction,
+        function_timeout: Duration,
         datastore_id: str,
         detail_types: tuple[str, ...],
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        # Events EventBridge could not deliver after its retries land here (README: "Redrive").
+        # Events EventBridge could not deliver, and messages the function could not admit (README: "Redrive").
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
@@ -34,10 +45,21 @@ class ImportTrigger(Construct):
             enforce_ssl=True,
             retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
         )
+        self.admission_queue = sqs.Queue(
+            self,
+            "AdmissionQueue",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
+            # Lambda's advice for an SQS event source: six times the function's timeout.
+            visibility_timeout=Duration.seconds(6 * function_timeout.to_seconds()),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),
+        )
         self.rule = events.Rule(
             self,
             "Rule",
-            description="HealthImaging image set events of one data store start a copy",
+            description="HealthImaging image set events of one data store admit a copy",
             event_pattern=events.EventPattern(
                 source=["aws.medical-imaging"],
                 detail_type=list(detail_types),
@@ -46,11 +68,18 @@ class ImportTrigger(Construct):
             ),
         )
         self.rule.add_target(
-            targets.SfnStateMachine(
-                state_machine,
-                input=events.RuleTargetInput.from_event_path("$"),
+            targets.SqsQueue(
+                self.admission_queue,
                 dead_letter_queue=self.dead_letter_queue,
                 retry_attempts=185,
                 max_event_age=Duration.hours(24),
+            )
+        )
+        function.add_event_source(
+            event_sources.SqsEventSource(
+                self.admission_queue,
+                batch_size=10,
+                report_batch_item_failures=True,
+                max_concurrency=ADMISSION_CONCURRENCY,
             )
         )

@@ -18,8 +18,11 @@ COPIES = ("CopiesStarted", "CopiesCompleted", "CopiesFailed", "ForcedCopies")
 FORCE_DECISIONS = ("ForcesAuthorised", "ForceRefusals")
 PUSHBACK = ("CopyConflicts", "CopyThrottles", "CopyQuotaExceeded")
 UNCERTAIN_OUTCOMES = ("AmbiguousCopyOutcomes", "UndecidedCopyOutcomes", "DuplicatesSuppressed", "CopyWaitTimeouts")
-# Written by each reconciliation sweep: copies no event announced, and the age of the oldest PENDING journal entry.
+# Events into the copy journal's backlog (the admission queue's consumer) and out of it (the dispatcher).
+ADMISSION = ("CopiesAdmitted", "CopiesSkipped", "CopiesDispatched")
+# Written by each reconciliation sweep: copies no event announced.
 RECONCILIATION = ("MissedEventsFound",)
+# Written by each dispatcher run: the age of the oldest PENDING journal entry.
 BACKLOG = ("OldestPendingAgeSeconds",)
 
 

@@ -38,9 +38,6 @@ class Monitoring(Construct):
         self.own_topic = None if alarm_topic_arn else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
         self.topic = self.own_topic or sns.Topic.from_topic_arn(self, "AlarmTopic", str(alarm_topic_arn))
         five_minutes = Duration.minutes(5)
-        self.oldest_pending = metrics.function_metric(
-            metrics.BACKLOG[0], statistic="Maximum", period=Duration.minutes(15)
-        )
         self.alarms = [
             self._alarm(
                 "ExecutionsFailed",
@@ -77,12 +74,12 @@ class Monitoring(Construct):
                 metrics.function_metric(metrics.RECONCILIATION[0], statistic="Sum", period=Duration.hours(1)),
                 1,
                 1,
-                "Reconciliation started copies whose HealthImaging event never arrived (they are copied)",
+                "Reconciliation admitted copies whose HealthImaging event never arrived (they are copied)",
             ),
             # A copy decided on and not started for hours: the backlog is growing (or stuck).
             self._alarm(
                 "BacklogAge",
-                self.oldest_pending,
+                metrics.function_metric(metrics.BACKLOG[0], statistic="Maximum", period=Duration.minutes(15)),
                 BACKLOG_ALARM_SECONDS,
                 2,
                 "The oldest pending copy has waited for hours: see ops.cli list --status pending",

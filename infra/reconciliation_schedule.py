@@ -1,31 +1,24 @@
 """The reconciliation sweep's schedule: every `reconciliationIntervalMinutes`, the copy function runs
-its `reconcile` action, which finds image sets no event announced and starts their copies."""
+its `reconcile` action, which finds image sets no event announced and admits them to the backlog."""
 
 from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 
 class ReconciliationSchedule(Construct):
     def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        function: lambda_.Function,
-        state_machine_arn: str,
-        interval_minutes: int,
+        self, scope: Construct, construct_id: str, *, function: lambda_.IFunction, interval_minutes: int
     ) -> None:
         super().__init__(scope, construct_id)
         self.rule = events.Rule(
             self,
             "Rule",
-            description="Finds image sets whose HealthImaging event never arrived and copies them",
+            description="Finds image sets whose HealthImaging event never arrived and admits their copies",
             schedule=events.Schedule.rate(Duration.minutes(interval_minutes)),
         )
         # A sweep that fails is simply the next sweep's work: its window overlaps this one's.
@@ -34,16 +27,3 @@ class ReconciliationSchedule(Construct):
                 function, event=events.RuleTargetInput.from_object({"action": "reconcile"}), retry_attempts=0
             )
         )
-        # A policy of its own, not the function's default one: the function must not depend on the
-        # state machine, which depends on the function.
-        self.policy = iam.Policy(
-            self,
-            "StartCopies",
-            statements=[
-                iam.PolicyStatement(
-                    sid="StartCopiesOfMissedImageSets", actions=["states:StartExecution"], resources=[state_machine_arn]
-                )
-            ],
-        )
-        if function.role is not None:
-            self.policy.attach_to_role(function.role)

@@ -1,8 +1,9 @@
 """The whole pipeline in one stack:
 
-EventBridge rule (ImportTrigger) --> state machine (CopyWorkflow) --> copy Lambda (CopyFunction)
-                                                                          |-> HealthImaging (one data store)
-                                                                          '-> DynamoDB (IdempotencyTable)
+EventBridge rule (ImportTrigger) --> admission queue --> copy Lambda: the copy journal's backlog (PENDING)
+schedule, every minute (Dispatcher) --> copy Lambda `dispatch` --> state machine (CopyWorkflow), paced
+schedule (ReconciliationSchedule) --> copy Lambda `reconcile`: missed events into the backlog
+state machine --> copy Lambda (CopyFunction) --> HealthImaging (one data store), DynamoDB (IdempotencyTable)
 Monitoring: alarms to an SNS topic; an operations dashboard. One KMS key encrypts logs, table, queue,
 topic and the function's environment.
 """
@@ -18,6 +19,7 @@ from constructs import Construct
 from infra.copy_function import CopyFunction
 from infra.copy_workflow import CopyWorkflow
 from infra.dashboard import OperationsDashboard
+from infra.dispatcher import Dispatcher
 from infra.idempotency_table import IdempotencyTable
 from infra.import_trigger import ImportTrigger
 from infra.monitoring import Monitoring
@@ -52,7 +54,6 @@ ACCEPTED_FINDINGS = {
     "with this stack's key (CDK's table grant): data keys of that one key only",
     "AwsSolutions::AwsSolutions-L1": "Python 3.13 is pinned on purpose: the handler is tested on it and the "
     "bundled wheels are built for it",
-    "AwsSolutions::AwsSolutions-SQS3": "This queue is the EventBridge target's dead-letter queue; it needs none",
     "HIPAA.Security::HIPAA.Security-IAMNoInlinePolicy": "CDK grants are AWS::IAM::Policy resources scoped to this "
     "stack's resources; a managed policy would grant the same, less visibly",
     "HIPAA.Security::HIPAA.Security-LambdaDLQ": NO_FUNCTION_DLQ,
@@ -110,19 +111,22 @@ class CopyPipelineStack(Stack):
         self.trigger = ImportTrigger(
             self,
             "ImportTrigger",
-            state_machine=self.workflow.state_machine,
+            function=self.copy_function.function,
+            function_timeout=CopyFunction.TIMEOUT,
             datastore_id=settings.datastore_id,
             detail_types=settings.trigger_detail_types,
             key=self.key,
         )
         if settings.copy_policy == "off":
             self.trigger.rule.node.default_child.add_property_override("State", "DISABLED")  # type: ignore[union-attr]
+        self.dispatcher = Dispatcher(
+            self, "Dispatcher", function=self.copy_function.function, state_machine_arn=state_machine_arn
+        )
         self.reconciliation = (
             ReconciliationSchedule(
                 self,
                 "Reconciliation",
                 function=self.copy_function.function,
-                state_machine_arn=state_machine_arn,
                 interval_minutes=settings.reconciliation_interval_minutes,
             )
             if settings.reconciliation_interval_minutes and settings.copy_policy != "off"
@@ -144,10 +148,10 @@ class CopyPipelineStack(Stack):
             "OperationsDashboard",
             state_machine=self.workflow.state_machine,
             function=self.copy_function.function,
+            admission_queue=self.trigger.admission_queue,
             dead_letter_queue=self.trigger.dead_letter_queue,
             alarms=self.monitoring.alarms,
         )
-        self.dashboard.show_backlog(self.monitoring.oldest_pending)
 
         # Wiring, in one place: what may call what.
         self.idempotency.table.grant_read_write_data(self.copy_function.function)
@@ -299,4 +303,5 @@ class CopyPipelineStack(Stack):
         )
         CfnOutput(self, "CopyFunctionName", value=self.copy_function.function.function_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger.dead_letter_queue.queue_url)
+        CfnOutput(self, "AdmissionQueueUrl", value=self.trigger.admission_queue.queue_url)  # ops.cli redrive
         CfnOutput(self, "CopyTableName", value=self.idempotency.table.table_name)  # ops.cli resolve

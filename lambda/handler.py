@@ -1,4 +1,5 @@
-"""Lambda entry point: the state machine calls it once per step (see copier/steps.py)."""
+"""Lambda entry point: the state machine calls it once per step, schedule rules run the dispatcher and
+reconciliation, and the admission queue delivers events in batches (see copier/steps.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from copier.copy_start import idempotency_config
-from copier.steps import run_step
+from copier.steps import admit_message, run_step
 
 # Steps that emit no metric are normal here; Powertools would warn on every one.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context(correlation_id_path="executionId")
@@ -27,4 +30,8 @@ metrics = Metrics()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Lets idempotency expire an in-progress record when this invocation times out.
     idempotency_config.register_lambda_context(context)
+    if "Records" in event:  # the admission queue: failed messages are reported, the others are done
+        return dict(
+            process_partial_response(event=event, record_handler=admit_message, processor=processor, context=context)
+        )
     return run_step(event)

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE = "healthimaging-copy-idempotency"
+ADMISSION_BATCH = 10  # infra/import_trigger.py's batch size
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
@@ -146,7 +147,8 @@ class LocalPipeline:
         definition = str(resolve(json.loads(self.workflow.definition), refs))
         sfn = boto3.client("stepfunctions", region_name=REGION)
         self.state_machine_arn = sfn.create_state_machine(
-            name="healthimaging-copy",
+            # The name the stack gives it: the dispatcher starts executions of STATE_MACHINE_ARN.
+            name=environment["STATE_MACHINE_ARN"].rsplit(":", 1)[-1],
             definition=definition,
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/healthimaging-copy-workflow",
         )["stateMachineArn"]
@@ -197,7 +199,15 @@ class LocalPipeline:
     def _invoke(
         self, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: dict[str, str]
     ) -> bytes:
-        event = json.loads(body or "{}")
+        try:
+            return json.dumps(self.call_function(json.loads(body or "{}"))).encode()
+        except Exception as error:  # the Lambda runtime's view: errorType is the class name
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
+
+    def call_function(self, event: dict[str, Any]) -> Any:
+        """One invocation of the copy function, as Lambda would make it (a Step Functions task, a schedule
+        rule, the admission queue's event source mapping)."""
         self.lambda_calls += 1
         context = SimpleNamespace(
             function_name="copy-image-set",
@@ -206,15 +216,52 @@ class LocalPipeline:
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:copy-image-set",
             get_remaining_time_in_millis=lambda: self.remaining_millis,
         )
+        if self.handler_hook:
+            self.handler_hook(event)
+        with self._handler_lock, contextlib.redirect_stdout(self.logs):
+            return self.handler(event, context)
+
+    # --- the backlog: admission queue, dispatcher ---------------------------------------
+    def admit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The admission queue's event source mapping: the events in batches of 10 SQS records; returns
+        the events the function reported as failed (SQS would redeliver them, then dead-letter them)."""
+        failed: list[dict[str, Any]] = []
+        for start in range(0, len(events), ADMISSION_BATCH):
+            batch = {str(start + n): event for n, event in enumerate(events[start : start + ADMISSION_BATCH])}
+            answer = self.call_function({"Records": [_sqs_record(message_id, e) for message_id, e in batch.items()]})
+            failed.extend(batch[item["itemIdentifier"]] for item in answer["batchItemFailures"])
+        return failed
+
+    def dispatch(self) -> list[str]:
+        """One run of the dispatcher's schedule rule; the executions it started."""
+        started = self.call_function({"action": "dispatch"})["started"]
+        return [self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}" for name in started]
+
+    def drain_backlog(self, *, timeout: float = 600.0) -> list[ExecutionRecord]:
+        """The dispatcher's schedule, a run a virtual minute, until the backlog is empty and every execution
+        it started has ended; their records, in the order started."""
+        from copier import dispatcher, journal  # noqa: PLC0415 (this pipeline's fresh modules)
+
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        started: list[str] = []
+        self.clock.join()  # the schedule is a participant: the clock does not jump past its next run
         try:
-            if self.handler_hook:
-                self.handler_hook(event)
-            with self._handler_lock, contextlib.redirect_stdout(self.logs):
-                result = self.handler(event, context)
-            return json.dumps(result).encode()
-        except Exception as error:  # the Lambda runtime's view: errorType is the class name
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
+            while True:
+                started += self.dispatch()
+                running = [a for a in started if sfn.describe_execution(executionArn=a)["status"] == "RUNNING"]
+                if not running and not journal.pending(limit=1):
+                    break
+                self.clock.sleep(dispatcher.PERIOD_SECONDS)
+        finally:
+            self.clock.leave()
+        return [self.wait(arn, timeout=timeout) for arn in started]
+
+    def run_event(self, event: dict[str, Any]) -> ExecutionRecord:
+        """An event's whole way: admitted from the queue, started by the dispatcher, copied."""
+        if self.admit([event]):
+            raise ValueError("the event was not admitted")
+        (record,) = self.drain_backlog()
+        return record
 
     def _sleep_in_handler(self, seconds: float) -> None:
         """StartCopy holding its call: other invocations run meanwhile, as other Lambda environments would
@@ -271,6 +318,20 @@ class LocalPipeline:
 
     def run(self, execution_input: dict[str, Any], name: str | None = None) -> ExecutionRecord:
         return self.wait(self.start(execution_input, name))
+
+
+def _sqs_record(message_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"handle-{message_id}",
+        "body": json.dumps(event),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:admission",
+        "awsRegion": REGION,
+    }
 
 
 def _history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:

@@ -1,12 +1,12 @@
-"""Operator CLI for a deployed stack: start a copy, redrive dead-lettered events.
+"""Operator CLI for a deployed stack: start a copy, redrive dead-lettered events, read and re-admit the journal.
 
     python -m ops.cli start --state-machine-arn ARN --source-image-set-id ID [--destination-image-set-id ID]
                             [--copiable-attributes JSON] [--force] [--promote-to-primary]
-    python -m ops.cli redrive --queue-url URL --state-machine-arn ARN
+    python -m ops.cli redrive --queue-url DLQ_URL --admission-queue-url URL
     python -m ops.cli resolve --table-name NAME --record-id copy#... (--not-accepted | --accepted-into ID:VERSION)
     python -m ops.cli status --table-name NAME IMAGE_SET_ID
     python -m ops.cli list --table-name NAME --status failed [--since 2026-11-01T00:00:00Z]
-    python -m ops.cli retry --table-name NAME --state-machine-arn ARN --status failed [--since ...]
+    python -m ops.cli retry --table-name NAME --status failed [--since ...]
 
 Both use the same input contract as the console (README, "Starting a copy by hand").
 Execution names are derived from the input, so starting the same thing twice while it runs,
@@ -63,29 +63,21 @@ def start(*, state_machine_arn: str, copy_input: dict[str, Any], client: Any = N
     raise RuntimeError(f"{MAX_RESTARTS} restarts of this copy have already ended without success: look first")
 
 
-def redrive(*, queue_url: str, state_machine_arn: str) -> list[str]:
-    """Start one execution per distinct dead-lettered event; delete each message once handled."""
-    sqs, sfn = boto3.client("sqs"), boto3.client("stepfunctions")
-    started: list[str] = []
+def redrive(*, queue_url: str, admission_queue_url: str) -> int:
+    """Move every dead-lettered event back to the admission queue (admission is idempotent: an event
+    twice is one journal entry); a message is deleted only once sent. Returns how many moved."""
+    sqs = boto3.client("sqs")
+    moved = 0
     while True:
         messages = sqs.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=60
         ).get("Messages", [])
         if not messages:
-            return started
+            return moved
         for message in messages:
-            event = json.loads(message["Body"])
-            name = execution_name("redrive", {"id": event.get("id"), "detail": event.get("detail")})
-            try:
-                arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=message["Body"])[
-                    "executionArn"
-                ]
-                if arn not in started:  # the same event twice: one execution
-                    started.append(arn)
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
-                    raise  # the message stays in the queue for the next redrive
+            sqs.send_message(QueueUrl=admission_queue_url, MessageBody=message["Body"])
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            moved += 1
 
 
 def resolve(*, table_name: str, record_id: str, accepted_into: tuple[str, str] | None, client: Any = None) -> str:
@@ -144,7 +136,7 @@ JOURNAL_STATUSES = ("PENDING", "SKIPPED", "STARTED", "COPIED", "FORCED", "FAILED
 JOURNAL_COLUMNS = (
     "journalSourceId", "sourceVersionId", "journalStatus", "decision", "reason", "copiedIntoImageSetId",
     "copiedIntoVersionId", "forced", "forcePolicy", "forceDecision", "inconsistentElements", "error",
-    "executionId", "updatedAt",
+    "executionId", "dispatches", "updatedAt",
 )  # fmt: skip
 
 
@@ -191,33 +183,40 @@ def _journal_line(entry: dict[str, Any]) -> str:
     return " ".join(values)
 
 
-def retry(
-    *, table_name: str, state_machine_arn: str, since: float = 0.0, per_second: float = 2.0, client: Any = None
-) -> tuple[list[str], list[str]]:
-    """Start again every copy whose journal entry is FAILED (changed since a time), with the input that
-    admitted it (its event, or its console request): (executions started, entries that name no input).
-    Each failure is retried once however often this runs (the execution is named after the failure);
-    the copy records keep an accepted copy from being repeated; starts are spaced 1/per_second apart
-    and the copies themselves wait for their CopyImageSet slots."""
-    sfn = client or boto3.client("stepfunctions")
-    started: list[str] = []
-    without_input: list[str] = []
-    for entry in journal_entries(table_name=table_name, status="FAILED", since=since):
-        if not entry.get("admittedAs"):
-            without_input.append(entry["id"])
+def retry(*, table_name: str, since: float = 0.0, client: Any = None) -> tuple[list[str], list[str]]:
+    """Re-admit every copy whose journal entry is FAILED (changed since a time) to the backlog, with the
+    plan it was admitted with: the dispatcher starts it at the quota's pace, under a new execution name
+    (its dispatch count goes up), and the copy records keep an accepted copy from being repeated.
+    Returns (entries re-admitted, FAILED entries that hold no plan: console copies that never reached
+    StartCopy, to start again by hand). Running it twice re-admits nothing twice: only FAILED entries move."""
+    dynamodb = client or boto3.client("dynamodb")
+    readmitted: list[str] = []
+    without_plan: list[str] = []
+    for entry in journal_entries(table_name=table_name, status="FAILED", since=since, client=dynamodb):
+        if not entry.get("plan"):
+            without_plan.append(entry["id"])
             continue
-        failure = f"{entry['id']}@{entry['updatedAt']}"
-        name = "retry-" + hashlib.sha256(failure.encode()).hexdigest()[:40]
         try:
-            arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=entry["admittedAs"])[
-                "executionArn"
-            ]
-            started.append(str(arn))
+            dynamodb.update_item(
+                TableName=table_name,
+                Key={"id": {"S": entry["id"]}},
+                UpdateExpression="SET journalStatus = :pending, updatedAt = :now, "
+                "dispatches = if_not_exists(dispatches, :zero) + :one",
+                ConditionExpression="journalStatus = :failed",
+                ExpressionAttributeValues={
+                    ":pending": {"S": "PENDING"},
+                    ":failed": {"S": "FAILED"},
+                    ":now": {"N": repr(time.time())},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                },
+            )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-        time.sleep(1.0 / per_second)
-    return started, without_input
+            continue  # moved on meanwhile (re-admitted by another retry, or started again by hand)
+        readmitted.append(entry["id"])
+    return readmitted, without_plan
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         start_parser.add_argument(option)
     start_parser.add_argument("--force", action="store_true")
     start_parser.add_argument("--promote-to-primary", action="store_true")
-    redrive_parser = commands.add_parser("redrive", help="start executions for dead-lettered events")
-    redrive_parser.add_argument("--queue-url", required=True)
-    redrive_parser.add_argument("--state-machine-arn", required=True)
+    redrive_parser = commands.add_parser("redrive", help="move dead-lettered events back to the admission queue")
+    redrive_parser.add_argument("--queue-url", required=True, help="the stack's output DeadLetterQueueUrl")
+    redrive_parser.add_argument("--admission-queue-url", required=True, help="the stack's output AdmissionQueueUrl")
     resolve_parser = commands.add_parser("resolve", help="settle a copy ConfirmCopy could not decide")
     resolve_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
     resolve_parser.add_argument("--record-id", required=True, help="copy#..., named in the CopyOutcomeUndecided cause")
@@ -252,26 +251,24 @@ def main(argv: list[str] | None = None) -> int:
     list_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
     list_parser.add_argument("--status", required=True, type=str.upper, choices=JOURNAL_STATUSES)
     list_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: entries changed since then")
-    retry_parser = commands.add_parser("retry", help="start failed copies again (copy journal)")
+    retry_parser = commands.add_parser("retry", help="re-admit failed copies to the backlog (copy journal)")
     retry_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
-    retry_parser.add_argument("--state-machine-arn", required=True)
     retry_parser.add_argument("--status", required=True, type=str.upper, choices=("FAILED",))
     retry_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: failures since then")
-    retry_parser.add_argument("--per-second", type=float, default=2.0, help="executions started per second")
     args = parser.parse_args(argv)
 
     if args.command == "retry":
-        started, without_input = retry(
-            table_name=args.table_name,
-            state_machine_arn=args.state_machine_arn,
-            since=args.since.timestamp() if args.since else 0.0,
-            per_second=args.per_second,
+        readmitted, without_plan = retry(
+            table_name=args.table_name, since=args.since.timestamp() if args.since else 0.0
         )
-        for arn in started:
-            print(arn)
-        print(f"started {len(started)} execution(s); {len(without_input)} failed entr(ies) name no input to retry")
-        for entry_id in without_input:
-            print(f"  no input: {entry_id}")
+        for entry_id in readmitted:
+            print(entry_id)
+        print(
+            f"re-admitted {len(readmitted)} cop(ies) to the backlog; {len(without_plan)} failed entr(ies) hold no"
+            " plan (console copies that never reached StartCopy: start them again with ops.cli start)"
+        )
+        for entry_id in without_plan:
+            print(f"  no plan: {entry_id}")
         return 0
     if args.command in ("status", "list"):
         entries = journal_entries(
@@ -292,10 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.command == "redrive":
-        started = redrive(queue_url=args.queue_url, state_machine_arn=args.state_machine_arn)
-        print(f"started {len(started)} execution(s)")
-        for arn in started:
-            print(arn)
+        moved = redrive(queue_url=args.queue_url, admission_queue_url=args.admission_queue_url)
+        print(f"moved {moved} event(s) to the admission queue")
         return 0
     copy_input: dict[str, Any] = {
         "datastoreId": args.datastore_id,

@@ -7,6 +7,7 @@ execution is left running or silently dropped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -242,18 +243,23 @@ def test_dynamodb_unavailable_for_a_while(emulator: HealthImagingEmulator, clock
 def test_failed_event_deliveries_can_be_redriven(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
-    """EventBridge puts undeliverable events in the DLQ; `ops redrive` starts them, once each."""
+    """EventBridge (or the admission queue) puts events in the DLQ; `ops redrive` moves them back to the
+    admission queue, and the same event twice is admitted, and copied, once."""
     from ops.cli import redrive
 
     with local_pipeline(emulator, clock) as pipeline:
         sqs = boto3.client("sqs", region_name="us-east-1")
         queue = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        admission = sqs.create_queue(QueueName="admission")["QueueUrl"]
         event = seed.image_set_created_event(DS, study.primary)
         for _ in range(2):  # the same event dead-lettered twice
             sqs.send_message(QueueUrl=queue, MessageBody=_json(event))
-        started = redrive(queue_url=queue, state_machine_arn=pipeline.state_machine_arn)
-        records = [pipeline.wait(arn) for arn in started]
+        moved = redrive(queue_url=queue, admission_queue_url=admission)
         assert sqs.receive_message(QueueUrl=queue).get("Messages") is None  # drained
+        delivered = sqs.receive_message(QueueUrl=admission, MaxNumberOfMessages=10)["Messages"]
+        assert pipeline.admit([json.loads(m["Body"]) for m in delivered]) == []  # the event source mapping
+        records = pipeline.drain_backlog()
+    assert moved == 2
     assert len(records) == 1 and records[0].status == "SUCCEEDED"
     assert accepted_per_source(emulator) == {study.primary: 1}
 

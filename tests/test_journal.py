@@ -62,20 +62,21 @@ def test_the_cli_queries_the_indexes_the_function_writes() -> None:
     assert (JOURNAL_BY_SOURCE, JOURNAL_BY_STATUS) == (journal.BY_SOURCE_INDEX, journal.BY_STATUS_INDEX)
 
 
-def test_failed_copies_are_retried_once_with_the_input_that_admitted_them(
+def test_failed_copies_are_readmitted_once_with_the_plan_that_admitted_them(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
     from ops.cli import retry
 
     emulator.faults.copy_faults.append("error:AccessDeniedException")  # fixed by the time of the retry
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
-        failed = pipeline.run(merge_event(study.consistent))
-        started, without_input = retry(table_name=TABLE, state_machine_arn=pipeline.state_machine_arn, per_second=1_000)
-        retried = [pipeline.wait(arn) for arn in started]
-        again, _ = retry(table_name=TABLE, state_machine_arn=pipeline.state_machine_arn, per_second=1_000)
+        failed = pipeline.run_event(merge_event(study.consistent))
+        readmitted, without_plan = retry(table_name=TABLE)
+        again, _ = retry(table_name=TABLE)  # the entry is PENDING now: nothing to re-admit
+        retried = pipeline.drain_backlog()
         (entry,) = journal_entries(table_name=TABLE, image_set_id=study.consistent)
     assert failed.error == "CopyAccessDenied"
-    assert (len(retried), without_input, again) == (1, [], [])
+    assert (len(readmitted), without_plan, again) == (1, [], [])
+    assert [record.name for record in retried] == [f"{study.consistent}-1-d1"]  # the second dispatch
     assert retried[0].status == "SUCCEEDED", retried[0].cause
     assert (retried[0].output or {})["destinationImageSetId"] == study.primary  # re-admitted as its event: merged
     assert (entry["journalStatus"], entry["copiedIntoImageSetId"]) == ("COPIED", study.primary)

@@ -509,10 +509,10 @@ def test_slots_are_spaced_by_the_configured_rate(function: Function, monkeypatch
     assert [slot["waitSeconds"] for slot in slots] == [0, 2, 6, 10]  # whole seconds, ending 2 s or less before
 
 
-# --- reconcile (the schedule rule's action) ----------------------------------------------
-def test_a_sweep_without_its_state_machine_fails_naming_the_setting_before_any_call(function: Function) -> None:
+# --- dispatch (the schedule rule's action) -----------------------------------------------
+def test_a_dispatch_without_its_state_machine_fails_naming_the_setting_before_any_call(function: Function) -> None:
     with pytest.raises(Exception) as raised:
-        function.invoke({"action": "reconcile"})
+        function.invoke({"action": "dispatch"})
 
     assert type(raised.value).__name__ == "FunctionMisconfigured"
     assert "STATE_MACHINE_ARN" in str(raised.value)

@@ -20,21 +20,22 @@ def test_an_image_set_whose_event_was_dropped_is_copied_by_the_next_sweep_once(
     with local_pipeline(emulator, clock) as pipeline:
         import copier.reconciliation  # the pipeline's freshly loaded module
 
-        announced = pipeline.run(seed.image_set_created_event(DS, study.consistent))  # this one's event arrived
+        announced = pipeline.run_event(seed.image_set_created_event(DS, study.consistent))  # this one arrived
         clock.advance(600)  # past the sweep's grace period; the other image sets' events were dropped
-        first = copier.reconciliation.sweep(state_machine_arn=pipeline.state_machine_arn)
-        records = [pipeline.wait(arn) for arn in first.started]
+        first = copier.reconciliation.sweep()
+        records = pipeline.drain_backlog()
         clock.advance(900)
-        second = copier.reconciliation.sweep(state_machine_arn=pipeline.state_machine_arn)
+        second = copier.reconciliation.sweep()
         entries = {source: journal_entries(table_name=TABLE, image_set_id=source) for source in (study.primary,)}
+        nothing_more = pipeline.drain_backlog()
     assert announced.status == "SUCCEEDED", announced.cause
     # The four seeded image sets minus the one announced; the announced copy's output is ours (skipped).
-    assert (first.missed, len(first.started)) == (3, 3)
+    assert first.missed == 3 and len(records) == 3
     assert all(r.status == "SUCCEEDED" and (r.output or {})["status"] == "COPIED" for r in records)
     for source in (study.primary, study.inconsistent, study.other_patient):
         assert len(emulator.accepted_copies(source)) == 1
     assert len(emulator.accepted_copies(study.consistent)) == 1  # not copied again by the sweep
-    assert (second.missed, second.started) == (0, [])  # journaled now: nothing missed, nothing started twice
+    assert second.missed == 0 and nothing_more == []  # journaled now: nothing missed, nothing started twice
     (entry,) = entries[study.primary]
     assert (entry["journalStatus"], entry["reason"]) == (
         "COPIED",

@@ -29,9 +29,10 @@ def test_one_of_each_part(template: Template) -> None:
     for kind, count in {
         "AWS::Lambda::Function": 1,
         "AWS::StepFunctions::StateMachine": 1,
-        "AWS::Events::Rule": 2,  # imports, reconciliation
+        "AWS::Events::Rule": 3,  # imports, the dispatcher, reconciliation
         "AWS::DynamoDB::Table": 1,
-        "AWS::SQS::Queue": 1,
+        "AWS::SQS::Queue": 2,  # admission, dead letters
+        "AWS::Lambda::EventSourceMapping": 1,  # admission queue -> function
         "AWS::KMS::Key": 1,
         "AWS::CloudWatch::Alarm": 7,
         "AWS::SNS::Topic": 1,
@@ -79,7 +80,7 @@ def test_idempotency_table_is_on_demand_with_ttl_pitr_and_kms(template: Template
     )
 
 
-def test_rule_matches_only_this_datastore_and_targets_the_workflow_with_a_dlq(template: Template) -> None:
+def test_rule_matches_only_this_datastore_and_targets_the_admission_queue_with_a_dlq(template: Template) -> None:
     target = Capture()
     template.has_resource_properties(
         "AWS::Events::Rule",
@@ -92,10 +93,34 @@ def test_rule_matches_only_this_datastore_and_targets_the_workflow_with_a_dlq(te
             "Targets": [target],
         },
     )
-    assert target.as_object()["Arn"] == {"Ref": _logical_id(template, "AWS::StepFunctions::StateMachine")}
-    assert target.as_object()["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] == _logical_id(template, "AWS::SQS::Queue")
+    admission, dead_letters = _queue(template, "AdmissionQueue"), _queue(template, "DeadLetterQueue")
+    assert target.as_object()["Arn"] == {"Fn::GetAtt": [admission, "Arn"]}
+    assert target.as_object()["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [dead_letters, "Arn"]}
     assert target.as_object()["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
-    template.has_resource_properties("AWS::SQS::Queue", {"KmsMasterKeyId": Match.any_value()})
+    queues = template.find_resources("AWS::SQS::Queue")
+    assert all(queue["Properties"]["KmsMasterKeyId"] for queue in queues.values())
+    # What the function cannot admit is redelivered, then dead-lettered beside what EventBridge could not deliver.
+    assert queues[admission]["Properties"]["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dead_letters, "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert queues[admission]["Properties"]["VisibilityTimeout"] == 360  # 6 x the function's timeout
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [admission, "Arn"]},
+            "BatchSize": 10,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": 2},
+        },
+    )
+
+
+def _queue(template: Template, construct_id: str) -> str:
+    (logical_id,) = [
+        name for name in template.find_resources("AWS::SQS::Queue") if name.startswith(f"ImportTrigger{construct_id}")
+    ]
+    return logical_id
 
 
 def test_healthimaging_permissions_are_scoped_to_the_datastore(template: Template) -> None:
@@ -406,11 +431,15 @@ def test_the_table_indexes_are_the_ones_the_function_and_its_tests_use(template:
     )
 
 
-def test_copy_records_outlive_the_dead_letter_queue(template: Template) -> None:
-    (queue,) = template.find_resources("AWS::SQS::Queue").values()
+def test_copy_records_outlive_the_queues(template: Template) -> None:
+    """A standard queue's dead-letter queue counts retention from the first enqueue: a message lives at most
+    the longest retention, plus EventBridge's day of retries."""
+    longest = max(
+        q["Properties"]["MessageRetentionPeriod"] for q in template.find_resources("AWS::SQS::Queue").values()
+    )
     (function,) = template.find_resources("AWS::Lambda::Function").values()
     retention_days = int(function["Properties"]["Environment"]["Variables"]["COPY_RECORD_RETENTION_DAYS"])
-    assert retention_days * 86_400 > queue["Properties"]["MessageRetentionPeriod"] + 86_400  # + EventBridge's day
+    assert retention_days * 86_400 > longest + 86_400
 
 
 def test_inconsistent_metadata_on_a_forced_request_can_never_loop_through_the_force_branch(template: Template) -> None:
@@ -421,21 +450,26 @@ def test_inconsistent_metadata_on_a_forced_request_can_never_loop_through_the_fo
     assert states["AlreadyForced?"]["Default"] == "AuthoriseForce"
 
 
-def test_reconciliation_runs_on_a_schedule_and_may_start_only_this_state_machine(template: Template) -> None:
+def test_reconciliation_and_the_dispatcher_run_on_schedules(template: Template) -> None:
+    for schedule, action in (("rate(15 minutes)", "reconcile"), ("rate(1 minute)", "dispatch")):
+        rules = template.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": schedule}})
+        ((_, rule),) = rules.items()
+        (target,) = rule["Properties"]["Targets"]
+        assert json.loads(target["Input"]) == {"action": action}
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0  # a failed run is the next run's work
+
+
+def test_only_the_dispatcher_may_start_copies_and_only_of_this_state_machine(template: Template) -> None:
     machine_name = Capture()
     template.has_resource_properties("AWS::StepFunctions::StateMachine", {"StateMachineName": machine_name})
-    rules = template.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": "rate(15 minutes)"}})
-    ((_, rule),) = rules.items()
-    (target,) = rule["Properties"]["Targets"]
-    assert json.loads(target["Input"]) == {"action": "reconcile"}
     statements = [
         statement
         for policy in template.find_resources("AWS::IAM::Policy").values()
         for statement in _list(policy["Properties"]["PolicyDocument"]["Statement"])
         if "states:StartExecution" in _list(statement["Action"])
     ]
-    starts_copies = [s for s in statements if s.get("Sid") == "StartCopiesOfMissedImageSets"]
-    assert len(starts_copies) == 1
+    starts_copies = [s for s in statements if s.get("Sid") == "StartPendingCopies"]
+    assert len(starts_copies) == 1 and len(statements) == 1
     arn = json.dumps(starts_copies[0]["Resource"])
     assert f":stateMachine:{machine_name.as_string()}" in arn
 
@@ -443,4 +477,5 @@ def test_reconciliation_runs_on_a_schedule_and_may_start_only_this_state_machine
 def test_reconciliation_can_be_turned_off() -> None:
     app = build_app({**CONTEXT, "reconciliationIntervalMinutes": "0"}, nag=False)
     off = Template.from_stack(app.node.find_child("HealthImagingCopy"))  # type: ignore[arg-type]
-    assert off.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": Match.any_value()}}) == {}
+    schedules = off.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": Match.any_value()}})
+    assert [rule["Properties"]["ScheduleExpression"] for rule in schedules.values()] == ["rate(1 minute)"]

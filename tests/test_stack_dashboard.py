@@ -9,19 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk.assertions import Template
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from stack_app import ACCOUNT, REGION, resolved, resources, synthesize
 
 from infra import metrics
-from infra.dashboard import OperationsDashboard
 
 pytestmark = pytest.mark.slow
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
@@ -127,32 +120,10 @@ def test_the_dashboard_url_is_an_output(template: dict[str, Any]) -> None:
     assert name == f"HealthImagingCopy-{REGION}"
 
 
-def test_a_backlog_metric_gets_a_widget_of_its_own() -> None:
-    without = _bare_dashboard_widgets(None)
-    backlog = _bare_dashboard_widgets(cloudwatch.Metric(namespace="HealthImagingCopy", metric_name="CopyBacklog"))
-    assert backlog[:-1] == without
-    assert backlog[-1]["properties"]["title"] == "Backlog"
-    assert backlog[-1]["properties"]["metrics"][0][:2] == ["HealthImagingCopy", "CopyBacklog"]
-
-
-def _bare_dashboard_widgets(backlog: cloudwatch.IMetric | None) -> list[dict[str, Any]]:
-    stack = cdk.Stack(cdk.App(), "Bare")
-    dashboard = OperationsDashboard(
-        stack,
-        "OperationsDashboard",
-        state_machine=sfn.StateMachine(
-            stack, "Machine", definition_body=sfn.DefinitionBody.from_chainable(sfn.Pass(stack, "Step"))
-        ),
-        function=lambda_.Function(
-            stack,
-            "Function",
-            runtime=lambda_.Runtime.PYTHON_3_13,
-            handler="index.handler",
-            code=lambda_.Code.from_inline("def handler(event, context): pass"),
-        ),
-        dead_letter_queue=sqs.Queue(stack, "Queue"),
-        alarms=[],
-    )
-    if backlog:
-        dashboard.show_backlog(backlog)
-    return _widgets(Template.from_stack(stack).to_json())
+def test_the_backlog_row_shows_its_way_in_its_way_out_and_its_age(template: dict[str, Any]) -> None:
+    (backlog,) = [w for w in _widgets(template) if w["properties"].get("title", "").startswith("Backlog: oldest")]
+    plotted = [metric[1] for metric in backlog["properties"]["metrics"]]
+    assert plotted == ["OldestPendingAgeSeconds", "ApproximateNumberOfMessagesVisible"]
+    (queue_metric,) = [m for m in backlog["properties"]["metrics"] if m[0] == "AWS/SQS"]
+    admission_queue = next(name for name in resources(template, "AWS::SQS::Queue") if "AdmissionQueue" in name)
+    assert admission_queue in json.dumps(queue_metric)

@@ -10,7 +10,6 @@ destination and the version this copy produces, written the moment the answer ar
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -38,7 +37,7 @@ from copier.errors import (
     TableUnavailable,
 )
 from copier.journal import JournalStatus
-from copier.models import CopyProgress, CopyRequest
+from copier.models import CopyPlan, CopyProgress, CopyRequest
 from copier.settings import load_settings
 
 logger = Logger(child=True)
@@ -121,9 +120,7 @@ def _baseline_version(request: CopyRequest, destination: dict[str, Any]) -> str:
     return latest
 
 
-def start_copy(
-    *, request: CopyRequest, execution_id: str | None = None, slot_at: float | None = None
-) -> CopyProgress:
+def start_copy(*, request: CopyRequest, execution_id: str | None = None, slot_at: float | None = None) -> CopyProgress:
     """Start the copy once, calling CopyImageSet on its slot (`slot_at`, from ReserveCopySlot); later calls
     with the same request get this answer (Powertools idempotency: keyed on the request alone)."""
     return _idempotent_start_copy()(request=request, execution_id=execution_id, slot_at=slot_at)
@@ -212,7 +209,7 @@ def _start_copy(*, request: CopyRequest, execution_id: str | None, slot_at: floa
     journal.for_request(
         request,
         JournalStatus.STARTED,
-        admitted_as=json.dumps(request.model_copy(update={"force": False}).wire()),  # a console request's
+        plan=CopyPlan(request=request.model_copy(update={"force": False})),  # a console request's
         decision="copy",
         executionId=execution_id,
         copiedIntoImageSetId=record.destination_image_set_id,

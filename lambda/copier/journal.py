@@ -16,13 +16,14 @@ STARTED or FAILED. A FAILED entry moves on when the copy is started again.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from copier import clock, copy_record, table
 from copier.errors import TableUnavailable
-from copier.models import CopyRequest
+from copier.models import CopyPlan, CopyRequest
 from copier.settings import load_settings
 
 KEY_PREFIX = "journal#"
@@ -52,12 +53,14 @@ def record(
     source_version_id: str,
     status: JournalStatus,
     *,
-    admitted_as: str | None = None,
-    **fields: str | bool | list[str] | None,
+    plan: CopyPlan | None = None,
+    only_from: tuple[JournalStatus | None, ...] | None = None,
+    **fields: str | bool | int | list[str] | None,
 ) -> bool:
-    """Write the entry's new status and fields; False when the copy already landed (a late duplicate).
-    `admitted_as`: the execution input that copies this version (an event, a console request), kept
-    from the first write that names one: `ops.cli retry` starts it again."""
+    """Write the entry's new status and fields; False when the entry is not in a status it may leave
+    (`only_from`, None standing for "no entry yet"; by default any but a landed copy: a late duplicate).
+    `plan`: what copies this version (the request, and whether its destination is still to be found),
+    kept from the first write that names one: the dispatcher starts it, `ops.cli retry` re-admits it."""
     now = Decimal(repr(clock.now()))  # DynamoDB numbers: Decimal, never float
     values: dict[str, Any] = {
         "journalStatus": status.value,
@@ -65,18 +68,29 @@ def record(
         "expiration": int(now) + load_settings().journal_retention_seconds,
         **{name: value for name, value in fields.items() if value is not None},
     }
-    names = {f"#{name}": name for name in values}
+    names = {f"#{name}": name for name in values} | ({"#plan": "plan"} if plan else {})  # PLAN: a reserved word
     placeholders = {f":v_{name}": value for name, value in values.items()}  # v_: never a fixed placeholder
     placeholders.update(
         {
             ":source": source_image_set_id,
             ":version": source_version_id,
             ":now": now,
-            ":final_copied": FINAL[0],
-            ":final_forced": FINAL[1],
-            ":admitted_as": admitted_as,
+            ":plan": json.dumps(plan.wire(), sort_keys=True) if plan else None,
         }
     )
+    if only_from is None:
+        placeholders.update({":from_0": FINAL[0], ":from_1": FINAL[1]})
+        condition = (
+            "attribute_not_exists(journalStatus) OR NOT journalStatus IN (:from_0, :from_1)"
+            " OR journalStatus = :v_journalStatus"
+        )
+    else:
+        allowed = [status for status in only_from if status is not None]
+        placeholders.update({f":from_{index}": status.value for index, status in enumerate(allowed)})
+        conditions = ["attribute_not_exists(journalStatus)"] if None in only_from else []
+        if allowed:
+            conditions.append(f"journalStatus IN ({', '.join(f':from_{i}' for i in range(len(allowed)))})")
+        condition = " OR ".join(conditions)
     assignments = ", ".join(f"#{name} = :v_{name}" for name in values)
     try:
         table.call(
@@ -84,47 +98,74 @@ def record(
             Key={"id": {"S": entry_key(source_image_set_id, source_version_id)}},
             UpdateExpression=(
                 f"SET {assignments}, journalSourceId = :source, sourceVersionId = :version,"
-                " createdAt = if_not_exists(createdAt, :now)"
-                + (", admittedAs = if_not_exists(admittedAs, :admitted_as)" if admitted_as else "")
+                " createdAt = if_not_exists(createdAt, :now)" + (", #plan = if_not_exists(#plan, :plan)" if plan else "")
             ),
-            ConditionExpression=(
-                "attribute_not_exists(journalStatus) OR NOT journalStatus IN (:final_copied, :final_forced)"
-                " OR journalStatus = :v_journalStatus"
-            ),
+            ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=table.to_dynamodb({k: v for k, v in placeholders.items() if v is not None}),
         )
     except TableUnavailable as error:
         if table.is_condition_failure(error):
-            return False  # a late duplicate: the entry is already further on
+            return False  # the entry is elsewhere: a late duplicate, or someone else moved it on
         raise
     return True
 
 
-def is_recorded(source_image_set_id: str, source_version_id: str) -> bool:
-    """The pipeline already decided about this image set version (an event, a sweep, a console copy)."""
-    return table.get_item(entry_key(source_image_set_id, source_version_id)) is not None
+def admit(source_image_set_id: str, source_version_id: str, plan: CopyPlan, **fields: str | None) -> bool:
+    """The backlog's way in: PENDING, unless the pipeline already decided about this version (an event
+    delivered twice, a sweep or a backfill that finds it again): False then, and nothing changes, not
+    even its place in the backlog."""
+    return record(
+        source_image_set_id,
+        source_version_id,
+        JournalStatus.PENDING,
+        plan=plan,
+        only_from=(None,),
+        decision="copy",
+        **fields,
+    )
 
 
-def oldest_change(status: JournalStatus) -> float | None:
-    """When the entry in this status that changed longest ago changed (the backlog's age), if any."""
+def pending(limit: int) -> list[dict[str, Any]]:
+    """The oldest PENDING entries, oldest first: what the dispatcher starts next."""
+    if limit <= 0:
+        return []
     page = table.call(
         "query",
         IndexName=BY_STATUS_INDEX,
         KeyConditionExpression="journalStatus = :status",
-        ExpressionAttributeValues=table.to_dynamodb({":status": status.value}),
-        Limit=1,
+        ExpressionAttributeValues=table.to_dynamodb({":status": JournalStatus.PENDING.value}),
+        Limit=limit,
     )
-    items = page.get("Items", [])
-    return float(table.from_dynamodb(items[0])["updatedAt"]) if items else None
+    return [table.from_dynamodb(item) for item in page.get("Items", [])]
+
+
+def planned(entry: dict[str, Any]) -> CopyPlan | None:
+    """The plan an entry was admitted with, if it names one."""
+    return CopyPlan.model_validate(json.loads(entry["plan"])) if entry.get("plan") else None
+
+
+def read(source_image_set_id: str, source_version_id: str) -> dict[str, Any] | None:
+    return table.get_item(entry_key(source_image_set_id, source_version_id))
+
+
+def is_recorded(source_image_set_id: str, source_version_id: str) -> bool:
+    """The pipeline already decided about this image set version (an event, a sweep, a console copy)."""
+    return read(source_image_set_id, source_version_id) is not None
+
+
+def oldest_pending_change() -> float | None:
+    """When the oldest PENDING entry was admitted (the backlog's age), if any."""
+    oldest = pending(limit=1)
+    return float(oldest[0]["updatedAt"]) if oldest else None
 
 
 def for_request(
     request: CopyRequest,
     status: JournalStatus,
     *,
-    admitted_as: str | None = None,
-    **fields: str | bool | list[str] | None,
+    plan: CopyPlan | None = None,
+    **fields: str | bool | int | list[str] | None,
 ) -> bool:
     """Record for the source version this request copies: the request's, or the one StartCopy read.
     A console request that named no version is journaled from StartCopy on; False until then."""
@@ -138,7 +179,8 @@ def for_request(
         request.source_image_set_id,
         version,
         status,
-        admitted_as=admitted_as,
+        plan=plan,
+        only_from=None,
         copyRecordId=copy_record.request_key(request),
         **fields,
     )

@@ -97,6 +97,17 @@ class HealthImagingEvent(EventBridgeModel):
     detail: HealthImagingEventDetail
 
 
+class AdmittedVersion(WireModel):
+    source_image_set_id: ResourceId
+    source_version_id: VersionId
+
+
+class AdmittedCopy(WireModel):
+    """What the dispatcher starts: a copy journal entry's plan, named by its image set version."""
+
+    admitted: AdmittedVersion
+
+
 class CopyPlan(WireModel):
     """What intake decided: copy this request (maybe after resolving a destination), or skip."""
 

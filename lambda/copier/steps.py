@@ -11,21 +11,37 @@
 | authorise_force  | AuthoriseForce     | CopyRequest    |
 | record_failure   | RecordFailure      | {}             |
 | reconcile        | (a schedule rule)  | SweepResult    |
+| dispatch         | (a schedule rule)  | DispatchResult |
+
+And the admission queue's batches (SQS records holding HealthImaging events): `admit_messages`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ConfigDict, Field
 
-from copier import confirm, copy_start, copy_status, destination, force_policy, intake, journal, pacing, reconciliation
-from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrottled
+from copier import (
+    confirm,
+    copy_start,
+    copy_status,
+    destination,
+    dispatcher,
+    force_policy,
+    intake,
+    journal,
+    pacing,
+    reconciliation,
+)
+from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrottled, InvalidCopyRequest
 from copier.journal import JournalStatus
-from copier.models import CopyProgress, CopyRequest, parse
+from copier.models import CopyPlan, CopyProgress, CopyRequest, parse
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -41,6 +57,7 @@ Action = Literal[
     "authorise_force",
     "record_failure",
     "reconcile",
+    "dispatch",
 ]
 _COUNTED_ERRORS: dict[type[CopyError], str] = {
     CopyConflict: "CopyConflicts",
@@ -81,11 +98,13 @@ def run_step(event: Any) -> dict[str, Any]:
 
 def _dispatch(call: StepCall) -> dict[str, Any]:
     if call.action == "validate":
-        return intake.plan_copy(call.input).wire()
+        return intake.plan_copy(call.input, execution_id=call.execution_id).wire()
     if call.action == "reserve_slot":
         return pacing.reserve_copy_slot().wire()
     if call.action == "reconcile":
         return asdict(reconciliation.sweep())
+    if call.action == "dispatch":
+        return asdict(dispatcher.dispatch())
     request = parse(CopyRequest, call.request, "step payload", prefix="request.")
     if call.action == "find_primary":
         return destination.find_primary_of_series(request).wire()
@@ -98,7 +117,31 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
         return force_policy.authorise_force(request=request).wire()
     if call.action == "record_failure":
         error = call.error.get("Error") if isinstance(call.error, dict) else None
-        journal.for_request(request, JournalStatus.FAILED, error=str(error or "unknown"), executionId=call.execution_id)
+        journal.for_request(
+            request,
+            JournalStatus.FAILED,
+            plan=CopyPlan(request=request.model_copy(update={"force": False})),
+            error=str(error or "unknown"),
+            executionId=call.execution_id,
+        )
         return {}
     progress = parse(CopyProgress, call.copy_, "step payload", prefix="copy.")
     return copy_status.check_copy(request=request, progress=progress).wire()
+
+
+def admit_message(record: SQSRecord) -> None:
+    """One admission queue message: a HealthImaging event into the backlog (or skipped, journaled).
+    Raising makes it a batch item failure: SQS redelivers it, then moves it to the dead-letter queue."""
+    try:
+        raw = json.loads(record.body)
+    except json.JSONDecodeError:
+        raise InvalidCopyRequest("message body: not JSON") from None
+    try:
+        plan = intake.admit_event(raw)
+    except CopyError as error:
+        logger.warning("Message not admitted", extra={"error": type(error).__name__, "reason": str(error)})
+        raise
+    if plan.skip:
+        metrics.add_metric(name="CopiesSkipped", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="CopiesAdmitted", unit=MetricUnit.Count, value=1)

@@ -1,0 +1,48 @@
+"""The paced dispatcher's schedule: every minute the copy function runs its `dispatch` action, which
+starts the copy journal's oldest PENDING copies, as many as the CopyImageSet quota has slots for
+before the next run (lambda/copier/dispatcher.py). The only starter of executions besides people."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+PERIOD = Duration.minutes(1)  # copier.dispatcher.PERIOD_SECONDS
+
+
+class Dispatcher(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, function: lambda_.Function, state_machine_arn: str
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description="Starts the copy journal's pending copies at the CopyImageSet quota's pace",
+            schedule=events.Schedule.rate(PERIOD),
+        )
+        # A run that fails is the next run's work: the backlog is durable, and a lease keeps runs apart.
+        self.rule.add_target(
+            targets.LambdaFunction(
+                function, event=events.RuleTargetInput.from_object({"action": "dispatch"}), retry_attempts=0
+            )
+        )
+        # A policy of its own, not the function's default one: the function must not depend on the
+        # state machine, which depends on the function.
+        self.policy = iam.Policy(
+            self,
+            "StartCopies",
+            statements=[
+                iam.PolicyStatement(
+                    sid="StartPendingCopies",
+                    actions=["states:StartExecution"],
+                    resources=[state_machine_arn],
+                )
+            ],
+        )
+        if function.role is not None:
+            self.policy.attach_to_role(function.role)
