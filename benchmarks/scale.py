@@ -1037,10 +1037,13 @@ def _causes(runs: list[Outcome], limits: Limits) -> list[str]:
     worst = max(runs, key=lambda o: o.copy_throttles / o.n)
     if worst.copy_throttles / worst.n > 0.05:
         causes.append(
-            f"up to {worst.copy_throttles / worst.n:.2f} CopyImageSet calls per copy are throttled: each execution"
-            " waits whole seconds from its own reservation, so successive calls land less than 4 s apart, and"
-            f" each throttled retry lands at random on another's slot ({sum(o.failed['CopyThrottled'] for o in runs):,}"
-            " executions run out of throttle retries)"
+            f"up to {worst.copy_throttles / worst.n:.2f} CopyImageSet calls per copy are throttled: a slot reserved"
+            " while the schedule is idle is the reservation's own time, so StartCopy's run time makes that call late"
+            " and the next, held to its slot 1/rate later, lands under 1/quota after it; a throttled retry has no slot"
+            " left to hold for and lands at random among calls 1/rate apart, where a token is free only"
+            f" {1 / limits.copy_rate - 1 / limits.copy_quota:.2f} s of every {1 / limits.copy_rate:.2f} s, and taking"
+            f" it throttles the next call ({sum(o.failed['CopyThrottled'] for o in runs):,} executions run out of"
+            " throttle retries)"
         )
     hot = max(runs, key=lambda o: o.peak_item_writes)
     if hot.peak_item_writes >= 0.5 * limits.partition_writes or hot.peak_item_reads >= 0.5 * limits.partition_reads:
