@@ -2,15 +2,17 @@
 
 Virtual time, one heapq event queue per run, no threads, no moto: a run is one process's loop, and
 the runs share the machine's two cores. Each admission design is a policy over the same model of the
-services, and each drives the project's own decision code: "today" takes its slots from
-`copier.pacing.next_slot` and `copier.pacing.seconds_until` (what `reserve_copy_slot` computes, here
-inside the same read + conditional-write loop of up to 50 tries on one DynamoDB item); "dispatcher"
-plans with `copier.admission.plan_starts`. Only `copy_status.check_copy`'s poll schedule is
-replicated (it reads settings, not arguments). Printed for N = 1k in 60 s, 10k in 60 s, 50k in
-5 min, 200k in 10 min and a 1M backfill, per design: drain time / (N / quota), executions failed or
-timed out, copies lost, duplicates, throttled CopyImageSet calls per copy, the longest wait of any
-execution, Lambda invocations and state transitions per copy, whether issue 10's targets are met,
-where each limit binds; then which design the figures favour.
+services, and each drives the project's own decision code. Both run the same state machine: after
+ValidateInput, ReserveCopySlot takes a slot with `copier.pacing.next_slot` inside reserve_copy_slot's
+read + conditional-write loop of up to 50 tries on one DynamoDB item, WaitForCopySlot waits
+`copier.pacing.wait_seconds` and StartCopy holds its call `copier.pacing.hold_seconds`. They differ in
+who starts executions: "today", EventBridge, one per event; "dispatcher", a run a minute that starts as
+many of the queued copies as `copier.admission.plan_starts` counts slots before its next run. Only
+`copy_status.check_copy`'s poll schedule is replicated (it reads settings, not arguments). Printed for
+N = 1k in 60 s, 10k in 60 s, 50k in 5 min, 200k in 10 min and a 1M backfill, per design: drain time /
+(N / quota), executions failed or timed out, copies lost, duplicates, throttled CopyImageSet calls per
+copy, the longest wait of any execution, Lambda invocations and state transitions per copy, whether
+issue 10's targets are met, where each limit binds; then which design the figures favour.
 
     python -m benchmarks.scale [--quick] [--seed 1] [--concurrency 20]
 
@@ -46,12 +48,23 @@ Assumed figures and their sources (`Limits`; printed with the results):
     EventBridge -> StartExecution retried up to 185 times in 24 h, then the DLQ (infra/import_trigger.py,
                                   EventBridge retry docs: "exponential back off and jitter"); the shape,
                                   U(0, min(2^k, 935)) s in 100 ms ticks, is assumed
-    EventBridge -> SQS / journal  never throttled; seen by the dispatcher 0.2 s later: assumed
-    dispatcher                    a run a minute (+0-1 s) plans its minute and long-polls for more; starts
-                                  each execution 3 s before its slot; its own function (one at a time), outside
-                                  the copy function's concurrency: design (b)
-    WaitForStartSlot, StartCopy   the Wait ends 2 s early, in whole seconds; StartCopy holds the call until
-                                  the slot: design (b), a change to StartCopy this model assumes
+    EventBridge -> SQS -> journal the copy function writes a PENDING entry per event (conditional write, 6 ms);
+                                  never throttled; seen by the dispatcher 0.2 s later: design (b), lag assumed
+    dispatch schedule             rule rate(1 minute) (+0-1 s) invokes the copy function's dispatch action
+                                  (an environment of its 20); a lease item: one run at a time
+                                  infra/dispatcher.py; copier/dispatcher.py
+    dispatch invoke throttled     Lambda's async queue retries, 1 s doubling to 5 min (Lambda async invocation docs)
+    a dispatch run                reads the pacing item (next free = its last slot + 1/rate, or now if none);
+                                  count = len(admission.plan_starts(now, next free, pending, rate, 60 s)); starts
+                                  the count oldest PENDING copies at once, StartExecution + mark one after
+                                  another, 20 ms each (assumed); no slot in their input, plans once, no polling
+                                  copier/dispatcher.py; copier/admission.py
+    ReserveCopySlot               reserve_copy_slot's read + conditional write on the one pacing item, up to 50
+                                  tries (both designs; the dispatcher's: that minute's executions contend)
+                                  copier/pacing.py
+    WaitForCopySlot, StartCopy    the Wait is pacing.wait_seconds = max(0, floor(slot - now - 2)) whole seconds;
+                                  StartCopy holds its call pacing.hold_seconds = slot - now (at most 10 s, 0 once
+                                  the slot has passed: a retry): both designs; copier/pacing.py, copier/copy_start.py
     arrivals                      evenly spread over the window; the backfill's all at t = 0
 """
 
@@ -131,8 +144,9 @@ class Limits:
     dispatch_period: float = 60.0
     dispatch_jitter: float = 1.0
     queue_lag: float = 0.2
-    start_margin: float = 3.0
-    hold_lead: float = 2.0
+    start_call: float = 0.02
+    hold_lead: float = float(pacing.HOLD_LEAD_SECONDS)
+    max_hold: float = pacing.MAX_HOLD_SECONDS
 
     def assumptions(self) -> list[tuple[str, str, str]]:
         """(figure, value, source) for every figure above, as printed."""
@@ -194,17 +208,47 @@ class Limits:
                 f"U(0, min(2^k, {self.eventbridge_backoff_cap:g})) s, {self.eventbridge_tick * 1000:g} ms ticks",
                 "infra/import_trigger.py; EventBridge retry docs (shape assumed)",
             ),
-            ("EventBridge -> SQS / journal", f"never throttled; seen {self.queue_lag:g} s later", "assumed"),
             (
-                "dispatcher",
-                f"a run each {self.dispatch_period:g} s (+0-{self.dispatch_jitter:g} s) plans its minute, starts"
-                f" executions {self.start_margin:g} s before their slots; own function, one at a time",
-                "design (b)",
+                "EventBridge -> SQS -> journal",
+                f"a PENDING entry per event (conditional write); never throttled; seen {self.queue_lag:g} s later",
+                "design (b); lag assumed",
             ),
             (
-                "WaitForStartSlot / StartCopy",
-                f"ends {self.hold_lead:g} s early (whole seconds); the call is held until the slot",
-                "design (b)",
+                "dispatch schedule",
+                f"rate(1 minute), +0-{self.dispatch_jitter:g} s; the copy function's dispatch action, a lease: one run",
+                "infra/dispatcher.py; copier/dispatcher.py",
+            ),
+            (
+                "dispatch invoke throttled",
+                "retried by Lambda's async queue, 1 s doubling to 5 min",
+                "Lambda asynchronous invocation docs",
+            ),
+            (
+                "a dispatch run",
+                "reads the pacing item; count = len(plan_starts(now, next free, pending, rate,"
+                f" {self.dispatch_period:g} s))",
+                "copier/dispatcher.py; copier/admission.py",
+            ),
+            (
+                "",
+                f"starts the count oldest PENDING at once: StartExecution + mark, {self.start_call * 1000:g} ms each;"
+                " no slot, no polling",
+                "copier/dispatcher.py; latency assumed",
+            ),
+            (
+                "ReserveCopySlot",
+                f"read + conditional write on the pacing item, up to {pacing.MAX_CONTENTION_RETRIES} tries (both)",
+                "copier/pacing.py",
+            ),
+            (
+                "WaitForCopySlot",
+                f"floor(slot - now - {self.hold_lead:g}) whole seconds, at least 0: pacing.wait_seconds (both)",
+                "copier/pacing.py",
+            ),
+            (
+                "StartCopy's hold",
+                f"until the slot, at most {self.max_hold:g} s; 0 once it has passed: pacing.hold_seconds (both)",
+                "copier/pacing.py; copier/copy_start.py",
             ),
             ("arrivals", "evenly spread over the window; the backfill's all at t = 0", "scenario"),
         ]
@@ -298,8 +342,9 @@ class Execution:
         "waited",
     )
 
-    def __init__(self, copy: int, deadline: float, slot: float) -> None:
-        self.copy, self.deadline, self.slot = copy, deadline, slot
+    def __init__(self, copy: int, deadline: float) -> None:
+        self.copy, self.deadline = copy, deadline
+        self.slot: float | None = None  # ReserveCopySlot's answer
         self.step = VALIDATE
         self.transient = self.throttles = 0  # retries used by each retrier in the current state
         self.began = self.waited = self.next_poll = 0.0
@@ -429,8 +474,8 @@ class Model:
         return bounds[0] + (bounds[1] - bounds[0]) * self.rng.random()
 
     # Executions.
-    def start_execution(self, copy: int, slot: float) -> None:
-        execution = Execution(copy, self.now + self.limits.execution_timeout, slot)
+    def start_execution(self, copy: int) -> None:
+        execution = Execution(copy, self.now + self.limits.execution_timeout)
         self.open += 1
         self.result.peak_open = max(self.result.peak_open, self.open)
         self.task(execution, VALIDATE)
@@ -617,62 +662,28 @@ class Contender:
         self.attempts = 0  # SDK attempts of the current write: at 5 it raises TableUnavailable
 
 
-class Today(Design):
-    """(a) EventBridge starts an execution per event; each reserves its own slot on one DynamoDB item."""
-
-    name = "today"
-    summary = "an execution per event, each reserving its slot on one DynamoDB item (copier.pacing)"
+class Reserving(Design):
+    """What every execution does after ValidateInput, in both designs (the same state machine):
+    RouteCopy -> ReserveCopySlot (copier.pacing.reserve_copy_slot's loop on the one pacing item) ->
+    WaitForCopySlot (`pacing.wait_seconds`) -> StartCopy, which holds its call until the slot
+    (`pacing.hold_seconds`)."""
 
     def __init__(self, model: Model) -> None:
         super().__init__(model)
         limits = model.limits
-        self.next_slot: float | None = None  # the pacing item's nextSlot
+        self.next_slot: float | None = None  # the pacing item's nextSlot: the last slot handed out
         self.version = 0  # bumped by every successful conditional write
         self.contending: list[Contender] = []
         self.round_due = False
         self.writes = RefusingBucket(limits.partition_writes, limits.partition_writes * limits.partition_window)
         self.second, self.writes_this_second, self.reads_this_second = -1, 0, 0
-        self.attempts = array("H", bytes(2 * len(model.arrivals)))  # EventBridge's tries per event
-        self.backoff = [min(2.0**k, limits.eventbridge_backoff_cap) for k in range(limits.eventbridge_attempts + 2)]
-        self.ticks: dict[int, list[int]] = {}
-
-    def begin(self) -> None:
-        for copy, arrival in enumerate(self.model.arrivals):
-            self._deliver_at(copy, arrival)
-
-    # EventBridge -> StartExecution, retried on throttling. Ticks batch the tries of many events:
-    # a million events retrying for an hour are millions of tries.
-    def _deliver_at(self, copy: int, when: float) -> None:
-        tick = math.ceil(when / self.model.limits.eventbridge_tick)
-        waiting = self.ticks.get(tick)
-        if waiting is None:
-            self.ticks[tick] = [copy]
-            self.model.at(tick * self.model.limits.eventbridge_tick, self._deliver, tick)
-        else:
-            waiting.append(copy)
-
-    def _deliver(self, tick: int) -> None:
-        model, limits = self.model, self.model.limits
-        copies = self.ticks.pop(tick)
-        room = max(0, limits.open_executions - model.open)
-        started = model.start_bucket.take(model.now, min(len(copies), room))
-        for copy in copies[:started]:
-            model.start_execution(copy, slot=0.0)
-        refused = copies[started:]
-        model.result.start_throttles += len(refused)
-        random, attempts, backoff, arrivals = model.rng.random, self.attempts, self.backoff, model.arrivals
-        for copy in refused:
-            attempt = attempts[copy] + 1
-            attempts[copy] = attempt
-            when = model.now + random() * backoff[attempt]
-            if attempt > limits.eventbridge_attempts or when - arrivals[copy] > limits.eventbridge_max_age:
-                model.outcome_of[copy] = LOST  # to the DLQ: no execution, no copy
-            else:
-                self._deliver_at(copy, when)
 
     def after_validate(self, execution: Execution) -> None:
         self.model.transitions(1)  # RouteCopy
         self.model.task(execution, RESERVE)
+
+    def copy_call_time(self, execution: Execution, ready: float) -> float:
+        return ready + pacing.hold_seconds(execution.slot, ready)  # 0 on a retry: its slot has passed
 
     # ReserveCopySlot: reserve_copy_slot's loop on one item, in rounds of one read + one write.
     def reserve(self, execution: Execution, running: float) -> None:
@@ -715,7 +726,7 @@ class Today(Design):
         if winner is not None:
             slot = pacing.next_slot(winner.read_at, self.next_slot, limits.copy_rate)
             self.next_slot, self.version = slot, self.version + 1
-            model.at(model.now, self._reserved, (winner.execution, pacing.seconds_until(slot, winner.read_at)))
+            model.at(model.now, self._reserved, (winner.execution, slot, pacing.wait_seconds(slot, winner.read_at)))
         for contender in writers:
             if contender is winner:
                 continue
@@ -743,8 +754,9 @@ class Today(Design):
         self.contending.append(contender)
         self._round_soon()
 
-    def _reserved(self, won: tuple[Execution, int]) -> None:
-        execution, wait_seconds = won
+    def _reserved(self, won: tuple[Execution, float, int]) -> None:
+        execution, slot, wait_seconds = won
+        execution.slot = slot  # in the execution's input from here: StartCopy holds its call until it
         if self.model.end_invocation(execution):
             self.model.wait_for_slot(execution, self.model.now + wait_seconds)  # WaitForCopySlot
 
@@ -753,76 +765,132 @@ class Today(Design):
             self.model.retry_transient(execution, "TableUnavailable")
 
 
-class Dispatcher(Design):
-    """(b) Events wait in a durable backlog; one dispatcher, run by a schedule every minute, starts them.
+class Today(Reserving):
+    """(a) EventBridge starts an execution per event; each reserves its own slot on one DynamoDB item."""
 
-    Each run covers its minute: it plans what is queued and, while its minute has free slots, long-polls
-    the queue and plans again as events arrive, so a burst's first copy starts seconds after its first
-    event rather than up to a minute later. It starts each execution a few seconds before its slot, so
-    executions barely wait and few run at once. One run at a time: the schedule has one writer."""
-
-    name = "dispatcher"
-    summary = "a durable backlog and one paced dispatcher a minute (copier.admission.plan_starts)"
+    name = "today"
+    summary = "an execution per event, each reserving its slot on one DynamoDB item (copier.pacing)"
 
     def __init__(self, model: Model) -> None:
         super().__init__(model)
-        self.next_free = 0.0  # the dispatcher's own schedule: one item, one writer
-        self.dispatched = 0  # the backlog is FIFO: copies before this index have been planned
-        # The schedule's minutes have no relation to the burst: a run is under way when it begins.
-        self.minute_end = model.arrivals[0] + model.rng.random() * model.limits.dispatch_period
+        limits = model.limits
+        self.attempts = array("H", bytes(2 * len(model.arrivals)))  # EventBridge's tries per event
+        self.backoff = [min(2.0**k, limits.eventbridge_backoff_cap) for k in range(limits.eventbridge_attempts + 2)]
+        self.ticks: dict[int, list[int]] = {}
 
     def begin(self) -> None:
-        self.own_invocations = 1
-        self._wake_at_next_event()
-        self.model.at(self.minute_end, self._minute)
+        for copy, arrival in enumerate(self.model.arrivals):
+            self._deliver_at(copy, arrival)
+
+    # EventBridge -> StartExecution, retried on throttling. Ticks batch the tries of many events:
+    # a million events retrying for an hour are millions of tries.
+    def _deliver_at(self, copy: int, when: float) -> None:
+        tick = math.ceil(when / self.model.limits.eventbridge_tick)
+        waiting = self.ticks.get(tick)
+        if waiting is None:
+            self.ticks[tick] = [copy]
+            self.model.at(tick * self.model.limits.eventbridge_tick, self._deliver, tick)
+        else:
+            waiting.append(copy)
+
+    def _deliver(self, tick: int) -> None:
+        model, limits = self.model, self.model.limits
+        copies = self.ticks.pop(tick)
+        room = max(0, limits.open_executions - model.open)
+        started = model.start_bucket.take(model.now, min(len(copies), room))
+        for copy in copies[:started]:
+            model.start_execution(copy)
+        refused = copies[started:]
+        model.result.start_throttles += len(refused)
+        random, attempts, backoff, arrivals = model.rng.random, self.attempts, self.backoff, model.arrivals
+        for copy in refused:
+            attempt = attempts[copy] + 1
+            attempts[copy] = attempt
+            when = model.now + random() * backoff[attempt]
+            if attempt > limits.eventbridge_attempts or when - arrivals[copy] > limits.eventbridge_max_age:
+                model.outcome_of[copy] = LOST  # to the DLQ: no execution, no copy
+            else:
+                self._deliver_at(copy, when)
+
+
+class Dispatcher(Reserving):
+    """(b) Events wait as PENDING journal entries; a dispatch run a minute starts as many as the pace allows.
+
+    EventBridge -> SQS -> the copy function writes a PENDING entry per event. A schedule rule,
+    rate(1 minute), invokes the copy function's `dispatch` action (a lease item: one run at a time).
+    A run reads the pacing item, counts with `copier.admission.plan_starts` the slots left before the
+    next run, and starts that many of the oldest PENDING copies at once, one StartExecution after
+    another. Each execution then reserves its own slot on the pacing item like today's, contended only
+    by that minute's executions; the dispatcher assigns no slot, plans once per run and does not poll."""
+
+    name = "dispatcher"
+    summary = "a PENDING backlog; a dispatch run a minute starts what the pace allows (copier.admission.plan_starts)"
+
+    def __init__(self, model: Model) -> None:
+        super().__init__(model)
+        self.dispatched = 0  # FIFO: the copies before this index have been started
+        self.leased = False  # the lease item: a run is under way
+        self.tries = 0  # the current scheduled invocation's throttled tries (Lambda's async retries)
+
+    def begin(self) -> None:
+        # The schedule's minutes have no relation to the burst: the first falls anywhere in the first minute.
+        model = self.model
+        model.at(model.arrivals[0] + model.rng.random() * model.limits.dispatch_period, self._minute)
 
     def _minute(self, _: object) -> None:
-        limits = self.model.limits
+        model, limits = self.model, self.model.limits
+        if self.dispatched < len(model.arrivals):
+            model.at(model.now + limits.dispatch_period, self._minute)
+            # EventBridge invokes a little after the minute begins.
+            model.at(model.now + model.rng.random() * limits.dispatch_jitter, self._invoke, 0)
+
+    def _invoke(self, tries: int) -> None:
+        """The rule invokes the copy function asynchronously: it takes one of its environments."""
+        model, limits = self.model, self.model.limits
+        cold = model.pool.acquire(model.now)
+        if cold is None:  # throttled: Lambda's async queue tries again, 1 s doubling to 5 min
+            model.result.lambda_throttles += 1
+            model.at(model.now + min(2.0**tries, 300.0), self._invoke, tries + 1)
+            return
         self.own_invocations += 1
-        self.minute_end = self.model.now + limits.dispatch_period
-        if self.dispatched < len(self.model.arrivals):
-            self.model.at(self.minute_end, self._minute)
-            # EventBridge Scheduler invokes a little after the minute begins.
-            self.model.at(self.model.now + self.model.rng.random() * limits.dispatch_jitter, self._plan)
+        running = model.now + cold + model.uniform(limits.task_overhead)
+        if self.leased:  # the previous run still holds the lease: this one ends at once
+            model.at(running + limits.ddb_write, self._release, False)
+            return
+        self.leased = True
+        model.at(running + limits.ddb_write + limits.ddb_read, self._plan)  # lease, then the pacing item
 
     def _plan(self, _: object) -> None:
         model, limits = self.model, self.model.limits
-        visible = bisect_right(model.arrivals, model.now - limits.queue_lag + 1e-9)  # rounding: seen at its wake
+        self._read()  # the pacing item: copier.pacing.next_free_slot
+        next_free = model.now if self.next_slot is None else self.next_slot + 1.0 / limits.copy_rate
+        visible = bisect_right(model.arrivals, model.now - limits.queue_lag + 1e-9)
         pending = visible - self.dispatched
-        # The first slot leaves time for StartExecution, ValidateInput and cold starts before its call;
-        # the last falls before the next run's first.
-        earliest = model.now + limits.start_margin
-        starts = admission.plan_starts(earliest, self.next_free, pending, limits.copy_rate, self.minute_end - model.now)
-        for slot in starts:
-            model.at(slot - limits.start_margin, self._start, (self.dispatched, slot))
-            self.dispatched += 1
-        self.next_free = admission.next_free_slot_after(starts, self.next_free, limits.copy_rate)
-        if len(starts) == pending:  # the queue is empty: long-poll it until the minute ends
-            self._wake_at_next_event()
+        count = len(admission.plan_starts(model.now, next_free, pending, limits.copy_rate, limits.dispatch_period))
+        # The journal query for the oldest PENDING entries, then one StartExecution (and mark) after another.
+        self._start(count, model.now + limits.ddb_read)
 
-    def _wake_at_next_event(self) -> None:
-        model = self.model
-        if self.dispatched < len(model.arrivals):
-            seen = max(model.arrivals[self.dispatched] + model.limits.queue_lag, model.now)
-            if seen < self.minute_end:
-                model.at(seen, self._plan)
+    def _start(self, left: int, when: float) -> None:
+        if left == 0:
+            self.model.at(when, self._release, True)
+        else:
+            self.model.at(when + self.model.limits.start_call, self._started, left)
 
-    def _start(self, planned: tuple[int, float]) -> None:
-        """StartExecution with the copy's slot in its input; throttled, the SDK tries again."""
+    def _started(self, left: int) -> None:
+        """One StartExecution returned; throttled, the SDK tries it again."""
         model = self.model
         if model.start_bucket.take(model.now):
-            model.start_execution(*planned)
+            model.start_execution(self.dispatched)
+            self.dispatched += 1
+            self._start(left - 1, model.now)
         else:
             model.result.start_throttles += 1
-            model.at(model.now + model.rng.random(), self._start, planned)
+            self._start(left, model.now + model.rng.random())
 
-    def after_validate(self, execution: Execution) -> None:
-        self.model.transitions(1)  # RouteCopy
-        # WaitForStartSlot takes a whole-second timestamp and ends before the slot; StartCopy holds the rest.
-        self.model.wait_for_slot(execution, math.floor(execution.slot - self.model.limits.hold_lead))
-
-    def copy_call_time(self, execution: Execution, ready: float) -> float:
-        return max(ready, execution.slot)  # a retry after a throttle has no slot left to hold for
+    def _release(self, held: bool) -> None:
+        if held:
+            self.leased = False
+        self.model.pool.release(self.model.now)
 
 
 DESIGNS: tuple[type[Design], ...] = (Today, Dispatcher)
@@ -969,10 +1037,13 @@ def _causes(runs: list[Outcome], limits: Limits) -> list[str]:
     worst = max(runs, key=lambda o: o.copy_throttles / o.n)
     if worst.copy_throttles / worst.n > 0.05:
         causes.append(
-            f"up to {worst.copy_throttles / worst.n:.2f} CopyImageSet calls per copy are throttled: each execution"
-            " waits whole seconds from its own reservation, so successive calls land less than 4 s apart, and"
-            f" each throttled retry lands at random on another's slot ({sum(o.failed['CopyThrottled'] for o in runs):,}"
-            " executions run out of throttle retries)"
+            f"up to {worst.copy_throttles / worst.n:.2f} CopyImageSet calls per copy are throttled: a slot reserved"
+            " while the schedule is idle is the reservation's own time, so StartCopy's run time makes that call late"
+            " and the next, held to its slot 1/rate later, lands under 1/quota after it; a throttled retry has no slot"
+            " left to hold for and lands at random among calls 1/rate apart, where a token is free only"
+            f" {1 / limits.copy_rate - 1 / limits.copy_quota:.2f} s of every {1 / limits.copy_rate:.2f} s, and taking"
+            f" it throttles the next call ({sum(o.failed['CopyThrottled'] for o in runs):,} executions run out of"
+            " throttle retries)"
         )
     hot = max(runs, key=lambda o: o.peak_item_writes)
     if hot.peak_item_writes >= 0.5 * limits.partition_writes or hot.peak_item_reads >= 0.5 * limits.partition_reads:
