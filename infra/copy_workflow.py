@@ -3,7 +3,8 @@
 Written top-down in the order a copy runs (JSONPath: moto runs it offline):
 1. ValidateInput -> RouteCopy -> [FindPrimaryOfSeries]         what to copy, or skip
 2. ReserveCopySlot -> WaitForCopySlot -> StartCopy              on its slot (StartCopy holds); Retry on
-                                                                conflict, throttling, transient
+                                                                conflict, quota, transient; throttled:
+                                                                back to ReserveCopySlot
 3. [ConfirmCopy <-> WaitBeforeLookingAgain]                     the call's answer never came
 4. WaitForCopy <-> CheckCopy -> ReportResult -> Copied          judged on the version it produces
 5. InconsistentMetadata -> AlreadyForced? -> AuthoriseForce     force branch, back to 2
@@ -64,7 +65,15 @@ class CopyWorkflow(Construct):
         find_primary = self._step("FindPrimaryOfSeries", "find_primary", {"request": "$.request"}, "$")
 
         # 2. Start it, at the quota's pace.
-        reserve = self._step("ReserveCopySlot", "reserve_slot", {}, "$.slot")
+        no_slot_yet = sfn.Pass(
+            self, "NoSlotYet", result=sfn.Result.from_object({"reservations": 0}), result_path="$.slot"
+        )
+        reserve = self._step(
+            "ReserveCopySlot",
+            "reserve_slot",
+            {"reservations": sfn.JsonPath.number_at("$.slot.reservations")},
+            "$.slot",
+        )
         wait_for_slot = sfn.Wait(self, "WaitForCopySlot", time=sfn.WaitTime.seconds_path("$.slot.waitSeconds"))
         start = self._step(
             "StartCopy",
@@ -77,7 +86,7 @@ class CopyWorkflow(Construct):
             "$.copy",
         )
         self._retry(start, ["CopyConflict"], settings.conflict_retry())
-        self._retry(start, ["CopyThrottled", "CopyQuotaExceeded"], settings.throttle_retry())
+        self._retry(start, ["CopyQuotaExceeded"], settings.throttle_retry())
         start.add_retry(
             errors=["IdempotencyAlreadyInProgressError"],
             interval=Duration.seconds(10),
@@ -139,9 +148,12 @@ class CopyWorkflow(Construct):
         validate.next(route)
         route.when(sfn.Condition.boolean_equals("$.skip", True), skipped.next(sfn.Succeed(self, "NothingToCopy")))
         route.when(sfn.Condition.boolean_equals("$.resolveDestination", True), find_primary)
-        route.otherwise(reserve)
+        route.otherwise(no_slot_yet.next(reserve))
         find_primary.next(route)
         reserve.next(wait_for_slot).next(start).next(wait_for_copy)
+        # Throttled on its slot (another client of the account's quota): a new slot, not an unpaced retry
+        # that would take the token of the next paced call. ReserveCopySlot counts them and stops.
+        start.add_catch(reserve, errors=["CopyThrottled"], result_path="$.throttled")
         start.add_catch(confirm, errors=["CopyOutcomeUnknown"], result_path="$.error")
         confirm.next(confirmed)
         confirmed.when(sfn.Condition.string_equals("$.copy.status", "COPYING"), wait_for_copy)

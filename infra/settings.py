@@ -131,6 +131,7 @@ class StackSettings(BaseModel):
             "FORCE_POLICY": self.force_policy,
             "TRIGGER_DETAIL_TYPES": ",".join(self.trigger_detail_types),
             "COPY_RATE_PER_SECOND": str(self.copy_rate_per_second),
+            "THROTTLE_RETRY_ATTEMPTS": str(self.throttle_retry_attempts),
             "POLL_INITIAL_SECONDS": str(self.poll_initial_seconds),
             "POLL_MAX_SECONDS": str(self.poll_max_seconds),
             "MAX_WAIT_SECONDS": str(self.max_wait_seconds),

@@ -15,16 +15,15 @@ INTERVAL = 1 / RATE
 
 
 # --- pacing: the slot each execution reserves on the shared item --------------------------
-def test_the_first_slot_is_now() -> None:
-    assert pacing.next_slot(1_000.0, None, RATE) == 1_000.0
-
-
 def test_a_slot_follows_the_last_one_by_one_interval() -> None:
     assert pacing.next_slot(1_000.0, 1_000.0, RATE) == pytest.approx(1_000.0 + INTERVAL)
 
 
-def test_a_slot_in_the_past_is_not_reused() -> None:
-    assert pacing.next_slot(1_000.0, 900.0, RATE) == 1_000.0
+def test_a_slot_in_the_past_is_not_reused_and_none_is_closer_than_the_lead() -> None:
+    lead = pacing.HOLD_LEAD_SECONDS
+    assert pacing.next_slot(1_000.0, 900.0, RATE) == 1_000.0 + lead
+    assert pacing.next_slot(1_000.0, None, RATE) == 1_000.0 + lead
+    assert pacing.next_slot(1_000.0, 1_000.0 - INTERVAL + 0.5, RATE) == 1_000.0 + lead
 
 
 def test_the_wait_ends_up_to_the_lead_before_the_slot_in_whole_seconds() -> None:
@@ -49,9 +48,9 @@ def test_four_reservations_at_one_instant_wait_then_hold_onto_slots_one_interval
     calls = []
     for _ in range(4):
         previous = pacing.next_slot(1_000.0, previous, RATE)
-        woke = 1_000.0 + pacing.wait_seconds(previous, 1_000.0)
-        calls.append(woke + pacing.hold_seconds(previous, woke))
-    assert calls == pytest.approx([1_000.0 + index * INTERVAL for index in range(4)])
+        read = 1_000.0 + pacing.wait_seconds(previous, 1_000.0) + 0.3  # StartCopy's reads took 0.3 s
+        calls.append(read + pacing.hold_seconds(previous, read))
+    assert calls == pytest.approx([1_000.0 + pacing.HOLD_LEAD_SECONDS + index * INTERVAL for index in range(4)])
 
 
 # --- admission: one dispatcher's plan --------------------------------------------------------

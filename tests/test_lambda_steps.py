@@ -505,8 +505,8 @@ def test_merge_of_an_image_set_holding_several_series_is_refused_by_name(functio
 def test_slots_are_spaced_by_the_configured_rate(function: Function, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(function.modules.clock, "now", lambda: 1_000.0)
     slots = [function.invoke(step("reserve_slot")) for _ in range(4)]
-    assert [slot["at"] for slot in slots] == pytest.approx([1_000.0 + index / 0.24 for index in range(4)])
-    assert [slot["waitSeconds"] for slot in slots] == [0, 2, 6, 10]  # whole seconds, ending 2 s or less before
+    assert [slot["at"] for slot in slots] == pytest.approx([1_002.0 + index / 0.24 for index in range(4)])
+    assert [slot["waitSeconds"] for slot in slots] == [0, 4, 8, 12]  # whole seconds, ending 2 s or less before
 
 
 # --- dispatch (the schedule rule's action) -----------------------------------------------

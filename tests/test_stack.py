@@ -226,11 +226,18 @@ def test_definition_retries_conflicts_with_jitter_and_a_delay_cap(template: Temp
     retriers = {tuple(r["ErrorEquals"]): r for r in states["StartCopy"]["Retry"]}
     conflict = retriers[("CopyConflict",)]
     assert conflict["JitterStrategy"] == "FULL" and conflict["MaxDelaySeconds"] == 300 and conflict["MaxAttempts"] == 8
-    assert retriers[("CopyThrottled", "CopyQuotaExceeded")]["IntervalSeconds"] >= 30
+    assert retriers[("CopyQuotaExceeded",)]["IntervalSeconds"] >= 30
+    # Throttled on its slot: back for a new slot (counted by ReserveCopySlot), never an unpaced retry.
+    assert all("CopyThrottled" not in errors for errors in retriers)
+    (throttled,) = [c for c in states["StartCopy"]["Catch"] if c["ErrorEquals"] == ["CopyThrottled"]]
+    assert (throttled["Next"], throttled["ResultPath"]) == ("ReserveCopySlot", "$.throttled")
+    assert states["ReserveCopySlot"]["Parameters"]["reservations.$"] == "$.slot.reservations"
+    assert states["NoSlotYet"]["Result"] == {"reservations": 0} and states["NoSlotYet"]["Next"] == "ReserveCopySlot"
     assert ("IdempotencyAlreadyInProgressError",) in retriers
     catches = {error: c["Next"] for c in states["StartCopy"]["Catch"] for error in c["ErrorEquals"]}
     assert catches == {
         "CopyOutcomeUnknown": "ConfirmCopy",  # never a blind second call
+        "CopyThrottled": "ReserveCopySlot",
         "InconsistentMetadata": "AlreadyForced?",
         "States.ALL": "RecordFailure",  # the copy journal, then CopyDidNotComplete
     }

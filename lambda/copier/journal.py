@@ -98,7 +98,8 @@ def record(
             Key={"id": {"S": entry_key(source_image_set_id, source_version_id)}},
             UpdateExpression=(
                 f"SET {assignments}, journalSourceId = :source, sourceVersionId = :version,"
-                " createdAt = if_not_exists(createdAt, :now)" + (", #plan = if_not_exists(#plan, :plan)" if plan else "")
+                " createdAt = if_not_exists(createdAt, :now)"
+                + (", #plan = if_not_exists(#plan, :plan)" if plan else "")
             ),
             ConditionExpression=condition,
             ExpressionAttributeNames=names,

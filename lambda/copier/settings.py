@@ -39,6 +39,8 @@ class Settings(BaseModel):
     # How long the copy journal keeps an entry after its last change (the audit trail of forced copies).
     journal_retention_days: int = Field(alias="JOURNAL_RETENTION_DAYS", default=731, ge=1)
     copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=1)
+    # A throttled CopyImageSet goes back for a new slot, this many times at most.
+    throttle_retry_attempts: int = Field(alias="THROTTLE_RETRY_ATTEMPTS", default=10, ge=0)
     # Reconciliation (its own function): the sweep's interval and the state machine it starts.
     reconciliation_interval_minutes: int = Field(alias="RECONCILIATION_INTERVAL_MINUTES", default=15, ge=1)
     state_machine_arn: str | None = Field(alias="STATE_MACHINE_ARN", default=None)

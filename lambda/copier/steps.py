@@ -77,6 +77,7 @@ class StepCall(BaseModel):
     error: Any = None
     retry_count: int = Field(default=0, ge=0, alias="retryCount")
     slot_at: float | None = Field(default=None, alias="slotAt")
+    reservations: int = Field(default=0, ge=0)
 
 
 def run_step(event: Any) -> dict[str, Any]:
@@ -100,7 +101,7 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
     if call.action == "validate":
         return intake.plan_copy(call.input, execution_id=call.execution_id).wire()
     if call.action == "reserve_slot":
-        return pacing.reserve_copy_slot().wire()
+        return pacing.reserve_copy_slot(call.reservations).wire()
     if call.action == "reconcile":
         return asdict(reconciliation.sweep())
     if call.action == "dispatch":
