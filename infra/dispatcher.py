@@ -16,7 +16,13 @@ PERIOD = Duration.minutes(1)  # copier.dispatcher.PERIOD_SECONDS
 
 class Dispatcher(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, function: lambda_.Function, state_machine_arn: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function: lambda_.Function,
+        state_machine_arn: str,
+        execution_arn_prefix: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.rule = events.Rule(
@@ -41,7 +47,13 @@ class Dispatcher(Construct):
                     sid="StartPendingCopies",
                     actions=["states:StartExecution"],
                     resources=[state_machine_arn],
-                )
+                ),
+                # STARTED journal entries whose executions ended without a word become FAILED.
+                iam.PolicyStatement(
+                    sid="LookAtEndedCopies",
+                    actions=["states:DescribeExecution"],
+                    resources=[f"{execution_arn_prefix}:*"],
+                ),
             ],
         )
         if function.role is not None:

@@ -120,7 +120,16 @@ class CopyPipelineStack(Stack):
         if settings.copy_policy == "off":
             self.trigger.rule.node.default_child.add_property_override("State", "DISABLED")  # type: ignore[union-attr]
         self.dispatcher = Dispatcher(
-            self, "Dispatcher", function=self.copy_function.function, state_machine_arn=state_machine_arn
+            self,
+            "Dispatcher",
+            function=self.copy_function.function,
+            state_machine_arn=state_machine_arn,
+            execution_arn_prefix=self.format_arn(
+                service="states",
+                resource="execution",
+                resource_name=state_machine_name,
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            ),
         )
         self.reconciliation = (
             ReconciliationSchedule(
@@ -186,6 +195,10 @@ class CopyPipelineStack(Stack):
             ),
             f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_arn}.Arn>:*]": (
                 "Step Functions may invoke any version of this one function (CDK's LambdaInvoke grant)"
+            ),
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:{region}:{account}:execution:"
+            f"{self.stack_name}-copy:*]": (
+                "the dispatcher reads the status of this stack's copy executions, whose names are made per copy"
             ),
             f"AwsSolutions::AwsSolutions-IAM5[Resource::<{table_arn}.Arn>/index/*]": (
                 "the indexes of this stack's one table (byDestination: which copy produced an image set version)"

@@ -40,6 +40,10 @@ LEASE_KEY = "dispatcher#lease"
 # A run holds the lease for a little less than the period, so the next scheduled run always finds it free.
 LEASE_SECONDS = PERIOD_SECONDS - 5
 MAX_STARTS_PER_RUN = 120  # never reached at rate <= 1/s: a guard on the function's run time
+# STARTED entries unchanged this long have their executions looked at, a few a run (copies take minutes).
+SETTLE_AFTER_SECONDS = 3_600
+SETTLE_BATCH = 25
+ENDED_WITHOUT_A_WORD = ("FAILED", "TIMED_OUT", "ABORTED")
 
 
 @dataclass(frozen=True)
@@ -67,14 +71,10 @@ def dispatch() -> DispatchResult:
     if not _take_lease(now):
         logger.info("Another dispatch run holds the lease: nothing to do")
         return DispatchResult([], _oldest_pending_seconds(now), ran=False)
-    next_free = pacing.next_free_slot()
-    slots = admission.plan_starts(
-        now,
-        now if next_free is None else next_free,
-        MAX_STARTS_PER_RUN,
-        settings.copy_rate_per_second,
-        PERIOD_SECONDS,
-    )
+    _settle_ended_executions(now)
+    # The slot the next copy would reserve, as ReserveCopySlot computes it.
+    first = pacing.next_slot(now, pacing.last_slot(), settings.copy_rate_per_second)
+    slots = admission.plan_starts(now, first, MAX_STARTS_PER_RUN, settings.copy_rate_per_second, PERIOD_SECONDS)
     started = [name for entry in journal.pending(len(slots)) if (name := _start(entry, settings.state_machine_arn))]
     oldest = _oldest_pending_seconds(clock.now())
     metrics.add_metric(name="CopiesDispatched", unit=MetricUnit.Count, value=len(started))
@@ -113,6 +113,25 @@ def _start(entry: dict[str, Any], state_machine_arn: str) -> str | None:
         executionId=answer["executionArn"],
     )
     return name
+
+
+def _settle_ended_executions(now: float) -> None:
+    """A STARTED entry whose execution ended without saying so (aborted by hand, timed out, failed before
+    its first step) becomes FAILED, so that `ops.cli retry` finds it: nothing stays STARTED forever."""
+    for entry in journal.oldest(JournalStatus.STARTED, SETTLE_BATCH, changed_before=now - SETTLE_AFTER_SECONDS):
+        arn = entry.get("executionId")
+        if not arn:
+            continue
+        status = _step_functions().describe_execution(executionArn=arn)["status"]
+        if status in ENDED_WITHOUT_A_WORD:
+            journal.record(
+                str(entry["journalSourceId"]),
+                str(entry["sourceVersionId"]),
+                JournalStatus.FAILED,
+                only_from=(JournalStatus.STARTED,),
+                error=f"Execution{status.title().replace('_', '')}",
+            )
+            logger.warning("Execution ended without recording its copy", extra={"execution": arn, "status": status})
 
 
 def _take_lease(now: float) -> bool:

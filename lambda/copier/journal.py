@@ -129,13 +129,22 @@ def admit(source_image_set_id: str, source_version_id: str, plan: CopyPlan, **fi
 
 def pending(limit: int) -> list[dict[str, Any]]:
     """The oldest PENDING entries, oldest first: what the dispatcher starts next."""
+    return oldest(JournalStatus.PENDING, limit)
+
+
+def oldest(status: JournalStatus, limit: int, *, changed_before: float | None = None) -> list[dict[str, Any]]:
+    """Up to `limit` entries in this status, the longest unchanged first (and unchanged since a time)."""
     if limit <= 0:
         return []
+    condition, values = "journalStatus = :status", {":status": status.value}
+    if changed_before is not None:
+        condition += " AND updatedAt < :before"
+        values[":before"] = Decimal(repr(changed_before))  # type: ignore[assignment]
     page = table.call(
         "query",
         IndexName=BY_STATUS_INDEX,
-        KeyConditionExpression="journalStatus = :status",
-        ExpressionAttributeValues=table.to_dynamodb({":status": JournalStatus.PENDING.value}),
+        KeyConditionExpression=condition,
+        ExpressionAttributeValues=table.to_dynamodb(values),
         Limit=limit,
     )
     return [table.from_dynamodb(item) for item in page.get("Items", [])]

@@ -58,10 +58,10 @@ def hold_seconds(slot: float | None, now: float) -> float:
     return 0.0 if slot is None else min(max(0.0, slot - now), MAX_HOLD_SECONDS)
 
 
-def next_free_slot() -> float | None:
-    """The schedule as it stands: one interval after the last slot handed out, in the past or not."""
+def last_slot() -> float | None:
+    """The last slot handed out, if any (the schedule as it stands)."""
     item = table.get_item(PACING_KEY)
-    return None if item is None else float(item["nextSlot"]) + 1.0 / load_settings().copy_rate_per_second
+    return None if item is None else float(item["nextSlot"])
 
 
 def reserve_copy_slot(reserved_before: int = 0) -> CopySlot:
