@@ -1,7 +1,9 @@
 """A burst of imports against the CopyImageSet quota, on the emulator's clock.
 
-N "Image Set Created" events arrive at once; every one runs the synthesized state machine
-with the real handler (local runner). Prints: drain time as a ratio to the physical limit
+N "Image Set Created" events arrive at once and take the deployed way: the admission queue's
+consumer writes them into the copy journal's backlog, the dispatcher starts a minute of slots at
+a time, each execution runs the synthesized state machine with the real handler (local runner).
+Prints: drain time as a ratio to the physical limit
 (N / 0.25 s), throttled CopyImageSet calls per copy, copies lost, duplicates, state
 transitions and AWS API calls per copy.
 
@@ -48,22 +50,14 @@ def main() -> int:
         api_calls = pipeline.count_api_calls()
         burst_at = clock.now()
         clock.join()  # hold the clock while the burst arrives: every event at the same instant
-        arns = [
-            pipeline.start(seed.image_set_created_event(seed.DATASTORE_ID, source, event_id=str(n)))
-            for n, source in enumerate(sources)
-        ]
+        not_admitted = pipeline.admit(
+            [
+                seed.image_set_created_event(seed.DATASTORE_ID, source, event_id=str(n))
+                for n, source in enumerate(sources)
+            ]
+        )
         clock.leave()
-        records = []
-        for n, arn in enumerate(arns):
-            records.append(pipeline.wait(arn, timeout=3600))
-            if (n + 1) % max(1, args.imports // 20) == 0:
-                print(
-                    f"\r  {n + 1}/{args.imports} executions finished, virtual t+{clock.now() - burst_at:,.0f} s",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        print(file=sys.stderr)
+        records = pipeline.drain_backlog(timeout=3600)
         lambda_calls = pipeline.lambda_calls
 
     accepted = Counter(copy.source_id for copy in emulator.accepted)
@@ -83,6 +77,7 @@ def main() -> int:
     print(f"  throttled CopyImageSet per copy     {statuses.count(429) / n:10.3f}")
     print(f"  copies COPIED                       {len(copied):10d}")
     print(f"  copies lost (not COPIED, no error)  {n - len(copied) - len(failed):10d}")
+    print(f"  events not admitted                 {len(not_admitted):10d}")
     print(f"  executions failed                   {len(failed):10d}")
     print(f"  duplicates (extra accepted copies)  {sum(c - 1 for c in accepted.values()):10d}")
     print(f"  state transitions per copy          {statistics.mean(r.transitions for r in records):10.1f}")

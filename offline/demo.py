@@ -1,7 +1,9 @@
 """The product's main job, offline: `make demo` (or `python -m offline.demo`).
 
 Three copies through the synthesized state machine, the real handler, moto's DynamoDB
-and the HealthImaging emulator, on a virtual clock:
+and the HealthImaging emulator, on a virtual clock. Each event takes the deployed way: the
+admission queue's consumer writes it into the copy journal's backlog, the dispatcher's next run
+starts its execution at the quota's pace.
 1. snapshot: an "Image Set Created" event arrives; the new image set is copied.
 2. merge-into-primary: a non-primary image set is merged into the primary of its series,
    which another writer's copy has locked: ConflictException, retry with backoff, COPIED.
@@ -75,7 +77,7 @@ def run_scenario(
     pipeline: LocalPipeline, clock: VirtualClock, title: str, event: dict[str, object]
 ) -> tuple[ExecutionRecord, float]:
     started = clock.now()
-    record = pipeline.run(event)
+    record = pipeline.run_event(event)
     elapsed = clock.now() - started
     show(title, record, elapsed)
     return record, elapsed
