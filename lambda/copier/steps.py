@@ -134,10 +134,10 @@ def admit_message(record: SQSRecord) -> None:
     """One admission queue message: a HealthImaging event into the backlog (or skipped, journaled).
     Raising makes it a batch item failure: SQS redelivers it, then moves it to the dead-letter queue."""
     try:
-        raw = json.loads(record.body)
-    except json.JSONDecodeError:
-        raise InvalidCopyRequest("message body: not JSON") from None
-    try:
+        try:
+            raw = json.loads(record.body)
+        except json.JSONDecodeError:
+            raise InvalidCopyRequest("message body: not JSON") from None
         plan = intake.admit_event(raw)
     except CopyError as error:
         logger.warning("Message not admitted", extra={"error": type(error).__name__, "reason": str(error)})
