@@ -7,10 +7,9 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from copier.copy_start import idempotency_config
-from copier.steps import admit_message, run_step
+from copier.steps import admit_batch, run_step
 
 # Steps that emit no metric are normal here; Powertools would warn on every one.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context(correlation_id_path="executionId")
@@ -30,8 +28,6 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Lets idempotency expire an in-progress record when this invocation times out.
     idempotency_config.register_lambda_context(context)
-    if "Records" in event:  # the admission queue: failed messages are reported, the others are done
-        return dict(
-            process_partial_response(event=event, record_handler=admit_message, processor=processor, context=context)
-        )
+    if "Records" in event:  # the admission queue
+        return admit_batch(event, context)
     return run_step(event)

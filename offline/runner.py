@@ -96,6 +96,8 @@ class LocalPipeline:
         self.remaining_millis = 60_000  # what the fake Lambda context reports (idempotency in-progress expiry)
         self.logs = io.StringIO()  # everything the function logged (JSON lines) and its EMF metrics
         self._handler_lock = threading.Lock()  # one invocation at a time: stdout is captured
+        self._started_by_hand: set[str] = set()
+        self._reported: set[str] = set()  # executions drain_backlog returned already
 
     def __enter__(self) -> LocalPipeline:
         stack = self._stack
@@ -238,23 +240,39 @@ class LocalPipeline:
         return [self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}" for name in started]
 
     def drain_backlog(self, *, timeout: float = 600.0) -> list[ExecutionRecord]:
-        """The dispatcher's schedule, a run a virtual minute, until the backlog is empty and every execution
-        it started has ended; their records, in the order started."""
+        """The dispatcher's schedule, a run a virtual minute, until the backlog is empty and no execution
+        runs. Returns the records of the executions the backlog started since the last drain (by these
+        runs, or by the admission queue's consumer dispatching at once), in the order they started."""
         from copier import dispatcher, journal  # noqa: PLC0415 (this pipeline's fresh modules)
 
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        started: list[str] = []
         self.clock.join()  # the schedule is a participant: the clock does not jump past its next run
         try:
             while True:
-                started += self.dispatch()
-                running = [a for a in started if sfn.describe_execution(executionArn=a)["status"] == "RUNNING"]
-                if not running and not journal.pending(limit=1):
+                self.dispatch()
+                if not self._executions(status="RUNNING") and not journal.pending(limit=1):
                     break
                 self.clock.sleep(dispatcher.PERIOD_SECONDS)
         finally:
             self.clock.leave()
-        return [self.wait(arn, timeout=timeout) for arn in started]
+        arns = [a for a in self._executions() if a not in self._reported and a not in self._started_by_hand]
+        self._reported.update(arns)
+        return [self.wait(arn, timeout=timeout) for arn in arns]
+
+    def _executions(self, status: str | None = None) -> list[str]:
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        listed = sfn.list_executions(
+            stateMachineArn=self.state_machine_arn, maxResults=1000, **({"statusFilter": status} if status else {})
+        )
+        executions = list(listed["executions"])
+        while listed.get("nextToken"):
+            listed = sfn.list_executions(
+                stateMachineArn=self.state_machine_arn,
+                maxResults=1000,
+                nextToken=listed["nextToken"],
+                **({"statusFilter": status} if status else {}),
+            )
+            executions.extend(listed["executions"])
+        return [e["executionArn"] for e in sorted(executions, key=lambda e: e["startDate"])]
 
     def run_event(self, event: dict[str, Any]) -> ExecutionRecord:
         """An event's whole way: admitted from the queue, started by the dispatcher, copied."""
@@ -291,12 +309,15 @@ class LocalPipeline:
 
     # --- executions ------------------------------------------------------------------
     def start(self, execution_input: dict[str, Any], name: str | None = None) -> str:
+        """An execution started by hand (the console, StartExecution)."""
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        return str(
+        arn = str(
             sfn.start_execution(
                 stateMachineArn=self.state_machine_arn, name=name or uuid.uuid4().hex, input=json.dumps(execution_input)
             )["executionArn"]
         )
+        self._started_by_hand.add(arn)
+        return arn
 
     def wait(self, execution_arn: str, timeout: float = 120.0) -> ExecutionRecord:
         sfn = boto3.client("stepfunctions", region_name=REGION)

@@ -13,7 +13,7 @@ from workflow import DS, local_pipeline
 from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
-from offline.runner import TABLE
+from offline.runner import TABLE, LocalPipeline
 from ops.cli import journal_entries
 
 pytestmark = pytest.mark.slow
@@ -39,22 +39,30 @@ def events(sources: list[str]) -> list[dict[str, object]]:
     return [seed.image_set_created_event(DS, s, event_id=str(n)) for n, s in enumerate(sources)]
 
 
+def executions(pipeline: LocalPipeline) -> list[str]:
+    listed = boto3.client("stepfunctions").list_executions(stateMachineArn=pipeline.state_machine_arn)
+    return [execution["name"] for execution in listed["executions"]]
+
+
 def test_a_burst_waits_in_the_backlog_and_is_started_a_minute_of_slots_at_a_time(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:
     sources = seed_imports(quota_emulator, 40)
     with local_pipeline(quota_emulator, clock) as pipeline:
-        clock.join()  # the burst and the first run at one instant
+        clock.join()  # the burst and the first scheduled run at one instant
         not_admitted = pipeline.admit(events(sources) + events(sources[:5]))  # five delivered twice
+        at_once = executions(pipeline)  # the schedule was idle: the first batch's consumer dispatched it
         first_run = pipeline.dispatch()
         waiting = journal_entries(table_name=TABLE, status="PENDING")
         clock.leave()
         records = pipeline.drain_backlog()
     assert not_admitted == []
-    # Slots 1/0.24 s apart from 2 s on: 14 fall before the next run; the other 26 wait, durably, as PENDING.
-    assert (len(first_run), len(waiting)) == (14, 26)
+    assert len(at_once) == 10
+    # Slots 1/0.24 s apart from 2 s on, up to the next run's first slot (60 + 2 + 5 s): 16 in all; the
+    # other 24 wait, durably, as PENDING.
+    assert (len(first_run), len(waiting)) == (6, 24)
     assert all(r.status == "SUCCEEDED" and (r.output or {})["status"] == "COPIED" for r in records)
-    assert len(records) == 26
+    assert len(records) == 40
     assert Counter(copy.source_id for copy in quota_emulator.accepted) == Counter(sources)  # each once
     assert 429 not in quota_emulator.copy_image_set_calls()  # never throttled: the calls land on their slots
     accepted_at = sorted(copy.completes_at - quota_emulator.copy_seconds for copy in quota_emulator.accepted)
@@ -69,34 +77,40 @@ def test_a_copy_started_by_hand_during_a_backlog_takes_the_next_free_slot(
     with local_pipeline(quota_emulator, clock) as pipeline:
         clock.join()
         pipeline.admit(events(backlog))
-        pipeline.dispatch()  # a minute of slots handed to 14 executions
+        pipeline.dispatch()  # with the admission's own run: a minute of slots handed to 16 executions
         manual = pipeline.start({"datastoreId": DS, "sourceImageSetId": by_hand})
         clock.leave()
         record = pipeline.wait(manual)
         rest = pipeline.drain_backlog()
     assert record.status == "SUCCEEDED", record.cause
-    assert len(rest) == 16 and all(r.status == "SUCCEEDED" for r in rest)
+    assert len(rest) == 30 and all(r.status == "SUCCEEDED" for r in rest)
     order = [copy.source_id for copy in sorted(quota_emulator.accepted, key=lambda c: c.completes_at)]
-    # Among the minute already handed out (the reservations race), ahead of the 16 copies still in the backlog.
-    assert order.index(by_hand) < 15
+    # Among the minute already handed out (the reservations race), ahead of the 14 copies still in the backlog.
+    assert order.index(by_hand) < 17
     assert 429 not in quota_emulator.copy_image_set_calls()
 
 
 def test_two_runs_at_once_start_nothing_twice(quota_emulator: HealthImagingEmulator, clock: VirtualClock) -> None:
     sources = seed_imports(quota_emulator, 3)
     with local_pipeline(quota_emulator, clock) as pipeline:
-        clock.join()
-        pipeline.admit(events(sources))
-        first = pipeline.call_function({"action": "dispatch"})
-        second = pipeline.call_function({"action": "dispatch"})  # a duplicated schedule delivery
-        clock.leave()
-        prefix = pipeline.state_machine_arn.replace(":stateMachine:", ":execution:")
-        records = [pipeline.wait(f"{prefix}:{name}") for name in first["started"]]
-        later = pipeline.drain_backlog()
-    assert (len(first["started"]), first["ran"]) == (3, True)
-    assert (second["started"], second["ran"]) == ([], False)  # the lease
-    assert all(r.status == "SUCCEEDED" for r in records)
-    assert later == []  # nothing was left for later runs
+        import copier.dispatcher  # the pipeline's fresh module
+
+        read_backlog = copier.dispatcher.journal.pending
+        overlapping: list[object] = []
+
+        def backlog_read_while_another_run_arrives(limit: int) -> list[dict[str, object]]:
+            if not overlapping:
+                overlapping.append("arriving")
+                overlapping[0] = copier.dispatcher.dispatch()  # a duplicated or late schedule delivery
+            return read_backlog(limit)
+
+        copier.dispatcher.journal.pending = backlog_read_while_another_run_arrives  # type: ignore[assignment]
+        pipeline.admit(events(sources))  # the idle schedule: the consumer's own run starts them
+        copier.dispatcher.journal.pending = read_backlog  # type: ignore[assignment]
+        records = pipeline.drain_backlog()
+    (second,) = overlapping
+    assert (second.started, second.ran) == ([], False)  # type: ignore[attr-defined]  # the lease
+    assert len(records) == 3 and all(r.status == "SUCCEEDED" for r in records)
     assert Counter(copy.source_id for copy in quota_emulator.accepted) == Counter(sources)
 
 
@@ -110,19 +124,21 @@ def test_a_run_that_dies_between_starting_and_marking_starts_nothing_twice(
         original = copier.dispatcher.journal.record
 
         def lost_mark(*args: object, **kwargs: object) -> bool:
-            raise copier.dispatcher.TableUnavailable("DynamoDB update_item failed: InternalServerError")
+            if args[2] == copier.dispatcher.JournalStatus.STARTED:
+                raise copier.dispatcher.TableUnavailable("DynamoDB update_item failed: InternalServerError")
+            return original(*args, **kwargs)  # type: ignore[arg-type]
 
         clock.join()  # the execution stays at its first steps while the runs happen
-        pipeline.admit(events([source]))
         copier.dispatcher.journal.record = lost_mark  # type: ignore[assignment]
-        with pytest.raises(copier.dispatcher.TableUnavailable):
-            pipeline.call_function({"action": "dispatch"})
+        pipeline.admit(events([source]))  # the consumer's own run starts it, then dies marking it
         copier.dispatcher.journal.record = original  # type: ignore[assignment]
+        (pending,) = journal_entries(table_name=TABLE, status="PENDING")
         clock.advance(61)  # the next run: the entry is still PENDING, its execution RUNNING
         again = pipeline.dispatch()
         clock.leave()
         (record,) = [pipeline.wait(arn) for arn in again]
         executions = boto3.client("stepfunctions").list_executions(stateMachineArn=pipeline.state_machine_arn)
+    assert pending["journalSourceId"] == source
     assert record.status == "SUCCEEDED" and record.name == f"{source}-1-d0"  # the same execution, adopted
     assert len(executions["executions"]) == 1
     assert len(quota_emulator.accepted_copies(source)) == 1
@@ -142,17 +158,16 @@ def test_an_execution_that_ends_without_a_word_is_marked_failed_for_retry(
             raise RuntimeError("Runtime.ExitError")
 
     with local_pipeline(quota_emulator, clock) as pipeline:
-        pipeline.admit(events([source]))
         pipeline.handler_hook = crash_at_validate
-        (arn,) = pipeline.dispatch()
-        crashed = pipeline.wait(arn)
+        pipeline.admit(events([source]))  # the consumer's own run starts it
+        (crashed,) = pipeline.drain_backlog()
         pipeline.handler_hook = None
         clock.advance(3_700)  # past the hour a copy may legitimately take
         assert pipeline.dispatch() == []  # this run settles it: FAILED, not PENDING
         (entry,) = journal_entries(table_name=TABLE, image_set_id=source)
         readmitted, _ = retry(table_name=TABLE)
         (retried,) = pipeline.drain_backlog()
-    assert crashed.status == "FAILED"
+    assert crashed.status == "FAILED" and retried.name == f"{source}-1-d1"
     assert (entry["journalStatus"], entry["error"]) == ("FAILED", "ExecutionFailed")
     assert len(readmitted) == 1 and retried.status == "SUCCEEDED"
     assert len(quota_emulator.accepted_copies(source)) == 1

@@ -36,9 +36,13 @@ logger = Logger(child=True)
 metrics = Metrics()
 
 PERIOD_SECONDS = 60  # infra/dispatcher.py's schedule
-LEASE_KEY = "dispatcher#lease"
-# A run holds the lease for a little less than the period, so the next scheduled run always finds it free.
-LEASE_SECONDS = PERIOD_SECONDS - 5
+SCHEDULE_KEY = "dispatcher#schedule"  # the lease, and the last slot the dispatcher planned
+# A run takes seconds; the lease outlives a run that dies, and is given back when a run ends.
+LEASE_SECONDS = 30
+# A run plans past the next one by what an execution takes to reserve its slot (StartExecution,
+# ValidateInput, a cold start) plus the lead: the schedule never idles between runs in a backlog.
+START_MARGIN_SECONDS = 5
+HORIZON_SECONDS = PERIOD_SECONDS + pacing.HOLD_LEAD_SECONDS + START_MARGIN_SECONDS
 MAX_STARTS_PER_RUN = 120  # never reached at rate <= 1/s: a guard on the function's run time
 # STARTED entries unchanged this long have their executions looked at, a few a run (copies take minutes).
 SETTLE_AFTER_SECONDS = 3_600
@@ -64,18 +68,34 @@ def execution_name(entry: dict[str, Any]) -> str:
 
 
 def dispatch() -> DispatchResult:
+    """One run: the schedule rule's every minute, or the admission queue's when the schedule is idle."""
     settings = load_settings()
     if not settings.state_machine_arn:
         raise FunctionMisconfigured("function settings are invalid: STATE_MACHINE_ARN")
     now = clock.now()
-    if not _take_lease(now):
+    schedule = _take_lease(now)
+    if schedule is None:
         logger.info("Another dispatch run holds the lease: nothing to do")
         return DispatchResult([], _oldest_pending_seconds(now), ran=False)
-    _settle_ended_executions(now)
-    # The slot the next copy would reserve, as ReserveCopySlot computes it.
-    first = pacing.next_slot(now, pacing.last_slot(), settings.copy_rate_per_second)
-    slots = admission.plan_starts(now, first, MAX_STARTS_PER_RUN, settings.copy_rate_per_second, PERIOD_SECONDS)
-    started = [name for entry in journal.pending(len(slots)) if (name := _start(entry, settings.state_machine_arn))]
+    slots: list[float] = []
+    started: list[str] = []
+    try:
+        _settle_ended_executions(now)
+        rate = settings.copy_rate_per_second
+        # The slot the next copy would reserve (ReserveCopySlot's rule), after the slots this dispatcher
+        # planned already: executions it started may not have reserved theirs yet.
+        first = pacing.next_slot(now, pacing.last_slot(), rate)
+        planned = schedule.get("plannedUntil")
+        if planned is not None:
+            first = max(first, float(planned) + 1.0 / rate)
+        slots = admission.plan_starts(now, first, MAX_STARTS_PER_RUN, rate, HORIZON_SECONDS)
+        for entry in journal.pending(len(slots)):
+            name = _start(entry, settings.state_machine_arn)
+            if name:
+                started.append(name)
+    finally:
+        # The executions started reserve the first slots in turn: the plan ends at the last of theirs.
+        _give_back_lease(slots[len(started) - 1] if started else None)
     oldest = _oldest_pending_seconds(clock.now())
     metrics.add_metric(name="CopiesDispatched", unit=MetricUnit.Count, value=len(started))
     metrics.add_metric(name="OldestPendingAgeSeconds", unit=MetricUnit.Seconds, value=oldest)
@@ -134,21 +154,45 @@ def _settle_ended_executions(now: float) -> None:
             logger.warning("Execution ended without recording its copy", extra={"execution": arn, "status": status})
 
 
-def _take_lease(now: float) -> bool:
+def is_idle() -> bool:
+    """Nothing planned ahead: the admission queue's consumer dispatches at once rather than leave a new
+    copy waiting up to a minute for the schedule (the first copy of a burst, a quiet day's import)."""
+    schedule = table.get_item(SCHEDULE_KEY) or {}
+    planned = schedule.get("plannedUntil")
+    return planned is None or float(planned) < clock.now()
+
+
+def _take_lease(now: float) -> dict[str, Any] | None:
+    """The schedule item, leased to this run; None when another run holds it."""
     try:
-        table.call(
-            "put_item",
-            Item=table.to_dynamodb(
-                {"id": LEASE_KEY, "leaseUntil": Decimal(repr(now + LEASE_SECONDS)), "expiration": int(now) + 86_400}
+        answer = table.call(
+            "update_item",
+            Key={"id": {"S": SCHEDULE_KEY}},
+            UpdateExpression="SET leaseUntil = :until",
+            ConditionExpression="attribute_not_exists(leaseUntil) OR leaseUntil <= :now",
+            ExpressionAttributeValues=table.to_dynamodb(
+                {":now": Decimal(repr(now)), ":until": Decimal(repr(now + LEASE_SECONDS))}
             ),
-            ConditionExpression="attribute_not_exists(id) OR leaseUntil <= :now",
-            ExpressionAttributeValues=table.to_dynamodb({":now": Decimal(repr(now))}),
+            ReturnValues="ALL_NEW",
         )
     except TableUnavailable as error:
         if table.is_condition_failure(error):
-            return False
+            return None
         raise
-    return True
+    return table.from_dynamodb(answer["Attributes"])
+
+
+def _give_back_lease(planned_until: float | None) -> None:
+    """End of a run: the lease free for the next, and the last slot it planned, if it started any."""
+    if planned_until is None:
+        table.call("update_item", Key={"id": {"S": SCHEDULE_KEY}}, UpdateExpression="REMOVE leaseUntil")
+        return
+    table.call(
+        "update_item",
+        Key={"id": {"S": SCHEDULE_KEY}},
+        UpdateExpression="REMOVE leaseUntil SET plannedUntil = :planned",
+        ExpressionAttributeValues=table.to_dynamodb({":planned": Decimal(repr(planned_until))}),
+    )
 
 
 def _oldest_pending_seconds(now: float) -> float:

@@ -13,7 +13,7 @@
 | reconcile        | (a schedule rule)  | SweepResult    |
 | dispatch         | (a schedule rule)  | DispatchResult |
 
-And the admission queue's batches (SQS records holding HealthImaging events): `admit_messages`.
+And the admission queue's batches (SQS records holding HealthImaging events): `admit_batch`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from typing import Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from copier import (
@@ -46,6 +48,7 @@ from copier.models import CopyPlan, CopyProgress, CopyRequest, parse
 logger = Logger(child=True)
 metrics = Metrics()
 tracer = Tracer()
+_batch = BatchProcessor(event_type=EventType.SQS)
 
 Action = Literal[
     "validate",
@@ -128,6 +131,18 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
         return {}
     progress = parse(CopyProgress, call.copy_, "step payload", prefix="copy.")
     return copy_status.check_copy(request=request, progress=progress).wire()
+
+
+def admit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The admission queue's batch: each message into the backlog (failed ones reported, for SQS to
+    redeliver), then, if the dispatcher has nothing planned, its run at once rather than within a minute."""
+    answer = process_partial_response(event=event, record_handler=admit_message, processor=_batch, context=context)
+    if _batch.success_messages and dispatcher.is_idle():
+        try:
+            dispatcher.dispatch()
+        except (CopyError, ClientError) as error:  # admitted all the same: the schedule's next run starts them
+            logger.warning("Dispatch after admission failed", extra={"error": type(error).__name__})
+    return dict(answer)
 
 
 def admit_message(record: SQSRecord) -> None:
