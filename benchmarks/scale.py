@@ -38,7 +38,11 @@ Assumed figures and their sources (`Limits`; printed with the results):
     function timeout              60 s: infra/copy_function.py
     transient retrier             2 s x2, max 60 s, 6 retries, full jitter = U(0, backoff):
                                   infra/copy_workflow.py `_step`; CDK JitterType.FULL
-    throttle retrier (StartCopy)  30 s x2, max 900 s, 10 retries, full jitter: infra/settings.py
+    throttled StartCopy           caught (CopyThrottled): back to ReserveCopySlot for a new slot on the pacing item,
+                                  WaitForCopySlot, StartCopy holds until it; ReserveCopySlot fails the execution
+                                  (CopyThrottled) once it has reserved pacing.RESERVATIONS_WITHOUT_THROTTLING +
+                                  throttleRetryAttempts = 5 + 10 slots: infra/copy_workflow.py, copier/pacing.py
+                                  (CopyQuotaExceeded keeps its 30 s x2 retrier: the model never raises it)
     polls                         5 s doubling to 120 s: infra/settings.py; copier/copy_status.py
     CopyImageSet in flight        5-30 ms from call to quota: assumed
     DynamoDB, one item            1,000 writes/s (over 100 ms; failed conditional writes count), 3,000 reads/s:
@@ -122,12 +126,8 @@ class Limits:
     keep_alive: float = 600.0
     function_timeout: float = 60.0
     transient_retry: tuple[float, float, int, float] = (2.0, 2.0, 6, 60.0)
-    throttle_retry: tuple[float, float, int, float] = (
-        SETTINGS.throttle_retry_interval_seconds,
-        2.0,
-        SETTINGS.throttle_retry_attempts,
-        SETTINGS.throttle_retry_max_delay_seconds,
-    )
+    # ReserveCopySlot raises CopyThrottled once a copy has reserved this many slots.
+    reservations: int = pacing.RESERVATIONS_WITHOUT_THROTTLING + SETTINGS.throttle_retry_attempts
     poll_initial: float = SETTINGS.poll_initial_seconds
     poll_max: float = SETTINGS.poll_max_seconds
     max_wait: float = SETTINGS.max_wait_seconds
@@ -150,7 +150,7 @@ class Limits:
 
     def assumptions(self) -> list[tuple[str, str, str]]:
         """(figure, value, source) for every figure above, as printed."""
-        transient, throttle = self.transient_retry, self.throttle_retry
+        transient = self.transient_retry
         warm = (self.task_overhead[0] + self.task_work[0], self.task_overhead[1] + self.task_work[1])
         return [
             ("CopyImageSet", f"{self.copy_quota:g}/s, burst {self.copy_burst:g}", "HealthImaging throttling limits"),
@@ -180,9 +180,16 @@ class Limits:
                 "infra/copy_workflow.py; CDK JitterType.FULL",
             ),
             (
-                "throttle retrier (StartCopy)",
-                f"{throttle[0]:g} s x{throttle[1]:g}, max {throttle[3]:g} s, {throttle[2]} retries, full jitter",
-                "infra/settings.py",
+                "throttled StartCopy",
+                "caught: back to ReserveCopySlot for a new slot, WaitForCopySlot, StartCopy holds (both)",
+                "infra/copy_workflow.py",
+            ),
+            (
+                "",
+                f"ReserveCopySlot fails the execution (CopyThrottled) after {self.reservations} slots"
+                f" ({pacing.RESERVATIONS_WITHOUT_THROTTLING} + throttleRetryAttempts"
+                f" {self.reservations - pacing.RESERVATIONS_WITHOUT_THROTTLING})",
+                "copier/pacing.py; infra/settings.py",
             ),
             ("polls", f"{self.poll_initial:g} s doubling to {self.poll_max:g} s", "infra/settings.py; copy_status.py"),
             (
@@ -335,9 +342,9 @@ class Execution:
         "copy",
         "deadline",
         "next_poll",
+        "reservations",
         "slot",
         "step",
-        "throttles",
         "transient",
         "waited",
     )
@@ -346,7 +353,8 @@ class Execution:
         self.copy, self.deadline = copy, deadline
         self.slot: float | None = None  # ReserveCopySlot's answer
         self.step = VALIDATE
-        self.transient = self.throttles = 0  # retries used by each retrier in the current state
+        self.transient = 0  # retries used by the transient retrier in the current state
+        self.reservations = 0  # slots ReserveCopySlot has handed this execution ($.slot.reservations)
         self.began = self.waited = self.next_poll = 0.0
         self.accepted_at = -1.0
         self.closed = False
@@ -419,7 +427,6 @@ class Model:
         self.transition_bucket = DelayingBucket(limits.transition_refill, limits.transition_bucket)
         self.pool = LambdaPool(limits.concurrency, limits.cold_start, limits.keep_alive)
         self.transient_backoff = backoffs(limits.transient_retry)
-        self.throttle_backoff = backoffs(limits.throttle_retry)
         self.outcome_of = bytearray(len(arrivals))
         self.open = 0
         self.last_accept = -math.inf
@@ -500,7 +507,7 @@ class Model:
     # Lambda task states: every attempt is a state transition and needs an environment.
     def task(self, execution: Execution, step: int) -> None:
         execution.step = step
-        execution.transient = execution.throttles = 0
+        execution.transient = 0
         self._attempt(execution)
 
     def _attempt(self, execution: Execution) -> None:
@@ -560,13 +567,9 @@ class Model:
         if not self.end_invocation(execution):
             return
         if not self.copy_bucket.take(self.now):
+            # Caught: back to ReserveCopySlot for a new slot (the count of slots travels in $.slot).
             self.result.copy_throttles += 1
-            if execution.throttles >= len(self.throttle_backoff):
-                self.close(execution, "CopyThrottled")
-                return
-            delay = self.rng.random() * self.throttle_backoff[execution.throttles]
-            execution.throttles += 1
-            self.later(execution, self.now + delay, self._attempt)
+            self.task(execution, RESERVE)
             return
         result = self.result
         result.min_accept_gap = min(result.min_accept_gap, self.now - self.last_accept)
@@ -683,11 +686,19 @@ class Reserving(Design):
         self.model.task(execution, RESERVE)
 
     def copy_call_time(self, execution: Execution, ready: float) -> float:
-        return ready + pacing.hold_seconds(execution.slot, ready)  # 0 on a retry: its slot has passed
+        return ready + pacing.hold_seconds(execution.slot, ready)  # 0 once its slot has passed (a transient retry)
 
     # ReserveCopySlot: reserve_copy_slot's loop on one item, in rounds of one read + one write.
     def reserve(self, execution: Execution, running: float) -> None:
-        self.model.at(running, self._join, execution)
+        if execution.reservations >= self.model.limits.reservations:
+            self.model.at(running, self._too_many, execution)  # before any read: reserve_copy_slot's bound
+        else:
+            self.model.at(running, self._join, execution)
+
+    def _too_many(self, execution: Execution) -> None:
+        """reserve_copy_slot raises CopyThrottled: RecordFailure, then the execution fails."""
+        if self.model.end_invocation(execution):
+            self.model.close(execution, "CopyThrottled")
 
     def _join(self, execution: Execution) -> None:
         self._read()
@@ -757,6 +768,7 @@ class Reserving(Design):
     def _reserved(self, won: tuple[Execution, float, int]) -> None:
         execution, slot, wait_seconds = won
         execution.slot = slot  # in the execution's input from here: StartCopy holds its call until it
+        execution.reservations += 1
         if self.model.end_invocation(execution):
             self.model.wait_for_slot(execution, self.model.now + wait_seconds)  # WaitForCopySlot
 
