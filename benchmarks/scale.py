@@ -12,7 +12,9 @@ many of the queued copies as `copier.admission.plan_starts` counts slots before 
 N = 1k in 60 s, 10k in 60 s, 50k in 5 min, 200k in 10 min and a 1M backfill, per design: drain time /
 (N / quota), executions failed or timed out, copies lost, duplicates, throttled CopyImageSet calls per
 copy, the longest wait of any execution, Lambda invocations and state transitions per copy, whether
-issue 10's targets are met, where each limit binds; then which design the figures favour.
+issue 10's targets are met, where each limit binds (with the first call's delay after the first event
+and the idle time of slots set by the hold lead rather than the schedule); then which design meets the
+targets at every N, each design's figures and longest waits, and which the figures favour.
 
     python -m benchmarks.scale [--quick] [--seed 1] [--concurrency 20]
 
@@ -38,7 +40,11 @@ Assumed figures and their sources (`Limits`; printed with the results):
     function timeout              60 s: infra/copy_function.py
     transient retrier             2 s x2, max 60 s, 6 retries, full jitter = U(0, backoff):
                                   infra/copy_workflow.py `_step`; CDK JitterType.FULL
-    throttle retrier (StartCopy)  30 s x2, max 900 s, 10 retries, full jitter: infra/settings.py
+    throttled StartCopy           caught (CopyThrottled): back to ReserveCopySlot for a new slot on the pacing item,
+                                  WaitForCopySlot, StartCopy holds until it; ReserveCopySlot fails the execution
+                                  (CopyThrottled) once it has reserved pacing.RESERVATIONS_WITHOUT_THROTTLING +
+                                  throttleRetryAttempts = 5 + 10 slots: infra/copy_workflow.py, copier/pacing.py
+                                  (CopyQuotaExceeded keeps its 30 s x2 retrier: the model never raises it)
     polls                         5 s doubling to 120 s: infra/settings.py; copier/copy_status.py
     CopyImageSet in flight        5-30 ms from call to quota: assumed
     DynamoDB, one item            1,000 writes/s (over 100 ms; failed conditional writes count), 3,000 reads/s:
@@ -122,12 +128,8 @@ class Limits:
     keep_alive: float = 600.0
     function_timeout: float = 60.0
     transient_retry: tuple[float, float, int, float] = (2.0, 2.0, 6, 60.0)
-    throttle_retry: tuple[float, float, int, float] = (
-        SETTINGS.throttle_retry_interval_seconds,
-        2.0,
-        SETTINGS.throttle_retry_attempts,
-        SETTINGS.throttle_retry_max_delay_seconds,
-    )
+    # ReserveCopySlot raises CopyThrottled once a copy has reserved this many slots.
+    reservations: int = pacing.RESERVATIONS_WITHOUT_THROTTLING + SETTINGS.throttle_retry_attempts
     poll_initial: float = SETTINGS.poll_initial_seconds
     poll_max: float = SETTINGS.poll_max_seconds
     max_wait: float = SETTINGS.max_wait_seconds
@@ -150,7 +152,7 @@ class Limits:
 
     def assumptions(self) -> list[tuple[str, str, str]]:
         """(figure, value, source) for every figure above, as printed."""
-        transient, throttle = self.transient_retry, self.throttle_retry
+        transient = self.transient_retry
         warm = (self.task_overhead[0] + self.task_work[0], self.task_overhead[1] + self.task_work[1])
         return [
             ("CopyImageSet", f"{self.copy_quota:g}/s, burst {self.copy_burst:g}", "HealthImaging throttling limits"),
@@ -180,9 +182,16 @@ class Limits:
                 "infra/copy_workflow.py; CDK JitterType.FULL",
             ),
             (
-                "throttle retrier (StartCopy)",
-                f"{throttle[0]:g} s x{throttle[1]:g}, max {throttle[3]:g} s, {throttle[2]} retries, full jitter",
-                "infra/settings.py",
+                "throttled StartCopy",
+                "caught: back to ReserveCopySlot for a new slot, WaitForCopySlot, StartCopy holds (both)",
+                "infra/copy_workflow.py",
+            ),
+            (
+                "",
+                f"ReserveCopySlot fails the execution (CopyThrottled) after {self.reservations} slots"
+                f" ({pacing.RESERVATIONS_WITHOUT_THROTTLING} + throttleRetryAttempts"
+                f" {self.reservations - pacing.RESERVATIONS_WITHOUT_THROTTLING})",
+                "copier/pacing.py; infra/settings.py",
             ),
             ("polls", f"{self.poll_initial:g} s doubling to {self.poll_max:g} s", "infra/settings.py; copy_status.py"),
             (
@@ -335,9 +344,9 @@ class Execution:
         "copy",
         "deadline",
         "next_poll",
+        "reservations",
         "slot",
         "step",
-        "throttles",
         "transient",
         "waited",
     )
@@ -346,7 +355,8 @@ class Execution:
         self.copy, self.deadline = copy, deadline
         self.slot: float | None = None  # ReserveCopySlot's answer
         self.step = VALIDATE
-        self.transient = self.throttles = 0  # retries used by each retrier in the current state
+        self.transient = 0  # retries used by the transient retrier in the current state
+        self.reservations = 0  # slots ReserveCopySlot has handed this execution ($.slot.reservations)
         self.began = self.waited = self.next_poll = 0.0
         self.accepted_at = -1.0
         self.closed = False
@@ -371,6 +381,9 @@ class Outcome:
     min_accept_gap: float = math.inf
     longest_wait: float = 0.0
     slowest_admission: float = 0.0  # event to CopyImageSet accepted
+    first_call: float = math.nan  # first event to the first CopyImageSet accepted
+    lead_slots: int = 0  # slots set by the hold lead (read + HOLD_LEAD_SECONDS), not one interval after the last
+    lead_idle: float = 0.0  # the schedule's idle time those slots add: slot - (last slot + 1/rate)
     invocations: int = 0
     lambda_throttles: int = 0
     peak_concurrency: int = 0
@@ -419,7 +432,6 @@ class Model:
         self.transition_bucket = DelayingBucket(limits.transition_refill, limits.transition_bucket)
         self.pool = LambdaPool(limits.concurrency, limits.cold_start, limits.keep_alive)
         self.transient_backoff = backoffs(limits.transient_retry)
-        self.throttle_backoff = backoffs(limits.throttle_retry)
         self.outcome_of = bytearray(len(arrivals))
         self.open = 0
         self.last_accept = -math.inf
@@ -500,7 +512,7 @@ class Model:
     # Lambda task states: every attempt is a state transition and needs an environment.
     def task(self, execution: Execution, step: int) -> None:
         execution.step = step
-        execution.transient = execution.throttles = 0
+        execution.transient = 0
         self._attempt(execution)
 
     def _attempt(self, execution: Execution) -> None:
@@ -560,16 +572,14 @@ class Model:
         if not self.end_invocation(execution):
             return
         if not self.copy_bucket.take(self.now):
+            # Caught: back to ReserveCopySlot for a new slot (the count of slots travels in $.slot).
             self.result.copy_throttles += 1
-            if execution.throttles >= len(self.throttle_backoff):
-                self.close(execution, "CopyThrottled")
-                return
-            delay = self.rng.random() * self.throttle_backoff[execution.throttles]
-            execution.throttles += 1
-            self.later(execution, self.now + delay, self._attempt)
+            self.task(execution, RESERVE)
             return
         result = self.result
         result.min_accept_gap = min(result.min_accept_gap, self.now - self.last_accept)
+        if self.last_accept == -math.inf:
+            result.first_call = self.now - self.arrivals[0]
         self.last_accept = self.now
         if self.outcome_of[execution.copy] == COPIED:
             result.duplicates += 1
@@ -683,11 +693,19 @@ class Reserving(Design):
         self.model.task(execution, RESERVE)
 
     def copy_call_time(self, execution: Execution, ready: float) -> float:
-        return ready + pacing.hold_seconds(execution.slot, ready)  # 0 on a retry: its slot has passed
+        return ready + pacing.hold_seconds(execution.slot, ready)  # 0 once its slot has passed (a transient retry)
 
     # ReserveCopySlot: reserve_copy_slot's loop on one item, in rounds of one read + one write.
     def reserve(self, execution: Execution, running: float) -> None:
-        self.model.at(running, self._join, execution)
+        if execution.reservations >= self.model.limits.reservations:
+            self.model.at(running, self._too_many, execution)  # before any read: reserve_copy_slot's bound
+        else:
+            self.model.at(running, self._join, execution)
+
+    def _too_many(self, execution: Execution) -> None:
+        """reserve_copy_slot raises CopyThrottled: RecordFailure, then the execution fails."""
+        if self.model.end_invocation(execution):
+            self.model.close(execution, "CopyThrottled")
 
     def _join(self, execution: Execution) -> None:
         self._read()
@@ -725,6 +743,9 @@ class Reserving(Design):
         winner = current[int(model.rng.random() * len(current))] if current else None
         if winner is not None:
             slot = pacing.next_slot(winner.read_at, self.next_slot, limits.copy_rate)
+            if self.next_slot is not None and slot > self.next_slot + 1.0 / limits.copy_rate:
+                model.result.lead_slots += 1  # the schedule had fallen less than the lead ahead of this read
+                model.result.lead_idle += slot - self.next_slot - 1.0 / limits.copy_rate
             self.next_slot, self.version = slot, self.version + 1
             model.at(model.now, self._reserved, (winner.execution, slot, pacing.wait_seconds(slot, winner.read_at)))
         for contender in writers:
@@ -757,6 +778,7 @@ class Reserving(Design):
     def _reserved(self, won: tuple[Execution, float, int]) -> None:
         execution, slot, wait_seconds = won
         execution.slot = slot  # in the execution's input from here: StartCopy holds its call until it
+        execution.reservations += 1
         if self.model.end_invocation(execution):
             self.model.wait_for_slot(execution, self.model.now + wait_seconds)  # WaitForCopySlot
 
@@ -968,6 +990,8 @@ def limits_table(outcomes: list[Outcome]) -> str:
             f"{o.peak_item_writes:,} / {o.peak_item_reads:,}",
             f"{o.peak_open:,}",
             duration(o.slowest_admission),
+            duration(o.first_call) if o.first_call == o.first_call else "-",
+            f"{o.lead_idle:.0f} s in {o.lead_slots:,}",
             ", ".join(f"{error} {count:,}" for error, count in o.failed.most_common()) or "-",
             f"{o.real_seconds:.0f} s",
         ]
@@ -975,44 +999,76 @@ def limits_table(outcomes: list[Outcome]) -> str:
     ]
     headers = [
         "scenario", "Lambda throttles/copy", "peak Lambda", "StartExecution throttled", "transition delay",
-        "hot item writes/reads per s", "peak open", "slowest event->copy", "executions failed by", "model run",
+        "hot item writes/reads per s", "peak open", "slowest event->copy",
+        "first call", "idle: lead-set slots", "executions failed by", "model run",
     ]  # fmt: skip
     return table(headers, rows)
 
 
 def verdict(outcomes: list[Outcome], limits: Limits) -> str:
-    """Which design the figures favour, and why, from the figures."""
+    """Which design meets issue 10's targets at every N, each design's figures and longest waits, and why."""
     by_design: dict[str, list[Outcome]] = {}
     for o in outcomes:
         by_design.setdefault(o.design, []).append(o)
     met = {name: sum(not o.unmet(limits) for o in runs) for name, runs in by_design.items()}
-    best = max(by_design, key=lambda name: (met[name], -sum(o.executions_failed for o in by_design[name])))
-    runs = by_design[best]
-    ratios = [r for r in (o.drain_ratio(limits) for o in runs) if r is not None]
-    text = [
-        f"Which design and why: the figures favour {best!r}. It meets the targets in {met[best]} of {len(runs)}"
-        f" scenarios (drain {min(ratios, default=math.nan):.3f}-{max(ratios, default=math.nan):.3f} x N/quota,"
-        f" {sum(o.executions_failed for o in runs)} executions failed or timed out,"
-        f" {sum(o.copies_lost for o in runs)} lost, {sum(o.duplicates for o in runs)} duplicates, at most"
-        f" {max(o.copy_throttles / o.n for o in runs):.3f} throttled calls per copy); whatever N, no execution"
-        f" waits more than {duration(max(o.longest_wait for o in runs))}, at most"
-        f" {max(o.peak_concurrency for o in runs)} Lambda environments run at once, and a copy costs"
-        f" {max(o.invocations / o.n for o in runs):.1f} Lambda invocations and"
-        f" {max(o.transitions / o.n for o in runs):.0f} state transitions."
-    ]
-    for name, others in by_design.items():
-        if name != best:
-            text.append(
-                f" {name!r} meets them in {met[name]} of {len(others)}: " + "; ".join(_causes(others, limits)) + "."
-            )
-    largest = max(runs, key=lambda o: o.n)
-    sqs_holds = 14 * DAY * limits.copy_rate
-    text.append(
-        f" Its price: copies wait in a backlog instead of in executions, up to {duration(largest.slowest_admission)}"
-        f" at {largest.label}; SQS keeps a message 14 days at most, about {sqs_holds:,.0f} copies at this pace,"
-        " so the backlog must be held without a time limit (the journal) and drained in order by the one"
-        " dispatcher a minute."
+    meeting = [name for name, runs in by_design.items() if met[name] == len(runs)]
+    if not meeting:
+        head = "neither design meets issue 10's targets at every N."
+    elif len(meeting) == len(by_design):
+        head = "both designs meet issue 10's targets at every N."
+    else:
+        head = " and ".join(repr(name) for name in meeting) + " alone meets issue 10's targets at every N."
+    text = [f"Which design and why: {head}"]
+    for name, runs in by_design.items():
+        ratios = [r for r in (o.drain_ratio(limits) for o in runs) if r is not None]
+        low, high = (f"{f(ratios, default=math.nan):.3f}" for f in (min, max))
+        drains = "never" if not ratios else (low if low == high else f"{low}-{high}") + " x N/quota"
+        if ratios and len(ratios) < len(runs):
+            drains += f", never in {len(runs) - len(ratios)}"
+        missed = [f"{o.label} ({', '.join(o.unmet(limits))})" for o in runs if o.unmet(limits)]
+        waits = max(runs, key=lambda o: o.longest_wait)
+        backlog = max(runs, key=lambda o: o.slowest_admission)
+        text.append(
+            f" {name!r} meets them in {met[name]} of {len(runs)} scenarios"
+            + (f", missing them at {'; '.join(missed)}" if missed else "")
+            + f": drain {drains}, {sum(o.executions_failed for o in runs):,} executions failed or timed out,"
+            f" {sum(o.copies_lost for o in runs):,} lost, {sum(o.duplicates for o in runs):,} duplicates, at most"
+            f" {max(o.copy_throttles / o.n for o in runs):.3f} throttled calls per copy; its longest wait in an"
+            f" execution is {duration(waits.longest_wait)} (at {waits.label}), its slowest event->copy"
+            f" {duration(backlog.slowest_admission)} (at {backlog.label}); at most"
+            f" {max(o.peak_concurrency for o in runs)} Lambda environments at once,"
+            f" {max(o.invocations / o.n for o in runs):.1f} Lambda invocations and"
+            f" {max(o.transitions / o.n for o in runs):.0f} state transitions per copy."
+        )
+        if missed:
+            text.append(" Why: " + "; ".join(_causes(runs, limits)) + ".")
+    # Meeting the targets first; then copies not made (failed, timed out, lost) before a slower drain.
+    unmade = {name: sum(o.executions_failed + o.copies_lost for o in runs) for name, runs in by_design.items()}
+    best = max(
+        by_design,
+        key=lambda name: (name in meeting, -unmade[name], met[name], -max(o.longest_wait for o in by_design[name])),
     )
+    runs = by_design[best]
+    largest = max(runs, key=lambda o: o.n)
+    if best in meeting:
+        why = "it meets them at every N" + ("" if len(meeting) == 1 else ", with the shorter longest wait")
+    else:
+        why = f"it has the fewest executions failed or timed out and copies lost ({unmade[best]:,})"
+    text.append(f" The figures favour {best!r}: {why}.")
+    if best == Dispatcher.name:
+        sqs_holds = 14 * DAY * limits.copy_rate
+        text.append(
+            " Its price: copies wait in a backlog instead of in executions, up to"
+            f" {duration(largest.slowest_admission)} at {largest.label}; SQS keeps a message 14 days at most,"
+            f" about {sqs_holds:,.0f} copies at this pace,"
+            " so the backlog must be held without a time limit (the journal) and drained in order by the one"
+            " dispatcher a minute."
+        )
+    else:
+        text.append(
+            f" Its price: copies wait inside executions, up to {duration(max(o.longest_wait for o in runs))},"
+            f" against an execution timeout of {duration(limits.execution_timeout)}."
+        )
     return "".join(text)
 
 
@@ -1037,13 +1093,21 @@ def _causes(runs: list[Outcome], limits: Limits) -> list[str]:
     worst = max(runs, key=lambda o: o.copy_throttles / o.n)
     if worst.copy_throttles / worst.n > 0.05:
         causes.append(
-            f"up to {worst.copy_throttles / worst.n:.2f} CopyImageSet calls per copy are throttled: a slot reserved"
-            " while the schedule is idle is the reservation's own time, so StartCopy's run time makes that call late"
-            " and the next, held to its slot 1/rate later, lands under 1/quota after it; a throttled retry has no slot"
-            " left to hold for and lands at random among calls 1/rate apart, where a token is free only"
-            f" {1 / limits.copy_rate - 1 / limits.copy_quota:.2f} s of every {1 / limits.copy_rate:.2f} s, and taking"
-            f" it throttles the next call ({sum(o.failed['CopyThrottled'] for o in runs):,} executions run out of"
-            " throttle retries)"
+            f"up to {worst.copy_throttles / worst.n:.2f} CopyImageSet calls per copy are throttled at {worst.label};"
+            f" each goes back to ReserveCopySlot for a new slot, and {sum(o.failed['CopyThrottled'] for o in runs):,}"
+            f" executions reach the bound of {limits.reservations} reserved slots (CopyThrottled)"
+        )
+    slow = [o for o in runs if "drain" in o.unmet(limits) and o.drain is not None]
+    if slow:
+        o = max(slow, key=lambda o: o.drain_ratio(limits) or 0.0)
+        best = limits.copy_quota / limits.copy_rate * (o.n - 1) / o.n
+        causes.append(
+            f"at {o.label} the copies drain in {o.drain_ratio(limits):.3f} x N/quota against 1.05: calls 1/rate apart"
+            f" take {best:.3f} (copyRatePerSecond {limits.copy_rate:g}), the first call comes {o.first_call:.0f} s"
+            f" after the first event ({o.first_call / (o.n / limits.copy_quota):.4f}), and {o.lead_slots:,} slots"
+            f" set by the hold lead, not the schedule, leave it idle {o.lead_idle:.0f} s"
+            f" ({o.lead_idle / (o.n / limits.copy_quota):.4f}): an execution reserves no sooner than its read +"
+            f" {limits.hold_lead:g} s, so a schedule less than that (and the execution's start) ahead stands idle"
         )
     hot = max(runs, key=lambda o: o.peak_item_writes)
     if hot.peak_item_writes >= 0.5 * limits.partition_writes or hot.peak_item_reads >= 0.5 * limits.partition_reads:
@@ -1053,7 +1117,8 @@ def _causes(runs: list[Outcome], limits: Limits) -> list[str]:
             f" {limits.partition_reads:,.0f}"
         )
     largest = max(runs, key=lambda o: o.n)
-    causes.append(f"at {largest.label} it copies {largest.copied:,} of {largest.n:,}")
+    if largest.copied < largest.n:
+        causes.append(f"at {largest.label} it copies {largest.copied:,} of {largest.n:,}")
     return causes
 
 
