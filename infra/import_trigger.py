@@ -5,6 +5,8 @@ messages, never an execution, a Lambda throttle or a slot past an execution's ti
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -37,21 +39,10 @@ class ImportTrigger(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         # Events EventBridge could not deliver, and messages the function could not admit (README: "Redrive").
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
-        )
-        self.admission_queue = sqs.Queue(
-            self,
+        self.dead_letter_queue = self._queue("DeadLetterQueue", key)
+        self.admission_queue = self._queue(
             "AdmissionQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
+            key,
             # Lambda's advice for an SQS event source: six times the function's timeout.
             visibility_timeout=Duration.seconds(6 * function_timeout.to_seconds()),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),
@@ -82,4 +73,16 @@ class ImportTrigger(Construct):
                 report_batch_item_failures=True,
                 max_concurrency=ADMISSION_CONCURRENCY,
             )
+        )
+
+    def _queue(self, construct_id: str, key: kms.IKey, **options: Any) -> sqs.Queue:
+        """Encrypted with the stack's key, TLS only, messages kept the longest SQS allows."""
+        return sqs.Queue(
+            self,
+            construct_id,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
+            **options,
         )
