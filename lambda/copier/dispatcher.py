@@ -1,17 +1,20 @@
-"""The paced dispatcher (action `dispatch`, run every minute by a schedule rule): starts the backlog's
-oldest copies, as many as the CopyImageSet schedule has slots for before its next run.
+"""The paced dispatcher (action `dispatch`, run every minute by a schedule rule, and at once by the
+admission queue's consumer when nothing is planned): starts the backlog's oldest copies, as many as the
+CopyImageSet schedule has slots for until just past its next run.
 
 The backlog is the copy journal's PENDING entries (events from the admission queue, reconciliation,
-backfill, `ops.cli retry`), durable for as long as they take. Each run reads the schedule (the pacing
-item: the last slot handed out), counts the slots free before the next run (admission.plan_starts) and
+backfill, `ops.cli retry`), durable for as long as they take. A run reads the schedule (the pacing
+item's last slot, and the last slot this dispatcher planned: its executions may not have reserved yet),
+counts the free slots before the next run's first (admission.plan_starts over HORIZON_SECONDS) and
 starts that many executions, oldest entry first, each with input `{"admitted": {...}}`; every execution
-reserves its own slot (ReserveCopySlot) and waits at most about one run. So whatever the backlog's size,
-executions never wait near their timeout, the function's concurrency stays a minute's dozen executions,
-and copies started by hand take the next free slots and are not starved.
+reserves its own slot (ReserveCopySlot) and waits about a minute at most. So whatever the backlog's size,
+executions never wait near their timeout, the function runs a minute's dozen executions at once, the
+schedule does not idle between runs, and a copy started by hand takes the next free slot.
 
-One run at a time: a lease item, taken with a conditional write, so a late or duplicated schedule
-delivery does nothing. Execution names are the entry's image set version and dispatch count, so a run
-that dies between StartExecution and marking the entry STARTED starts nothing twice.
+One run at a time: a lease on the schedule item, taken with a conditional write and given back at the
+end, so a late or duplicated schedule delivery does nothing. Execution names are the entry's image set
+version and dispatch count, so a run that dies between StartExecution and marking the entry STARTED
+starts nothing twice.
 """
 
 from __future__ import annotations
