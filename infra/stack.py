@@ -286,7 +286,8 @@ class CopyPipelineStack(Stack):
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="EventBridgeDeadLetters",
+                # EventBridge sends to the admission queue and the dead-letter queue, both under this key.
+                sid="EventBridgeToEncryptedQueues",
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=["*"],
