@@ -10,6 +10,7 @@ from typing import Any
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -64,6 +65,18 @@ class ImportTrigger(Construct):
                 dead_letter_queue=self.dead_letter_queue,
                 retry_attempts=185,
                 max_event_age=Duration.hours(24),
+            )
+        )
+        # CDK's grant to EventBridge on an encrypted queue names no rule (it would tie the key to the rule):
+        # without this, any account's rule could put events in this queue.
+        self.admission_queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyThisStacksRule",
+                effect=iam.Effect.DENY,
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.admission_queue.queue_arn],
+                conditions={"ArnNotEquals": {"aws:SourceArn": self.rule.rule_arn}},
             )
         )
         function.add_event_source(

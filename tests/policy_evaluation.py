@@ -79,13 +79,19 @@ _OPERATORS = {
 }
 
 
+# Negated operators hold when the value matches none of the policy's values, and when the key is absent.
+_NEGATED = {"StringNotEquals": "StringEquals", "ArnNotEquals": "ArnEquals"}
+
+
 def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
     for operator, tests in conditions.items():
-        if operator not in _OPERATORS:
+        positive = _NEGATED.get(operator, operator)
+        if positive not in _OPERATORS:
             raise NotImplementedError(f"condition operator {operator}")
         for key, expected in tests.items():
             actual = context.get(key)
-            if actual is None or not any(_OPERATORS[operator](actual, value) for value in _as_list(expected)):
+            matches = actual is not None and any(_OPERATORS[positive](actual, value) for value in _as_list(expected))
+            if matches == (operator in _NEGATED):
                 return False
     return True
 
