@@ -1215,8 +1215,9 @@ def verdict(outcomes: list[Outcome], limits: Limits) -> str:
             " Its price: copies wait in a backlog instead of in executions, up to"
             f" {duration(largest.slowest_admission)} at {largest.label}; SQS keeps a message 14 days at most,"
             f" about {sqs_holds:,.0f} copies at this pace,"
-            " so the backlog must be held without a time limit (the journal) and drained in order by the one"
-            " dispatcher a minute."
+            " so the backlog must be held without a time limit (the journal) and drained in order by the"
+            " dispatcher's runs, one at a time (the lease): a minute's, and the admission consumer's when nothing"
+            " is planned."
         )
     else:
         text.append(
