@@ -6,8 +6,10 @@ services, and each drives the project's own decision code. Both run the same sta
 ValidateInput, ReserveCopySlot takes a slot with `copier.pacing.next_slot` inside reserve_copy_slot's
 read + conditional-write loop of up to 50 tries on one DynamoDB item, WaitForCopySlot waits
 `copier.pacing.wait_seconds` and StartCopy holds its call `copier.pacing.hold_seconds`. They differ in
-who starts executions: "today", EventBridge, one per event; "dispatcher", a run a minute that starts as
-many of the queued copies as `copier.admission.plan_starts` counts slots before its next run. Only
+who starts executions: "today", EventBridge, one per event; "dispatcher", dispatch runs (a minute's, and
+one at once from the admission queue's consumer when nothing is planned) that start as many of the
+queued copies as `copier.admission.plan_starts` counts slots before the next run plus the lead and the
+start margin (`copier.dispatcher.HORIZON_SECONDS`). Only
 `copy_status.check_copy`'s poll schedule is replicated (it reads settings, not arguments). Printed for
 N = 1k in 60 s, 10k in 60 s, 50k in 5 min, 200k in 10 min and a 1M backfill, per design: drain time /
 (N / quota), executions failed or timed out, copies lost, duplicates, throttled CopyImageSet calls per
@@ -54,17 +56,27 @@ Assumed figures and their sources (`Limits`; printed with the results):
     EventBridge -> StartExecution retried up to 185 times in 24 h, then the DLQ (infra/import_trigger.py,
                                   EventBridge retry docs: "exponential back off and jitter"); the shape,
                                   U(0, min(2^k, 935)) s in 100 ms ticks, is assumed
-    EventBridge -> SQS -> journal the copy function writes a PENDING entry per event (conditional write, 6 ms);
-                                  never throttled; seen by the dispatcher 0.2 s later: design (b), lag assumed
+    EventBridge -> SQS            a message per event, visible 0.2 s later (assumed); never throttled
+    admission consumer            SQS event source, batch size 10, max concurrency 2, no batching window: a free
+                                  consumer takes up to 10 visible messages at once (long polling); each batch is
+                                  an invocation of the copy function (an environment of its 20): per message a
+                                  read (copy_record) + a conditional write (journal.admit), 4 + 6 ms; then
+                                  dispatcher.is_idle (a read of the schedule item: plannedUntil absent or past)
+                                  and, if idle, a dispatch run in the same invocation. A throttled invocation's
+                                  batch comes back after the visibility timeout (6 x 60 s), the 5th time to the
+                                  DLQ (lost). infra/import_trigger.py; copier/steps.py admit_batch; SQS docs
     dispatch schedule             rule rate(1 minute) (+0-1 s) invokes the copy function's dispatch action
-                                  (an environment of its 20); a lease item: one run at a time
-                                  infra/dispatcher.py; copier/dispatcher.py
+                                  (an environment of its 20); a lease item: one run at a time, given back at
+                                  the end of the run; infra/dispatcher.py; copier/dispatcher.py
     dispatch invoke throttled     Lambda's async queue retries, 1 s doubling to 5 min (Lambda async invocation docs)
-    a dispatch run                reads the pacing item (next free = its last slot + 1/rate, or now if none);
-                                  count = len(admission.plan_starts(now, next free, pending, rate, 60 s)); starts
-                                  the count oldest PENDING copies at once, StartExecution + mark one after
-                                  another, 20 ms each (assumed); no slot in their input, plans once, no polling
-                                  copier/dispatcher.py; copier/admission.py
+    a dispatch run                now; the lease (a conditional write; held: ends after a read); the settle query
+                                  and the pacing item (reads); first = max(pacing.next_slot(now, last slot, rate),
+                                  plannedUntil + 1/rate); slots = admission.plan_starts(now, first,
+                                  MAX_STARTS_PER_RUN 120, rate, HORIZON_SECONDS 67 = 60 + 2 + 5); the pending
+                                  query (a read) for len(slots) oldest PENDING, started one after another,
+                                  StartExecution + mark 20 ms each (assumed); the lease given back with
+                                  plannedUntil = the planned slot of the last started (a write); the backlog's
+                                  age (a read). No slot in the executions' input. copier/dispatcher.py
     ReserveCopySlot               reserve_copy_slot's read + conditional write on the one pacing item, up to 50
                                   tries (both designs; the dispatcher's: that minute's executions contend)
                                   copier/pacing.py
@@ -84,8 +96,7 @@ import os
 import sys
 import time
 from array import array
-from bisect import bisect_right
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -97,7 +108,7 @@ LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 if str(LAMBDA_SOURCE) not in sys.path:
     sys.path.insert(0, str(LAMBDA_SOURCE))
 
-from copier import admission, pacing  # noqa: E402  (the function's own code, as Lambda loads it)
+from copier import admission, dispatcher, pacing  # noqa: E402  (the function's own code, as Lambda loads it)
 from infra.settings import EXECUTION_TIMEOUT_DAYS, StackSettings  # noqa: E402
 
 DAY = 86_400.0
@@ -143,9 +154,18 @@ class Limits:
     eventbridge_max_age: float = DAY
     eventbridge_backoff_cap: float = 935.0
     eventbridge_tick: float = 0.1
-    dispatch_period: float = 60.0
+    dispatch_period: float = float(dispatcher.PERIOD_SECONDS)
+    dispatch_horizon: float = float(dispatcher.HORIZON_SECONDS)  # PERIOD + HOLD_LEAD + START_MARGIN seconds
+    dispatch_max_starts: int = dispatcher.MAX_STARTS_PER_RUN
     dispatch_jitter: float = 1.0
     queue_lag: float = 0.2
+    # infra/import_trigger.py's SqsEventSource (batch_size, ADMISSION_CONCURRENCY, MAX_RECEIVES) and the
+    # queue's visibility timeout (6 x the function's): literals here, checked by tests/test_scale_model.py,
+    # because importing the construct loads the CDK.
+    admission_batch: int = 10
+    admission_concurrency: int = 2
+    admission_receives: int = 5
+    admission_visibility: float = 6 * 60.0
     start_call: float = 0.02
     hold_lead: float = float(pacing.HOLD_LEAD_SECONDS)
     max_hold: float = pacing.MAX_HOLD_SECONDS
@@ -218,13 +238,31 @@ class Limits:
                 "infra/import_trigger.py; EventBridge retry docs (shape assumed)",
             ),
             (
-                "EventBridge -> SQS -> journal",
-                f"a PENDING entry per event (conditional write); never throttled; seen {self.queue_lag:g} s later",
+                "EventBridge -> SQS",
+                f"a message per event, visible {self.queue_lag:g} s later; never throttled",
                 "design (b); lag assumed",
             ),
             (
+                "admission consumer",
+                f"batches of up to {self.admission_batch}, {self.admission_concurrency} at a time, each an invocation"
+                " (an environment); per message a read + a conditional write",
+                "infra/import_trigger.py; copier/steps.py admit_batch",
+            ),
+            (
+                "",
+                "then dispatcher.is_idle (a read: plannedUntil absent or past) and, if idle, a dispatch run at once",
+                "copier/steps.py; copier/dispatcher.py",
+            ),
+            (
+                "",
+                f"throttled: the batch back after {self.admission_visibility:g} s (visibility timeout), the"
+                f" {self.admission_receives}th time to the DLQ",
+                "infra/import_trigger.py; SQS event source docs",
+            ),
+            (
                 "dispatch schedule",
-                f"rate(1 minute), +0-{self.dispatch_jitter:g} s; the copy function's dispatch action, a lease: one run",
+                f"rate(1 minute), +0-{self.dispatch_jitter:g} s; the copy function's dispatch action; a lease item: one"
+                " run at a time, given back at its end",
                 "infra/dispatcher.py; copier/dispatcher.py",
             ),
             (
@@ -234,14 +272,15 @@ class Limits:
             ),
             (
                 "a dispatch run",
-                "reads the pacing item; count = len(plan_starts(now, next free, pending, rate,"
-                f" {self.dispatch_period:g} s))",
-                "copier/dispatcher.py; copier/admission.py",
+                "first = max(pacing.next_slot(now, last slot, rate), plannedUntil + 1/rate); count ="
+                f" len(plan_starts(now, first, {self.dispatch_max_starts}, rate, {self.dispatch_horizon:g} s)),"
+                " at most the PENDING",
+                "copier/dispatcher.py (HORIZON_SECONDS); copier/admission.py",
             ),
             (
                 "",
-                f"starts the count oldest PENDING at once: StartExecution + mark, {self.start_call * 1000:g} ms each;"
-                " no slot, no polling",
+                f"starts them oldest first: StartExecution + mark, {self.start_call * 1000:g} ms each; plannedUntil ="
+                " the last one's planned slot; no slot in the input",
                 "copier/dispatcher.py; latency assumed",
             ),
             (
@@ -836,32 +875,123 @@ class Today(Reserving):
 
 
 class Dispatcher(Reserving):
-    """(b) Events wait as PENDING journal entries; a dispatch run a minute starts as many as the pace allows.
+    """(b) Events wait as PENDING journal entries; dispatch runs start as many as the pace allows.
 
-    EventBridge -> SQS -> the copy function writes a PENDING entry per event. A schedule rule,
-    rate(1 minute), invokes the copy function's `dispatch` action (a lease item: one run at a time).
-    A run reads the pacing item, counts with `copier.admission.plan_starts` the slots left before the
-    next run, and starts that many of the oldest PENDING copies at once, one StartExecution after
-    another. Each execution then reserves its own slot on the pacing item like today's, contended only
-    by that minute's executions; the dispatcher assigns no slot, plans once per run and does not poll."""
+    EventBridge -> SQS -> the copy function's admission consumer (batches of up to 10, 2 at a time)
+    writes a PENDING entry per event, then, if the dispatcher has nothing planned ahead
+    (`dispatcher.is_idle`: plannedUntil absent or past), runs a dispatch at once in that invocation.
+    A schedule rule, rate(1 minute), also invokes the `dispatch` action; a lease item keeps runs apart.
+    A run plans from `first = max(pacing.next_slot(now, the pacing item's last slot, rate),
+    plannedUntil + 1/rate)`, counts with `copier.admission.plan_starts(now, first, MAX_STARTS_PER_RUN,
+    rate, HORIZON_SECONDS)` the slots before the next run and past it by the lead and the start margin,
+    starts that many of the oldest PENDING copies, one StartExecution after another, and writes the
+    planned slot of the last one it started as plannedUntil when it gives the lease back. Each execution
+    then reserves its own slot on the pacing item like today's; the dispatcher assigns no slot."""
 
     name = "dispatcher"
-    summary = "a PENDING backlog; a dispatch run a minute starts what the pace allows (copier.admission.plan_starts)"
+    summary = (
+        "a PENDING backlog; dispatch runs (every minute, and at once from admission when nothing is planned)"
+        " start what the pace allows (copier.admission.plan_starts)"
+    )
 
     def __init__(self, model: Model) -> None:
         super().__init__(model)
-        self.dispatched = 0  # FIFO: the copies before this index have been started
+        n = len(model.arrivals)
+        self.dispatched = 0  # copies started so far
+        self.backlog: deque[int] = deque()  # PENDING entries, oldest first (the journal's by-status index)
         self.leased = False  # the lease item: a run is under way
-        self.tries = 0  # the current scheduled invocation's throttled tries (Lambda's async retries)
+        self.planned_until: float | None = None  # the schedule item's plannedUntil
+        # The admission queue: messages visible from arrival + queue_lag, taken in order; those a throttled
+        # invocation returns come back after the visibility timeout (a heap of (visible at, copy)).
+        self.received = 0  # messages before this index have been received at least once
+        self.returned: list[tuple[float, int]] = []
+        self.receives = bytearray(n)  # receives per message: at MAX_RECEIVES the next failure dead-letters it
+        self.consumers = 0  # admission invocations under way (the event source's maximum concurrency)
+        self.poll_at = math.inf  # when the pollers next look, if a look is scheduled
+        self.dead = 0  # messages dead-lettered
 
     def begin(self) -> None:
         # The schedule's minutes have no relation to the burst: the first falls anywhere in the first minute.
         model = self.model
         model.at(model.arrivals[0] + model.rng.random() * model.limits.dispatch_period, self._minute)
+        self._poll_soon(model.arrivals[0] + model.limits.queue_lag)
 
+    # The admission queue's event source: up to `admission_concurrency` invocations of up to 10 messages.
+    def _poll_soon(self, when: float) -> None:
+        if when < self.poll_at:
+            self.poll_at = when
+            self.model.at(when, self._poll)
+
+    def _poll(self, _: object) -> None:
+        model, limits = self.model, self.model.limits
+        if model.now < self.poll_at:
+            return  # a later look replaced by an earlier one that has run
+        self.poll_at = math.inf
+        arrivals, n = model.arrivals, len(model.arrivals)
+        while self.consumers < limits.admission_concurrency:
+            batch: list[int] = []
+            while self.returned and self.returned[0][0] <= model.now and len(batch) < limits.admission_batch:
+                batch.append(heapq.heappop(self.returned)[1])
+            while (
+                self.received < n
+                and arrivals[self.received] + limits.queue_lag <= model.now + 1e-9
+                and len(batch) < limits.admission_batch
+            ):
+                batch.append(self.received)
+                self.received += 1
+            if not batch:
+                break
+            self._admit(batch)
+        if self.consumers < limits.admission_concurrency:
+            # Long polling: the pollers take the next message as soon as it is visible.
+            following = [self.returned[0][0]] if self.returned else []
+            if self.received < n:
+                following.append(arrivals[self.received] + limits.queue_lag)
+            if following:
+                self._poll_soon(max(model.now, min(following)))
+
+    def _admit(self, batch: list[int]) -> None:
+        """One admission invocation (copier.steps.admit_batch): an environment of the copy function's."""
+        model, limits = self.model, self.model.limits
+        cold = model.pool.acquire(model.now)
+        if cold is None:  # throttled: the batch goes back to the queue, visible again after the timeout
+            model.result.lambda_throttles += 1
+            for copy in batch:
+                self.receives[copy] += 1
+                if self.receives[copy] >= limits.admission_receives:
+                    model.outcome_of[copy] = LOST  # the dead-letter queue: no entry, no copy
+                    self.dead += 1
+                else:
+                    heapq.heappush(self.returned, (model.now + limits.admission_visibility, copy))
+            self._poll_soon(min(model.now + limits.admission_visibility, self.poll_at))
+            return
+        self.consumers += 1
+        self.own_invocations += 1
+        when = model.now + cold + model.uniform(limits.task_overhead)
+        for copy in batch:
+            # intake: copy_record.written_by_pipeline (a read), journal.admit (a conditional write)
+            when += limits.ddb_read + limits.ddb_write
+            model.at(when, self._journaled, copy)
+        model.at(when + limits.ddb_read, self._admitted, None)  # dispatcher.is_idle: the schedule item
+
+    def _journaled(self, copy: int) -> None:
+        self.backlog.append(copy)
+
+    def _admitted(self, _: object) -> None:
+        if self.planned_until is None or self.planned_until < self.model.now:
+            self._run(admission=True)  # dispatcher.dispatch(), in this invocation
+        else:
+            self._end_admission()
+
+    def _end_admission(self) -> None:
+        self.consumers -= 1
+        self.model.pool.release(self.model.now)
+        self._poll_soon(self.model.now)  # a consumer is free: the pollers look again
+
+    # The schedule rule's invocations.
     def _minute(self, _: object) -> None:
         model, limits = self.model, self.model.limits
-        if self.dispatched < len(model.arrivals):
+        if self.dispatched + self.dead < len(model.arrivals):  # the model stops; the rule runs on
             model.at(model.now + limits.dispatch_period, self._minute)
             # EventBridge invokes a little after the minute begins.
             model.at(model.now + model.rng.random() * limits.dispatch_jitter, self._invoke, 0)
@@ -875,44 +1005,68 @@ class Dispatcher(Reserving):
             model.at(model.now + min(2.0**tries, 300.0), self._invoke, tries + 1)
             return
         self.own_invocations += 1
-        running = model.now + cold + model.uniform(limits.task_overhead)
-        if self.leased:  # the previous run still holds the lease: this one ends at once
-            model.at(running + limits.ddb_write, self._release, False)
+        model.at(model.now + cold + model.uniform(limits.task_overhead), self._run, False)
+
+    # A dispatch run (copier.dispatcher.dispatch), from either: `now` is read as it begins.
+    def _run(self, admission: bool) -> None:
+        model = self.model
+        model.at(model.now + model.limits.ddb_write, self._lease, (model.now, admission))
+
+    def _lease(self, run: tuple[float, bool]) -> None:
+        model, limits = self.model, self.model.limits
+        if self.leased:  # the conditional write fails: another run holds the lease; the backlog's age, then the end
+            model.at(model.now + limits.ddb_read, self._end, run[1])
             return
         self.leased = True
-        model.at(running + limits.ddb_write + limits.ddb_read, self._plan)  # lease, then the pacing item
+        # The settle query (no STARTED entry here is an hour old), then the pacing item.
+        model.at(model.now + 2 * limits.ddb_read, self._plan, run)
 
-    def _plan(self, _: object) -> None:
+    def _plan(self, run: tuple[float, bool]) -> None:
         model, limits = self.model, self.model.limits
-        self._read()  # the pacing item: copier.pacing.next_free_slot
-        next_free = model.now if self.next_slot is None else self.next_slot + 1.0 / limits.copy_rate
-        visible = bisect_right(model.arrivals, model.now - limits.queue_lag + 1e-9)
-        pending = visible - self.dispatched
-        count = len(admission.plan_starts(model.now, next_free, pending, limits.copy_rate, limits.dispatch_period))
-        # The journal query for the oldest PENDING entries, then one StartExecution (and mark) after another.
-        self._start(count, model.now + limits.ddb_read)
+        now, admission_run = run
+        self._read()  # pacing.last_slot()
+        first = pacing.next_slot(now, self.next_slot, limits.copy_rate)
+        if self.planned_until is not None:
+            first = max(first, self.planned_until + 1.0 / limits.copy_rate)
+        slots = admission.plan_starts(now, first, limits.dispatch_max_starts, limits.copy_rate, limits.dispatch_horizon)
+        model.at(model.now + limits.ddb_read, self._query, (slots, admission_run))  # journal.pending(len(slots))
 
-    def _start(self, left: int, when: float) -> None:
-        if left == 0:
-            self.model.at(when, self._release, True)
+    def _query(self, plan: tuple[list[float], bool]) -> None:
+        slots, admission_run = plan
+        entries = [self.backlog.popleft() for _ in range(min(len(slots), len(self.backlog)))]
+        self._start_next(entries, 0, slots, admission_run, self.model.now)
+
+    def _start_next(self, entries: list[int], done: int, slots: list[float], admission_run: bool, when: float) -> None:
+        if done == len(entries):
+            # The lease given back, plannedUntil the planned slot of the last copy started; the backlog's age.
+            limits = self.model.limits
+            self.model.at(when + limits.ddb_write, self._give_back, slots[done - 1] if done else None)
+            self.model.at(when + limits.ddb_write + limits.ddb_read, self._end, admission_run)
         else:
-            self.model.at(when + self.model.limits.start_call, self._started, left)
+            self.model.at(when + self.model.limits.start_call, self._started, (entries, done, slots, admission_run))
 
-    def _started(self, left: int) -> None:
-        """One StartExecution returned; throttled, the SDK tries it again."""
+    def _started(self, start: tuple[list[int], int, list[float], bool]) -> None:
+        """One StartExecution (and the entry marked STARTED) returned; throttled, the SDK tries it again."""
         model = self.model
+        entries, done, slots, admission_run = start
         if model.start_bucket.take(model.now):
-            model.start_execution(self.dispatched)
+            model.start_execution(entries[done])
             self.dispatched += 1
-            self._start(left - 1, model.now)
+            self._start_next(entries, done + 1, slots, admission_run, model.now)
         else:
             model.result.start_throttles += 1
-            self._start(left, model.now + model.rng.random())
+            self._start_next(entries, done, slots, admission_run, model.now + model.rng.random())
 
-    def _release(self, held: bool) -> None:
-        if held:
-            self.leased = False
-        self.model.pool.release(self.model.now)
+    def _give_back(self, planned_until: float | None) -> None:
+        self.leased = False
+        if planned_until is not None:
+            self.planned_until = planned_until
+
+    def _end(self, admission_run: bool) -> None:
+        if admission_run:
+            self._end_admission()
+        else:
+            self.model.pool.release(self.model.now)
 
 
 DESIGNS: tuple[type[Design], ...] = (Today, Dispatcher)
@@ -1061,8 +1215,9 @@ def verdict(outcomes: list[Outcome], limits: Limits) -> str:
             " Its price: copies wait in a backlog instead of in executions, up to"
             f" {duration(largest.slowest_admission)} at {largest.label}; SQS keeps a message 14 days at most,"
             f" about {sqs_holds:,.0f} copies at this pace,"
-            " so the backlog must be held without a time limit (the journal) and drained in order by the one"
-            " dispatcher a minute."
+            " so the backlog must be held without a time limit (the journal) and drained in order by the"
+            " dispatcher's runs, one at a time (the lease): a minute's, and the admission consumer's when nothing"
+            " is planned."
         )
     else:
         text.append(
