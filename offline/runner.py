@@ -6,7 +6,10 @@ would deploy. moto internals used (pinned in
 requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
 - LambdaSimpleBackend.invoke: call the handler instead of echoing the payload;
 - WaitFunction._wait_interval and the retrier's time.sleep: sleep on the virtual clock;
-- ExecutionWorker._execution_logic: tell the clock when an execution ends.
+- ExecutionWorker._execution_logic: tell the clock when an execution ends;
+- StateTaskServiceSfn._normalise_parameters: the `states:startExecution` integration (the backfill workflow
+  starting its next execution) passes its parameters to boto3 as written in the ASL (`StateMachineArn`);
+  Step Functions maps them to the API's names (`stateMachineArn`), moto does not.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
@@ -142,6 +148,14 @@ class LocalPipeline:
             finally:
                 clock.leave()
 
+        original_parameters = StateTaskServiceSfn._normalise_parameters
+
+        def api_parameters(task: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            original_parameters(task, parameters, *args, **kwargs)
+            for name in list(parameters):  # StateMachineArn, Name, Input -> the API's stateMachineArn, ...
+                parameters[name[0].lower() + name[1:]] = parameters.pop(name)
+
+        stack.enter_context(mock.patch.object(StateTaskServiceSfn, "_normalise_parameters", api_parameters))
         stack.enter_context(mock.patch.object(ExecutionWorker, "start", execution_start))
         stack.enter_context(mock.patch.object(ExecutionWorker, "_execution_logic", execution_logic))
         definition = str(resolve(json.loads(self.workflow.definition), refs))
@@ -152,6 +166,13 @@ class LocalPipeline:
             definition=definition,
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/healthimaging-copy-workflow",
         )["stateMachineArn"]
+        self.backfill_state_machine_arn = ""
+        if self.workflow.backfill_definition:
+            self.backfill_state_machine_arn = sfn.create_state_machine(
+                name=str(resolve(self.workflow.backfill_name, refs)),
+                definition=str(resolve(json.loads(self.workflow.backfill_definition), refs)),
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/healthimaging-copy-backfill",
+            )["stateMachineArn"]
         return self
 
     def __exit__(self, *exc: object) -> None:

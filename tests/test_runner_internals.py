@@ -7,6 +7,9 @@ import inspect
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
@@ -23,3 +26,9 @@ def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
     assert list(inspect.signature(WaitFunction._wait_interval).parameters) == ["self", "env", "wait_seconds"]
     assert "time.sleep(" in inspect.getsource(retrier_decl.RetrierDecl._eval_body)
     assert callable(ExecutionWorker._execution_logic) and callable(ExecutionWorker.start)
+    assert list(inspect.signature(StateTaskServiceSfn._normalise_parameters).parameters) == [
+        "self",
+        "parameters",
+        "boto_service_name",
+        "service_action_name",
+    ]
