@@ -19,6 +19,7 @@ from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
 from offline.wire import attach
+from ops.cli import backfill_line, retry
 
 DS = seed.DATASTORE_ID
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:backfill:{}"
@@ -231,12 +232,30 @@ def test_counters_follow_the_journal_exactly_once(backfill: Backfill) -> None:
     journal.record(image_set, "1", status.FAILED, error="CopyAccessDenied")
     journal.record(image_set, "1", status.FAILED, error="CopyAccessDenied")  # a retried step
     failed = backfill.progress()
-    journal.record(image_set, "1", status.PENDING, only_from=(status.FAILED,))  # re-admitted
+    readmitted, _ = retry(table_name=TABLE)  # ops.cli retry: FAILED -> PENDING, counted as it moves
+    retried = backfill.progress()
     journal.record(image_set, "1", status.STARTED, only_from=(status.PENDING,))
     journal.record(image_set, "1", status.COPIED)
     journal.record(image_set, "1", status.COPIED)
     copied = backfill.progress()
     assert (failed["entriesFAILED"], failed["entriesPENDING"], failed["entriesSTARTED"]) == (1, 0, 0)
+    assert (len(readmitted), retried["entriesFAILED"], retried["entriesPENDING"]) == (1, 0, 1)
     counts = {s: copied[f"entries{s}"] for s in ("PENDING", "STARTED", "FAILED", "COPIED")}
     assert counts == {"PENDING": 0, "STARTED": 0, "FAILED": 0, "COPIED": 1}
     assert copied["admitted"] == 1
+
+
+def test_the_progress_line_reads_the_counters() -> None:
+    progress = {
+        "backfillState": "DONE",
+        "admitted": 5_200,
+        "entriesCOPIED": 2_600,
+        "entriesFORCED": 100,
+        "entriesFAILED": 3,
+        "entriesPENDING": 2_000,
+        "entriesSTARTED": 497,
+    }
+    assert backfill_line("x", progress) == (
+        f"backfill x [{'#' * 16}{'.' * 14}]  52% admitted 5,200 copied 2,700 failed 3 remaining 2,497 (DONE)"
+    )
+    assert backfill_line("x", None) == "backfill x: not started yet (its first page has not run)"
