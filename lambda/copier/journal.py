@@ -10,6 +10,9 @@ the operator's questions (`python -m ops.cli status|list` reads them): `journalB
 of one image set) and `journalByStatus` (e.g. every FAILED entry, oldest first). Entries expire
 `journalRetentionDays` after their last change.
 
+An entry a backfill admitted names it (`backfillId`) and remembers what its backfill counted it as
+(`countedStatus`): its status changes move the counts on the backfill's progress item (`backfill#<id>`).
+
 COPIED and FORCED are final: a late duplicate execution never turns a landed copy back into
 STARTED or FAILED. A FAILED entry moves on when the copy is started again.
 """
