@@ -75,6 +75,7 @@ class OperationsDashboard(Construct):
                 ],
             ),
             self._graph("Reconciliation: copies no event announced", metrics.RECONCILIATION, width=8),
+            self._graph("Backfill: existing image sets looked at", metrics.BACKFILL, width=8),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(

@@ -22,6 +22,8 @@ UNCERTAIN_OUTCOMES = ("AmbiguousCopyOutcomes", "UndecidedCopyOutcomes", "Duplica
 ADMISSION = ("CopiesAdmitted", "CopiesSkipped", "CopiesDispatched")
 # Written by each reconciliation sweep: copies no event announced.
 RECONCILIATION = ("MissedEventsFound",)
+# Written by each backfill page: existing image sets looked at (their copies go through the backlog).
+BACKFILL = ("BackfillImageSetsSeen",)
 # Written by each dispatcher run: the age of the oldest PENDING journal entry.
 BACKLOG = ("OldestPendingAgeSeconds",)
 

@@ -3,6 +3,7 @@
 EventBridge rule (ImportTrigger) --> admission queue --> copy Lambda: the copy journal's backlog (PENDING)
 schedule, every minute (Dispatcher) --> copy Lambda `dispatch` --> state machine (CopyWorkflow), paced
 schedule (ReconciliationSchedule) --> copy Lambda `reconcile`: missed events into the backlog
+ops.cli backfill --> state machine (BackfillWorkflow) --> copy Lambda `backfill_page`: existing image sets into it
 state machine --> copy Lambda (CopyFunction) --> HealthImaging (one data store), DynamoDB (IdempotencyTable)
 Monitoring: alarms to an SNS topic; an operations dashboard. One KMS key encrypts logs, table, queue,
 topic and the function's environment.
@@ -16,6 +17,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.backfill_workflow import BackfillWorkflow
 from infra.copy_function import CopyFunction
 from infra.copy_workflow import CopyWorkflow
 from infra.dashboard import OperationsDashboard
@@ -105,6 +107,15 @@ class CopyPipelineStack(Stack):
             function=self.copy_function.function,
             function_timeout=CopyFunction.TIMEOUT,
             state_machine_name=state_machine_name,
+            settings=settings,
+            key=self.key,
+        )
+        self.backfill = BackfillWorkflow(
+            self,
+            "BackfillWorkflow",
+            function=self.copy_function.function,
+            function_timeout=CopyFunction.TIMEOUT,
+            state_machine_name=f"{self.stack_name}-backfill",
             settings=settings,
             key=self.key,
         )
@@ -303,6 +314,7 @@ class CopyPipelineStack(Stack):
         )
         state_machine = self.workflow.state_machine
         CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn)
+        CfnOutput(self, "BackfillStateMachineArn", value=self.backfill.state_machine.state_machine_arn)  # ops.cli
         CfnOutput(
             self,
             "StateMachineConsoleUrl",

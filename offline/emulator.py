@@ -519,19 +519,21 @@ class HealthImagingEmulator:
         filters = [SearchFilter.parse(criterion) for criterion in criteria.get("filters", [])]
         if len(filters) > MAX_SEARCH_FILTERS:  # the API model's limit, which botocore does not check
             raise ServiceError("ValidationException", f"at most {MAX_SEARCH_FILTERS} search filters")
-        found = [
-            image_set
-            for (ds, _), image_set in self.image_sets.items()
-            if ds == datastoreId
-            and image_set.deleted_at is None
-            and all(f.matches(searchable_fields(image_set)) for f in filters)
-        ]
         sort = criteria.get("sort")
         field_name, order = (sort["sortField"], sort["sortOrder"]) if sort else ("createdAt", "ASC")
         if field_name not in SORT_FIELDS or order not in ("ASC", "DESC"):
             raise ServiceError("ValidationException", f"cannot sort by {field_name} {order}")
-        found.sort(key=lambda image_set: searchable_fields(image_set)[field_name], reverse=order == "DESC")
-        answer = _page("imageSetsMetadataSummaries", [self._summary(s) for s in found], maxResults, nextToken)
+        # Each image set's fields once, and only the page's summaries: a backfill pages through 10,000s.
+        candidates = (
+            (image_set, searchable_fields(image_set))
+            for (ds, _), image_set in self.image_sets.items()
+            if ds == datastoreId and image_set.deleted_at is None
+        )
+        found = [(image_set, fields) for image_set, fields in candidates if all(f.matches(fields) for f in filters)]
+        found.sort(key=lambda pair: pair[1][field_name], reverse=order == "DESC")
+        answer = _page(
+            "imageSetsMetadataSummaries", [image_set for image_set, _ in found], maxResults, nextToken, self._summary
+        )
         if sort:
             answer["sort"] = sort
         return answer
@@ -849,10 +851,18 @@ class HealthImagingEmulator:
         return selected
 
 
-def _page(key: str, items: list[dict[str, Any]], max_results: int | None, token: str | None) -> dict[str, Any]:
-    """One page of a listing; the token is the offset of the next page."""
+def _page(
+    key: str,
+    items: list[Any],
+    max_results: int | None,
+    token: str | None,
+    render: Callable[[Any], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One page of a listing (`render` turns the page's items into their wire shape); the token is the
+    offset of the next page."""
     start, size = int(token or 0), max_results or 50
-    answer: dict[str, Any] = {key: items[start : start + size]}
+    page = items[start : start + size]
+    answer: dict[str, Any] = {key: [render(item) for item in page] if render else page}
     if start + size < len(items):
         answer["nextToken"] = str(start + size)
     return answer

@@ -6,7 +6,13 @@ would deploy. moto internals used (pinned in
 requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
 - LambdaSimpleBackend.invoke: call the handler instead of echoing the payload;
 - WaitFunction._wait_interval and the retrier's time.sleep: sleep on the virtual clock;
-- ExecutionWorker._execution_logic: tell the clock when an execution ends.
+- ExecutionWorker._execution_logic: tell the clock when an execution ends;
+- DynamoDBBackend.transact_write_items: moto deep-copies every table a transaction touches, to roll back
+  (80 ms a transaction with 2,000 journal entries, growing with the table): the runner keeps a copy of the
+  items the transaction names instead, and restores those;
+- StateTaskServiceSfn._normalise_parameters: the `states:startExecution` integration (the backfill workflow
+  starting its next execution) passes its parameters to boto3 as written in the ASL (`StateMachineArn`);
+  Step Functions maps them to the API's names (`stateMachineArn`), moto does not.
 """
 
 from __future__ import annotations
@@ -32,7 +38,11 @@ from unittest import mock
 import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.dynamodb import models as dynamodb_models
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
@@ -144,6 +154,17 @@ class LocalPipeline:
             finally:
                 clock.leave()
 
+        original_parameters = StateTaskServiceSfn._normalise_parameters
+
+        def api_parameters(task: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            original_parameters(task, parameters, *args, **kwargs)
+            for name in list(parameters):  # StateMachineArn, Name, Input -> the API's stateMachineArn, ...
+                parameters[name[0].lower() + name[1:]] = parameters.pop(name)
+
+        stack.enter_context(mock.patch.object(StateTaskServiceSfn, "_normalise_parameters", api_parameters))
+        stack.enter_context(
+            mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", _transact_keeping_items)
+        )
         stack.enter_context(mock.patch.object(ExecutionWorker, "start", execution_start))
         stack.enter_context(mock.patch.object(ExecutionWorker, "_execution_logic", execution_logic))
         definition = str(resolve(json.loads(self.workflow.definition), refs))
@@ -154,6 +175,13 @@ class LocalPipeline:
             definition=definition,
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/healthimaging-copy-workflow",
         )["stateMachineArn"]
+        self.backfill_state_machine_arn = ""
+        if self.workflow.backfill_definition:
+            self.backfill_state_machine_arn = sfn.create_state_machine(
+                name=str(resolve(self.workflow.backfill_name, refs)),
+                definition=str(resolve(json.loads(self.workflow.backfill_definition), refs)),
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/healthimaging-copy-backfill",
+            )["stateMachineArn"]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -339,6 +367,32 @@ class LocalPipeline:
 
     def run(self, execution_input: dict[str, Any], name: str | None = None) -> ExecutionRecord:
         return self.wait(self.start(execution_input, name))
+
+
+_original_transact = dynamodb_models.DynamoDBBackend.transact_write_items
+
+
+def _transact_keeping_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+    """moto's TransactWriteItems, rolled back by restoring the items it names rather than whole tables."""
+    kept = []
+    for entry in transact_items:
+        (operation,) = entry.values()
+        table = backend.get_table(operation["TableName"])
+        key = operation.get("Key") or {table.hash_key_attr: operation["Item"][table.hash_key_attr]}
+        found = backend.get_item(operation["TableName"], key)
+        kept.append((operation["TableName"], key, found.to_json()["Attributes"] if found else None))
+    no_copy = SimpleNamespace(deepcopy=lambda table: table)  # moto's own rollback becomes a no-op
+    try:
+        with mock.patch.object(dynamodb_models, "copy", no_copy):
+            _original_transact(backend, transact_items)
+    except Exception:
+        for table_name, key, attributes in kept:
+            if attributes is None:
+                if backend.get_item(table_name, key) is not None:
+                    backend.delete_item(table_name, key)
+            else:
+                backend.put_item(table_name, attributes)
+        raise
 
 
 def _sqs_record(message_id: str, event: dict[str, Any]) -> dict[str, Any]:

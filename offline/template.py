@@ -37,26 +37,42 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
     return value
 
 
+def state_machine(template: dict[str, Any], role: str = "copy") -> tuple[str, dict[str, Any]]:
+    """The logical id and resource of one of the stack's state machines: "copy" (CopyWorkflow) or
+    "backfill" (BackfillWorkflow), told apart by the end of the name the stack gives them."""
+    found = [
+        (logical_id, machine)
+        for logical_id, machine in _resources(template, "AWS::StepFunctions::StateMachine").items()
+        if str(machine["Properties"].get("StateMachineName", "")).endswith(f"-{role}")
+    ]
+    if len(found) != 1:
+        raise ValueError(f"expected one {role} state machine in the template, found {len(found)}")
+    return found[0]
+
+
 @dataclass
 class WorkflowDefinition:
-    """What the runner needs from a template: the ASL and the function's environment."""
+    """What the runner needs from a template: the state machines' ASL and the function's environment."""
 
-    definition: str
+    definition: str  # the copy workflow's
     environment: dict[str, str]
     function_logical_id: str
     table_logical_id: str
     table_schema: dict[str, Any]  # keys and indexes, as CreateTable takes them
+    backfill_definition: str | None = None
+    backfill_name: Any = None  # the backfill state machine's name, maybe with intrinsic functions
 
     @classmethod
     def from_template(cls, template: dict[str, Any]) -> WorkflowDefinition:
-        machines = _resources(template, "AWS::StepFunctions::StateMachine")
         functions = _resources(template, "AWS::Lambda::Function")
         tables = _resources(template, "AWS::DynamoDB::Table")
-        if len(machines) != 1 or len(functions) != 1 or len(tables) != 1:
-            raise ValueError("expected one state machine, one function and one table in the template")
+        if len(functions) != 1 or len(tables) != 1:
+            raise ValueError("expected one function and one table in the template")
         ((function_id, function),) = functions.items()
         ((table_id, table),) = tables.items()
-        ((_, machine),) = machines.items()
+        _, machine = state_machine(template, "copy")
+        machines = _resources(template, "AWS::StepFunctions::StateMachine")
+        backfill = state_machine(template, "backfill")[1] if len(machines) > 1 else None
         return cls(
             json.dumps(machine["Properties"]["DefinitionString"]),
             function["Properties"]["Environment"]["Variables"],
@@ -67,4 +83,6 @@ class WorkflowDefinition:
                 for name in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")
                 if name in table["Properties"]
             },
+            json.dumps(backfill["Properties"]["DefinitionString"]) if backfill else None,
+            backfill["Properties"]["StateMachineName"] if backfill else None,
         )

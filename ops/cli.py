@@ -7,6 +7,11 @@
     python -m ops.cli status --table-name NAME IMAGE_SET_ID
     python -m ops.cli list --table-name NAME --status failed [--since 2026-11-01T00:00:00Z]
     python -m ops.cli retry --table-name NAME --status failed [--since ...]
+    python -m ops.cli backfill start --state-machine-arn BACKFILL_ARN --table-name NAME
+                            (--created-after ISO --created-before ISO | --study-instance-uid UID ... | --everything)
+                            [--id NAME]
+    python -m ops.cli backfill stop|resume --state-machine-arn BACKFILL_ARN --table-name NAME --id NAME
+    python -m ops.cli backfill status --table-name NAME --id NAME [--watch]
 
 Both use the same input contract as the console (README, "Starting a copy by hand").
 Execution names are derived from the input, so starting the same thing twice while it runs,
@@ -197,9 +202,10 @@ def retry(*, table_name: str, since: float = 0.0, client: Any = None) -> tuple[l
             without_plan.append(entry["id"])
             continue
         try:
-            dynamodb.update_item(
+            old = dynamodb.update_item(
                 TableName=table_name,
                 Key={"id": {"S": entry["id"]}},
+                ReturnValues="ALL_OLD",
                 UpdateExpression="SET journalStatus = :pending, updatedAt = :now, "
                 "dispatches = if_not_exists(dispatches, :zero) + :one",
                 ConditionExpression="journalStatus = :failed",
@@ -215,8 +221,272 @@ def retry(*, table_name: str, since: float = 0.0, client: Any = None) -> tuple[l
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             continue  # moved on meanwhile (re-admitted by another retry, or started again by hand)
+        _count_readmission(dynamodb, table_name, old.get("Attributes", {}))
         readmitted.append(entry["id"])
     return readmitted, without_plan
+
+
+def _count_readmission(dynamodb: Any, table_name: str, old: dict[str, Any]) -> None:
+    """A backfilled entry re-admitted: its backfill's counts move from FAILED to PENDING, as the function's
+    journal moves them (lambda/copier/journal.py, count_backfill_change): with the entry's countedStatus mark,
+    so a second move never happens. Missed here, the entry's next write moves it."""
+    if "backfillId" not in old or old.get("countedStatus", {}).get("S") != "FAILED":
+        return
+    try:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": table_name,
+                        "Key": {"id": old["id"]},
+                        "UpdateExpression": "SET countedStatus = :pending",
+                        "ConditionExpression": "countedStatus = :failed",
+                        "ExpressionAttributeValues": {":pending": {"S": "PENDING"}, ":failed": {"S": "FAILED"}},
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": table_name,
+                        "Key": {"id": {"S": f"{BACKFILL_KEY_PREFIX}{old['backfillId']['S']}"}},
+                        "UpdateExpression": "ADD entriesFAILED :minus, entriesPENDING :plus",
+                        "ExpressionAttributeValues": {":minus": {"N": "-1"}, ":plus": {"N": "1"}},
+                    }
+                },
+            ]
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "TransactionCanceledException":
+            raise
+
+
+# --- backfill (lambda/copier/backfill.py: the progress item and the execution names) ---------------------------
+BACKFILL_KEY_PREFIX = "backfill#"
+BACKFILL_ID = re.compile(r"^[0-9A-Za-z_-]{1,40}$")
+BAR_WIDTH = 30
+
+
+def backfill_execution_name(backfill_id: str, number: int) -> str:
+    return f"{backfill_id}-e{number}"
+
+
+def _execution_arn(state_machine_arn: str, name: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+
+def backfill_progress(*, table_name: str, backfill_id: str, client: Any = None) -> dict[str, Any] | None:
+    dynamodb = client or boto3.client("dynamodb")
+    item = dynamodb.get_item(
+        TableName=table_name, Key={"id": {"S": f"{BACKFILL_KEY_PREFIX}{backfill_id}"}}, ConsistentRead=True
+    ).get("Item")
+    deserializer = TypeDeserializer()
+    return {k: deserializer.deserialize(v) for k, v in item.items()} if item else None
+
+
+def backfill_start(
+    *, state_machine_arn: str, table_name: str, backfill_id: str, filters: dict[str, Any], client: Any = None
+) -> str:
+    """Start a new backfill (its first execution); a backfill that exists is resumed, not started again."""
+    if not BACKFILL_ID.fullmatch(backfill_id):
+        raise SystemExit("--id: 1 to 40 characters of [0-9A-Za-z_-]")
+    if backfill_progress(table_name=table_name, backfill_id=backfill_id):
+        raise SystemExit(f"backfill {backfill_id} exists: resume it (ops.cli backfill resume), or choose another --id")
+    sfn = client or boto3.client("stepfunctions")
+    try:
+        answer = sfn.start_execution(
+            stateMachineArn=state_machine_arn,
+            name=backfill_execution_name(backfill_id, 0),
+            input=json.dumps({"backfillId": backfill_id, "filters": filters}),
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            raise
+        raise SystemExit(f"backfill {backfill_id} was started already (with other filters)") from None
+    return str(answer["executionArn"])
+
+
+def backfill_stop(*, state_machine_arn: str, table_name: str, backfill_id: str, client: Any = None) -> str:
+    """Mark the backfill STOPPED (its page in flight finishes, its cursor stays where that page began) and stop
+    the execution that runs it. Returns that execution's name."""
+    dynamodb = boto3.client("dynamodb")
+    try:
+        item = dynamodb.update_item(
+            TableName=table_name,
+            Key={"id": {"S": f"{BACKFILL_KEY_PREFIX}{backfill_id}"}},
+            UpdateExpression="SET backfillState = :stopped",
+            ConditionExpression="backfillState = :running",
+            ExpressionAttributeValues={":stopped": {"S": "STOPPED"}, ":running": {"S": "RUNNING"}},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        raise SystemExit(f"backfill {backfill_id} is not running") from None
+    name = str(item["executionName"]["S"])
+    sfn = client or boto3.client("stepfunctions")
+    try:
+        sfn.stop_execution(
+            executionArn=_execution_arn(state_machine_arn, name), cause="stopped by ops.cli backfill stop"
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("ExecutionDoesNotExist", "ValidationException"):
+            raise
+    return name
+
+
+def backfill_resume(*, state_machine_arn: str, table_name: str, backfill_id: str, client: Any = None) -> str:
+    """Start the backfill again from its saved cursor, as its next execution (which owns it from then on): a
+    stopped one, or one whose execution ended without finishing (failed, timed out, aborted)."""
+    progress = backfill_progress(table_name=table_name, backfill_id=backfill_id)
+    if progress is None or "executionName" not in progress:
+        raise SystemExit(f"backfill {backfill_id} has not started its first page: nothing to resume")
+    state, current = progress["backfillState"], str(progress["executionName"])
+    sfn = client or boto3.client("stepfunctions")
+    if state == "DONE":
+        raise SystemExit(f"backfill {backfill_id} is done")
+    if state == "RUNNING":
+        try:
+            status = sfn.describe_execution(executionArn=_execution_arn(state_machine_arn, current))["status"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
+                raise
+            status = "NONE"  # a handed-over execution that never started
+        if status in ("RUNNING", "SUCCEEDED"):
+            raise SystemExit(f"backfill {backfill_id} is running ({current})")
+    number = int(progress.get("executions", 0)) + 1
+    name = backfill_execution_name(backfill_id, number)
+    try:
+        boto3.client("dynamodb").update_item(
+            TableName=table_name,
+            Key={"id": {"S": f"{BACKFILL_KEY_PREFIX}{backfill_id}"}},
+            UpdateExpression="SET backfillState = :running, executionName = :name, executions = :number,"
+            " executionPages = :zero",
+            ConditionExpression="executionName = :current AND backfillState = :state",
+            ExpressionAttributeValues={
+                ":running": {"S": "RUNNING"},
+                ":name": {"S": name},
+                ":number": {"N": str(number)},
+                ":zero": {"N": "0"},
+                ":current": {"S": current},
+                ":state": {"S": state},
+            },
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        raise SystemExit(f"backfill {backfill_id} changed meanwhile: look at its status again") from None
+    answer = sfn.start_execution(
+        stateMachineArn=state_machine_arn,
+        name=name,
+        input=json.dumps({"backfillId": backfill_id, "filters": json.loads(progress["filters"])}),
+    )
+    return str(answer["executionArn"])
+
+
+def backfill_line(backfill_id: str, progress: dict[str, Any] | None) -> str:
+    """One line: `backfill ID [#####.....] 52% admitted 5,200 copied 4,900 failed 3 remaining 297 (RUNNING)`.
+    Admitted: journal entries the backfill created; copied and failed: of those, now; remaining: still
+    waiting for the dispatcher or being copied; the percentage is of the admitted ones, settled."""
+    if progress is None:
+        return f"backfill {backfill_id}: not started yet (its first page has not run)"
+
+    def count(name: str) -> int:
+        return int(progress.get(name, 0))
+
+    admitted = count("admitted")
+    copied = count("entriesCOPIED") + count("entriesFORCED")
+    failed = count("entriesFAILED")
+    remaining = count("entriesPENDING") + count("entriesSTARTED")
+    settled = copied + failed
+    share = settled / admitted if admitted else (1.0 if progress.get("backfillState") == "DONE" else 0.0)
+    filled = round(share * BAR_WIDTH)
+    state = progress.get("backfillState", "?")
+    searching = "" if state == "DONE" else f", searching: {count('seen'):,} image sets seen"
+    return (
+        f"backfill {backfill_id} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:4.0%} admitted {admitted:,}"
+        f" copied {copied:,} failed {failed:,} remaining {remaining:,} ({state}{searching})"
+    )
+
+
+def backfill_filters(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    if args.everything:
+        return {"everything": True}
+    if args.study_instance_uid:
+        return {"studyInstanceUids": args.study_instance_uid}
+    if args.created_after or args.created_before:
+        for name in ("created_after", "created_before"):
+            value = getattr(args, name)
+            if value is not None and value.tzinfo is None:
+                parser.error(f"--{name.replace('_', '-')}: give a time zone (e.g. 2026-01-01T00:00:00Z)")
+        return {
+            name: value.isoformat()
+            for name, value in (("createdAfter", args.created_after), ("createdBefore", args.created_before))
+            if value is not None
+        }
+    parser.error("backfill start: give --created-after/--created-before, --study-instance-uid or --everything")
+    raise AssertionError  # parser.error exits
+
+
+def _add_backfill_commands(commands: Any) -> None:
+    backfill = commands.add_parser("backfill", help="copy image sets that already exist (at the quota's pace)")
+    actions = backfill.add_subparsers(dest="backfill_command", required=True)
+    for action, text in (
+        ("start", "start a backfill"),
+        ("stop", "stop a backfill (resume it later)"),
+        ("resume", "resume a stopped (or failed) backfill from its last page"),
+        ("status", "a backfill's progress"),
+    ):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
+        if action != "status":
+            sub.add_argument("--state-machine-arn", required=True, help="the stack's output BackfillStateMachineArn")
+        if action == "start":
+            sub.add_argument("--id", help="a name for it, [0-9A-Za-z_-], 40 characters at most (default: the time)")
+            sub.add_argument("--created-after", type=datetime.fromisoformat, help="ISO time, with a zone")
+            sub.add_argument("--created-before", type=datetime.fromisoformat, help="ISO time (default: now)")
+            sub.add_argument("--study-instance-uid", action="append", help="repeat for several studies")
+            sub.add_argument("--everything", action="store_true", help="every image set of the data store")
+        else:
+            sub.add_argument("--id", required=True)
+        if action == "status":
+            sub.add_argument("--watch", action="store_true", help="refresh until done or stopped")
+            sub.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes")
+
+
+def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.backfill_command == "start":
+        ranged = bool(args.created_after or args.created_before)
+        if sum((bool(args.everything), bool(args.study_instance_uid), ranged)) != 1:
+            parser.error("backfill start: give exactly one of a createdAt range, --study-instance-uid, --everything")
+        backfill_id = args.id or datetime.now(tz=UTC).strftime("backfill-%Y%m%dT%H%M%S")
+        arn = backfill_start(
+            state_machine_arn=args.state_machine_arn,
+            table_name=args.table_name,
+            backfill_id=backfill_id,
+            filters=backfill_filters(args, parser),
+        )
+        print(f"backfill {backfill_id} started: {arn}")
+        return 0
+    if args.backfill_command == "stop":
+        name = backfill_stop(state_machine_arn=args.state_machine_arn, table_name=args.table_name, backfill_id=args.id)
+        print(f"backfill {args.id} stopped ({name}); resume it with ops.cli backfill resume")
+        return 0
+    if args.backfill_command == "resume":
+        arn = backfill_resume(state_machine_arn=args.state_machine_arn, table_name=args.table_name, backfill_id=args.id)
+        print(f"backfill {args.id} resumed: {arn}")
+        return 0
+    while True:
+        progress = backfill_progress(table_name=args.table_name, backfill_id=args.id)
+        line = backfill_line(args.id, progress)
+        if not args.watch:
+            print(line)
+            return 0
+        print(f"\r{line}", end="", flush=True)
+        state = (progress or {}).get("backfillState")
+        remaining = sum(int((progress or {}).get(f"entries{s}", 0)) for s in ("PENDING", "STARTED"))
+        if state == "STOPPED" or (state == "DONE" and remaining == 0):
+            print()
+            return 0
+        time.sleep(args.interval)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,8 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     retry_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
     retry_parser.add_argument("--status", required=True, type=str.upper, choices=("FAILED",))
     retry_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: failures since then")
+    _add_backfill_commands(commands)
     args = parser.parse_args(argv)
 
+    if args.command == "backfill":
+        return _backfill(args, parser)
     if args.command == "retry":
         readmitted, without_plan = retry(
             table_name=args.table_name, since=args.since.timestamp() if args.since else 0.0

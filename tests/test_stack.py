@@ -15,7 +15,7 @@ from stack_app import CONTEXT, CUSTOM_SETTINGS, DS, KEY_ARN, REGION, resolved, r
 
 from infra.app import build_app
 from infra.settings import SettingsError, stack_settings_from_context
-from offline.template import WorkflowDefinition, resolve
+from offline.template import WorkflowDefinition, resolve, state_machine
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def template() -> Template:
 def test_one_of_each_part(template: Template) -> None:
     for kind, count in {
         "AWS::Lambda::Function": 1,
-        "AWS::StepFunctions::StateMachine": 1,
+        "AWS::StepFunctions::StateMachine": 2,  # copies, backfills
         "AWS::Events::Rule": 3,  # imports, the dispatcher, reconciliation
         "AWS::DynamoDB::Table": 1,
         "AWS::SQS::Queue": 2,  # admission, dead letters
@@ -157,11 +157,11 @@ def test_log_groups_keep_logs_as_long_as_the_setting_says() -> None:
     for settings, days in (({}, 365), (CUSTOM_SETTINGS, 90)):
         _, template = synthesize(**settings)
         groups = template.find_resources("AWS::Logs::LogGroup").values()
-        assert [g["Properties"]["RetentionInDays"] for g in groups] == [days, days]
+        assert [g["Properties"]["RetentionInDays"] for g in groups] == [days, days, days]  # function, workflows
 
 
 def test_the_workflow_logs_to_a_vended_logs_group_named_per_stack_instance(template: Template) -> None:
-    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    _, machine = state_machine(template.to_json())
     (destination,) = machine["Properties"]["LoggingConfiguration"]["Destinations"]
     group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     name = resolved(template.find_resources("AWS::Logs::LogGroup")[group_id]["Properties"]["LogGroupName"], {})
@@ -178,7 +178,7 @@ def test_the_workflow_logs_to_a_vended_logs_group_named_per_stack_instance(templ
 )
 def test_console_urls_follow_the_partition(template: Template, partition: str, console: str) -> None:
     raw = template.to_json()
-    machine_id = _logical_id(template, "AWS::StepFunctions::StateMachine")
+    machine_id, _ = state_machine(raw)
     machine_arn = f"arn:{partition}:states:{REGION}:111122223333:stateMachine:copy"
     url = resolved(
         raw["Outputs"]["StateMachineConsoleUrl"]["Value"],
@@ -250,7 +250,7 @@ def test_the_runner_executes_this_very_definition(template: Template) -> None:
 
 
 def _definition_string(template: Template) -> Any:
-    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    _, machine = state_machine(template.to_json())
     return machine["Properties"]["DefinitionString"]
 
 
@@ -466,19 +466,24 @@ def test_reconciliation_and_the_dispatcher_run_on_schedules(template: Template) 
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0  # a failed run is the next run's work
 
 
-def test_only_the_dispatcher_may_start_copies_and_only_of_this_state_machine(template: Template) -> None:
-    machine_name = Capture()
-    template.has_resource_properties("AWS::StepFunctions::StateMachine", {"StateMachineName": machine_name})
-    statements = [
-        statement
+def test_only_the_dispatcher_may_start_copies_and_the_backfill_workflow_only_itself(template: Template) -> None:
+    raw = template.to_json()
+    copy_name = state_machine(raw, "copy")[1]["Properties"]["StateMachineName"]
+    backfill_id, backfill = state_machine(raw, "backfill")
+    backfill_role = backfill["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    starts = [
+        (policy["Properties"]["Roles"], json.dumps(statement["Resource"]), statement.get("Sid"))
         for policy in template.find_resources("AWS::IAM::Policy").values()
         for statement in _list(policy["Properties"]["PolicyDocument"]["Statement"])
         if "states:StartExecution" in _list(statement["Action"])
     ]
-    starts_copies = [s for s in statements if s.get("Sid") == "StartPendingCopies"]
-    assert len(starts_copies) == 1 and len(statements) == 1
-    arn = json.dumps(starts_copies[0]["Resource"])
-    assert f":stateMachine:{machine_name.as_string()}" in arn
+    assert len(starts) == 2
+    (copies,) = [s for s in starts if s[2] == "StartPendingCopies"]
+    (backfills,) = [s for s in starts if s[2] != "StartPendingCopies"]
+    assert f":stateMachine:{copy_name}" in copies[1]
+    assert backfills[0] == [{"Ref": backfill_role}]  # the backfill workflow's own role, its next execution
+    assert f':stateMachine:{backfill["Properties"]["StateMachineName"]}"' in backfills[1]
+    assert backfill_id
 
 
 def test_reconciliation_can_be_turned_off() -> None:

@@ -104,6 +104,25 @@ def search(datastore_id: str, filters: list[dict[str, Any]]) -> list[dict[str, A
         raise errors.HealthImagingUnavailable("SearchImageSets: no answer") from None
 
 
+def search_page(
+    datastore_id: str, filters: list[dict[str, Any]], *, token: str | None = None, sort_by: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of image set summaries (at most 50, the API's maximum) and the next page's token."""
+    criteria: dict[str, Any] = {"filters": filters}
+    if sort_by:
+        criteria["sort"] = {"sortField": sort_by, "sortOrder": "ASC"}
+    params: dict[str, Any] = {"datastoreId": datastore_id, "searchCriteria": criteria, "maxResults": 50}
+    if token:
+        params["nextToken"] = token
+    try:
+        page = read_client().search_image_sets(**params)
+    except ClientError as error:
+        raise translate(error, "SearchImageSets") from None
+    except (ConnectionError, ReadTimeoutError):
+        raise errors.HealthImagingUnavailable("SearchImageSets: no answer") from None
+    return list(page.get("imageSetsMetadataSummaries", [])), page.get("nextToken")
+
+
 def equal(attribute: str, value: object) -> dict[str, Any]:
     return {"operator": "EQUAL", "values": [{attribute: value}]}
 

@@ -10,6 +10,9 @@ the operator's questions (`python -m ops.cli status|list` reads them): `journalB
 of one image set) and `journalByStatus` (e.g. every FAILED entry, oldest first). Entries expire
 `journalRetentionDays` after their last change.
 
+An entry a backfill admitted names it (`backfillId`) and remembers what its backfill counted it as
+(`countedStatus`): its status changes move the counts on the backfill's progress item (`backfill#<id>`).
+
 COPIED and FORCED are final: a late duplicate execution never turns a landed copy back into
 STARTED or FAILED. A FAILED entry moves on when the copy is started again.
 """
@@ -60,7 +63,30 @@ def record(
     """Write the entry's new status and fields; False when the entry is not in a status it may leave
     (`only_from`, None standing for "no entry yet"; by default any but a landed copy: a late duplicate).
     `plan`: what copies this version (the request, and whether its destination is still to be found),
-    kept from the first write that names one: the dispatcher starts it, `ops.cli retry` re-admits it."""
+    kept from the first write that names one: the dispatcher starts it, `ops.cli retry` re-admits it.
+    An entry a backfill admitted moves its backfill's counters along (count_backfill_change)."""
+    update = _update(source_image_set_id, source_version_id, status, plan=plan, only_from=only_from, fields=fields)
+    try:
+        old = table.call("update_item", ReturnValues="ALL_OLD", **update).get("Attributes")
+    except TableUnavailable as error:
+        if table.is_condition_failure(error):
+            return False  # the entry is elsewhere: a late duplicate, or someone else moved it on
+        raise
+    if old and "backfillId" in old:
+        count_backfill_change(table.from_dynamodb(old), status.value)
+    return True
+
+
+def _update(
+    source_image_set_id: str,
+    source_version_id: str,
+    status: JournalStatus,
+    *,
+    plan: CopyPlan | None,
+    only_from: tuple[JournalStatus | None, ...] | None,
+    fields: dict[str, Any],
+) -> dict[str, Any]:
+    """The entry's conditional UpdateItem parameters (TableName left to the caller)."""
     now = Decimal(repr(clock.now()))  # DynamoDB numbers: Decimal, never float
     values: dict[str, Any] = {
         "journalStatus": status.value,
@@ -92,39 +118,105 @@ def record(
             conditions.append(f"journalStatus IN ({', '.join(f':from_{i}' for i in range(len(allowed)))})")
         condition = " OR ".join(conditions)
     assignments = ", ".join(f"#{name} = :v_{name}" for name in values)
-    try:
-        table.call(
-            "update_item",
-            Key={"id": {"S": entry_key(source_image_set_id, source_version_id)}},
-            UpdateExpression=(
-                f"SET {assignments}, journalSourceId = :source, sourceVersionId = :version,"
-                " createdAt = if_not_exists(createdAt, :now)"
-                + (", #plan = if_not_exists(#plan, :plan)" if plan else "")
-            ),
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=table.to_dynamodb({k: v for k, v in placeholders.items() if v is not None}),
-        )
-    except TableUnavailable as error:
-        if table.is_condition_failure(error):
-            return False  # the entry is elsewhere: a late duplicate, or someone else moved it on
-        raise
-    return True
+    return {
+        "Key": {"id": {"S": entry_key(source_image_set_id, source_version_id)}},
+        "UpdateExpression": (
+            f"SET {assignments}, journalSourceId = :source, sourceVersionId = :version,"
+            " createdAt = if_not_exists(createdAt, :now)" + (", #plan = if_not_exists(#plan, :plan)" if plan else "")
+        ),
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": table.to_dynamodb({k: v for k, v in placeholders.items() if v is not None}),
+    }
 
 
 def admit(source_image_set_id: str, source_version_id: str, plan: CopyPlan, **fields: str | None) -> bool:
     """The backlog's way in: PENDING, unless the pipeline already decided about this version (an event
     delivered twice, a sweep or a backfill that finds it again): False then, and nothing changes, not
-    even its place in the backlog."""
-    return record(
+    even its place in the backlog. With `backfillId`, the entry and its backfill's counters are written
+    together (one transaction), so a backfill counts what it admitted exactly, however often it retries."""
+    backfill_id = fields.get("backfillId")
+    if backfill_id is None:
+        return record(
+            source_image_set_id,
+            source_version_id,
+            JournalStatus.PENDING,
+            plan=plan,
+            only_from=(None,),
+            decision="copy",
+            **fields,
+        )
+    pending = JournalStatus.PENDING.value
+    entry = _update(
         source_image_set_id,
         source_version_id,
         JournalStatus.PENDING,
         plan=plan,
         only_from=(None,),
-        decision="copy",
-        **fields,
+        fields={"decision": "copy", "countedStatus": pending, **fields},
     )
+    try:
+        table.transact_write([("Update", entry), ("Update", _counters(backfill_id, {"admitted": 1, pending: 1}))])
+    except TableUnavailable as error:
+        if error.code == "TransactionCanceledException" and is_recorded(source_image_set_id, source_version_id):
+            return False  # the entry exists: already decided about
+        raise
+    return True
+
+
+# --- a backfill's counters: how many of the entries it admitted are in each status ----------------------
+BACKFILL_KEY_PREFIX = "backfill#"
+COUNT_ATTEMPTS = 5
+
+
+def backfill_key(backfill_id: str) -> str:
+    return f"{BACKFILL_KEY_PREFIX}{backfill_id}"
+
+
+def _counters(backfill_id: str, changes: dict[str, int]) -> dict[str, Any]:
+    """UpdateItem parameters that add `changes` to the backfill's counters (`entries<STATUS>`, `admitted`)."""
+    names = {f"#c{index}": name if name == "admitted" else f"entries{name}" for index, name in enumerate(changes)}
+    values = {f":c{index}": change for index, change in enumerate(changes.values())}
+    return {
+        "Key": {"id": {"S": backfill_key(backfill_id)}},
+        "UpdateExpression": "ADD " + ", ".join(f"#c{index} :c{index}" for index in range(len(changes))),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": table.to_dynamodb(values),
+    }
+
+
+def count_backfill_change(old: dict[str, Any], new_status: str) -> None:
+    """Move one count of the entry's backfill from the status last counted to the new one.
+
+    The entry remembers what it was counted as (`countedStatus`); the move and that mark change together,
+    on condition the mark is still what this write saw, so a retried or duplicated write counts nothing
+    twice (a FAILED copy re-admitted by `ops.cli retry` then COPIED counts once as failed, then once as
+    copied). Were the function to die between the entry's write and this one, the entry's next write
+    moves its count from where it was last counted."""
+    counted = old.get("countedStatus")
+    for _ in range(COUNT_ATTEMPTS):
+        if counted is None or counted == new_status:
+            return
+        mark = {
+            "Key": {"id": {"S": str(old["id"])}},
+            "UpdateExpression": "SET countedStatus = :new",
+            "ConditionExpression": "countedStatus = :old",
+            "ExpressionAttributeValues": table.to_dynamodb({":new": new_status, ":old": counted}),
+        }
+        try:
+            table.transact_write(
+                [("Update", mark), ("Update", _counters(str(old["backfillId"]), {str(counted): -1, new_status: 1}))]
+            )
+            return
+        except TableUnavailable as error:
+            if error.code != "TransactionCanceledException":
+                raise
+        # Cancelled: counted meanwhile by another write of this entry (nothing to move), or a conflict
+        # with another transaction on the backfill's item (hot while it runs): look again.
+        latest = table.get_item(str(old["id"])) or {}
+        counted = latest.get("countedStatus")
+        new_status = str(latest.get("journalStatus", new_status))
+    raise TableUnavailable(f"backfill counters of {old['id']}: the transaction kept being cancelled")
 
 
 def pending(limit: int) -> list[dict[str, Any]]:

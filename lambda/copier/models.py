@@ -12,12 +12,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import (
     AliasChoices,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -158,3 +160,42 @@ def parse(model: type[M], payload: object, what: str, prefix: str = "") -> M:
         return model.model_validate(payload)
     except ValidationError as error:
         raise InvalidCopyRequest(f"invalid {what}: {field_errors(error, prefix)}") from None
+
+
+# --- backfill ------------------------------------------------------------------------------------------
+BackfillId = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,40}$")]  # in execution names: [0-9A-Za-z_-]
+StudyInstanceUid = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)*$", max_length=64)]  # DICOM UI: digits, dots
+
+
+class BackfillFilters(WireModel):
+    """Which existing image sets a backfill covers: a createdAt range (either end open), some studies, or
+    everything. The range's end is fixed when the backfill starts, so its own copies never join it."""
+
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    study_instance_uids: list[StudyInstanceUid] | None = Field(default=None, min_length=1, max_length=1_000)
+    everything: StrictBool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BackfillFilters:
+        # everything: the backfill's start fixes its end (createdBefore) as it does an open range's.
+        ranged = self.created_after is not None or (self.created_before is not None and not self.everything)
+        if sum((ranged, self.study_instance_uids is not None, self.everything)) != 1:
+            raise ValueError("give a createdAt range, studyInstanceUids or everything (exactly one of them)")
+        if self.created_after and self.created_before and self.created_after >= self.created_before:
+            raise ValueError("createdAfter must be before createdBefore")
+        return self
+
+
+class BackfillCursor(WireModel):
+    """Where a backfill is: which of its searches, and that search's next page."""
+
+    search: int = Field(default=0, ge=0)
+    next_token: str | None = Field(default=None, min_length=1, max_length=8_192)
+
+
+class BackfillInput(WireModel):
+    """The backfill workflow's input (`ops.cli backfill start|resume`, or its own next execution)."""
+
+    backfill_id: BackfillId
+    filters: BackfillFilters

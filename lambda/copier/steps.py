@@ -12,6 +12,7 @@
 | record_failure   | RecordFailure      | {}             |
 | reconcile        | (a schedule rule)  | SweepResult    |
 | dispatch         | (a schedule rule)  | DispatchResult |
+| backfill_page    | BackfillPage       | PageResult     |
 
 And the admission queue's batches (SQS records holding HealthImaging events): `admit_batch`.
 """
@@ -30,6 +31,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from copier import (
+    backfill,
     confirm,
     copy_start,
     copy_status,
@@ -61,6 +63,7 @@ Action = Literal[
     "record_failure",
     "reconcile",
     "dispatch",
+    "backfill_page",
 ]
 _COUNTED_ERRORS: dict[type[CopyError], str] = {
     CopyConflict: "CopyConflicts",
@@ -109,6 +112,8 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
         return asdict(reconciliation.sweep())
     if call.action == "dispatch":
         return asdict(dispatcher.dispatch())
+    if call.action == "backfill_page":
+        return backfill.backfill_page(call.input, execution_id=call.execution_id).wire()
     request = parse(CopyRequest, call.request, "step payload", prefix="request.")
     if call.action == "find_primary":
         return destination.find_primary_of_series(request).wire()

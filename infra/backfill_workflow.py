@@ -1,0 +1,139 @@
+"""The backfill workflow: the copy policy applied to image sets that already exist (lambda/copier/backfill.py).
+
+    BackfillPage -> BackfillDone? -> BetweenPages -> BackfillPage ...      one SearchImageSets page per loop
+                         |-- done --------------------------> BackfillEnded
+                         '-- continueAsNew -> ContinueAsNewExecution -> HandedOver
+
+A paced loop, not a Distributed Map: the backfill only admits (the dispatcher paces the copies), its
+cursor lives in a DynamoDB item so a stopped backfill resumes where it was, and SearchImageSets pages are
+sequential anyway (each needs the previous page's token). After PAGES_PER_EXECUTION pages the function
+asks for a new execution, which this one starts (named by the function, so a retried start is the same
+execution) before it ends: Step Functions keeps at most 25,000 history events per execution, and a
+backfill of 1,000,000 image sets is 20,000 pages.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.copy_workflow import LOG_LEVELS, TASK_TIMEOUT_MARGIN, TRANSIENT_ERRORS
+from infra.log_groups import retention, vended_log_group_name
+from infra.settings import StackSettings
+
+# 1,000 pages of up to 50 image sets, a couple of seconds each: about an hour per execution.
+EXECUTION_TIMEOUT = Duration.days(1)
+PAUSE_BETWEEN_PAGES = Duration.seconds(1)  # SearchImageSets is shared with reconciliation and copies
+
+
+class BackfillWorkflow(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function: lambda_.IFunction,
+        function_timeout: Duration,
+        state_machine_name: str,
+        settings: StackSettings,
+        key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        page = tasks.LambdaInvoke(
+            self,
+            "BackfillPage",
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "action": "backfill_page",
+                    "executionId": sfn.JsonPath.string_at("$$.Execution.Id"),
+                    "input": {
+                        "backfillId": sfn.JsonPath.string_at("$.backfillId"),
+                        "filters": sfn.JsonPath.object_at("$.filters"),
+                    },
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path="$.page",
+            task_timeout=sfn.Timeout.duration(
+                Duration.seconds(function_timeout.to_seconds() + TASK_TIMEOUT_MARGIN.to_seconds())
+            ),
+        )
+        page.add_retry(
+            errors=TRANSIENT_ERRORS,
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=6,
+            max_delay=Duration.seconds(60),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        itself = sfn.StateMachine.from_state_machine_arn(
+            self,
+            "Itself",
+            Stack.of(self).format_arn(
+                service="states",
+                resource="stateMachine",
+                resource_name=state_machine_name,
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            ),
+        )
+        continue_as_new = tasks.StepFunctionsStartExecution(
+            self,
+            "ContinueAsNewExecution",
+            state_machine=itself,
+            name=sfn.JsonPath.string_at("$.page.nextExecutionName"),
+            input=sfn.TaskInput.from_object(
+                {
+                    "backfillId": sfn.JsonPath.string_at("$.backfillId"),
+                    "filters": sfn.JsonPath.object_at("$.page.filters"),
+                }
+            ),
+            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        # The same name and input is the same execution (StartExecution is idempotent for 90 days): retrying
+        # cannot start the next execution twice.
+        continue_as_new.add_retry(
+            errors=["States.ALL"],
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=6,
+            max_delay=Duration.seconds(60),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        done = sfn.Choice(self, "BackfillDone?")
+        done.when(sfn.Condition.boolean_equals("$.page.done", True), sfn.Succeed(self, "BackfillEnded"))
+        done.when(
+            sfn.Condition.boolean_equals("$.page.continueAsNew", True),
+            continue_as_new.next(sfn.Succeed(self, "HandedOver")),
+        )
+        done.otherwise(sfn.Wait(self, "BetweenPages", time=sfn.WaitTime.duration(PAUSE_BETWEEN_PAGES)).next(page))
+        page.next(done)
+
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            log_group_name=vended_log_group_name(self, "states"),
+            encryption_key=key,
+            retention=retention(settings.log_retention_days),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=state_machine_name,  # named: it starts its own next execution by ARN
+            definition_body=sfn.DefinitionBody.from_chainable(page),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            tracing_enabled=True,
+            timeout=EXECUTION_TIMEOUT,
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=LOG_LEVELS[settings.workflow_log_level], include_execution_data=False
+            ),
+            comment="Admits existing HealthImaging image sets to the copy backlog, a search page at a time",
+        )

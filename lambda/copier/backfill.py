@@ -1,0 +1,240 @@
+"""Backfill (action `backfill_page`, the backfill workflow's one task): the copy policy applied to image sets
+that already exist, one SearchImageSets page per call.
+
+A backfill only admits: each image set found without a copy journal entry goes through the copy policy
+(intake.plan_for_image_set: copy-storm guard, merge-into-primary) into the backlog as PENDING, and the
+dispatcher starts the copies at the CopyImageSet quota's pace. Admission is create-only, so a page read
+twice, a backfill run twice or an image set an event admitted too is one journal entry and one copy.
+
+Its progress lives in one item, `backfill#<id>`: the filters, the cursor (which search, which page), the
+execution that owns it, its state (RUNNING, STOPPED, DONE), what the pages saw (seen, skipped,
+alreadyJournaled) and, kept by the journal, how many entries it admitted and where they are now
+(`entries<STATUS>`, journal.count_backfill_change). The cursor moves only with the page's work done, and only
+for the execution that owns the backfill, so a stopped backfill resumes from its last page, re-reading at
+most that one: no gap, nothing admitted twice. After PAGES_PER_EXECUTION pages the workflow goes on as a new
+execution (Step Functions keeps at most 25,000 history events per execution).
+
+Cost per page (up to 50 image sets): one SearchImageSets; per image set one journal read; per image set
+admitted the copy-storm guard's index query and one transaction (the entry and the backfill's counters);
+one write of the progress item.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from copier import clock, healthimaging, intake, journal, table
+from copier.errors import InvalidCopyRequest, TableUnavailable
+from copier.models import BackfillCursor, BackfillFilters, BackfillInput, parse
+from copier.settings import CopyPolicy, load_settings
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+PAGES_PER_EXECUTION = 1_000  # about 5 history events a page: well under Step Functions' 25,000
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # before any HealthImaging image set (the service dates from 2023)
+RUNNING, STOPPED, DONE = "RUNNING", "STOPPED", "DONE"
+
+
+@dataclass(frozen=True)
+class PageResult:
+    backfill_id: str
+    filters: dict[str, Any]  # as recorded when the backfill started (the range's end fixed)
+    done: bool  # finished, stopped, or superseded by another execution: this execution ends
+    state: str
+    continue_as_new: bool = False  # this execution has read its share of pages: go on as `next_execution_name`
+    next_execution_name: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        names = {"backfill_id": "backfillId", "continue_as_new": "continueAsNew"}
+        names["next_execution_name"] = "nextExecutionName"
+        return {names.get(key, key): value for key, value in asdict(self).items()}
+
+
+def execution_name(backfill_id: str, number: int) -> str:
+    """The backfill's executions, in order: `<id>-e0`, `<id>-e1`, ... (ops.cli uses the same names)."""
+    return f"{backfill_id}-e{number}"
+
+
+def searches(filters: BackfillFilters) -> list[list[dict[str, Any]]]:
+    """The SearchImageSets filter lists a backfill goes through, in order (the API takes at most two filters:
+    the selection, and isPrimary under merge-into-primary, as reconciliation does)."""
+    if filters.study_instance_uids is not None:
+        selections = [healthimaging.equal("DICOMStudyInstanceUID", uid) for uid in filters.study_instance_uids]
+    else:
+        if filters.created_before is None:  # fixed when the backfill starts: never open
+            raise InvalidCopyRequest("filters.createdBefore: missing")
+        selections = [healthimaging.between("createdAt", filters.created_after or EARLIEST, filters.created_before)]
+    if load_settings().copy_policy is CopyPolicy.MERGE_INTO_PRIMARY:
+        return [[selection, healthimaging.equal("isPrimary", False)] for selection in selections]
+    return [[selection] for selection in selections]
+
+
+def backfill_page(raw: Any, *, execution_id: str | None) -> PageResult:
+    """Read one page of the backfill's current search and admit what it finds; move the cursor on."""
+    run = parse(BackfillInput, raw, "backfill input")
+    if not execution_id:
+        raise InvalidCopyRequest("executionId: a backfill page runs in an execution of the backfill workflow")
+    me = execution_id.rsplit(":", 1)[-1]
+    progress = _progress(run, me)
+    filters = BackfillFilters.model_validate(json.loads(progress["filters"]))
+    recorded = filters.wire()
+    if progress["backfillState"] != RUNNING or progress["executionName"] != me:
+        # Stopped by an operator, finished, or another execution owns it now (a resume): this one ends.
+        logger.info("Backfill not run by this execution", extra={"backfillId": run.backfill_id})
+        return PageResult(run.backfill_id, recorded, done=True, state=str(progress["backfillState"]))
+    cursor = BackfillCursor.model_validate(json.loads(progress["cursor"]))
+    plan = searches(filters)
+    if cursor.search >= len(plan):
+        return PageResult(run.backfill_id, recorded, done=True, state=DONE)
+    summaries, token = healthimaging.search_page(
+        load_settings().datastore_id, plan[cursor.search], token=cursor.next_token, sort_by="createdAt"
+    )
+    seen = skipped = already = 0
+    for summary in summaries:
+        seen += 1
+        image_set_id, version = str(summary["imageSetId"]), str(summary["version"])
+        if journal.is_recorded(image_set_id, version):
+            already += 1  # an event, a sweep or an earlier page got there
+            continue
+        decision = intake.plan_for_image_set(
+            image_set_id,
+            version,
+            is_primary=bool(summary.get("isPrimary")),
+            why=f"backfill {run.backfill_id}",
+            backfillId=run.backfill_id,
+        )
+        skipped += decision.skip
+    following = BackfillCursor(search=cursor.search, next_token=token)
+    if not token:
+        following = BackfillCursor(search=cursor.search + 1)
+    done = following.search >= len(plan)
+    pages = int(progress.get("executionPages", 0)) + 1
+    next_name = (
+        execution_name(run.backfill_id, int(progress.get("executions", 0)) + 1)
+        if not done and pages >= PAGES_PER_EXECUTION
+        else None
+    )
+    moved = _advance(
+        run.backfill_id,
+        me,
+        old=progress["cursor"],
+        new=following,
+        counts={"seen": seen, "skipped": skipped, "alreadyJournaled": already, "pages": 1},
+        done=done,
+        next_name=next_name,
+    )
+    metrics.add_metric(name="BackfillImageSetsSeen", unit=MetricUnit.Count, value=seen)
+    logger.info(
+        "Backfill page",
+        extra={"backfillId": run.backfill_id, "seen": seen, "skipped": skipped, "alreadyJournaled": already},
+    )
+    if not moved:  # stopped (or taken over) while this page ran: its work is done, the next owner re-reads it
+        return PageResult(run.backfill_id, recorded, done=True, state=STOPPED)
+    return PageResult(
+        run.backfill_id,
+        recorded,
+        done=done,
+        state=DONE if done else RUNNING,
+        continue_as_new=next_name is not None,
+        next_execution_name=next_name,
+    )
+
+
+def _progress(run: BackfillInput, me: str) -> dict[str, Any]:
+    """The backfill's progress item; the first page of a new backfill creates it, fixing the range's end."""
+    key = journal.backfill_key(run.backfill_id)
+    found = table.get_item(key)
+    if found is not None:
+        if "filters" not in found:  # counters only: the journal counted before the item was created
+            raise InvalidCopyRequest(f"backfillId: {run.backfill_id} has no recorded filters")
+        stored = BackfillFilters.model_validate(json.loads(found["filters"]))
+        requested = run.filters
+        if requested.created_before is None and not stored.study_instance_uids:
+            requested = requested.model_copy(update={"created_before": stored.created_before})
+        if requested != stored:
+            raise InvalidCopyRequest(f"filters: backfill {run.backfill_id} was started with other filters")
+        return found
+    filters = run.filters
+    if filters.study_instance_uids is None and filters.created_before is None:
+        filters = filters.model_copy(update={"created_before": datetime.fromtimestamp(clock.now(), tz=UTC)})
+    now = Decimal(repr(clock.now()))
+    item = {
+        "id": key,
+        "filters": json.dumps(filters.wire(), sort_keys=True),
+        "cursor": json.dumps(BackfillCursor().wire(), sort_keys=True),
+        "backfillState": RUNNING,
+        "executionName": me,
+        "executions": 0,
+        "executionPages": 0,
+        "startedAt": now,
+        "updatedAt": now,
+    }
+    names = {f"#{name}": name for name in item if name != "id"}
+    try:
+        table.call(
+            "update_item",
+            Key={"id": {"S": key}},
+            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in item if name != "id"),
+            ConditionExpression="attribute_not_exists(filters)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=table.to_dynamodb({f":{k}": v for k, v in item.items() if k != "id"}),
+        )
+    except TableUnavailable as error:
+        if not table.is_condition_failure(error):
+            raise
+        return _progress(run, me)  # created meanwhile (a retried first page): read it
+    logger.info("Backfill started", extra={"backfillId": run.backfill_id})
+    return item
+
+
+def _advance(
+    backfill_id: str,
+    me: str,
+    *,
+    old: str,
+    new: BackfillCursor,
+    counts: dict[str, int],
+    done: bool,
+    next_name: str | None,
+) -> bool:
+    """Move the cursor and add the page's counts, only if this execution still owns the backfill and the
+    cursor is where the page started; False otherwise."""
+    values: dict[str, Any] = {
+        ":cursor": json.dumps(new.wire(), sort_keys=True),
+        ":old": old,
+        ":me": me,
+        ":running": RUNNING,
+        ":now": Decimal(repr(clock.now())),
+        ":state": DONE if done else RUNNING,
+    }
+    assignments = ["#cursor = :cursor", "updatedAt = :now", "backfillState = :state"]
+    if next_name is not None:
+        assignments += ["executionName = :next", "executionPages = :zero"]
+        values.update({":next": next_name, ":zero": 0, ":one": 1})
+        additions = [*(f"#{name} :{name}" for name in counts), "executions :one"]
+    else:
+        additions = [*(f"#{name} :{name}" for name in counts), "executionPages :one_page"]
+        values[":one_page"] = 1
+    values.update({f":{name}": value for name, value in counts.items()})
+    try:
+        table.call(
+            "update_item",
+            Key={"id": {"S": journal.backfill_key(backfill_id)}},
+            UpdateExpression=f"SET {', '.join(assignments)} ADD {', '.join(additions)}",
+            ConditionExpression="#cursor = :old AND executionName = :me AND backfillState = :running",
+            ExpressionAttributeNames={"#cursor": "cursor", **{f"#{name}": name for name in counts}},
+            ExpressionAttributeValues=table.to_dynamodb(values),
+        )
+    except TableUnavailable as error:
+        if table.is_condition_failure(error):
+            return False
+        raise
+    return True

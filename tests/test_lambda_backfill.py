@@ -1,0 +1,261 @@
+"""The backfill's page (action `backfill_page`) against the emulator: input validation, admission,
+idempotency, the progress item and its counters, stop and hand-over between executions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType, SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import boto3
+import pytest
+from function_stubs import COPY_TABLE_SCHEMA, FUNCTION_ENV, TABLE, lambda_context, load_function
+from moto import mock_aws
+
+from offline import seed
+from offline.clock import VirtualClock
+from offline.emulator import HealthImagingEmulator
+from offline.wire import attach
+from ops.cli import backfill_line, retry
+
+DS = seed.DATASTORE_ID
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:backfill:{}"
+
+
+@dataclass
+class Backfill:
+    handler: ModuleType
+    modules: SimpleNamespace
+    emulator: HealthImagingEmulator
+    clock: VirtualClock
+
+    def page(self, backfill_id: str = "bf", *, execution: str = "bf-e0", **filters: Any) -> dict[str, Any]:
+        event = {
+            "action": "backfill_page",
+            "executionId": EXECUTION.format(execution),
+            "input": {"backfillId": backfill_id, "filters": filters or {"everything": True}},
+        }
+        answer: dict[str, Any] = self.handler.handler(event, lambda_context())
+        return answer
+
+    def run(self, backfill_id: str = "bf", **filters: Any) -> int:
+        """Pages until done; how many."""
+        for pages in range(1, 10_000):
+            if self.page(backfill_id, **filters)["done"]:
+                return pages
+        raise AssertionError("never done")
+
+    def progress(self, backfill_id: str = "bf") -> dict[str, Any]:
+        item = self.modules.table.get_item(f"backfill#{backfill_id}")
+        assert item is not None
+        return item
+
+    def journal(self) -> list[dict[str, Any]]:
+        items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+        return [self.modules.table.from_dynamodb(i) for i in items if i["id"]["S"].startswith("journal#")]
+
+
+@pytest.fixture
+def backfill(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backfill]:
+    for key, value in FUNCTION_ENV.items():
+        monkeypatch.setenv(key, value)
+    clock = VirtualClock()
+    emulator = HealthImagingEmulator(clock=clock.now)
+    emulator.create_datastore(DS)
+    with mock_aws():
+        boto3.client("dynamodb").create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST", **COPY_TABLE_SCHEMA)
+        handler, modules = load_function()
+        import copier.backfill
+
+        modules.backfill = copier.backfill
+        attach(modules.healthimaging.read_client(), emulator)
+        attach(modules.healthimaging.copy_client(), emulator)
+        with mock.patch.object(modules.clock, "now", clock.now):
+            yield Backfill(handler, modules, emulator, clock)
+
+
+def seed_image_sets(emulator: HealthImagingEmulator, count: int, *, study: int = 1) -> list[str]:
+    return [
+        emulator.seed_image_set(
+            DS, seed.series_image_set_metadata(patient_number=1, study=study, series=n, instances=(1,))
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("backfill_input", "named"),
+    [
+        ({"backfillId": "bf", "filters": {}}, "filters"),
+        ({"backfillId": "bf", "filters": {"everything": True, "studyInstanceUids": ["1.2"]}}, "filters"),
+        ({"backfillId": "bf", "filters": {"studyInstanceUids": ["1.2.x"]}}, "filters.studyInstanceUids.0"),
+        ({"backfillId": "bf", "filters": {"studyInstanceUids": []}}, "filters.studyInstanceUids"),
+        ({"backfillId": "bf", "filters": {"createdAfter": "2026-01-01T00:00:00"}}, "filters.createdAfter"),
+        (
+            {
+                "backfillId": "bf",
+                "filters": {"createdAfter": "2026-02-01T00:00:00Z", "createdBefore": "2026-01-01T00:00:00Z"},
+            },
+            "createdAfter must be before createdBefore",
+        ),
+        ({"backfillId": "no spaces", "filters": {"everything": True}}, "backfillId"),
+        ({"backfillId": "bf", "filters": {"everything": True}, "extra": 1}, "extra"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field_before_any_healthimaging_call(
+    backfill: Backfill, backfill_input: dict[str, Any], named: str
+) -> None:
+    event = {"action": "backfill_page", "executionId": EXECUTION.format("bf-e0"), "input": backfill_input}
+    with pytest.raises(backfill.modules.errors.InvalidCopyRequest, match=named):
+        backfill.handler.handler(event, lambda_context())
+    assert backfill.emulator.calls == []
+
+
+def test_a_backfill_admits_every_image_set_once_page_by_page(backfill: Backfill) -> None:
+    ids = seed_image_sets(backfill.emulator, 120)
+    backfill.clock.advance(60)
+    pages = backfill.run()
+    entries = backfill.journal()
+    progress = backfill.progress()
+    assert pages == 3  # 50 + 50 + 20
+    assert sorted(e["journalSourceId"] for e in entries) == sorted(ids)
+    assert {(e["journalStatus"], e["backfillId"], e["reason"]) for e in entries} == {
+        ("PENDING", "bf", "backfill bf, copyPolicy snapshot")
+    }
+    assert (progress["backfillState"], progress["seen"], progress["admitted"], progress["entriesPENDING"]) == (
+        "DONE",
+        120,
+        120,
+        120,
+    )
+    assert (progress["skipped"], progress["alreadyJournaled"], progress["pages"]) == (0, 0, 3)
+    assert backfill.page()["done"]  # done stays done: nothing searched again
+    assert backfill.progress()["seen"] == 120
+
+
+def test_a_second_backfill_admits_only_what_the_first_did_not_cover(
+    backfill: Backfill,
+) -> None:
+    seed_image_sets(backfill.emulator, 60)
+    backfill.clock.advance(60)
+    backfill.page()  # the first page fixes the range's end: now
+    backfill.clock.advance(1)
+    later = seed_image_sets(backfill.emulator, 1, study=2)
+    backfill.run()
+    backfill.run("again")
+    first, again = backfill.progress(), backfill.progress("again")
+    assert (first["seen"], first["admitted"]) == (60, 60)
+    # The second backfill started after it: it finds it, and nothing else to admit.
+    assert (again["seen"], again["admitted"], again["alreadyJournaled"]) == (61, 1, 60)
+    assert {e["journalSourceId"]: e["backfillId"] for e in backfill.journal()}[later[0]] == "again"
+
+
+def test_study_and_range_filters_select_their_image_sets(backfill: Backfill) -> None:
+    first = seed_image_sets(backfill.emulator, 3, study=1)
+    backfill.clock.advance(3600)
+    second = seed_image_sets(backfill.emulator, 2, study=2)
+    third = seed_image_sets(backfill.emulator, 2, study=3)
+    backfill.run("studies", studyInstanceUids=[seed.study_uid(1, 1), seed.study_uid(1, 3)])
+    studies = {e["journalSourceId"] for e in backfill.journal()}
+    start = backfill.clock.now() - 1800
+    backfill.run(
+        "range", createdAfter=datetime.fromtimestamp(start, tz=UTC).isoformat(), createdBefore="2100-01-01T00:00:00Z"
+    )
+    ranged = {e["journalSourceId"] for e in backfill.journal() if e["backfillId"] == "range"}
+    assert studies == set(first) | set(third)
+    assert ranged == set(second)  # study 3 was admitted by the first backfill already
+    assert backfill.progress("range")["alreadyJournaled"] == 2
+
+
+def test_merge_into_primary_backfills_non_primary_image_sets_only(
+    backfill: Backfill, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COPY_POLICY", "merge-into-primary")
+    backfill.modules.settings.load_settings.cache_clear()
+    primary = backfill.emulator.seed_image_set(DS, seed.series_image_set_metadata(patient_number=1, study=1, series=1))
+    extra = backfill.emulator.seed_image_set(
+        DS, seed.series_image_set_metadata(patient_number=1, study=1, series=1, instances=(3,))
+    )
+    backfill.run()
+    (entry,) = backfill.journal()
+    assert (entry["journalSourceId"], entry["plan"] is not None) == (extra, True)
+    assert primary != extra
+
+
+def test_a_stopped_backfill_reads_nothing_more_and_a_new_owner_takes_over(backfill: Backfill) -> None:
+    seed_image_sets(backfill.emulator, 120)
+    backfill.page()
+    table = boto3.client("dynamodb")
+    table.update_item(
+        TableName=TABLE,
+        Key={"id": {"S": "backfill#bf"}},
+        UpdateExpression="SET backfillState = :s",
+        ExpressionAttributeValues={":s": {"S": "STOPPED"}},
+    )
+    calls = len(backfill.emulator.calls)
+    assert backfill.page()["done"] and len(backfill.emulator.calls) == calls
+    table.update_item(  # what ops.cli backfill resume does
+        TableName=TABLE,
+        Key={"id": {"S": "backfill#bf"}},
+        UpdateExpression="SET backfillState = :s, executionName = :n",
+        ExpressionAttributeValues={":s": {"S": "RUNNING"}, ":n": {"S": "bf-e1"}},
+    )
+    assert backfill.page(execution="bf-e0")["done"]  # the old execution no longer owns it
+    assert not backfill.page(execution="bf-e1")["done"]
+    while not backfill.page(execution="bf-e1")["done"]:
+        pass
+    assert (backfill.progress()["seen"], len(backfill.journal())) == (120, 120)
+
+
+def test_after_its_share_of_pages_an_execution_hands_over_to_the_next(backfill: Backfill) -> None:
+    seed_image_sets(backfill.emulator, 120)
+    with mock.patch.object(backfill.modules.backfill, "PAGES_PER_EXECUTION", 2):
+        first = backfill.page()
+        second = backfill.page()
+        stale = backfill.page()  # the handed-over execution, called again (a retry): ends
+        third = backfill.page(execution="bf-e1")
+    assert (first["continueAsNew"], second["continueAsNew"], second["nextExecutionName"]) == (False, True, "bf-e1")
+    assert stale["done"] and not stale["continueAsNew"]
+    assert third["done"] and backfill.progress()["seen"] == 120
+    assert second["filters"]["createdBefore"]  # the next execution gets the fixed end
+
+
+def test_counters_follow_the_journal_exactly_once(backfill: Backfill) -> None:
+    (image_set,) = seed_image_sets(backfill.emulator, 1)
+    backfill.run()
+    journal = backfill.modules.journal
+    status = journal.JournalStatus
+    journal.record(image_set, "1", status.STARTED, only_from=(status.PENDING,))
+    journal.record(image_set, "1", status.FAILED, error="CopyAccessDenied")
+    journal.record(image_set, "1", status.FAILED, error="CopyAccessDenied")  # a retried step
+    failed = backfill.progress()
+    readmitted, _ = retry(table_name=TABLE)  # ops.cli retry: FAILED -> PENDING, counted as it moves
+    retried = backfill.progress()
+    journal.record(image_set, "1", status.STARTED, only_from=(status.PENDING,))
+    journal.record(image_set, "1", status.COPIED)
+    journal.record(image_set, "1", status.COPIED)
+    copied = backfill.progress()
+    assert (failed["entriesFAILED"], failed["entriesPENDING"], failed["entriesSTARTED"]) == (1, 0, 0)
+    assert (len(readmitted), retried["entriesFAILED"], retried["entriesPENDING"]) == (1, 0, 1)
+    counts = {s: copied[f"entries{s}"] for s in ("PENDING", "STARTED", "FAILED", "COPIED")}
+    assert counts == {"PENDING": 0, "STARTED": 0, "FAILED": 0, "COPIED": 1}
+    assert copied["admitted"] == 1
+
+
+def test_the_progress_line_reads_the_counters() -> None:
+    progress = {
+        "backfillState": "DONE",
+        "admitted": 5_200,
+        "entriesCOPIED": 2_600,
+        "entriesFORCED": 100,
+        "entriesFAILED": 3,
+        "entriesPENDING": 2_000,
+        "entriesSTARTED": 497,
+    }
+    assert backfill_line("x", progress) == (
+        f"backfill x [{'#' * 16}{'.' * 14}]  52% admitted 5,200 copied 2,700 failed 3 remaining 2,497 (DONE)"
+    )
+    assert backfill_line("x", None) == "backfill x: not started yet (its first page has not run)"
