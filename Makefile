@@ -6,7 +6,7 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 lint synth diagram lock bench clean
+.PHONY: setup demo test test-lambda-py313 test-backfill-10k lint synth diagram lock bench clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ demo: setup  ## the main job, offline: import event -> snapshot, merge with conf
 test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertions, cdk-nag, cfn-lint, checkov, statelint
 	@$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$status
+
+# The backfill's 10,000-image-set target (tests/test_backfill_scale.py; `make test` runs it on 1,000): ~12-18 min.
+test-backfill-10k: setup
+	@BACKFILL_TEST_IMAGE_SETS=10000 $(PY) -m pytest -q tests/test_backfill_scale.py
 
 # The function's own tests on Python 3.13, the Lambda runtime's version (pyenv's, when present).
 PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && ls -d $$(pyenv root)/versions/3.13*/bin/python3 2>/dev/null | tail -1)

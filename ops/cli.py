@@ -206,8 +206,9 @@ def retry(*, table_name: str, since: float = 0.0, client: Any = None) -> tuple[l
                 TableName=table_name,
                 Key={"id": {"S": entry["id"]}},
                 ReturnValues="ALL_OLD",
+                # PENDING entries never expire: the backlog waits as long as the quota makes it.
                 UpdateExpression="SET journalStatus = :pending, updatedAt = :now, "
-                "dispatches = if_not_exists(dispatches, :zero) + :one",
+                "dispatches = if_not_exists(dispatches, :zero) + :one REMOVE expiration",
                 ConditionExpression="journalStatus = :failed",
                 ExpressionAttributeValues={
                     ":pending": {"S": "PENDING"},

@@ -63,3 +63,18 @@ def test_journal_entries_stay_out_of_the_copy_records_destination_index(function
     journal.record(SOURCE, "1", journal.JournalStatus.COPIED, copiedIntoImageSetId=OTHER, copiedIntoVersionId="1")
     assert function.modules.copy_record.claims(OTHER) == []
     assert function.modules.copy_record.written_by_pipeline(OTHER, "1") is False
+
+
+def test_a_pending_entry_never_expires_and_its_retention_starts_when_it_leaves_the_backlog(
+    function: Function, journal: Any
+) -> None:
+    statuses = journal.JournalStatus
+    function.modules.clock.now = lambda: 5_000.0
+    journal.record(SOURCE, "1", statuses.FAILED, error="CopyConflict")
+    journal.record(SOURCE, "1", statuses.PENDING)  # re-admitted: waits in the backlog, however long
+    (pending,) = journal_entries(table_name=TABLE, image_set_id=SOURCE)
+    journal.record(SOURCE, "1", statuses.STARTED)
+    (started,) = journal_entries(table_name=TABLE, image_set_id=SOURCE)
+
+    assert "expiration" not in pending
+    assert started["expiration"] == 5_000 + 731 * 86_400

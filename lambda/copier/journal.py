@@ -88,10 +88,13 @@ def _update(
 ) -> dict[str, Any]:
     """The entry's conditional UpdateItem parameters (TableName left to the caller)."""
     now = Decimal(repr(clock.now()))  # DynamoDB numbers: Decimal, never float
+    # A PENDING entry never expires: a backlog lasts as long as the quota makes it (1M copies: 48 days),
+    # whatever journalRetentionDays says. Its retention starts when it leaves the backlog.
+    pending = status is JournalStatus.PENDING
     values: dict[str, Any] = {
         "journalStatus": status.value,
         "updatedAt": now,
-        "expiration": int(now) + load_settings().journal_retention_seconds,
+        **({} if pending else {"expiration": int(now) + load_settings().journal_retention_seconds}),
         **{name: value for name, value in fields.items() if value is not None},
     }
     names = {f"#{name}": name for name in values} | ({"#plan": "plan"} if plan else {})  # PLAN: a reserved word
@@ -122,7 +125,9 @@ def _update(
         "Key": {"id": {"S": entry_key(source_image_set_id, source_version_id)}},
         "UpdateExpression": (
             f"SET {assignments}, journalSourceId = :source, sourceVersionId = :version,"
-            " createdAt = if_not_exists(createdAt, :now)" + (", #plan = if_not_exists(#plan, :plan)" if plan else "")
+            " createdAt = if_not_exists(createdAt, :now)"
+            + (", #plan = if_not_exists(#plan, :plan)" if plan else "")
+            + (" REMOVE expiration" if pending else "")
         ),
         "ConditionExpression": condition,
         "ExpressionAttributeNames": names,
