@@ -14,17 +14,15 @@ backfill of 1,000,000 image sets is 20,000 pages.
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.copy_workflow import LOG_LEVELS, TASK_TIMEOUT_MARGIN, TRANSIENT_ERRORS
-from infra.log_groups import retention, vended_log_group_name
 from infra.settings import StackSettings
+from infra.workflow_parts import function_step, logged_state_machine
 
 # 1,000 pages of up to 50 image sets, a couple of seconds each: about an hour per execution.
 EXECUTION_TIMEOUT = Duration.days(1)
@@ -44,34 +42,19 @@ class BackfillWorkflow(Construct):
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        page = tasks.LambdaInvoke(
+        page = function_step(
             self,
             "BackfillPage",
-            lambda_function=function,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "action": "backfill_page",
-                    "executionId": sfn.JsonPath.string_at("$$.Execution.Id"),
-                    "input": {
-                        "backfillId": sfn.JsonPath.string_at("$.backfillId"),
-                        "filters": sfn.JsonPath.object_at("$.filters"),
-                    },
+            function=function,
+            function_timeout=function_timeout,
+            action="backfill_page",
+            fields={
+                "input": {
+                    "backfillId": sfn.JsonPath.string_at("$.backfillId"),
+                    "filters": sfn.JsonPath.object_at("$.filters"),
                 }
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
+            },
             result_path="$.page",
-            task_timeout=sfn.Timeout.duration(
-                Duration.seconds(function_timeout.to_seconds() + TASK_TIMEOUT_MARGIN.to_seconds())
-            ),
-        )
-        page.add_retry(
-            errors=TRANSIENT_ERRORS,
-            interval=Duration.seconds(2),
-            backoff_rate=2,
-            max_attempts=6,
-            max_delay=Duration.seconds(60),
-            jitter_strategy=sfn.JitterType.FULL,
         )
         itself = sfn.StateMachine.from_state_machine_arn(
             self,
@@ -116,24 +99,12 @@ class BackfillWorkflow(Construct):
         done.otherwise(sfn.Wait(self, "BetweenPages", time=sfn.WaitTime.duration(PAUSE_BETWEEN_PAGES)).next(page))
         page.next(done)
 
-        self.log_group = logs.LogGroup(
+        self.log_group, self.state_machine = logged_state_machine(
             self,
-            "LogGroup",
-            log_group_name=vended_log_group_name(self, "states"),
-            encryption_key=key,
-            retention=retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=state_machine_name,  # named: it starts its own next execution by ARN
-            definition_body=sfn.DefinitionBody.from_chainable(page),
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            tracing_enabled=True,
+            name=state_machine_name,  # named: it starts its own next execution by ARN
+            start=page,
             timeout=EXECUTION_TIMEOUT,
-            logs=sfn.LogOptions(
-                destination=self.log_group, level=LOG_LEVELS[settings.workflow_log_level], include_execution_data=False
-            ),
             comment="Admits existing HealthImaging image sets to the copy backlog, a search page at a time",
+            settings=settings,
+            key=key,
         )

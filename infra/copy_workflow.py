@@ -14,33 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.log_groups import retention, vended_log_group_name
 from infra.settings import EXECUTION_TIMEOUT_DAYS, RetrySettings, StackSettings
-
-# Errors worth retrying whatever the step: Lambda service faults, the function timing out or
-# crashing, DynamoDB or HealthImaging reads briefly unavailable.
-TRANSIENT_ERRORS = [
-    "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException", "Lambda.Unknown", "Sandbox.Timedout", "Runtime.ExitError", "States.Timeout",
-    "HealthImagingUnavailable", "TableUnavailable", "CopyRecordChanged",
-    "IdempotencyPersistenceLayerError", "IdempotencyPersistenceConnectionError", "IdempotencyInconsistentStateError",
-]  # fmt: skip
-# A task may run a little longer than the function (invoke overhead) before Step Functions gives up on it.
-TASK_TIMEOUT_MARGIN = Duration.seconds(10)
-LOG_LEVELS = {
-    "ALL": sfn.LogLevel.ALL,
-    "ERROR": sfn.LogLevel.ERROR,
-    "FATAL": sfn.LogLevel.FATAL,
-    "OFF": sfn.LogLevel.OFF,
-}
+from infra.workflow_parts import function_step, logged_state_machine
 
 
 class CopyWorkflow(Construct):
@@ -57,7 +39,7 @@ class CopyWorkflow(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._function = function
-        self._task_timeout = Duration.seconds(function_timeout.to_seconds() + TASK_TIMEOUT_MARGIN.to_seconds())
+        self._function_timeout = function_timeout
 
         # 1. What to copy.
         validate = self._step("ValidateInput", "validate", {"input": sfn.JsonPath.entire_payload}, "$")
@@ -172,53 +154,28 @@ class CopyWorkflow(Construct):
         record_failure.next(did_not_complete)
         record_failure.add_catch(did_not_complete, errors=["States.ALL"], result_path="$.journalError")
 
-        self.log_group = logs.LogGroup(
+        self.log_group, self.state_machine = logged_state_machine(
             self,
-            "LogGroup",
-            log_group_name=vended_log_group_name(self, "states"),
-            encryption_key=key,
-            retention=retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
             # Named, so that the function can be told the state machine's ARN without depending on it.
-            state_machine_name=state_machine_name,
-            definition_body=sfn.DefinitionBody.from_chainable(validate),
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            tracing_enabled=True,
+            name=state_machine_name,
+            start=validate,
             # Copies can wait for slots and retries for hours in a burst; bounded all the same.
             timeout=Duration.days(EXECUTION_TIMEOUT_DAYS),
-            logs=sfn.LogOptions(
-                destination=self.log_group, level=LOG_LEVELS[settings.workflow_log_level], include_execution_data=False
-            ),
             comment="Copies one HealthImaging image set (healthimaging-copy)",
+            settings=settings,
+            key=key,
         )
 
     def _step(self, name: str, action: str, fields: dict[str, Any], result_path: str) -> tasks.LambdaInvoke:
-        payload: dict[str, Any] = {"action": action, "executionId": sfn.JsonPath.string_at("$$.Execution.Id")}
-        for key, value in fields.items():
-            payload[key] = sfn.JsonPath.string_at(value) if isinstance(value, str) else value
-        step = tasks.LambdaInvoke(
+        return function_step(
             self,
             name,
-            lambda_function=self._function,
-            payload=sfn.TaskInput.from_object(payload),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
+            function=self._function,
+            function_timeout=self._function_timeout,
+            action=action,
+            fields=fields,
             result_path=result_path,
-            task_timeout=sfn.Timeout.duration(self._task_timeout),
         )
-        step.add_retry(
-            errors=TRANSIENT_ERRORS,
-            interval=Duration.seconds(2),
-            backoff_rate=2,
-            max_attempts=6,
-            max_delay=Duration.seconds(60),
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        return step
 
     @staticmethod
     def _retry(step: tasks.LambdaInvoke, errors: list[str], retry: RetrySettings) -> None:
