@@ -4,10 +4,14 @@ named and dead-lettered, an admitted entry's plan read back. No HealthImaging ca
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
-from function_stubs import DATASTORE, SOURCE, TABLE, Function, image_set, step
+from function_stubs import DATASTORE, FUNCTION_ENV, SOURCE, TABLE, Function, image_set, step
 
 from offline import seed
 from ops.cli import journal_entries
@@ -117,3 +121,14 @@ def test_a_bad_dispatcher_input_is_refused_naming_the_field(
         function.invoke(step("validate", input={"admitted": admitted}))
     assert type(raised.value).__name__ == "InvalidCopyRequest"
     assert named in str(raised.value)
+
+
+def test_a_copy_steps_cold_start_does_not_load_the_batch_utilities() -> None:
+    """Only the admission queue's invocations need them (~60 ms of imports): loaded on the first batch."""
+    lambda_dir = Path(__file__).resolve().parent.parent / "lambda"
+    probe = "import sys, handler; print('aws_lambda_powertools.utilities.batch' in sys.modules)"
+    env = {**os.environ, **FUNCTION_ENV, "POWERTOOLS_TRACE_DISABLED": "1"}
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=lambda_dir, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "False"

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any, Literal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,10 +46,13 @@ from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrott
 from copier.journal import JournalStatus
 from copier.models import CopyPlan, CopyProgress, CopyRequest, parse
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 logger = Logger(child=True)
 metrics = Metrics()
 tracer = Tracer()
-_batch = BatchProcessor(event_type=EventType.SQS)
 
 Action = Literal[
     "validate",
@@ -141,13 +143,25 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
 def admit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The admission queue's batch: each message into the backlog (failed ones reported, for SQS to
     redeliver), then, if the dispatcher has nothing planned, its run at once rather than within a minute."""
-    answer = process_partial_response(event=event, record_handler=admit_message, processor=_batch, context=context)
-    if _batch.success_messages and dispatcher.is_idle():
+    from aws_lambda_powertools.utilities.batch import process_partial_response  # noqa: PLC0415 (see _batch)
+
+    batch = _batch()
+    answer = process_partial_response(event=event, record_handler=admit_message, processor=batch, context=context)
+    if batch.success_messages and dispatcher.is_idle():
         try:
             dispatcher.dispatch()
         except (CopyError, ClientError) as error:  # admitted all the same: the schedule's next run starts them
             logger.warning("Dispatch after admission failed", extra={"error": type(error).__name__})
     return dict(answer)
+
+
+@lru_cache(maxsize=1)
+def _batch() -> BatchProcessor:
+    """Built on the first admission batch: the batch utilities add ~60 ms to an import, which every copy
+    step's cold start would pay for nothing."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType  # noqa: PLC0415
+
+    return BatchProcessor(event_type=EventType.SQS)
 
 
 def admit_message(record: SQSRecord) -> None:
