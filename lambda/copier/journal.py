@@ -8,7 +8,7 @@ put journal entries in the byDestination index), the execution, the force audit 
 element NAMES) and timestamps. Two indexes answer
 the operator's questions (`python -m ops.cli status|list` reads them): `journalBySource` (all versions
 of one image set) and `journalByStatus` (e.g. every FAILED entry, oldest first). Entries expire
-`journalRetentionDays` after their last change.
+`journalRetentionDays` after their last change, except PENDING ones: the backlog waits as long as it takes.
 
 An entry a backfill admitted names it (`backfillId`) and remembers what its backfill counted it as
 (`countedStatus`): its status changes move the counts on the backfill's progress item (`backfill#<id>`).
