@@ -133,7 +133,8 @@ def test_a_run_that_dies_between_starting_and_marking_starts_nothing_twice(
         pipeline.admit(events([source]))  # the consumer's own run starts it, then dies marking it
         copier.dispatcher.journal.record = original  # type: ignore[assignment]
         (pending,) = journal_entries(table_name=TABLE, status="PENDING")
-        clock.advance(61)  # the next run: the entry is still PENDING, its execution RUNNING
+        # The next run (the lease was given back): the entry is still PENDING, its execution RUNNING, held
+        # before its call by the clock this test holds (advancing it would let the execution record itself).
         again = pipeline.dispatch()
         clock.leave()
         (record,) = [pipeline.wait(arn) for arn in again]
