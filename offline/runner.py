@@ -12,12 +12,24 @@ requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
   items the transaction names instead, and restores those;
 - StateTaskServiceSfn._normalise_parameters: the `states:startExecution` integration (the backfill workflow
   starting its next execution) passes its parameters to boto3 as written in the ASL (`StateMachineArn`);
-  Step Functions maps them to the API's names (`stateMachineArn`), moto does not.
+  Step Functions maps them to the API's names (`stateMachineArn`), moto does not;
+- ExecutionWorker._get_evaluation_entrypoint: moto parses the definition again for every execution (a third
+  of the CPU a copy costs here); the runner parses each definition once. The parsed program keeps no
+  execution's state (that is in each execution's Environment), and our workflows have no Map or Parallel;
+- boto_client_for, where the Lambda and Step Functions tasks call it: moto builds a new boto3 client for every
+  task (~15% of a copy's CPU); the runner keeps one per service and region;
+- Table.all_items and Table.sorted_items: moto sorts the whole table, then every index query's matches, comparing
+  DynamoType objects (each comparison converts both values again): with 10,000 image sets journaled, the
+  dispatcher's queries alone took minutes. The runner sorts by the same converted values, once each: the same
+  order, the same items;
+- jsonpath_ng's parse, where moto's paths call it: it builds a new parser (yacc tables) for every path of
+  every state (~10%); the runner parses each path once (a parsed path keeps no state between finds).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import json
@@ -39,11 +51,18 @@ import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import table as dynamodb_table
+from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from offline.clock import VirtualClock
@@ -166,6 +185,13 @@ class LocalPipeline:
             mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", _transact_keeping_items)
         )
         stack.enter_context(mock.patch.object(ExecutionWorker, "start", execution_start))
+        stack.enter_context(mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", _parsed_once))
+        stack.enter_context(mock.patch.object(dynamodb_table.Table, "all_items", _all_items))
+        stack.enter_context(mock.patch.object(dynamodb_table.Table, "sorted_items", _sorted_items))
+        for module in (lambda_eval_utils, state_task_service_sfn):
+            stack.enter_context(mock.patch.object(module, "boto_client_for", _task_client))
+        for module in (json_path, result_path):
+            stack.enter_context(mock.patch.object(module, "parse", functools.cache(module.parse)))
         stack.enter_context(mock.patch.object(ExecutionWorker, "_execution_logic", execution_logic))
         definition = str(resolve(json.loads(self.workflow.definition), refs))
         sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -267,10 +293,11 @@ class LocalPipeline:
         started = self.call_function({"action": "dispatch"})["started"]
         return [self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}" for name in started]
 
-    def drain_backlog(self, *, timeout: float = 600.0) -> list[ExecutionRecord]:
+    def drain_backlog(self, *, timeout: float = 600.0, history: bool = True) -> list[ExecutionRecord]:
         """The dispatcher's schedule, a run a virtual minute, until the backlog is empty and no execution
         runs. Returns the records of the executions the backlog started since the last drain (by these
-        runs, or by the admission queue's consumer dispatching at once), in the order they started."""
+        runs, or by the admission queue's consumer dispatching at once), in the order they started;
+        `history=False` leaves their events out (reading 10,000 histories from moto takes minutes)."""
         from copier import dispatcher, journal  # noqa: PLC0415 (this pipeline's fresh modules)
 
         self.clock.join()  # the schedule is a participant: the clock does not jump past its next run
@@ -284,7 +311,7 @@ class LocalPipeline:
             self.clock.leave()
         arns = [a for a in self._executions() if a not in self._reported and a not in self._started_by_hand]
         self._reported.update(arns)
-        return [self.wait(arn, timeout=timeout) for arn in arns]
+        return [self.wait(arn, timeout=timeout, history=history) for arn in arns]
 
     def _executions(self, status: str | None = None) -> list[str]:
         sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -347,7 +374,7 @@ class LocalPipeline:
         self._started_by_hand.add(arn)
         return arn
 
-    def wait(self, execution_arn: str, timeout: float = 120.0) -> ExecutionRecord:
+    def wait(self, execution_arn: str, timeout: float = 120.0, *, history: bool = True) -> ExecutionRecord:
         sfn = boto3.client("stepfunctions", region_name=REGION)
         deadline = time.monotonic() + timeout
         pause = 0.002
@@ -359,7 +386,7 @@ class LocalPipeline:
                 raise TimeoutError(f"execution {execution_arn} still running after {timeout} s")
             time.sleep(pause)
             pause = min(pause * 2, 0.2)  # short runs answer fast; long ones are not polled hard
-        events = list(_history(sfn, execution_arn))
+        events = list(_history(sfn, execution_arn)) if history else []
         output = json.loads(described["output"]) if described.get("output") else None
         return ExecutionRecord(
             described["name"], described["status"], output, described.get("error"), described.get("cause"), events
@@ -369,6 +396,50 @@ class LocalPipeline:
         return self.wait(self.start(execution_input, name))
 
 
+@functools.cache
+def _parsed(definition: str) -> EvalComponent:
+    program: EvalComponent = AmazonStateLanguageParser.parse(definition)[0]
+    return program
+
+
+def _parsed_once(worker: ExecutionWorker) -> EvalComponent:
+    return _parsed(worker._evaluation_details.state_machine_details.definition)
+
+
+def _all_items(table: Any) -> list[Any]:
+    """moto's Table.all_items: every item, in key order."""
+    items = [item for keyed in table.items.values() for item in (keyed.values() if table.range_key_attr else [keyed])]
+    items.sort(key=lambda item: _sort_key(item.hash_key, item.range_key))
+    return items
+
+
+def _sorted_items(
+    table: Any, hash_key_attrs: list[str], range_key_attrs: list[str | None], items: list[Any]
+) -> list[Any]:
+    """moto's Table.sorted_items: an index's matches, in the index's key order."""
+    names = table._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+    items.sort(key=lambda item: _sort_key(*(item.attrs[name] for name in names)))
+    return items
+
+
+def _sort_key(*values: Any) -> tuple[Any, ...]:
+    return tuple(value.cast_value for value in values if value is not None)
+
+
+_task_clients: dict[tuple[str, str], Any] = {}
+_task_clients_lock = threading.Lock()
+
+
+def _task_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    """The client a Step Functions task calls its service with: one per service and region, as moto makes
+    them (no parameter validation, no retries)."""
+    with _task_clients_lock:
+        if (region, service) not in _task_clients:
+            _task_clients[region, service] = _original_task_client(region, service, state_credentials)
+        return _task_clients[region, service]
+
+
+_original_task_client = boto_client.boto_client_for
 _original_transact = dynamodb_models.DynamoDBBackend.transact_write_items
 
 

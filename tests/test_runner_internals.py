@@ -4,15 +4,27 @@ fails loudly here rather than making the runner quietly sleep for real or echo p
 from __future__ import annotations
 
 import inspect
+import random
+from decimal import Decimal
 
+import boto3
+from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.models.table import Table
+from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+from offline import runner
 
 
 def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
@@ -40,3 +52,57 @@ def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
         "boto_service_name",
         "service_action_name",
     ]
+    # Work moto repeats that the runner does once: parsing definitions and paths, task clients, sort keys.
+    assert "AmazonStateLanguageParser.parse(" in inspect.getsource(ExecutionWorker._get_evaluation_entrypoint)
+    assert lambda_eval_utils.boto_client_for is state_task_service_sfn.boto_client_for
+    assert callable(json_path.parse) and callable(result_path.parse)
+    assert list(inspect.signature(Table.sorted_items).parameters) == [
+        "self",
+        "hash_key_attrs",
+        "range_key_attrs",
+        "items",
+    ]
+    assert "cast_value <" in inspect.getsource(dynamodb_models.DynamoType.__lt__)
+
+
+def test_the_runners_sorts_give_motos_order() -> None:
+    """The runner's cheaper sorts (converted values as keys) order items exactly as moto's comparisons do:
+    numbers as numbers (9 before 10), strings as strings, ties by the table's key."""
+    rng = random.Random(7)
+    with mock_aws():
+        boto3.client("dynamodb").create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": kind}
+                for name, kind in (("id", "S"), ("journalStatus", "S"), ("updatedAt", "N"))
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "byStatus",
+                    "KeySchema": [
+                        {"AttributeName": "journalStatus", "KeyType": "HASH"},
+                        {"AttributeName": "updatedAt", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        )
+        for n in range(300):
+            boto3.client("dynamodb").put_item(
+                TableName="t",
+                Item={
+                    "id": {"S": f"journal#{rng.randrange(10**6)}"},
+                    "journalStatus": {"S": rng.choice(["PENDING", "FAILED", "COPIED"])},
+                    "updatedAt": {"N": str(rng.choice([9, 10, 100, 1.5, 1767225600.25, n % 7]))},
+                },
+            )
+        table = dynamodb_backends["123456789012"]["us-east-1"].get_table("t")
+        keys = (["journalStatus", "id"], ["updatedAt", None])
+        assert [i.hash_key for i in runner._all_items(table)] == [i.hash_key for i in Table.all_items(table)]
+        mine = runner._sorted_items(table, *keys, Table.all_items(table))
+        assert [i.attrs for i in mine] == [i.attrs for i in Table.sorted_items(table, *keys, Table.all_items(table))]
+        # Within a status, numeric order, which is not the strings' order (the check can tell them apart).
+        pending = [i.attrs["updatedAt"].value for i in mine if i.attrs["journalStatus"].value == "PENDING"]
+        assert pending == sorted(pending, key=Decimal) != sorted(pending)
