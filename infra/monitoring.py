@@ -1,5 +1,5 @@
 """Alarms on what needs a person: failed or timed-out copies, undecided outcomes, undelivered events,
-function errors."""
+a backfill that ended before its end, function errors."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class Monitoring(Construct):
         construct_id: str,
         *,
         state_machine: sfn.StateMachine,
+        backfill_state_machine: sfn.StateMachine,
         function: lambda_.Function,
         dead_letter_queue: sqs.IQueue,
         alarm_topic_arn: str | None,
@@ -83,6 +84,23 @@ class Monitoring(Construct):
                 BACKLOG_ALARM_SECONDS,
                 2,
                 "The oldest pending copy has waited for hours: see ops.cli list --status pending",
+            ),
+            # A backfill whose execution failed or timed out admits nothing more until it is resumed (a stop
+            # aborts it: that is the operator's own doing, not alarmed).
+            self._alarm(
+                "BackfillEnded",
+                cloudwatch.MathExpression(
+                    expression="failed + timedOut",
+                    using_metrics={
+                        "failed": backfill_state_machine.metric_failed(period=five_minutes),
+                        "timedOut": backfill_state_machine.metric_timed_out(period=five_minutes),
+                    },
+                    label="Backfill executions failed or timed out",
+                    period=five_minutes,
+                ),
+                1,
+                1,
+                "A backfill stopped before its end: see ops.cli backfill status, then resume it (README)",
             ),
             # Named errors (conflicts, throttles) are retried by the workflow and count here too,
             # so the threshold looks for sustained trouble rather than one retry.

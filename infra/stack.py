@@ -156,6 +156,7 @@ class CopyPipelineStack(Stack):
             self,
             "Monitoring",
             state_machine=self.workflow.state_machine,
+            backfill_state_machine=self.backfill.state_machine,
             function=self.copy_function.function,
             dead_letter_queue=self.trigger.dead_letter_queue,
             alarm_topic_arn=settings.alarm_topic_arn,

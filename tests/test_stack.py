@@ -34,7 +34,7 @@ def test_one_of_each_part(template: Template) -> None:
         "AWS::SQS::Queue": 2,  # admission, dead letters
         "AWS::Lambda::EventSourceMapping": 1,  # admission queue -> function
         "AWS::KMS::Key": 1,
-        "AWS::CloudWatch::Alarm": 7,
+        "AWS::CloudWatch::Alarm": 8,
         "AWS::SNS::Topic": 1,
     }.items():
         template.resource_count_is(kind, count)
@@ -491,3 +491,24 @@ def test_reconciliation_can_be_turned_off() -> None:
     off = Template.from_stack(app.node.find_child("HealthImagingCopy"))  # type: ignore[arg-type]
     schedules = off.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": Match.any_value()}})
     assert [rule["Properties"]["ScheduleExpression"] for rule in schedules.values()] == ["rate(1 minute)"]
+
+
+def test_a_backfill_that_fails_or_times_out_raises_an_alarm_and_a_stop_does_not(template: Template) -> None:
+    backfills = template.find_resources(
+        "AWS::StepFunctions::StateMachine",
+        {"Properties": {"StateMachineName": Match.string_like_regexp("backfill")}},
+    )
+    (backfill_id,) = backfills
+    (alarm,) = [
+        a
+        for a in resources(template.to_json(), "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"].endswith("-BackfillEnded")
+    ]
+    watched = {
+        (m["MetricStat"]["Metric"]["MetricName"], json.dumps(m["MetricStat"]["Metric"]["Dimensions"]))
+        for m in alarm["Properties"]["Metrics"]
+        if "MetricStat" in m
+    }
+    dimension = json.dumps([{"Name": "StateMachineArn", "Value": {"Ref": backfill_id}}])
+    assert watched == {("ExecutionsFailed", dimension), ("ExecutionsTimedOut", dimension)}
+    assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]
