@@ -1,5 +1,5 @@
 """Alarms on what needs a person: failed or timed-out copies, undecided outcomes, undelivered events,
-a backfill that ended before its end, function errors."""
+a backfill that ended before its end, a dispatcher that stopped running, function errors."""
 
 from __future__ import annotations
 
@@ -85,6 +85,18 @@ class Monitoring(Construct):
                 2,
                 "The oldest pending copy has waited for hours: see ops.cli list --status pending",
             ),
+            # Every dispatcher run writes the backlog's age, 0 when empty: none for 15 minutes means the
+            # backlog is not being drained (the schedule off, every run failing) and BacklogAge, fed by the
+            # same runs, cannot see it.
+            self._alarm(
+                "DispatcherSilent",
+                metrics.function_metric(metrics.BACKLOG[0], statistic="SampleCount", period=five_minutes),
+                1,
+                3,
+                "The dispatcher has not run for 15 minutes: nothing pending is being started (README)",
+                comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                missing=cloudwatch.TreatMissingData.BREACHING,
+            ),
             # A backfill whose execution failed or timed out admits nothing more until it is resumed (a stop
             # aborts it: that is the operator's own doing, not alarmed).
             self._alarm(
@@ -116,7 +128,15 @@ class Monitoring(Construct):
             alarm.add_alarm_action(actions.SnsAction(self.topic))
 
     def _alarm(
-        self, name: str, metric: cloudwatch.IMetric, threshold: int, periods: int, description: str
+        self,
+        name: str,
+        metric: cloudwatch.IMetric,
+        threshold: int,
+        periods: int,
+        description: str,
+        *,
+        comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
     ) -> cloudwatch.Alarm:
         return cloudwatch.Alarm(
             self,
@@ -127,6 +147,6 @@ class Monitoring(Construct):
             threshold=threshold,
             evaluation_periods=periods,
             alarm_description=description,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison_operator=comparison,
+            treat_missing_data=missing,
         )

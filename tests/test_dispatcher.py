@@ -4,6 +4,7 @@ started a minute's worth at a time at the quota's pace, nothing started twice, n
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 
 import boto3
@@ -172,3 +173,12 @@ def test_an_execution_that_ends_without_a_word_is_marked_failed_for_retry(
     assert (entry["journalStatus"], entry["error"]) == ("FAILED", "ExecutionFailed")
     assert len(readmitted) == 1 and retried.status == "SUCCEEDED"
     assert len(quota_emulator.accepted_copies(source)) == 1
+
+
+def test_every_run_writes_the_backlogs_age_even_with_nothing_pending(clock: VirtualClock) -> None:
+    """The DispatcherSilent alarm's heartbeat: a run that finds nothing still writes OldestPendingAgeSeconds."""
+    with local_pipeline(clock=clock) as pipeline:
+        runs = [pipeline.dispatch() for _ in range(2)]
+        documents = [json.loads(line) for line in pipeline.logs.getvalue().splitlines() if line.startswith('{"_aws"')]
+    ages = [d["OldestPendingAgeSeconds"] for d in documents if "OldestPendingAgeSeconds" in d]
+    assert runs == [[], []] and ages == [[0.0], [0.0]]

@@ -34,7 +34,7 @@ def test_one_of_each_part(template: Template) -> None:
         "AWS::SQS::Queue": 2,  # admission, dead letters
         "AWS::Lambda::EventSourceMapping": 1,  # admission queue -> function
         "AWS::KMS::Key": 1,
-        "AWS::CloudWatch::Alarm": 8,
+        "AWS::CloudWatch::Alarm": 9,
         "AWS::SNS::Topic": 1,
     }.items():
         template.resource_count_is(kind, count)
@@ -512,3 +512,24 @@ def test_a_backfill_that_fails_or_times_out_raises_an_alarm_and_a_stop_does_not(
     dimension = json.dumps([{"Name": "StateMachineArn", "Value": {"Ref": backfill_id}}])
     assert watched == {("ExecutionsFailed", dimension), ("ExecutionsTimedOut", dimension)}
     assert alarm["Properties"]["Threshold"] == 1 and alarm["Properties"]["AlarmActions"]
+
+
+def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> None:
+    """Every run writes OldestPendingAgeSeconds (0 when the backlog is empty): its absence is the alarm."""
+    (alarm,) = [
+        a
+        for a in resources(template.to_json(), "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"].endswith("-DispatcherSilent")
+    ]
+    properties = alarm["Properties"]
+    assert (properties["MetricName"], properties["Statistic"], properties["Period"]) == (
+        "OldestPendingAgeSeconds",
+        "SampleCount",
+        300,
+    )
+    assert (properties["ComparisonOperator"], properties["Threshold"], properties["EvaluationPeriods"]) == (
+        "LessThanThreshold",
+        1,
+        3,
+    )
+    assert properties["TreatMissingData"] == "breaching" and properties["AlarmActions"]

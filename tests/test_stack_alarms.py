@@ -79,7 +79,7 @@ def _alarm_paths(template: dict[str, Any]) -> list[tuple[str, str, list[Any], st
 
 def test_every_alarm_notifies_an_encrypted_topic_of_the_stack(template: dict[str, Any]) -> None:
     paths = _alarm_paths(template)
-    assert len(paths) == len(resources(template, "AWS::CloudWatch::Alarm")) == 8
+    assert len(paths) == len(resources(template, "AWS::CloudWatch::Alarm")) == 9
 
 
 def test_cloudwatch_may_publish_each_alarm_to_its_topic_and_use_the_topic_key(template: dict[str, Any]) -> None:
