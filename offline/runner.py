@@ -18,10 +18,10 @@ requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
   execution's state (that is in each execution's Environment), and our workflows have no Map or Parallel;
 - boto_client_for, where the Lambda and Step Functions tasks call it: moto builds a new boto3 client for every
   task (~15% of a copy's CPU); the runner keeps one per service and region;
-- Table.all_items and Table.sorted_items: moto sorts the whole table, then every index query's matches, comparing
-  DynamoType objects (each comparison converts both values again): with 10,000 image sets journaled, the
-  dispatcher's queries alone took minutes. The runner sorts by the same converted values, once each: the same
-  order, the same items;
+- Table.all_items, Table.sorted_items and Table.query: moto sorts the whole table, then every index query's
+  matches, comparing DynamoType objects (each comparison converts both values again): with 10,000 image sets
+  journaled, the dispatcher's queries alone took minutes. The runner sorts by the same converted values, once
+  each (the same order, the same items), and not the whole table for a query, which orders its matches itself;
 - jsonpath_ng's parse, where moto's paths call it: it builds a new parser (yacc tables) for every path of
   every state (~10%); the runner parses each path once (a parsed path keeps no state between finds).
 """
@@ -188,6 +188,7 @@ class LocalPipeline:
         stack.enter_context(mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", _parsed_once))
         stack.enter_context(mock.patch.object(dynamodb_table.Table, "all_items", _all_items))
         stack.enter_context(mock.patch.object(dynamodb_table.Table, "sorted_items", _sorted_items))
+        stack.enter_context(mock.patch.object(dynamodb_table.Table, "query", _query))
         for module in (lambda_eval_utils, state_task_service_sfn):
             stack.enter_context(mock.patch.object(module, "boto_client_for", _task_client))
         for module in (json_path, result_path):
@@ -406,10 +407,23 @@ def _parsed_once(worker: ExecutionWorker) -> EvalComponent:
     return _parsed(worker._evaluation_details.state_machine_details.definition)
 
 
+_querying = threading.local()
+
+
+def _query(table: Any, *args: Any, **kwargs: Any) -> Any:
+    _querying.active = True
+    try:
+        return _original_query(table, *args, **kwargs)
+    finally:
+        _querying.active = False
+
+
 def _all_items(table: Any) -> list[Any]:
-    """moto's Table.all_items: every item, in key order."""
+    """moto's Table.all_items: every item, in key order (a scan pages through that order); unordered for a
+    query, which sorts its matches by a key that includes the table's."""
     items = [item for keyed in table.items.values() for item in (keyed.values() if table.range_key_attr else [keyed])]
-    items.sort(key=lambda item: _sort_key(item.hash_key, item.range_key))
+    if not getattr(_querying, "active", False):
+        items.sort(key=lambda item: _sort_key(item.hash_key, item.range_key))
     return items
 
 
@@ -440,6 +454,7 @@ def _task_client(region: str, service: str, state_credentials: Any = None) -> An
 
 
 _original_task_client = boto_client.boto_client_for
+_original_query = dynamodb_table.Table.query
 _original_transact = dynamodb_models.DynamoDBBackend.transact_write_items
 
 

@@ -3,9 +3,12 @@ fails loudly here rather than making the runner quietly sleep for real or echo p
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import random
 from decimal import Decimal
+from typing import Any
+from unittest import mock
 
 import boto3
 from moto import mock_aws
@@ -106,3 +109,26 @@ def test_the_runners_sorts_give_motos_order() -> None:
         # Within a status, numeric order, which is not the strings' order (the check can tell them apart).
         pending = [i.attrs["updatedAt"].value for i in mine if i.attrs["journalStatus"].value == "PENDING"]
         assert pending == sorted(pending, key=Decimal) != sorted(pending)
+        # Whole: a query pages through the same items, and a scan too, with the runner's three patches.
+        assert _pages(boto3.client("dynamodb")) == _pages(boto3.client("dynamodb"), patched=True)
+
+
+def _pages(client: Any, *, patched: bool = False) -> list[Any]:
+    """Every page of an index query (limit 7) and of a scan (limit 11), in order."""
+    with contextlib.ExitStack() as patches:
+        if patched:
+            for name, replacement in (
+                ("all_items", runner._all_items),
+                ("sorted_items", runner._sorted_items),
+                ("query", runner._query),
+            ):
+                patches.enter_context(mock.patch.object(Table, name, replacement))
+        queried = client.get_paginator("query").paginate(
+            TableName="t",
+            IndexName="byStatus",
+            KeyConditionExpression="journalStatus = :s",
+            ExpressionAttributeValues={":s": {"S": "PENDING"}},
+            PaginationConfig={"PageSize": 7},
+        )
+        scanned = client.get_paginator("scan").paginate(TableName="t", PaginationConfig={"PageSize": 11})
+        return [(page["Items"], page.get("LastEvaluatedKey")) for page in (*queried, *scanned)]
