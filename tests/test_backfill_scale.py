@@ -1,10 +1,10 @@
-"""The backfill at scale: existing image sets on the emulator, through the synthesized backfill workflow
-(moto's Step Functions, the real handler): stopped mid-way and resumed, then run again. Every image set is
-admitted to the copy backlog exactly once, with no gap, and the second run admits nothing.
+"""The backfill at scale, end to end: existing image sets on the emulator, through the synthesized backfill
+and copy workflows (moto's Step Functions, the real handler, the dispatcher's schedule): stopped mid-way, its
+admissions copied, resumed, the rest copied, then run again. Every image set is admitted once and copied
+once, with no gap; the resumed run does not admit what was copied meanwhile; the second run copies nothing.
 
-1,000 image sets in `make test`; `BACKFILL_TEST_IMAGE_SETS=10000` runs the 10,000 of the target, which takes
-moto's DynamoDB about 10 minutes (about 50 ms of moto per image set admitted: README, "Backfill"). The
-copying half (dispatcher, copy workflow) runs end to end in tests/test_backfill_workflow.py, on 60."""
+1,000 image sets in `make test`; `BACKFILL_TEST_IMAGE_SETS=10000` runs the 10,000 of the target
+(`make test-backfill-10k`, README "Backfill": its duration)."""
 
 from __future__ import annotations
 
@@ -39,13 +39,18 @@ def run(pipeline: LocalPipeline, command: str, backfill_id: str, *extra: str) ->
     assert main(["backfill", command, "--table-name", TABLE, "--id", backfill_id, *arn, *extra]) == 0
 
 
+def copies_made(emulator: HealthImagingEmulator, ids: list[str]) -> Counter[int]:
+    """How many image sets have each number of accepted copies."""
+    return Counter(len(emulator.accepted_copies(image_set)) for image_set in ids)
+
+
 def finish(pipeline: LocalPipeline) -> list[str]:
     sfn = boto3.client("stepfunctions")
     listed = sfn.list_executions(stateMachineArn=pipeline.backfill_state_machine_arn)["executions"]
     return sorted(f"{e['name']}:{pipeline.wait(e['executionArn'], timeout=1_800).status}" for e in listed)
 
 
-def test_every_image_set_is_admitted_once_through_a_stop_a_resume_and_a_second_run(
+def test_every_image_set_is_copied_once_through_a_stop_a_resume_and_a_second_run(
     clock: VirtualClock,
 ) -> None:
     emulator = HealthImagingEmulator(clock=clock.now)
@@ -70,18 +75,38 @@ def test_every_image_set_is_admitted_once_through_a_stop_a_resume_and_a_second_r
         run(pipeline, "start", "bf", "--everything")
         stopped = finish(pipeline)
         admitted_before_resume = sum(journal_sources().values())
+        copied_before_resume = pipeline.drain_backlog(timeout=3_600, history=False)
         pipeline.handler_hook = None
         run(pipeline, "resume", "bf")
         resumed = finish(pipeline)
         once = journal_sources()
+        copied_after_resume = pipeline.drain_backlog(timeout=3_600, history=False)
+        copied = copies_made(emulator, ids)
         run(pipeline, "start", "again", "--everything")
         again = finish(pipeline)
         twice = journal_sources()
+        copied_again = pipeline.drain_backlog(timeout=3_600, history=False)
         first, second = (backfill_progress(table_name=TABLE, backfill_id=name) for name in ("bf", "again"))
     assert stopped == ["bf-e0:ABORTED"] and resumed == ["bf-e0:ABORTED", "bf-e1:SUCCEEDED"]
-    assert admitted_before_resume == (STOP_AT_PAGE - 1) * 50
-    assert once == Counter(ids)  # every image set, each once: no gap, no duplicate
-    assert "again-e0:SUCCEEDED" in again and twice == once  # a second backfill admits nothing
+    assert admitted_before_resume == len(copied_before_resume) == (STOP_AT_PAGE - 1) * 50
+    executions = copied_before_resume + copied_after_resume
+    assert len(executions) == IMAGE_SETS and {r.status for r in executions} == {"SUCCEEDED"}
+    assert once == Counter(ids)  # every image set admitted, each once: no gap, no duplicate
+    assert copied == Counter({1: IMAGE_SETS})  # every image set copied, each once
+    # The second run journals the copies it finds as the pipeline's own output (skipped), nothing else.
+    destinations = [r.output["destinationImageSetId"] for r in executions if r.output]
+    assert twice == Counter(ids + destinations) and len(destinations) == IMAGE_SETS
+    assert "again-e0:SUCCEEDED" in again and copied_again == [] and copies_made(emulator, ids) == copied
     assert first is not None and second is not None
-    assert (first["seen"], first["admitted"], first["entriesPENDING"]) == (IMAGE_SETS, IMAGE_SETS, IMAGE_SETS)
-    assert (second["seen"], second.get("admitted", 0), second["alreadyJournaled"]) == (IMAGE_SETS, 0, IMAGE_SETS)
+    assert (first["seen"], first["admitted"], first["entriesCOPIED"], first.get("entriesPENDING", 0)) == (
+        IMAGE_SETS,
+        IMAGE_SETS,
+        IMAGE_SETS,
+        0,
+    )
+    assert (second["seen"], second.get("admitted", 0), second["alreadyJournaled"], second["skipped"]) == (
+        2 * IMAGE_SETS,
+        0,
+        IMAGE_SETS,
+        IMAGE_SETS,
+    )
