@@ -309,6 +309,8 @@ class HealthImagingEmulator:
         self._tokens = copy_burst
         self._tokens_at = clock()
         self._lock = threading.RLock()
+        # image set id -> (what its fields were read from, the fields): SearchImageSets reads every image set.
+        self._search_fields: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
     # --- seeding ---------------------------------------------------------------------
     def create_datastore(self, datastore_id: str | None = None) -> str:
@@ -525,7 +527,7 @@ class HealthImagingEmulator:
             raise ServiceError("ValidationException", f"cannot sort by {field_name} {order}")
         # Each image set's fields once, and only the page's summaries: a backfill pages through 10,000s.
         candidates = (
-            (image_set, searchable_fields(image_set))
+            (image_set, self._searchable_fields(image_set))
             for (ds, _), image_set in self.image_sets.items()
             if ds == datastoreId and image_set.deleted_at is None
         )
@@ -537,6 +539,17 @@ class HealthImagingEmulator:
         if sort:
             answer["sort"] = sort
         return answer
+
+    def _searchable_fields(self, image_set: ImageSet) -> dict[str, Any]:
+        """searchable_fields, read again only when the latest version changed (a version's document is
+        replaced, never changed in place): a backfill's every page searches the whole data store."""
+        latest = image_set.latest
+        source = (latest.metadata, latest.version_id, latest.updated_at, image_set.is_primary, image_set.created_at)
+        cached = self._search_fields.get(image_set.image_set_id)
+        if cached is None or cached[0][0] is not latest.metadata or cached[0][1:] != source[1:]:
+            cached = (source, searchable_fields(image_set))
+            self._search_fields[image_set.image_set_id] = cached
+        return cached[1]
 
     def _op_CopyImageSet(
         self,

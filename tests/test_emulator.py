@@ -569,6 +569,19 @@ def test_search_finds_the_primary_of_a_series(client: Any, series: dict[str, str
     assert [s["imageSetId"] for s in found] == [series["primary"], series["conflicting"]]
 
 
+def test_a_search_sees_what_a_copy_changed_since_the_last_search(
+    client: Any, series: dict[str, str], clock: VirtualClock
+) -> None:
+    """The emulator keeps each image set's search fields between searches: a new version is read again."""
+    series_2 = seed.series_uid(7, 1, 2)
+    before = search(client, ("DICOMSeriesInstanceUID", "EQUAL", series_2))
+    copy(client, series["other_series"], series["primary"])
+    clock.advance(60)
+    after = search(client, ("DICOMSeriesInstanceUID", "EQUAL", series_2))
+    assert [s["imageSetId"] for s in before] == [series["other_series"]]
+    assert sorted(s["imageSetId"] for s in after) == sorted([series["other_series"], series["primary"]])
+
+
 def test_search_takes_at_most_two_filters(client: Any, series: dict[str, str]) -> None:
     three = [
         ("DICOMStudyInstanceUID", "EQUAL", seed.study_uid(7, 1)),
