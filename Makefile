@@ -30,7 +30,7 @@ test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertio
 	@$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$status
 
-# The backfill's 10,000-image-set target (tests/test_backfill_scale.py; `make test` runs it on 1,000): ~12-18 min.
+# The backfill's 10,000-image-set target, end to end (tests/test_backfill_scale.py; `make test` runs it on 1,000): ~35 min.
 test-backfill-10k: setup
 	@BACKFILL_TEST_IMAGE_SETS=10000 $(PY) -m pytest -q tests/test_backfill_scale.py
 
