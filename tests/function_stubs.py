@@ -169,14 +169,17 @@ def step(action: str, **fields: Any) -> dict[str, Any]:
     return {"action": action, "executionId": "arn:aws:states:us-east-1:123456789012:execution:copy:test", **fields}
 
 
+def emf_documents(output: str) -> list[dict[str, Any]]:
+    """Every EMF document printed in output (one per flush), in order."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+
+
 def emf_metrics(output: str) -> dict[str, float]:
     """Sum of every EMF metric printed in output."""
     totals: dict[str, float] = {}
-    for line in output.splitlines():
-        if line.startswith('{"_aws"'):
-            document = json.loads(line)
-            for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(document[metric["Name"]])
+    for document in emf_documents(output):
+        for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+            totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(document[metric["Name"]])
     return totals
 
 

@@ -1,7 +1,7 @@
 """The backfill at scale, end to end: existing image sets on the emulator, through the synthesized backfill
 and copy workflows (moto's Step Functions, the real handler, the dispatcher's schedule): stopped mid-way, its
 admissions copied, resumed, the rest copied, then run again. Every image set is admitted once and copied
-once, with no gap; the resumed run does not admit what was copied meanwhile; the second run copies nothing.
+once; the resumed run goes on from where it stopped (no gap, no second entry); the second run copies nothing.
 
 1,000 image sets in `make test`; `BACKFILL_TEST_IMAGE_SETS=10000` runs the 10,000 of the target
 (`make test-backfill-10k`, README "Backfill": its duration)."""

@@ -4,11 +4,11 @@ started a minute's worth at a time at the quota's pace, nothing started twice, n
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
 
 import boto3
 import pytest
+from function_stubs import emf_documents
 from workflow import DS, local_pipeline
 
 from offline import seed
@@ -179,6 +179,6 @@ def test_every_run_writes_the_backlogs_age_even_with_nothing_pending(clock: Virt
     """The DispatcherSilent alarm's heartbeat: a run that finds nothing still writes OldestPendingAgeSeconds."""
     with local_pipeline(clock=clock) as pipeline:
         runs = [pipeline.dispatch() for _ in range(2)]
-        documents = [json.loads(line) for line in pipeline.logs.getvalue().splitlines() if line.startswith('{"_aws"')]
+        documents = emf_documents(pipeline.logs.getvalue())
     ages = [d["OldestPendingAgeSeconds"] for d in documents if "OldestPendingAgeSeconds" in d]
     assert runs == [[], []] and ages == [[0.0], [0.0]]
