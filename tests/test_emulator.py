@@ -674,3 +674,47 @@ def test_a_destination_deleted_mid_copy_gets_nothing(
     assert status(client, study["primary"]) == ("2", "DELETED", "DELETED")
     assert emulator.accepted_copies(study["consistent"])[0].outcome is None  # it landed nowhere
     assert status(client, study["consistent"]) == ("1", "ACTIVE", "CREATED")
+
+
+# --- copy outcome events: what HealthImaging sends to EventBridge when a copy lands -------------------
+def test_a_copy_that_lands_announces_itself_about_its_destination_with_no_version(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    heard: list[dict[str, Any]] = []
+    scheduled: list[float] = []
+    emulator.event_listeners.append(heard.append)
+    emulator.timeline_listeners.append(scheduled.append)
+    t0 = clock.now()
+    new = copy(client, study["consistent"])["destinationImageSetProperties"]["imageSetId"]
+    clock.advance(4)  # the next CopyImageSet token
+    emulator.faults.copy_faults.append("fail-later:Frame storage error")
+    copy(client, study["inconsistent"], study["primary"], force=True)
+    assert scheduled == [t0 + 45, t0 + 49] and heard == []  # told when, announced only when it happens
+    clock.advance(45)
+    emulator.settle()
+    assert [(e["detail-type"], e["detail"]["imageSetId"], e["detail"]["imageSetWorkflowStatus"]) for e in heard] == [
+        ("Image Set Copied", new, "COPIED"),
+        ("Image Set Copy Failed", study["primary"], "COPY_FAILED"),
+    ]
+    (copied, _) = heard
+    assert (copied["source"], copied["time"]) == ("aws.medical-imaging", "2026-01-01T00:00:45Z")
+    assert copied["detail"] == {  # the EventBridge schema's fields: ids, state, status; no version
+        "imagingVersion": "1.0",
+        "datastoreId": DS,
+        "imageSetId": new,
+        "imageSetState": "ACTIVE",
+        "imageSetWorkflowStatus": "COPIED",
+    }
+
+
+def test_another_writers_copy_is_announced_too_and_a_deleted_destination_not_at_all(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    heard: list[dict[str, Any]] = []
+    emulator.event_listeners.append(heard.append)
+    emulator.schedule_copy(clock.now(), study["inconsistent"], study["primary"], force=True)
+    copy(client, study["consistent"])
+    emulator.delete_image_set(DS, emulator.accepted[-1].destination_id)
+    clock.advance(60)
+    emulator.settle()
+    assert [e["detail"]["imageSetId"] for e in heard] == [study["primary"]]
