@@ -5,19 +5,16 @@ messages, never an execution, a Lambda throttle or a slot past an execution's ti
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.settings import DEAD_LETTER_RETENTION_DAYS
+from infra.queues import encrypted_queue, only_from_rule
 
 # A message the function fails this often (a malformed event, DynamoDB down for minutes) is dead-lettered.
 MAX_RECEIVES = 5
@@ -40,8 +37,9 @@ class ImportTrigger(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         # Events EventBridge could not deliver, and messages the function could not admit (README: "Redrive").
-        self.dead_letter_queue = self._queue("DeadLetterQueue", key)
-        self.admission_queue = self._queue(
+        self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue", key)
+        self.admission_queue = encrypted_queue(
+            self,
             "AdmissionQueue",
             key,
             # Lambda's advice for an SQS event source: six times the function's timeout.
@@ -67,35 +65,14 @@ class ImportTrigger(Construct):
                 max_event_age=Duration.hours(24),
             )
         )
-        # CDK's grant to EventBridge on an encrypted queue names no rule (it would tie the key to the rule):
-        # without this, any account's rule could put events in this queue.
-        self.admission_queue.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="OnlyThisStacksRule",
-                effect=iam.Effect.DENY,
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sqs:SendMessage"],
-                resources=[self.admission_queue.queue_arn],
-                conditions={"ArnNotEquals": {"aws:SourceArn": self.rule.rule_arn}},
-            )
-        )
+        only_from_rule(self.admission_queue, self.rule)
         function.add_event_source(
             event_sources.SqsEventSource(
                 self.admission_queue,
                 batch_size=10,
+                # A second to gather a batch: a burst's events ten to an invocation, not one each.
+                max_batching_window=Duration.seconds(1),
                 report_batch_item_failures=True,
                 max_concurrency=ADMISSION_CONCURRENCY,
             )
-        )
-
-    def _queue(self, construct_id: str, key: kms.IKey, **options: Any) -> sqs.Queue:
-        """Encrypted with the stack's key, TLS only, messages kept the longest SQS allows."""
-        return sqs.Queue(
-            self,
-            construct_id,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
-            **options,
         )

@@ -26,6 +26,11 @@ RECONCILIATION = ("MissedEventsFound",)
 BACKFILL = ("BackfillImageSetsSeen",)
 # Written by each dispatcher run: the age of the oldest PENDING journal entry.
 BACKLOG = ("OldestPendingAgeSeconds",)
+# Written by each dispatcher run: the adaptive CopyImageSet pace (copies a second), at most copyRatePerSecond.
+PACE = ("CopyPace",)
+# HealthImaging's copy outcome events (copier.wake): copies woken, events that woke none, tokens no longer
+# waited on; and, from CheckCopy, copies found ended when their fallback wait ran out (no event came).
+COMPLETION = ("CopiesWoken", "CompletionEventsIgnored", "StaleWakeTokens", "CompletionEventsMissed")
 
 
 def function_metric(name: str, *, statistic: str, period: Duration, label: str | None = None) -> cloudwatch.Metric:

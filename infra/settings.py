@@ -49,15 +49,19 @@ class StackSettings(BaseModel):
     copy_policy: Literal["snapshot", "merge-into-primary", "off"] = "snapshot"
     force_policy: Literal["never", "same-patient", "always"] = "same-patient"
     trigger_detail_types: tuple[str, ...] = ("Image Set Created",)
-    copy_rate_per_second: float = Field(default=0.24, gt=0, le=1)
+    # The applied CopyImageSet quota less a margin (README, "Choosing copyRatePerSecond"); 50 is what the
+    # dispatcher, the journal's indexes and the pacing item are sized for (benchmarks/scale.py).
+    copy_rate_per_second: float = Field(default=0.24, gt=0, le=50)
+    # HealthImaging's concurrent copies per data store (design.md: 100 by default; adjustable on request).
+    concurrent_copy_quota: int = Field(default=100, ge=1, le=10_000)
     conflict_retry_attempts: int = Field(default=8, ge=0, le=99)
     conflict_retry_interval_seconds: int = Field(default=15, ge=1, le=3600)
     conflict_retry_max_delay_seconds: int = Field(default=300, ge=1, le=86_400)
     throttle_retry_attempts: int = Field(default=10, ge=0, le=99)
-    throttle_retry_interval_seconds: int = Field(default=30, ge=1, le=3600)
-    throttle_retry_max_delay_seconds: int = Field(default=900, ge=1, le=86_400)
     poll_initial_seconds: int = Field(default=5, ge=1, le=3600)
     poll_max_seconds: int = Field(default=120, ge=1, le=3600)
+    # How long a copy waits for HealthImaging's completion event (best effort) before looking anyway.
+    completion_wait_seconds: int = Field(default=60, ge=1, le=3600)
     max_wait_seconds: int = Field(default=3600, ge=60, le=86_400)  # well inside the execution's timeout
     # Copy records (and so idempotency) must outlive every event that can still be redriven,
     # or a redriven event about a copy would start it, or a copy of its output, again.
@@ -116,14 +120,6 @@ class StackSettings(BaseModel):
             max_delay_seconds=self.conflict_retry_max_delay_seconds,
         )
 
-    def throttle_retry(self) -> RetrySettings:
-        return RetrySettings(
-            interval_seconds=self.throttle_retry_interval_seconds,
-            max_attempts=self.throttle_retry_attempts,
-            backoff_rate=2.0,
-            max_delay_seconds=self.throttle_retry_max_delay_seconds,
-        )
-
     def function_environment(self) -> dict[str, str]:
         return {
             "DATASTORE_ID": self.datastore_id,
@@ -131,9 +127,11 @@ class StackSettings(BaseModel):
             "FORCE_POLICY": self.force_policy,
             "TRIGGER_DETAIL_TYPES": ",".join(self.trigger_detail_types),
             "COPY_RATE_PER_SECOND": str(self.copy_rate_per_second),
+            "CONCURRENT_COPY_QUOTA": str(self.concurrent_copy_quota),
             "THROTTLE_RETRY_ATTEMPTS": str(self.throttle_retry_attempts),
             "POLL_INITIAL_SECONDS": str(self.poll_initial_seconds),
             "POLL_MAX_SECONDS": str(self.poll_max_seconds),
+            "COMPLETION_WAIT_SECONDS": str(self.completion_wait_seconds),
             "MAX_WAIT_SECONDS": str(self.max_wait_seconds),
             "COPY_RECORD_RETENTION_DAYS": str(self.copy_record_retention_days),
             "JOURNAL_RETENTION_DAYS": str(self.journal_retention_days),
@@ -143,6 +141,12 @@ class StackSettings(BaseModel):
 
 
 SETTING_NAMES = tuple(field.alias or name for name, field in StackSettings.model_fields.items())
+# Settings of earlier releases, and why they went: named in the error rather than "unknown".
+REMOVED_SETTINGS = {
+    "throttleRetryIntervalSeconds": "a call refused over the concurrent-copy quota takes a new slot, like a "
+    "throttled one (throttleRetryAttempts bounds both); there is no retry interval any more",
+    "throttleRetryMaxDelaySeconds": "see throttleRetryIntervalSeconds",
+}
 
 
 def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSettings]:
@@ -150,6 +154,9 @@ def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSetti
     stacks = context.get("stacks")
     if isinstance(stacks, str):
         stacks = json.loads(stacks)
+    removed = [f"{key}: {why}" for key, why in REMOVED_SETTINGS.items() if key in context or _in_stacks(stacks, key)]
+    if removed:
+        raise SettingsError("removed setting(s): " + "; ".join(removed))
     common = {k: v for k, v in context.items() if k in SETTING_NAMES}  # '-c' strings: pydantic parses numbers
     unknown_top = [k for k in context if k not in SETTING_NAMES and k != "stacks" and _looks_like_ours(k)]
     if unknown_top:
@@ -171,6 +178,10 @@ def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSetti
             )
             raise SettingsError(f"invalid settings for stack {name}: {problems}") from None
     return result
+
+
+def _in_stacks(stacks: object, key: str) -> bool:
+    return isinstance(stacks, dict) and any(isinstance(entry, dict) and key in entry for entry in stacks.values())
 
 
 def _looks_like_ours(key: str) -> bool:

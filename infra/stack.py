@@ -18,6 +18,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.backfill_workflow import BackfillWorkflow
+from infra.copy_completion import CopyCompletion
 from infra.copy_function import CopyFunction
 from infra.copy_workflow import CopyWorkflow
 from infra.dashboard import OperationsDashboard
@@ -48,8 +49,9 @@ NO_RESERVED_CONCURRENCY = (
     "reservation (Lambda keeps 100 unreserved); setting it caps the function (README, Settings)"
 )
 ACCEPTED_FINDINGS = {
-    "AwsSolutions::AwsSolutions-IAM5[Resource::*]": "X-Ray trace writes (function and state machine roles) and "
-    "the CloudWatch Logs delivery actions Step Functions logging needs support no resource-level permissions",
+    "AwsSolutions::AwsSolutions-IAM5[Resource::*]": "X-Ray trace writes (function and state machine roles), "
+    "the CloudWatch Logs delivery actions Step Functions logging needs and states:SendTaskSuccess (the function "
+    "wakes waiting copies: the task token names the task) support no resource-level permissions",
     "AwsSolutions::AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "CDK's grant_read_write_data on the table "
     "encrypted with this stack's key: kms:ReEncrypt* on that one key, for the function only",
     "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "The function writes table items encrypted "
@@ -109,6 +111,7 @@ class CopyPipelineStack(Stack):
             state_machine_name=state_machine_name,
             settings=settings,
             key=self.key,
+            table=self.idempotency.table,
         )
         self.backfill = BackfillWorkflow(
             self,
@@ -130,6 +133,15 @@ class CopyPipelineStack(Stack):
         )
         if settings.copy_policy == "off":
             self.trigger.rule.node.default_child.add_property_override("State", "DISABLED")  # type: ignore[union-attr]
+        self.completion = CopyCompletion(
+            self,
+            "CopyCompletion",
+            function=self.copy_function.function,
+            function_timeout=CopyFunction.TIMEOUT,
+            datastore_id=settings.datastore_id,
+            copy_rate_per_second=settings.copy_rate_per_second,
+            key=self.key,
+        )
         self.dispatcher = Dispatcher(
             self,
             "Dispatcher",
@@ -171,6 +183,8 @@ class CopyPipelineStack(Stack):
             function=self.copy_function.function,
             admission_queue=self.trigger.admission_queue,
             dead_letter_queue=self.trigger.dead_letter_queue,
+            completion_dead_letter_queue=self.completion.dead_letter_queue,
+            copy_rate_per_second=settings.copy_rate_per_second,
             alarms=self.monitoring.alarms,
         )
 

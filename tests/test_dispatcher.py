@@ -150,17 +150,18 @@ def test_an_execution_that_ends_without_a_word_is_marked_failed_for_retry(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:
     """An execution that ends before it can record anything (aborted by hand, timed out, or here: the
-    function crashing at ValidateInput past its retries) must not leave the journal saying STARTED forever."""
+    function crashing at the dispatched execution's first step, StartCopy, and at RecordFailure, past their
+    retries) must not leave the journal saying STARTED forever."""
     from ops.cli import retry
 
     (source,) = seed_imports(quota_emulator, 1)
 
-    def crash_at_validate(event: dict[str, object]) -> None:
-        if event.get("action") == "validate":
+    def crash_before_any_record(event: dict[str, object]) -> None:
+        if event.get("action") in ("start_copy", "record_failure"):
             raise RuntimeError("Runtime.ExitError")
 
     with local_pipeline(quota_emulator, clock) as pipeline:
-        pipeline.handler_hook = crash_at_validate
+        pipeline.handler_hook = crash_before_any_record
         pipeline.admit(events([source]))  # the consumer's own run starts it
         (crashed,) = pipeline.drain_backlog()
         pipeline.handler_hook = None

@@ -29,10 +29,10 @@ def test_one_of_each_part(template: Template) -> None:
     for kind, count in {
         "AWS::Lambda::Function": 1,
         "AWS::StepFunctions::StateMachine": 2,  # copies, backfills
-        "AWS::Events::Rule": 3,  # imports, the dispatcher, reconciliation
+        "AWS::Events::Rule": 4,  # imports, copy outcomes, the dispatcher, reconciliation
         "AWS::DynamoDB::Table": 1,
-        "AWS::SQS::Queue": 2,  # admission, dead letters
-        "AWS::Lambda::EventSourceMapping": 1,  # admission queue -> function
+        "AWS::SQS::Queue": 4,  # admission and its dead letters, completion and its dead letters
+        "AWS::Lambda::EventSourceMapping": 2,  # admission queue -> function, completion queue -> function
         "AWS::KMS::Key": 1,
         "AWS::CloudWatch::Alarm": 9,
         "AWS::SNS::Topic": 1,
@@ -116,11 +116,84 @@ def test_rule_matches_only_this_datastore_and_targets_the_admission_queue_with_a
     )
 
 
-def _queue(template: Template, construct_id: str) -> str:
+def _queue(template: Template, construct_id: str, construct: str = "ImportTrigger") -> str:
     (logical_id,) = [
-        name for name in template.find_resources("AWS::SQS::Queue") if name.startswith(f"ImportTrigger{construct_id}")
+        name for name in template.find_resources("AWS::SQS::Queue") if name.startswith(f"{construct}{construct_id}")
     ]
     return logical_id
+
+
+def test_copy_outcome_events_of_this_datastore_go_to_the_completion_queue_and_never_to_admission(
+    template: Template,
+) -> None:
+    """The pipeline's own copies announce themselves with these events: a queue of their own (copy storm)."""
+    target = Capture()
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.medical-imaging"],
+                "detail-type": ["Image Set Copied", "Image Set Copy Failed"],
+                "detail": {"datastoreId": [DS]},
+            },
+            "Targets": [target],
+        },
+    )
+    completion = _queue(template, "Queue", "CopyCompletion")
+    dead_letters = _queue(template, "DeadLetterQueue", "CopyCompletion")
+    assert target.as_object()["Arn"] == {"Fn::GetAtt": [completion, "Arn"]}
+    assert target.as_object()["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [dead_letters, "Arn"]}
+    assert completion != _queue(template, "AdmissionQueue")
+    rules = template.find_resources("AWS::Events::Rule", {"Properties": {"EventPattern": Match.any_value()}})
+    for rule in rules.values():  # no rule sends a copy outcome to admission
+        (rule_target,) = rule["Properties"]["Targets"]
+        outcomes = {"Image Set Copied", "Image Set Copy Failed"} & set(rule["Properties"]["EventPattern"]["detail-type"])
+        assert not outcomes or rule_target["Arn"] == {"Fn::GetAtt": [completion, "Arn"]}
+    queue = template.find_resources("AWS::SQS::Queue")[completion]["Properties"]
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dead_letters, "Arn"]}, "maxReceiveCount": 5}
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [completion, "Arn"]},
+            "BatchSize": 10,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        },
+    )
+    (function,) = template.find_resources("AWS::Lambda::Function").values()
+    assert function["Properties"]["Environment"]["Variables"]["COMPLETION_QUEUE_ARN"] == {
+        "Fn::GetAtt": [completion, "Arn"]
+    }
+
+
+def test_await_copy_may_write_wake_items_only_and_the_function_may_send_task_tokens_back(template: Template) -> None:
+    statements = {
+        statement.get("Sid"): statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in _list(policy["Properties"]["PolicyDocument"]["Statement"])
+    }
+    wake_items = statements["LeaveTaskTokensOnWakeItems"]
+    assert wake_items["Action"] == "dynamodb:UpdateItem"
+    assert wake_items["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["wake#*"]}}
+    assert wake_items["Resource"] == {"Fn::GetAtt": [_logical_id(template, "AWS::DynamoDB::Table"), "Arn"]}
+    # SendTaskSuccess has no resource type (Service Authorization Reference): the token names the task.
+    wake = statements["WakeWaitingCopies"]
+    assert (wake["Action"], wake["Resource"]) == ("states:SendTaskSuccess", "*")
+    states = json.loads(_definition(template))["States"]
+    assert states["AwaitCopy"]["Resource"] == "arn:aws:states:::aws-sdk:dynamodb:updateItem.waitForTaskToken"
+    assert states["AwaitCopy"]["Parameters"]["Key"] == {
+        "id": {"S.$": "States.Format('wake#{}', $.copy.destinationImageSetId)"}
+    }
+    assert [c["ErrorEquals"] for c in states["AwaitCopy"]["Catch"]] == [["States.ALL"]]  # no event, or one before
+    assert states["AwaitCopy"]["Next"] == states["AwaitCopy"]["Catch"][0]["Next"] == "CheckCopy"
+
+
+def test_the_dispatchers_plans_skip_validation_and_every_other_input_is_validated(template: Template) -> None:
+    states = json.loads(_definition(template))["States"]
+    assert json.loads(_definition(template))["StartAt"] == "RouteCopy"
+    (not_a_plan, *_) = states["RouteCopy"]["Choices"]
+    assert not_a_plan["Next"] == "ValidateInput"
+    assert {c["Variable"] for c in not_a_plan["Not"]["And"]} == {"$.request", "$.skip", "$.resolveDestination", "$.slot"}
+    assert states["WaitForCopySlot"]["TimestampPath"] == "$.slot.waitUntil"
 
 
 def test_healthimaging_permissions_are_scoped_to_the_datastore(template: Template) -> None:
@@ -226,18 +299,19 @@ def test_definition_retries_conflicts_with_jitter_and_a_delay_cap(template: Temp
     retriers = {tuple(r["ErrorEquals"]): r for r in states["StartCopy"]["Retry"]}
     conflict = retriers[("CopyConflict",)]
     assert conflict["JitterStrategy"] == "FULL" and conflict["MaxDelaySeconds"] == 300 and conflict["MaxAttempts"] == 8
-    assert retriers[("CopyQuotaExceeded",)]["IntervalSeconds"] >= 30
-    # Throttled on its slot: back for a new slot (counted by ReserveCopySlot), never an unpaced retry.
-    assert all("CopyThrottled" not in errors for errors in retriers)
-    (throttled,) = [c for c in states["StartCopy"]["Catch"] if c["ErrorEquals"] == ["CopyThrottled"]]
-    assert (throttled["Next"], throttled["ResultPath"]) == ("ReserveCopySlot", "$.throttled")
-    assert states["ReserveCopySlot"]["Parameters"]["reservations.$"] == "$.slot.reservations"
-    assert states["NoSlotYet"]["Result"] == {"reservations": 0} and states["NoSlotYet"]["Next"] == "ReserveCopySlot"
+    # Throttled, or over the concurrent-copy quota, on its slot: back for a new slot (ReserveCopySlot counts them
+    # and slows the pace), never an unpaced retry that would take the next paced call's token.
+    assert all("CopyThrottled" not in errors and "CopyQuotaExceeded" not in errors for errors in retriers)
+    (pushback,) = [c for c in states["StartCopy"]["Catch"] if "CopyThrottled" in c["ErrorEquals"]]
+    assert pushback["ErrorEquals"] == ["CopyThrottled", "CopyQuotaExceeded"]
+    assert (pushback["Next"], pushback["ResultPath"]) == ("ReserveCopySlot", "$.slot.pushback")
+    assert states["ReserveCopySlot"]["Parameters"]["slot.$"] == "$.slot"
     assert ("IdempotencyAlreadyInProgressError",) in retriers
     catches = {error: c["Next"] for c in states["StartCopy"]["Catch"] for error in c["ErrorEquals"]}
     assert catches == {
         "CopyOutcomeUnknown": "ConfirmCopy",  # never a blind second call
         "CopyThrottled": "ReserveCopySlot",
+        "CopyQuotaExceeded": "ReserveCopySlot",
         "InconsistentMetadata": "AlreadyForced?",
         "States.ALL": "RecordFailure",  # the copy journal, then CopyDidNotComplete
     }
@@ -256,10 +330,11 @@ def _definition_string(template: Template) -> Any:
 
 def _definition(template: Template) -> str:
     function = _logical_id(template, "AWS::Lambda::Function")
+    table = _logical_id(template, "AWS::DynamoDB::Table")
     return str(
         resolve(
             _definition_string(template),
-            {"AWS::Partition": "aws", f"{function}.Arn": "arn:aws:lambda:us-east-1:1:function:f"},
+            {"AWS::Partition": "aws", f"{function}.Arn": "arn:aws:lambda:us-east-1:1:function:f", table: "copies"},
         )
     )
 
@@ -284,7 +359,10 @@ def _list(value: Any) -> list[Any]:
         ({"datastoreId": DS, "triggerDetailTypes": "Image Set Copied"}, "triggerDetailTypes"),
         ({"datastoreId": DS, "triggerDetailTypes": "Image Set Exploded"}, "triggerDetailTypes"),
         ({"datastoreId": DS, "triggerDetailTypes": "Import Job Completed"}, "triggerDetailTypes"),
-        ({"datastoreId": DS, "copyRatePerSecond": "2"}, "copyRatePerSecond"),
+        ({"datastoreId": DS, "copyRatePerSecond": "51"}, "copyRatePerSecond"),
+        ({"datastoreId": DS, "copyRatePerSecond": "0"}, "copyRatePerSecond"),
+        ({"datastoreId": DS, "concurrentCopyQuota": "0"}, "concurrentCopyQuota"),
+        ({"datastoreId": DS, "throttleRetryIntervalSeconds": "30"}, "removed setting.*throttleRetryIntervalSeconds"),
         ({"datastoreId": DS, "conflictRetryAttempts": "many"}, "conflictRetryAttempts"),
         ({"datastoreId": DS, "maxWaitSeconds": "5"}, "maxWaitSeconds"),
         ({"datastoreId": DS, "copyRecordRetentionDays": "14"}, "copyRecordRetentionDays"),  # < redrive window
@@ -305,6 +383,11 @@ def _list(value: Any) -> list[Any]:
 def test_bad_settings_are_named(context: dict[str, Any], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         stack_settings_from_context(context)
+
+
+def test_any_rate_up_to_fifty_copies_a_second() -> None:
+    (settings,) = stack_settings_from_context({"datastoreId": DS, "copyRatePerSecond": "50"}).values()
+    assert settings.copy_rate_per_second == 50 and settings.function_environment()["COPY_RATE_PER_SECOND"] == "50.0"
 
 
 def test_dash_c_strings_and_several_stacks() -> None:
@@ -416,8 +499,10 @@ def test_a_datastore_key_is_usable_by_the_function_for_what_healthimaging_needs_
 def test_every_task_times_out_just_after_the_function_does(template: Template) -> None:
     (function,) = template.find_resources("AWS::Lambda::Function").values()
     states = json.loads(_definition(template))["States"]
-    timeouts = {name: state["TimeoutSeconds"] for name, state in states.items() if state["Type"] == "Task"}
-    assert len(timeouts) == 8
+    timeouts = {name: state.get("TimeoutSeconds") for name, state in states.items() if state["Type"] == "Task"}
+    assert len(timeouts) == 9
+    # AwaitCopy is not the function: it waits for the completion event, its fallback wait at most.
+    assert timeouts.pop("AwaitCopy") is None and states["AwaitCopy"]["TimeoutSecondsPath"] == "$.copy.nextPollSeconds"
     assert set(timeouts.values()) == {function["Properties"]["Timeout"] + 10}
 
 

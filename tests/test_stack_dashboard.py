@@ -94,7 +94,8 @@ def test_the_dashboard_plots_every_metric_the_function_emits_and_nothing_else(te
     expected_dimensions = [part for name in dimension_names for part in (name, document[name])]
     for metric in ours:
         assert metric[2:-1] == expected_dimensions, metric
-        assert metric[-1]["stat"] == ("Maximum" if metric[1] in metrics.BACKLOG else "Sum")
+        gauges = {**dict.fromkeys(metrics.BACKLOG, "Maximum"), **dict.fromkeys(metrics.PACE, "Minimum")}
+        assert metric[-1]["stat"] == gauges.get(metric[1], "Sum")
 
 
 def test_the_dashboard_shows_executions_by_status_function_throttles_dlq_depth_and_alarms(

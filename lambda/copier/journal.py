@@ -58,7 +58,7 @@ def record(
     *,
     plan: CopyPlan | None = None,
     only_from: tuple[JournalStatus | None, ...] | None = None,
-    **fields: str | bool | int | list[str] | None,
+    **fields: str | bool | int | Decimal | list[str] | None,
 ) -> bool:
     """Write the entry's new status and fields; False when the entry is not in a status it may leave
     (`only_from`, None standing for "no entry yet"; by default any but a landed copy: a late duplicate).
@@ -237,14 +237,50 @@ def oldest(status: JournalStatus, limit: int, *, changed_before: float | None = 
     if changed_before is not None:
         condition += " AND updatedAt < :before"
         values[":before"] = Decimal(repr(changed_before))  # type: ignore[assignment]
-    page = table.call(
-        "query",
-        IndexName=BY_STATUS_INDEX,
-        KeyConditionExpression=condition,
-        ExpressionAttributeValues=table.to_dynamodb(values),
-        Limit=limit,
+    return _query(condition, values, limit=limit)
+
+
+def started_slots() -> list[float]:
+    """When the STARTED entries' copies were to be called (the dispatcher's slot; the entry's last change for
+    a copy started otherwise): the copies in flight, or about to be (the concurrent-copy quota's permits)."""
+    found = _query("journalStatus = :status", {":status": JournalStatus.STARTED.value}, projection="slotAt, updatedAt")
+    return [float(item.get("slotAt", item["updatedAt"])) for item in found]
+
+
+def landed_since(since: float) -> list[float]:
+    """How long the dispatcher's copies that landed (COPIED) since `since` took: from their slot to the end of
+    their completion event's second (`landedAt`), or, when no event woke them, to the look that found them."""
+    found = _query(
+        "journalStatus = :status AND updatedAt > :since",
+        {":status": JournalStatus.COPIED.value, ":since": Decimal(repr(since))},
+        projection="slotAt, landedAt, updatedAt",
     )
-    return [table.from_dynamodb(item) for item in page.get("Items", [])]
+    return [
+        float(item.get("landedAt", item["updatedAt"])) - float(item["slotAt"]) for item in found if "slotAt" in item
+    ]
+
+
+def _query(
+    condition: str, values: dict[str, Any], *, limit: int | None = None, projection: str | None = None
+) -> list[dict[str, Any]]:
+    """journalByStatus's entries matching the condition, oldest change first, every page (up to `limit`)."""
+    found: list[dict[str, Any]] = []
+    start: dict[str, Any] | None = None
+    while limit is None or len(found) < limit:
+        page = table.call(
+            "query",
+            IndexName=BY_STATUS_INDEX,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=table.to_dynamodb(values),
+            **({"Limit": limit - len(found)} if limit is not None else {}),
+            **({"ProjectionExpression": projection} if projection else {}),
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        found.extend(table.from_dynamodb(item) for item in page.get("Items", []))
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            break
+    return found
 
 
 def planned(entry: dict[str, Any]) -> CopyPlan | None:
