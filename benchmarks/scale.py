@@ -53,7 +53,7 @@ LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 if str(LAMBDA_SOURCE) not in sys.path:
     sys.path.insert(0, str(LAMBDA_SOURCE))
 
-from copier import copy_status, dispatcher, pacing  # noqa: E402  (the function's own code, as Lambda loads it)
+from copier import copy_status, dispatcher, journal, pacing  # noqa: E402  (the function's own code, as Lambda loads it)
 from infra.settings import EXECUTION_TIMEOUT_DAYS, StackSettings  # noqa: E402
 
 DAY = 86_400.0
@@ -673,6 +673,7 @@ class Stack:
         self.leased = False
         self.seen = dict(self.pacing)
         copies = [self.backlog.popleft() for _ in range(len(plan.slots))]
+        self._call("dynamodb:TransactWriteItems", math.ceil(len(copies) / journal.MARKS_PER_TRANSACTION))
         when = now + 3 * limits.ddb_read + 2 * limits.ddb_write
         interval = max(1.0 / dispatcher.START_RATE, limits.start_call / dispatcher.START_WORKERS)
         for index, (copy, slot) in enumerate(zip(copies, plan.slots, strict=True)):
@@ -703,8 +704,7 @@ class Stack:
             account.at(account.now + account.rng.random() * 2.0**attempt, self._start, (copy, slot, attempt + 1))
             return
         account.starts.add(account.now)
-        self._call("dynamodb:UpdateItem")  # marked STARTED with its slot
-        self.pending_writes.add(account.now)
+        self.pending_writes.add(account.now)  # marked STARTED with its slot (journal.mark_started)
         self.started[copy] = slot
         self.dispatched += 1
         execution = Execution(copy, slot, account.now + self.limits.execution_timeout)

@@ -150,6 +150,7 @@ class EventBus:
         self._lock = threading.Lock()
         self._alarm = Alarm()
         self._stopped = False
+        self._asleep = False
         self._thread = threading.Thread(target=self._loop, name="event-bus", daemon=True)
 
     def start(self) -> None:
@@ -161,6 +162,18 @@ class EventBus:
             self._stopped = True
         self.clock.ring(self._alarm)
         self._thread.join()
+
+    def caught_up(self, timeout: float = 60.0) -> None:
+        """Block until the bus has done the work due by now (a test that moved the clock by hand)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                due = bool(self._due) and self._due[0][0] <= self.clock.now()
+                if self._asleep and not due:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the event bus did not catch up with the clock")
+            time.sleep(0.002)
 
     def at(self, when: float, work: Callable[[], object]) -> None:
         with self._lock:
@@ -177,7 +190,10 @@ class EventBus:
                         return
                     self._alarm = alarm = Alarm()
                     due = self._due[0][0] if self._due else math.inf
+                    self._asleep = due > self.clock.now()
                 self.clock.sleep(due - self.clock.now(), alarm)
+                with self._lock:
+                    self._asleep = False
                 while True:
                     with self._lock:
                         if not self._due or self._due[0][0] > self.clock.now():

@@ -122,17 +122,15 @@ def test_a_run_that_dies_between_starting_and_marking_starts_nothing_twice(
     with local_pipeline(quota_emulator, clock) as pipeline:
         import copier.dispatcher  # the pipeline's fresh module
 
-        original = copier.dispatcher.journal.record
+        original = copier.dispatcher.journal.mark_started
 
-        def lost_mark(*args: object, **kwargs: object) -> bool:
-            if args[2] == copier.dispatcher.JournalStatus.STARTED:
-                raise copier.dispatcher.TableUnavailable("DynamoDB update_item failed: InternalServerError")
-            return original(*args, **kwargs)  # type: ignore[arg-type]
+        def lost_mark(*args: object, **kwargs: object) -> None:
+            raise copier.dispatcher.TableUnavailable("DynamoDB transact_write_items failed: InternalServerError")
 
         clock.join()  # the execution stays at its first steps while the runs happen
-        copier.dispatcher.journal.record = lost_mark  # type: ignore[assignment]
+        copier.dispatcher.journal.mark_started = lost_mark  # type: ignore[assignment]
         pipeline.admit(events([source]))  # the consumer's own run starts it, then dies marking it
-        copier.dispatcher.journal.record = original  # type: ignore[assignment]
+        copier.dispatcher.journal.mark_started = original  # type: ignore[assignment]
         (pending,) = journal_entries(table_name=TABLE, status="PENDING")
         # The next run (the lease was given back): the entry is still PENDING, its execution RUNNING, held
         # before its call by the clock this test holds (advancing it would let the execution record itself).

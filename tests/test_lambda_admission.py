@@ -119,3 +119,54 @@ def test_every_plan_is_inside_its_period_spaced_by_the_rate_and_as_full_as_allow
     assert all(later - earlier == pytest.approx(1 / rate) for earlier, later in itertools.pairwise(starts))
     if len(starts) < pending:  # stopped by the period's end: one more would not fit
         assert first + len(starts) / rate >= now + period - 1e-9 * max(1.0, now)
+
+
+# --- permits: the data store's concurrent-copy quota --------------------------------------------
+@given(
+    capacity=st.integers(min_value=1, max_value=50),
+    busy=st.lists(st.floats(min_value=0, max_value=200, allow_nan=False), max_size=80),
+    copy_seconds=st.floats(min_value=1, max_value=120),
+    rate=st.floats(min_value=0.05, max_value=50.0),
+    pending=st.integers(min_value=0, max_value=500),
+)
+def test_no_plan_puts_more_copies_in_flight_than_the_quota(
+    capacity: int, busy: list[float], copy_seconds: float, rate: float, pending: int
+) -> None:
+    permits = admission.Permits(capacity, tuple(busy), copy_seconds)
+    starts = admission.plan_starts(0.0, 0.0, pending, rate, 67.0, permits=permits)
+    spans = [(-1.0, end) for end in busy] + [(start, start + copy_seconds) for start in starts]
+    for at in [0.0, *starts]:  # in flight at each call: never more than the quota, counting the new one
+        assert sum(1 for begin, end in spans if begin <= at < end) <= max(capacity, len([e for e in busy if e > at]))
+    assert all(later - earlier >= 1 / rate - 1e-9 for earlier, later in itertools.pairwise(starts))
+    assert all(0.0 <= start < 67.0 for start in starts) and len(starts) <= pending
+
+
+def test_a_full_quota_waits_for_the_first_copy_to_land() -> None:
+    permits = admission.Permits(2, (30.0, 50.0), 45.0)
+    assert admission.plan_starts(0.0, 0.0, 3, 10.0, 67.0, permits=permits) == [30.0, 50.0]  # 75.0: next run's
+
+
+def test_free_permits_start_at_the_pace() -> None:
+    permits = admission.Permits(100, (), 45.0)
+    assert admission.plan_starts(0.0, 2.0, 3, 4.0, 67.0, permits=permits) == pytest.approx([2.0, 2.25, 2.5])
+
+
+# --- the adaptive pace (AIMD): a quota shared with other clients -------------------------------
+def test_pushbacks_slow_the_pace_to_the_share_that_went_through_at_most_halving_it() -> None:
+    assert pacing.slowed(10.0, 10.0, pushbacks=100, calls=600) == pytest.approx(10.0 * (500 / 600) * 0.98)
+    assert pacing.slowed(10.0, 10.0, pushbacks=550, calls=600) == 5.0  # at most halved
+    assert pacing.slowed(0.6, 10.0, pushbacks=9, calls=10) == 0.5  # never under the floor (5% of the rate)
+
+
+def test_quiet_runs_speed_the_pace_up_by_a_doubling_step_up_to_the_rate() -> None:
+    steps = [pacing.recovered(5.0, 10.0, quiet_runs=quiet) - 5.0 for quiet in range(7)]
+    assert steps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 1.6, 1.6])
+    assert pacing.recovered(9.9, 10.0, quiet_runs=4) == 10.0
+
+
+def test_a_run_adapts_from_the_counts_on_the_pacing_item() -> None:
+    assert pacing.adapted({}, 0.24) == (0.24, 1)  # nothing known: the configured rate
+    assert pacing.adapted({"pace": 0.2, "quietRuns": 2}, 0.24) == (pytest.approx(0.2096), 3)
+    slowed, quiet = pacing.adapted({"pace": 0.24, "pushbacks": 3, "handed": 12, "quietRuns": 5}, 0.24)
+    assert slowed == pytest.approx(0.24 * 0.75 * 0.98) and quiet == 0
+    assert pacing.adapted({"pace": 50.0}, 1.0) == (1.0, 1)  # a lowered copyRatePerSecond takes effect at once

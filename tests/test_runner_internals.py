@@ -18,12 +18,19 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.table import Table
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk,
+    state_task_service_callback,
+    state_task_service_sfn,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, CallbackPoolManager
 from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
@@ -66,6 +73,22 @@ def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
         "items",
     ]
     assert "cast_value <" in inspect.getsource(dynamodb_models.DynamoType.__lt__)
+    # The callback pattern (AwaitCopy): the wait for a task token, its notification, the end of its task; the
+    # real-time wait around every task; a timestamp Wait's seconds; the SDK integration's client.
+    assert list(inspect.signature(CallbackEndpoint.wait).parameters) == ["self", "timeout"]
+    assert list(inspect.signature(CallbackEndpoint.notify).parameters) == ["self", "outcome"]
+    assert "callback_endpoint.wait(" in inspect.getsource(
+        state_task_service_callback.StateTaskServiceCallback._wait_for_task_token_timeout
+    )
+    assert "callback_endpoint.interrupt_all()" in inspect.getsource(
+        state_task_service_callback.StateTaskServiceCallback._eval_integration_pattern
+    )
+    assert "consumer_error" in inspect.getsource(CallbackPoolManager.notify)  # a closed task's token is refused
+    source = inspect.getsource(execute_state.ExecutionState._evaluate_with_timeout)
+    assert "threading.Event()" in source and "terminated_event.wait(timeout_seconds)" in source
+    assert list(inspect.signature(Timestamp._get_wait_seconds).parameters) == ["self", "env"]
+    assert "datetime.datetime.now()" in inspect.getsource(Timestamp._get_wait_seconds)
+    assert state_task_service_aws_sdk.boto_client_for is lambda_eval_utils.boto_client_for
 
 
 def test_the_runners_sorts_give_motos_order() -> None:

@@ -147,10 +147,15 @@ def test_copy_outcome_events_of_this_datastore_go_to_the_completion_queue_and_ne
     rules = template.find_resources("AWS::Events::Rule", {"Properties": {"EventPattern": Match.any_value()}})
     for rule in rules.values():  # no rule sends a copy outcome to admission
         (rule_target,) = rule["Properties"]["Targets"]
-        outcomes = {"Image Set Copied", "Image Set Copy Failed"} & set(rule["Properties"]["EventPattern"]["detail-type"])
+        outcomes = {"Image Set Copied", "Image Set Copy Failed"} & set(
+            rule["Properties"]["EventPattern"]["detail-type"]
+        )
         assert not outcomes or rule_target["Arn"] == {"Fn::GetAtt": [completion, "Arn"]}
     queue = template.find_resources("AWS::SQS::Queue")[completion]["Properties"]
-    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dead_letters, "Arn"]}, "maxReceiveCount": 5}
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dead_letters, "Arn"]},
+        "maxReceiveCount": 5,
+    }
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
@@ -192,7 +197,12 @@ def test_the_dispatchers_plans_skip_validation_and_every_other_input_is_validate
     assert json.loads(_definition(template))["StartAt"] == "RouteCopy"
     (not_a_plan, *_) = states["RouteCopy"]["Choices"]
     assert not_a_plan["Next"] == "ValidateInput"
-    assert {c["Variable"] for c in not_a_plan["Not"]["And"]} == {"$.request", "$.skip", "$.resolveDestination", "$.slot"}
+    assert {c["Variable"] for c in not_a_plan["Not"]["And"]} == {
+        "$.request",
+        "$.skip",
+        "$.resolveDestination",
+        "$.slot",
+    }
     assert states["WaitForCopySlot"]["TimestampPath"] == "$.slot.waitUntil"
 
 

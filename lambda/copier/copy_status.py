@@ -114,16 +114,18 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = N
         cap=settings.poll_max_seconds,
         max_wait=settings.max_wait_seconds,
     )
-    # The next AwaitCopy waits for events from this look on. An event already recorded when AwaitCopy began
-    # (it woke this look) has been looked at, its second too: without the extra second, an event of this
-    # same second would make AwaitCopy give up again at once until the second is over.
+    # The next AwaitCopy waits for events from this look on, and for none it has looked at: the one that woke
+    # it (its second: events are per second), or one already recorded when AwaitCopy began (the same second
+    # as this look at most). Without that, an event of this second would end the next wait at once.
     already_recorded = isinstance(wake, dict) and wake.get("Error") == EVENT_ALREADY_RECORDED
+    event_at = wake.get("eventAt") if isinstance(wake, dict) else None
+    looked_at = int(event_at) + 1 if isinstance(event_at, int | float) else int(now) + (1 if already_recorded else 0)
     return progress.model_copy(
         update={
             "status": "COPYING",
             "waited_seconds": waited,
             "polls": progress.polls + 1,
             "next_poll_seconds": next_wait,
-            "wake_since": int(now) + (1 if already_recorded else 0),
+            "wake_since": max(int(now), looked_at),
         }
     )

@@ -310,24 +310,21 @@ class _StartPacer:
 
 
 def _start_all(entries: list[dict[str, Any]], slots: list[float], state_machine_arn: str) -> list[str]:
-    """Start each entry's execution on its slot, a few at a time; the names of those started, in order. A
-    backfill's entries move its progress counters with a transaction on one item: its marks go one at a time,
-    or the workers' transactions would cancel each other."""
+    """Start each entry's execution on its slot, a few at a time, then mark the entries STARTED (a transaction
+    per hundred); the names of those started, in order."""
     pacer = _StartPacer()
-    backfills: dict[str, Lock] = {str(e["backfillId"]): Lock() for e in entries if "backfillId" in e}
 
-    def start(pair: tuple[dict[str, Any], float]) -> str | None:
+    def start(pair: tuple[dict[str, Any], float]) -> tuple[dict[str, Any], str, float] | None:
         entry, slot = pair
         if not pacer.turn():
             return None
-        if "backfillId" not in entry:
-            return _start(entry, slot, state_machine_arn)
-        with backfills[str(entry["backfillId"])]:
-            return _start(entry, slot, state_machine_arn)
+        execution_arn = _start(entry, slot, state_machine_arn)
+        return None if execution_arn is None else (entry, execution_arn, slot)
 
     with ThreadPoolExecutor(max_workers=START_WORKERS) as pool:
-        names = list(pool.map(start, zip(entries, slots, strict=True)))
-    return [name for name in names if name]
+        started = [found for found in pool.map(start, zip(entries, slots, strict=True)) if found]
+    journal.mark_started(started)
+    return [execution_name(entry) for entry, _, _ in started]
 
 
 def execution_input(entry: dict[str, Any], slot: float) -> dict[str, Any]:
@@ -345,8 +342,8 @@ def execution_input(entry: dict[str, Any], slot: float) -> dict[str, Any]:
 
 
 def _start(entry: dict[str, Any], slot: float, state_machine_arn: str) -> str | None:
-    """Start the entry's copy and mark it STARTED with its slot; None when its name was used by a run that
-    ended (the entry waits for the next run, under the next name)."""
+    """Start the entry's copy: its execution's ARN; None when its name was used by a run that ended (the entry
+    waits for the next run, under the next name)."""
     image_set_id, version = str(entry["journalSourceId"]), str(entry["sourceVersionId"])
     name = execution_name(entry)
     try:
@@ -372,15 +369,7 @@ def _start(entry: dict[str, Any], slot: float, state_machine_arn: str) -> str | 
                 dispatches=int(entry.get("dispatches", 0)) + 1,
             )
             return None
-    journal.record(
-        image_set_id,
-        version,
-        JournalStatus.STARTED,
-        only_from=(JournalStatus.PENDING,),
-        executionId=execution_arn,
-        slotAt=Decimal(repr(slot)),
-    )
-    return name
+    return execution_arn
 
 
 def _settle_ended_executions(now: float) -> None:

@@ -224,6 +224,46 @@ def count_backfill_change(old: dict[str, Any], new_status: str) -> None:
     raise TableUnavailable(f"backfill counters of {old['id']}: the transaction kept being cancelled")
 
 
+# What TransactWriteItems takes at most.
+MARKS_PER_TRANSACTION = 100
+
+
+def mark_started(started: list[tuple[dict[str, Any], str, float]]) -> None:
+    """The dispatcher's entries STARTED, each with its execution and slot, on condition each is still PENDING:
+    up to MARKS_PER_TRANSACTION in one transaction (one call, not one each). A transaction that is cancelled
+    (an entry moved on meanwhile: a copy started by hand) is redone entry by entry, skipping the ones that
+    moved; an entry a backfill admitted is marked on its own, its backfill's counters moving with it."""
+    counted = [mark for mark in started if "backfillId" in mark[0]]
+    plain = [mark for mark in started if "backfillId" not in mark[0]]
+    for chunk in (plain[i : i + MARKS_PER_TRANSACTION] for i in range(0, len(plain), MARKS_PER_TRANSACTION)):
+        try:
+            table.transact_write([("Update", _started(*mark)) for mark in chunk])
+        except TableUnavailable as error:
+            if error.code != "TransactionCanceledException":
+                raise
+            counted.extend(chunk)
+    for entry, execution_arn, slot in counted:
+        record(
+            str(entry["journalSourceId"]),
+            str(entry["sourceVersionId"]),
+            JournalStatus.STARTED,
+            only_from=(JournalStatus.PENDING,),
+            executionId=execution_arn,
+            slotAt=Decimal(repr(slot)),
+        )
+
+
+def _started(entry: dict[str, Any], execution_arn: str, slot: float) -> dict[str, Any]:
+    return _update(
+        str(entry["journalSourceId"]),
+        str(entry["sourceVersionId"]),
+        JournalStatus.STARTED,
+        plan=None,
+        only_from=(JournalStatus.PENDING,),
+        fields={"executionId": execution_arn, "slotAt": Decimal(repr(slot))},
+    )
+
+
 def pending(limit: int) -> list[dict[str, Any]]:
     """The oldest PENDING entries, oldest first: what the dispatcher starts next."""
     return oldest(JournalStatus.PENDING, limit)
