@@ -35,6 +35,7 @@ Every assumed figure and its source is printed with the results (`Limits.assumpt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import itertools
 import math
@@ -450,6 +451,7 @@ class Outcome:
     min_accept_gap: float = math.inf  # between two accepted CopyImageSet calls of this stack
     first_call: float = math.nan  # the first event to the first CopyImageSet accepted
     longest_wait: float = 0.0
+    peak_late: float = 0.0  # the dispatcher's BacklogLateSeconds, at its highest (alarm BacklogLate: 1 h)
     peak_lambda: int = 0
     peak_in_flight: int = 0
     peak_starts: int = 0
@@ -666,6 +668,9 @@ class Stack:
             started_slots=self._started_slots,
             landed_since=self._landed_since,
         )
+        rate = dispatcher.promised_rate(limits.copy_rate, limits.concurrent_copies, plan.copy_seconds)
+        admitted = [self.arrivals[copy] for copy in itertools.islice(self.backlog, len(plan.slots))]
+        plan = dataclasses.replace(plan, due=dispatcher.due_after(self.pacing.get("dueAt"), admitted, rate))
         fields = dispatcher.after_run(self.pacing, plan, pace=pace, quiet_runs=quiet, now=now, settled=settled)
         for name, value in fields.items():
             self.pacing[name] = self.pacing.get(name, 0) + value if name in dispatcher.ADDED_FIELDS else value
@@ -673,6 +678,8 @@ class Stack:
         self.leased = False
         self.seen = dict(self.pacing)
         copies = [self.backlog.popleft() for _ in range(len(plan.slots))]
+        head = self.arrivals[self.backlog[0]] if self.backlog else None
+        self.result.peak_late = max(self.result.peak_late, dispatcher.lateness(plan.due, head, now))
         self._call("dynamodb:TransactWriteItems", math.ceil(len(copies) / journal.MARKS_PER_TRANSACTION))
         when = now + 3 * limits.ddb_read + 2 * limits.ddb_write
         interval = max(1.0 / dispatcher.START_RATE, limits.start_call / dispatcher.START_WORKERS)
@@ -1108,13 +1115,14 @@ def limits_table(outcomes: list[Outcome], limits_of: Callable[[Outcome], Limits]
                 f"{o.peak_pacing_writes} / {o.peak_pending_writes}",
                 f"{o.lowest_pace:g}",
                 duration(o.longest_wait),
+                duration(o.peak_late),
                 f"{o.real_seconds:.0f} s",
             ]
         )
     headers = [
         "Q", "scenario", "peak Lambda", "peak copies in flight", "StartExecution/s (refill)",
         "transitions/s (refill)", "GetImageSet/s (quota)", "SendTaskSuccess/s", "writes/s: pacing item / PENDING",
-        "lowest pace", "longest event->call", "model run",
+        "lowest pace", "longest event->call", "backlog late (peak)", "model run",
     ]  # fmt: skip
     return table(headers, rows)
 

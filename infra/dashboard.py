@@ -63,12 +63,15 @@ class OperationsDashboard(Construct):
         self.dashboard.add_widgets(
             self._graph("Backlog: copies admitted, skipped, dispatched", metrics.ADMISSION, width=8),
             cloudwatch.GraphWidget(
-                title="Backlog: oldest pending copy, admission queue depth",
+                title="Backlog: oldest pending copy, how late, admission queue depth",
                 width=8,
                 left=[
                     metrics.function_metric(
                         metrics.BACKLOG[0], statistic="Maximum", period=PERIOD, label="Oldest pending (s)"
-                    )
+                    ),
+                    metrics.function_metric(
+                        metrics.BACKLOG[1], statistic="Maximum", period=PERIOD, label="Late beyond the pace (s)"
+                    ),
                 ],
                 right=[
                     admission_queue.metric_approximate_number_of_messages_visible(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from copier import admission, pacing
+from copier import admission, dispatcher, pacing
 
 RATE = 0.24
 INTERVAL = 1 / RATE
@@ -170,3 +170,41 @@ def test_a_run_adapts_from_the_counts_on_the_pacing_item() -> None:
     slowed, quiet = pacing.adapted({"pace": 0.24, "pushbacks": 3, "handed": 12, "quietRuns": 5}, 0.24)
     assert slowed == pytest.approx(0.24 * 0.75 * 0.98) and quiet == 0
     assert pacing.adapted({"pace": 50.0}, 1.0) == (1.0, 1)  # a lowered copyRatePerSecond takes effect at once
+
+
+# --- how late the backlog is (alarm BacklogLate): what its size does not explain ----------------
+def test_a_backlog_served_at_the_promised_rate_is_never_late_however_large() -> None:
+    """A 1M backfill admitted at once (50 a second for 5.6 h) and started at 0.24/s, a minute's copies a run:
+    its oldest copy waits up to 48 days and is never late."""
+    admitted = [i / 50 for i in range(1_000_000)]
+    due, now, worst, total = None, 0.0, 0.0, 0
+    while total < len(admitted) and now < 60 * 86_400:
+        # The run's slots: 1/rate apart, on from the last run's, up to the horizon.
+        slots = int((now + dispatcher.HORIZON_SECONDS) * RATE) - total
+        due = dispatcher.due_after(due, admitted[total : total + slots], RATE)
+        total = min(total + slots, len(admitted))
+        head = admitted[total] if total < len(admitted) and admitted[total] <= now else None
+        worst = max(worst, dispatcher.lateness(due, head, now))
+        now += dispatcher.PERIOD_SECONDS
+    assert total == len(admitted) and now > 48 * 86_400  # drained, after 48 days
+    assert worst <= dispatcher.PERIOD_SECONDS
+
+
+def test_a_backlog_nothing_starts_is_late_by_the_time_nothing_started() -> None:
+    due = dispatcher.due_after(None, [100.0, 100.0], RATE)
+    assert due == pytest.approx(100.0 + 2 * INTERVAL)
+    assert dispatcher.lateness(due, 100.0, now=100.0 + 2 * INTERVAL) == 0.0  # the third copy: due now
+    assert dispatcher.lateness(due, 100.0, now=3_700.0 + 2 * INTERVAL) == pytest.approx(3_600.0)  # an hour stopped
+    assert dispatcher.lateness(due, None, now=10_000.0) == 0.0  # no backlog: nothing late
+    assert dispatcher.lateness(None, 500.0, now=560.0) == 60.0  # the first copy ever: due when admitted
+
+
+def test_a_copy_admitted_after_the_backlog_drained_is_due_when_admitted() -> None:
+    due = dispatcher.due_after(None, [0.0], RATE)
+    assert dispatcher.due_after(due, [1_000.0], RATE) == pytest.approx(1_000.0 + INTERVAL)
+    assert dispatcher.lateness(due, 1_000.0, now=1_030.0) == 30.0
+
+
+def test_the_promised_rate_is_the_setting_or_the_concurrent_copy_quota_over_a_copys_duration() -> None:
+    assert dispatcher.promised_rate(0.24, 100, 45.0) == 0.24
+    assert dispatcher.promised_rate(9.9, 100, 45.0) == pytest.approx(100 / 45)

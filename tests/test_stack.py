@@ -610,7 +610,8 @@ def test_a_backfill_that_fails_or_times_out_raises_an_alarm_and_a_stop_does_not(
 
 
 def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> None:
-    """Every run writes OldestPendingAgeSeconds (0 when the backlog is empty): its absence is the alarm."""
+    """Every run writes BacklogLateSeconds (0 when the backlog is empty), and only the dispatcher does (the
+    reconciliation sweep writes OldestPendingAgeSeconds too): its absence is the alarm."""
     (alarm,) = [
         a
         for a in resources(template.to_json(), "AWS::CloudWatch::Alarm").values()
@@ -618,7 +619,7 @@ def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> 
     ]
     properties = alarm["Properties"]
     assert (properties["MetricName"], properties["Statistic"], properties["Period"]) == (
-        "OldestPendingAgeSeconds",
+        "BacklogLateSeconds",
         "SampleCount",
         300,
     )
@@ -628,3 +629,21 @@ def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> 
         3,
     )
     assert properties["TreatMissingData"] == "breaching" and properties["AlarmActions"]
+
+
+def test_the_backlog_alarm_watches_how_late_the_oldest_copy_is_not_its_age(template: Template) -> None:
+    """A 1M backfill's last copy waits 46 days at 0.24/s, on time: the alarm is on BacklogLateSeconds (what
+    the copies admitted before it do not explain), an hour of it for half an hour."""
+    alarms = {
+        a["Properties"]["AlarmName"].split("-")[-1]: a["Properties"]
+        for a in resources(template.to_json(), "AWS::CloudWatch::Alarm").values()
+    }
+    assert "BacklogAge" not in alarms
+    late = alarms["BacklogLate"]
+    assert (late["MetricName"], late["Statistic"], late["Period"], late["EvaluationPeriods"]) == (
+        "BacklogLateSeconds",
+        "Maximum",
+        900,
+        2,
+    )
+    assert (late["ComparisonOperator"], late["Threshold"]) == ("GreaterThanOrEqualToThreshold", 3600)

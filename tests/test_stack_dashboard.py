@@ -124,7 +124,7 @@ def test_the_dashboard_url_is_an_output(template: dict[str, Any]) -> None:
 def test_the_backlog_row_shows_its_way_in_its_way_out_and_its_age(template: dict[str, Any]) -> None:
     (backlog,) = [w for w in _widgets(template) if w["properties"].get("title", "").startswith("Backlog: oldest")]
     plotted = [metric[1] for metric in backlog["properties"]["metrics"]]
-    assert plotted == ["OldestPendingAgeSeconds", "ApproximateNumberOfMessagesVisible"]
+    assert plotted == ["OldestPendingAgeSeconds", "BacklogLateSeconds", "ApproximateNumberOfMessagesVisible"]
     (queue_metric,) = [m for m in backlog["properties"]["metrics"] if m[0] == "AWS/SQS"]
     admission_queue = next(name for name in resources(template, "AWS::SQS::Queue") if "AdmissionQueue" in name)
     assert admission_queue in json.dumps(queue_metric)

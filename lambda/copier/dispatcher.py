@@ -16,11 +16,14 @@ backfill, `ops.cli retry`), durable for as long as they take. A run:
    STARTED holds it until the run that settles it, an hour on) and measures how long a copy takes from
    the copies that landed since;
 5. writes the block of slots on the pacing item (one conditional write for the whole run: a copy started
-   by hand, or a call pushed back, reserves its own slot after them);
+   by hand, or a call pushed back, reserves its own slot after them), and when the backlog's next copy is due
+   (due_after: the backlog served at the rate the settings promise);
 6. starts the executions, a few at a time and at most START_RATE a second (the account's StartExecution
    quota is shared: Step Functions' smallest Regions refill 150 a second), each with its plan and slot as
    input, marking each entry STARTED with its slot;
-7. gives the lease back.
+7. gives the lease back, and writes how late the backlog's oldest copy is (BacklogLateSeconds: how long it
+   has waited beyond what the copies admitted before it explain, so that its alarm means trouble whatever the
+   backlog's size: a 1M backfill is no later than one import).
 
 So whatever the backlog's size or the quota, executions never wait near their timeout, a copy costs no
 pacing write, copies in flight stay under the data store's quota, and a copy started by hand still gets a
@@ -34,9 +37,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import lru_cache
 from threading import Lock
@@ -140,13 +143,23 @@ def dispatch() -> DispatchResult:
     _remember_planned({**state, **after_run(state, plan, pace=pace, quiet_runs=quiet_runs, now=now)})
     started = _start_all(entries[: len(plan.slots)], plan.slots, settings.state_machine_arn)
     waiting = [entry for entry in entries if execution_name(entry) not in started]
-    oldest = max(0.0, clock.now() - float(waiting[0]["updatedAt"])) if waiting else 0.0
+    head = float(waiting[0]["updatedAt"]) if waiting else None
+    oldest = 0.0 if head is None else max(0.0, clock.now() - head)
+    late = lateness(plan.due, head, clock.now())
     metrics.add_metric(name="CopiesDispatched", unit=MetricUnit.Count, value=len(started))
     metrics.add_metric(name="OldestPendingAgeSeconds", unit=MetricUnit.Seconds, value=oldest)
+    # Only runs write it, 0 with no backlog: DispatcherSilent counts them.
+    metrics.add_metric(name="BacklogLateSeconds", unit=MetricUnit.Seconds, value=late)
     metrics.add_metric(name="CopyPace", unit=MetricUnit.CountPerSecond, value=pace)
     logger.info(
         "Dispatch run",
-        extra={"slots": len(plan.slots), "started": len(started), "pace": pace, "oldestPending": oldest},
+        extra={
+            "slots": len(plan.slots),
+            "started": len(started),
+            "pace": pace,
+            "oldestPending": oldest,
+            "backlogLate": late,
+        },
     )
     return DispatchResult(started, oldest)
 
@@ -158,6 +171,7 @@ class Plan:
     in_flight: int  # copies in flight or planned after this run, an upper bound
     counted: bool  # whether this run counted the copies in flight
     left: int = 0  # pending copies the plan had no slot or permit for
+    due: float | None = None  # when the backlog's next copy is due (due_after), once a run has planned one
 
 
 def _planned(
@@ -174,6 +188,9 @@ def _planned(
     or pushed back) moved the schedule on: plan again after it."""
     for _ in range(PLAN_ATTEMPTS):
         plan = _plan(state, now, pace, entries, settings)
+        rate = promised_rate(settings.copy_rate_per_second, settings.concurrent_copy_quota, plan.copy_seconds)
+        admitted = [float(entry["updatedAt"]) for entry in entries[: len(plan.slots)]]
+        plan = replace(plan, due=due_after(_float(state.get("dueAt")), admitted, rate))
         try:
             _write_plan(state, plan, pace, quiet_runs, settled=settled)
             return plan
@@ -232,11 +249,38 @@ def plan_run(
     return Plan(slots, copy_seconds, len(busy) + len(slots), counted=True, left=pending - len(slots))
 
 
+def promised_rate(rate: float, capacity: int, copy_seconds: float) -> float:
+    """The copies a second the settings promise: copyRatePerSecond, or the concurrent-copy quota over a copy's
+    duration (as measured) when that is lower. The adaptive pace is not in it: a quota shared with another
+    client for hours makes the backlog late, and its alarm says so."""
+    return min(rate, capacity / copy_seconds)
+
+
+def due_after(due: float | None, admitted: Iterable[float], rate: float) -> float | None:
+    """When the backlog's next copy is due, after the run started copies admitted at these times (oldest
+    first): the backlog served at `rate` (promised_rate) starts each copy once it is admitted and 1/rate after
+    the one before it was due. `due`: the pacing item's `dueAt`, from the run before (None: no copy yet)."""
+    for at in admitted:
+        due = max(at, at if due is None else due) + 1.0 / rate
+    return due
+
+
+def lateness(due: float | None, head: float | None, now: float) -> float:
+    """How long the backlog's oldest copy (admitted at `head`; None: no backlog) has waited beyond its due
+    time: 0 while the backlog goes at the promised rate (a burst's last copy waits hours at 0.24/s and is not
+    late), growing by a second a second while nothing starts (the dispatcher stopped, starts failing, permits
+    held by copies that ended) or by the share of the rate another client takes."""
+    if head is None:
+        return 0.0
+    return max(0.0, now - max(head, head if due is None else due))
+
+
 def after_run(
     state: Mapping[str, Any], plan: Plan, *, pace: float, quiet_runs: int, now: float, settled: bool = False
 ) -> dict[str, Any]:
     """The pacing item's fields a run sets: its block of slots (the last one), the adapted pace, the copies in
-    flight as far as it knows, when it last settled ended executions, and the counts it adapted the pace from
+    flight as far as it knows, when the backlog's next copy is due, when it last settled ended executions, and
+    the counts it adapted the pace from
     taken off (pushbacks and slots handed out meanwhile stay for the next run)."""
     fields: dict[str, Any] = {
         "pace": pace,
@@ -252,6 +296,8 @@ def after_run(
         fields["settledAt"] = now
     if plan.slots:
         fields["nextSlot"] = plan.slots[-1]
+    if plan.due is not None:
+        fields["dueAt"] = plan.due
     # Copies left for want of a slot or a permit are the next run's: no run at once before it (is_idle).
     fields["busyUntil"] = now + PERIOD_SECONDS if plan.left else now
     fields["runAt"] = now
@@ -284,6 +330,10 @@ def _write_plan(state: dict[str, Any], plan: Plan, pace: float, quiet_runs: int,
         ExpressionAttributeValues=table.to_dynamodb(values),
         **condition,
     )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _number(value: float | int) -> Decimal | int:
