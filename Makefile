@@ -6,7 +6,7 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 test-scale lint synth diagram lock bench clean
+.PHONY: setup demo test test-lambda-py313 test-scale lint synth diagram lock bench bench-scale clean
 
 setup: $(VENV)/.installed
 
@@ -63,7 +63,13 @@ lock: setup  ## after changing lambda/requirements.txt: re-resolve the function 
 bench: setup
 	$(PY) -m benchmarks.handler_import
 	$(PY) -m benchmarks.burst
-	$(PY) -m benchmarks.scale
+	$(PY) -m benchmarks.burst --quota 10
+	$(PY) -m benchmarks.scale --quick
+
+# The README's scale table (4 quotas x 4 bursts and a 1M backfill) and the shared-quota scenarios.
+bench-scale: setup
+	$(PY) -m benchmarks.scale --table
+	$(PY) -m benchmarks.scale --shared
 
 clean:
 	rm -rf $(VENV) .venv313 node_modules cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -41,6 +41,7 @@ def main() -> int:
     parser.add_argument("--imports", type=int, default=None, help="default: 1,000 at a quota under 1, else 2,000")
     parser.add_argument("--rate", type=float, default=None, help="copyRatePerSecond (default: the README's rule)")
     parser.add_argument("--concurrent-copies", type=int, default=100, help="the emulator's concurrent-copy quota")
+    parser.add_argument("--breakdown", action="store_true", help="every API operation's calls per copy")
     args = parser.parse_args()
     n = args.imports or (1_000 if args.quota < 1 else 2_000)
     burst = default_burst(args.quota)
@@ -94,7 +95,7 @@ def main() -> int:
         f" ({time.perf_counter() - started_real:.0f} s real)"
     )
     print(f"  drain time (last copy accepted)     {last_accept:10,.0f} s")
-    print(f"  physical limit (N / {physical:.3g})       {limit:10,.0f} s")
+    print(f"  {f'physical limit (N / {physical:.3g})':34}{limit:10,.0f} s")
     print(f"  ratio                               {last_accept / limit:10.3f}")
     print(f"  throttled CopyImageSet per copy     {statuses.count(429) / n:10.3f}")
     print(f"  over the concurrent quota per copy  {statuses.count(402) / n:10.3f}")
@@ -120,6 +121,10 @@ def main() -> int:
     ]
     print(f"  + Step Functions API calls per copy {by_service['stepfunctions'] / n:10.1f}  ({', '.join(states)})")
     print(f"  GetImageSet per copy                {api_calls['medical-imaging:GetImageSet'] / n:10.2f}")
+    if args.breakdown:
+        for name, count in sorted(api_calls.items(), key=lambda item: -item[1]):
+            print(f"    {name:48}{count / n:8.2f}")
+        print(f"    {'lambda:Invoke':48}{lambda_calls / n:8.2f}")
     return 0 if len(copied) == n else 1
 
 

@@ -64,6 +64,7 @@ SETTINGS = StackSettings(datastore_id="0" * 32)  # the stack's defaults
 # ap-southeast-2 run HealthImaging): docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html
 START_EXECUTION_BUCKET, START_EXECUTION_REFILL = 800.0, 150.0
 TRANSITION_BUCKET, TRANSITION_REFILL = 800.0, 500.0
+SEND_TASK_SUCCESS_REFILL = 300.0  # same page: bucket 1,500 (us-east-1, us-west-2, eu-west-1: 3,000 / 500)
 
 
 def default_burst(quota: float) -> float:
@@ -176,6 +177,11 @@ class Limits:
                 "StateTransition (Standard)",
                 f"bucket {self.transitions[0]:,.0f}, refill {self.transitions[1]:,.0f}/s; throttled ones wait",
                 "same page, the smallest Regions (the largest: 5,000 / 1,500); new accounts have less",
+            ),
+            (
+                "SendTaskSuccess",
+                f"refill {SEND_TASK_SUCCESS_REFILL:,.0f}/s (printed against, not modelled)",
+                "same page, the smallest Regions (the largest: 500/s)",
             ),
             ("Lambda concurrency", f"{self.lambda_concurrency:,}", "the account's default pool (Lambda quotas)"),
             ("Lambda task, warm", f"{warm[0] * 1000:.0f}-{warm[1] * 1000:.0f} ms uniform", "assumed"),
@@ -1111,7 +1117,7 @@ def limits_table(outcomes: list[Outcome], limits_of: Callable[[Outcome], Limits]
                 f"{o.peak_starts} of {limits.start_execution[1]:g}",
                 f"{o.peak_transitions} of {limits.transitions[1]:g} ({duration(o.transition_delay)} delay)",
                 f"{o.peak_reads} of {limits.get_image_set_quota:g}",
-                f"{o.peak_wakes}",
+                f"{o.peak_wakes} of {SEND_TASK_SUCCESS_REFILL:g}",
                 f"{o.peak_pacing_writes} / {o.peak_pending_writes}",
                 f"{o.lowest_pace:g}",
                 duration(o.longest_wait),
@@ -1121,8 +1127,9 @@ def limits_table(outcomes: list[Outcome], limits_of: Callable[[Outcome], Limits]
         )
     headers = [
         "Q", "scenario", "peak Lambda", "peak copies in flight", "StartExecution/s (refill)",
-        "transitions/s (refill)", "GetImageSet/s (quota)", "SendTaskSuccess/s", "writes/s: pacing item / PENDING",
-        "lowest pace", "longest event->call", "backlog late (peak)", "model run",
+        "transitions/s (refill)", "GetImageSet/s (quota)", "SendTaskSuccess/s (refill)",
+        "writes/s: pacing item / PENDING index", "lowest pace", "longest event->call",
+        "backlog late (peak)", "model run",
     ]  # fmt: skip
     return table(headers, rows)
 

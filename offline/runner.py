@@ -61,7 +61,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TextIO
 from unittest import mock
 
 import boto3
@@ -225,6 +225,9 @@ class LocalPipeline:
         self.remaining_millis = 60_000  # what the fake Lambda context reports (idempotency in-progress expiry)
         self.logs = io.StringIO()  # everything the function logged (JSON lines) and its EMF metrics
         self._handler_lock = threading.Lock()  # one invocation at a time: stdout is captured
+        self._stdout_lock = threading.Lock()
+        self._invocations = 0  # under way, holding their calls or not
+        self._terminal: TextIO = sys.stdout
         self._started_by_hand: set[str] = set()
         self._reported: set[str] = set()  # executions drain_backlog returned already
         self.events = EventDelivery()  # how copy outcome events reach the function (tests change it)
@@ -420,8 +423,26 @@ class LocalPipeline:
         )
         if self.handler_hook:
             self.handler_hook(event)
-        with self._handler_lock, contextlib.redirect_stdout(self.logs):
+        with self._handler_lock, self._capturing_stdout():
             return self.handler(event, context)
+
+    @contextlib.contextmanager
+    def _capturing_stdout(self) -> Iterator[None]:
+        """stdout into `logs` while any invocation is under way: one holding its call (_sleep_in_handler) lets
+        others run, and a per-call redirect_stdout ending in one of them would send the others' output (EMF
+        metrics among it) back to the terminal."""
+        with self._stdout_lock:
+            if self._invocations == 0:
+                self._terminal = sys.stdout
+                sys.stdout = self.logs
+            self._invocations += 1
+        try:
+            yield
+        finally:
+            with self._stdout_lock:
+                self._invocations -= 1
+                if self._invocations == 0:
+                    sys.stdout = self._terminal
 
     # --- the backlog: admission queue, dispatcher ---------------------------------------
     def admit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
