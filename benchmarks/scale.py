@@ -229,7 +229,7 @@ class Limits:
                 "dispatch run",
                 f"rate(1 minute) +0-{self.dispatch_jitter:g} s; lease, plan (dispatcher.plan_run), one pacing write,"
                 f" starts at {dispatcher.START_RATE:g}/s ({self.start_call * 1000:g} ms each,"
-                f" {dispatcher.START_WORKERS} at a time), lease back",
+                f" {dispatcher.START_WORKERS} at a time), STARTED marks, lease back",
                 "copier/dispatcher.py",
             ),
             (
@@ -680,8 +680,7 @@ class Stack:
         fields = dispatcher.after_run(self.pacing, plan, pace=pace, quiet_runs=quiet, now=now, settled=settled)
         for name, value in fields.items():
             self.pacing[name] = self.pacing.get(name, 0) + value if name in dispatcher.ADDED_FIELDS else value
-        self._pacing_write()  # the plan, and the lease given back
-        self.leased = False
+        self._pacing_write()  # the plan
         self.seen = dict(self.pacing)
         copies = [self.backlog.popleft() for _ in range(len(plan.slots))]
         head = self.arrivals[self.backlog[0]] if self.backlog else None
@@ -692,7 +691,13 @@ class Stack:
         for index, (copy, slot) in enumerate(zip(copies, plan.slots, strict=True)):
             account.at(when + index * interval + limits.start_call, self._start, (copy, slot, 0))
         end = when + len(copies) * interval + limits.start_call
-        account.at(end, self._end_run, admission)
+        account.at(end, self._give_back_lease, admission)
+
+    def _give_back_lease(self, admission: bool) -> None:
+        """The run's copies are started and marked STARTED: the lease goes back."""
+        self._pacing_write()
+        self.leased = False
+        self._end_run(admission)
 
     def _started_slots(self) -> list[float]:
         self._call("dynamodb:Query", 1 + len(self.started) // 1_500)

@@ -88,3 +88,28 @@ def test_the_dispatchers_permits_keep_the_copies_in_flight_under_the_concurrent_
     in_flight = max(sum(1 for start, end in spans if start <= at < end) for at, _ in spans)
     assert in_flight == 3  # the quota used, and never exceeded
     assert all(later[0] >= earlier[0] + 1 / 9.9 - 1e-6 for earlier, later in itertools.pairwise(spans))
+
+
+def test_a_run_holds_the_lease_until_its_copies_are_marked_started(clock: VirtualClock) -> None:
+    """Another run meanwhile (the admission queue's, seconds later) would count the copies in flight without
+    them and hand out permits the data store does not have: it finds the lease taken and does nothing."""
+    emulator = HealthImagingEmulator(clock=clock.now)
+    sources = imports(emulator, 3)
+    with local_pipeline(emulator, clock) as pipeline:
+        from copier import dispatcher  # the pipeline's fresh modules
+
+        during: list[bool] = []
+        start_all = dispatcher._start_all
+
+        def start_all_and_run_again(*args: object) -> list[str]:
+            during.append(dispatcher.dispatch().ran)
+            return start_all(*args)  # type: ignore[arg-type]
+
+        dispatcher._start_all = start_all_and_run_again  # type: ignore[assignment]
+        try:
+            records = through_the_backlog(pipeline, sources)
+        finally:
+            dispatcher._start_all = start_all  # type: ignore[assignment]
+        after = dispatcher.dispatch().ran
+    assert during and not any(during) and after  # refused while starting; given back after
+    assert all((r.output or {}).get("status") == "COPIED" for r in records)

@@ -78,3 +78,13 @@ def test_the_event_sources_figures_are_the_stacks() -> None:
         source = inspect.getsource(module)
         assert f"batch_size={limits.admission_batch}," in source
         assert f"max_batching_window=Duration.seconds({limits.batching_window:g})," in source
+
+
+def test_the_pipeline_alone_never_runs_more_copies_than_the_data_store_allows() -> None:
+    """A TPS quota far above what 100 concurrent copies carry (40 TPS; 100 / 45 s = 2.2 copies/s): the
+    dispatcher's permits keep every call inside the concurrent-copy quota, even with runs following each
+    other within seconds (a run's copies are counted only once it marked them: it holds the lease until then)."""
+    limits = scale.Limits.at(40.0)
+    outcome = scale.simulate(limits, 3_000, 60.0, seed=2)
+    assert outcome.copied == 3_000 and outcome.executions_failed == 0
+    assert outcome.over_quota == 0 and outcome.lowest_pace == limits.copy_rate

@@ -12,9 +12,9 @@ backfill, `ops.cli retry`), durable for as long as they take. A run:
 3. reads the oldest PENDING entries, as many as the pace can start before the next run (HORIZON_SECONDS);
 4. gives each a slot (copier.admission.plan_starts) after the last one handed out, 1/pace apart, and a
    permit of the concurrent-copy quota: when the copies in flight could reach the quota, it counts them
-   from the journal (STARTED entries whose slot has passed hold one until they land; an entry a crash left
-   STARTED holds it until the run that settles it, an hour on) and measures how long a copy takes from
-   the copies that landed since;
+   from the journal (a STARTED entry holds one from its slot until a copy's duration later, then is believed
+   to land within seconds: an entry a crash left STARTED holds it no longer than a copy would) and measures
+   how long a copy takes from the copies that landed since;
 5. writes the block of slots on the pacing item (one conditional write for the whole run: a copy started
    by hand, or a call pushed back, reserves its own slot after them), and when the backlog's next copy is due
    (due_after: the backlog served at the rate the settings promise);
@@ -132,16 +132,15 @@ def dispatch() -> DispatchResult:
         pace, quiet_runs = pacing.adapted(state, settings.copy_rate_per_second)
         most = math.ceil(pace * HORIZON_SECONDS) + 1
         entries = journal.pending(most + 1)  # one more than can start: the backlog's age after this run
-        # The plan's write gives the lease back: the next run is a minute away, and no run starts while
-        # the schedule is planned ahead (is_idle).
         plan = _planned(
             state, now, pace=pace, quiet_runs=quiet_runs, entries=entries[:most], settings=settings, settled=settled
         )
-    except BaseException:
+        _remember_planned({**state, **after_run(state, plan, pace=pace, quiet_runs=quiet_runs, now=now)})
+        # The lease is held until the run's copies are marked STARTED: a run that counted the copies in flight
+        # meanwhile would miss them and hand out permits the concurrent-copy quota does not have.
+        started = _start_all(entries[: len(plan.slots)], plan.slots, settings.state_machine_arn)
+    finally:
         _give_back_lease()
-        raise
-    _remember_planned({**state, **after_run(state, plan, pace=pace, quiet_runs=quiet_runs, now=now)})
-    started = _start_all(entries[: len(plan.slots)], plan.slots, settings.state_machine_arn)
     waiting = [entry for entry in entries if execution_name(entry) not in started]
     head = float(waiting[0]["updatedAt"]) if waiting else None
     oldest = 0.0 if head is None else max(0.0, clock.now() - head)
@@ -305,8 +304,8 @@ def after_run(
 
 
 def _write_plan(state: dict[str, Any], plan: Plan, pace: float, quiet_runs: int, *, settled: bool) -> None:
-    """after_run's fields, and the lease given back, in one conditional write on the pacing item (on condition
-    no slot was handed out since the lease's read: a copy that reserved one meanwhile makes the run plan again)."""
+    """after_run's fields in one conditional write on the pacing item (on condition no slot was handed out since
+    the lease's read: a copy that reserved one meanwhile makes the run plan again)."""
     fields = after_run(state, plan, pace=pace, quiet_runs=quiet_runs, now=clock.now(), settled=settled)
     added = {name: fields.pop(name) for name in ADDED_FIELDS}
     values: dict[str, Any] = {f":{name}": _number(value) for name, value in {**fields, **added}.items()}
@@ -324,9 +323,7 @@ def _write_plan(state: dict[str, Any], plan: Plan, pace: float, quiet_runs: int,
     table.call(
         "update_item",
         Key={"id": {"S": pacing.PACING_KEY}},
-        UpdateExpression=f"SET {', '.join(assignments)} ADD "
-        + ", ".join(f"{name} :{name}" for name in added)
-        + " REMOVE leaseUntil",
+        UpdateExpression=f"SET {', '.join(assignments)} ADD " + ", ".join(f"{name} :{name}" for name in added),
         ExpressionAttributeValues=table.to_dynamodb(values),
         **condition,
     )
