@@ -42,6 +42,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=None, help="copyRatePerSecond (default: the README's rule)")
     parser.add_argument("--concurrent-copies", type=int, default=100, help="the emulator's concurrent-copy quota")
     parser.add_argument("--breakdown", action="store_true", help="every API operation's calls per copy")
+    parser.add_argument(
+        "--policy",
+        choices=("snapshot", "merge-into-primary"),
+        default="snapshot",
+        help="merge-into-primary: each import is the second part of a series whose primary exists",
+    )
     args = parser.parse_args()
     n = args.imports or (1_000 if args.quota < 1 else 2_000)
     burst = default_burst(args.quota)
@@ -50,6 +56,7 @@ def main() -> int:
         "datastoreId": seed.DATASTORE_ID,
         "copyRatePerSecond": rate,
         "concurrentCopyQuota": args.concurrent_copies,
+        "copyPolicy": args.policy,
     }
     workflow = WorkflowDefinition.from_template(synthesize(context))
 
@@ -61,9 +68,21 @@ def main() -> int:
         max_concurrent_copies=args.concurrent_copies,
     )
     emulator.create_datastore(seed.DATASTORE_ID)
+    merge = args.policy == "merge-into-primary"
+    if merge:  # each study's series 1: a primary (instances 1-2), then the import to merge into it (3-4)
+        for study in range(n):
+            emulator.seed_image_set(
+                seed.DATASTORE_ID,
+                seed.series_image_set_metadata(patient_number=study % 97, study=study, series=1, instances=(1, 2)),
+            )
     sources = [
-        emulator.seed_image_set(seed.DATASTORE_ID, seed.image_set_metadata(patient_number=n % 97, study=n, series=[1]))
-        for n in range(n)
+        emulator.seed_image_set(
+            seed.DATASTORE_ID,
+            seed.series_image_set_metadata(patient_number=study % 97, study=study, series=1, instances=(3, 4))
+            if merge
+            else seed.image_set_metadata(patient_number=study % 97, study=study, series=[1]),
+        )
+        for study in range(n)
     ]
     started_real = time.perf_counter()
     with LocalPipeline(workflow, emulator, clock) as pipeline:
@@ -72,7 +91,7 @@ def main() -> int:
         clock.join()  # hold the clock while the burst arrives: every event at the same instant
         not_admitted = pipeline.admit(
             [
-                seed.image_set_created_event(seed.DATASTORE_ID, source, event_id=str(n))
+                seed.image_set_created_event(seed.DATASTORE_ID, source, is_primary=not merge, event_id=str(n))
                 for n, source in enumerate(sources)
             ]
         )
@@ -90,7 +109,7 @@ def main() -> int:
     limit = n / physical
     to_copied = sorted(copied_at[copy.source_id] - copy.completes_at for copy in emulator.accepted)
     print(
-        f"Burst of {n:,} imports, CopyImageSet quota {args.quota:g}/s burst {burst:g},"
+        f"Burst of {n:,} imports ({args.policy}), CopyImageSet quota {args.quota:g}/s burst {burst:g},"
         f" {args.concurrent_copies} concurrent copies of {emulator.copy_seconds:g} s, copyRatePerSecond {rate:g}"
         f" ({time.perf_counter() - started_real:.0f} s real)"
     )

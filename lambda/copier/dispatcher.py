@@ -78,7 +78,7 @@ UNMEASURED_COPY_SECONDS = float(HORIZON_SECONDS)
 # Admission runs the dispatcher for newly admitted copies at most this often while the schedule ends before
 # the next scheduled run.
 CATCH_UP_SECONDS = 10.0
-# A copy still STARTED this long after it should have landed is believed to land by then.
+# A copy still STARTED after it should have landed is believed to land within this long (its event on the way).
 OVERDUE_SECONDS = 10.0
 # A measured duration is the longest of the copies that landed since the last count (a handful of them at
 # least); fewer samples only raise it.
@@ -242,7 +242,8 @@ def plan_run(
     # A copy lands copy_seconds after its slot. One overdue has most likely landed and is being looked at (its
     # event on the way): its permit is believed free a few seconds on. One slower than measured is refused over
     # the quota at worst (a new slot later), and the copies that land slower raise the measure for the next run.
-    busy = tuple(max(slot + copy_seconds, now + OVERDUE_SECONDS) for slot in slots_in_flight)
+    ends = (slot + copy_seconds for slot in slots_in_flight)
+    busy = tuple(end if end >= now else now + OVERDUE_SECONDS for end in ends)
     permits = admission.Permits(capacity, busy, copy_seconds)
     slots = admission.plan_starts(now, first, pending, pace, HORIZON_SECONDS, permits=permits)
     return Plan(slots, copy_seconds, len(busy) + len(slots), counted=True, left=pending - len(slots))
