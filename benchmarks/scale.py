@@ -154,7 +154,8 @@ class Limits:
             (
                 "concurrent copies per data store",
                 f"{self.concurrent_copies:,}",
-                "--concurrent-copies; design.md (HealthImaging quotas: 100 by default, adjustable)",
+                "--concurrent-copies; HealthImaging service quotas (100 per data store by default, adjustable:"
+                " L-0D1B2633)",
             ),
             ("a copy's duration", f"{self.copy_seconds:g} s", "--copy-seconds; offline/emulator.py default"),
             (

@@ -52,7 +52,8 @@ class StackSettings(BaseModel):
     # The applied CopyImageSet quota less a margin (README, "Choosing copyRatePerSecond"); 50 is what the
     # dispatcher, the journal's indexes and the pacing item are sized for (benchmarks/scale.py).
     copy_rate_per_second: float = Field(default=0.24, gt=0, le=50)
-    # HealthImaging's concurrent copies per data store (design.md: 100 by default; adjustable on request).
+    # HealthImaging's "Maximum concurrent CopyImageSet requests per data store" (AWS General Reference, HealthImaging
+    # endpoints and quotas: 100 in each Region, adjustable, Service Quotas code L-0D1B2633).
     concurrent_copy_quota: int = Field(default=100, ge=1, le=10_000)
     conflict_retry_attempts: int = Field(default=8, ge=0, le=99)
     conflict_retry_interval_seconds: int = Field(default=15, ge=1, le=3600)
