@@ -31,7 +31,7 @@ test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertio
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$status
 
 # Scale runs, too long for every CI run: the backfill's 10,000-image-set target, end to end
-# (tests/test_backfill_scale.py; `make test` runs it on 1,000). Last measured: 34 min on this 2-core machine.
+# (tests/test_backfill_scale.py; `make test` runs it on 1,000). Last measured: 33 min on this 2-core machine.
 # Run it when the backfill, the journal, the dispatcher or the local runner changes.
 test-scale: setup
 	@BACKFILL_TEST_IMAGE_SETS=10000 $(PY) -m pytest -q tests/test_backfill_scale.py
