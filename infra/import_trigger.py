@@ -39,7 +39,7 @@ class ImportTrigger(Construct):
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        # Events EventBridge could not deliver, and messages the function could not admit (README: "Redrive").
+        # Events EventBridge could not deliver, and messages the function could not admit (docs/operations.md).
         self.dead_letter_queue = self._queue("DeadLetterQueue", key)
         self.admission_queue = self._queue(
             "AdmissionQueue",

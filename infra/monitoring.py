@@ -59,15 +59,15 @@ class Monitoring(Construct):
                 dead_letter_queue.metric_approximate_number_of_messages_visible(period=five_minutes),
                 1,
                 1,
-                "HealthImaging events were not delivered: redrive them (README)",
+                "HealthImaging events were not delivered: redrive them (docs/operations.md)",
             ),
-            # ConfirmCopy could not tell whether a copy was accepted: an operator must look (README).
+            # ConfirmCopy could not tell whether a copy was accepted: an operator must look (docs/operations.md).
             self._alarm(
                 "UndecidedCopyOutcomes",
                 metrics.function_metric("UndecidedCopyOutcomes", statistic="Sum", period=five_minutes),
                 1,
                 1,
-                "A copy's outcome cannot be decided: check and settle it with ops.cli resolve (README)",
+                "A copy's outcome cannot be decided: check and settle it with ops.cli resolve (docs/operations.md)",
             ),
             # HealthImaging's events are best effort: reconciliation found copies no event announced.
             self._alarm(
@@ -93,7 +93,7 @@ class Monitoring(Construct):
                 metrics.function_metric(metrics.BACKLOG[0], statistic="SampleCount", period=five_minutes),
                 1,
                 3,
-                "The dispatcher has not run for 15 minutes: nothing pending is being started (README)",
+                "The dispatcher has not run for 15 minutes: nothing pending is being started (docs/operations.md)",
                 comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 missing=cloudwatch.TreatMissingData.BREACHING,
             ),
@@ -112,7 +112,7 @@ class Monitoring(Construct):
                 ),
                 1,
                 1,
-                "A backfill stopped before its end: see ops.cli backfill status, then resume it (README)",
+                "A backfill stopped before its end: see ops.cli backfill status, then resume it (docs/operations.md)",
             ),
             # Named errors (conflicts, throttles) are retried by the workflow and count here too,
             # so the threshold looks for sustained trouble rather than one retry.

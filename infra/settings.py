@@ -71,7 +71,7 @@ class StackSettings(BaseModel):
     )
     log_retention_days: Literal[30, 90, 180, 365, 731, 1827, 3653] = 365
     # None: the function shares the account's unreserved pool, so the stack deploys on accounts with
-    # a low concurrency quota (Lambda keeps 100 unreserved). A number caps the function (README).
+    # a low concurrency quota (Lambda keeps 100 unreserved). A number caps the function (docs/configuration.md).
     reserved_concurrency: int | None = Field(default=None, ge=1, le=10_000)
     # Reconciliation sweeps for image sets whose event never arrived; 0 turns it off.
     reconciliation_interval_minutes: int = Field(default=15, ge=0, le=1440)

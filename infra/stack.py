@@ -45,7 +45,7 @@ NO_VPC = (
 )
 NO_RESERVED_CONCURRENCY = (
     "reservedConcurrency is unset so the stack deploys on accounts whose concurrency quota cannot spare a "
-    "reservation (Lambda keeps 100 unreserved); setting it caps the function (README, Settings)"
+    "reservation (Lambda keeps 100 unreserved); setting it caps the function (docs/configuration.md)"
 )
 ACCEPTED_FINDINGS = {
     "AwsSolutions::AwsSolutions-IAM5[Resource::*]": "X-Ray trace writes (function and state machine roles) and "

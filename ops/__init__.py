@@ -1,1 +1,1 @@
-"""Operator tools for a deployed stack (README, "Operating it")."""
+"""Operator tools for a deployed stack (docs/operations.md)."""

@@ -1,7 +1,7 @@
 """Errors the copy function raises.
 
 The class name is the error name Step Functions matches in Retry and Catch, so these
-names are a public contract (README, "Errors"). Messages carry ids, versions, statuses
+names are a public contract (docs/errors.md). Messages carry ids, versions, statuses
 and DICOM element names only: never metadata values.
 """
 

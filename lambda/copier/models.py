@@ -1,7 +1,7 @@
 """Every shape the function accepts or returns.
 
 Inputs are validated here, before any HealthImaging call; an invalid field is named
-in the error. Field names on the wire are camelCase (the console contract in the README).
+in the error. Field names on the wire are camelCase (the console contract: docs/operations.md).
 """
 
 from __future__ import annotations
