@@ -275,8 +275,9 @@ def test_a_name_whose_execution_still_runs_is_taken_as_started(
 def test_a_name_whose_execution_ended_moves_to_the_next_name(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:
-    """The name's execution ended without copying (here: crashed at ValidateInput past its retries, started by a
-    run that died before marking the entry): the entry is started again under the next name, and copied once."""
+    """The name's execution ended without copying (here started by hand, as a run that died before marking the
+    entry would have, and crashed at ValidateInput past its retries): the entry is started again under the next
+    name, and copied once."""
     (source,) = seed_imports(quota_emulator, 1)
     with local_pipeline(quota_emulator, clock) as pipeline:
         admitted_without_a_run(pipeline, clock)
@@ -292,6 +293,8 @@ def test_a_name_whose_execution_ended_moves_to_the_next_name(
 def test_started_entries_whose_executions_timed_out_or_were_aborted_fail_and_a_running_one_is_left_alone(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:
+    """Three executions held at their first step, their entries STARTED: one aborted by hand, one timed out, one
+    still running when the dispatcher looks, an hour on. The ended ones are settled FAILED, for `ops.cli retry`."""
     aborted, timed_out, running = seed_imports(quota_emulator, 3)
     release = {source: threading.Event() for source in (aborted, timed_out, running)}
 
@@ -302,16 +305,19 @@ def test_started_entries_whose_executions_timed_out_or_were_aborted_fail_and_a_r
     with local_pipeline(quota_emulator, clock) as pipeline:
         admitted_without_a_run(pipeline, clock)
         pipeline.handler_hook = held_at_validate
-        started = {arn.rsplit(":", 1)[1].split("-")[0]: arn for arn in pipeline.dispatch()}
-        boto3.client("stepfunctions").stop_execution(executionArn=started[aborted])
-        pipeline.time_out(started[timed_out])
-        for source in (aborted, timed_out):
-            release[source].set()
-        ended = [pipeline.wait(started[source]).status for source in (aborted, timed_out)]
-        clock.advance(3_700)  # past the hour a copy may legitimately take
-        dispatcher_run(pipeline)  # settles what ended
-        entries = {s: journal_entries(table_name=TABLE, image_set_id=s) for s in (aborted, timed_out, running)}
-        release[running].set()
+        try:
+            started = {arn.rsplit(":", 1)[1].split("-")[0]: arn for arn in pipeline.dispatch()}
+            boto3.client("stepfunctions").stop_execution(executionArn=started[aborted])
+            pipeline.time_out(started[timed_out])
+            for source in (aborted, timed_out):
+                release[source].set()
+            ended = [pipeline.wait(started[source]).status for source in (aborted, timed_out)]
+            clock.advance(3_700)  # past the hour a copy may legitimately take
+            dispatcher_run(pipeline)  # settles what ended
+            entries = {s: journal_entries(table_name=TABLE, image_set_id=s) for s in (aborted, timed_out, running)}
+        finally:
+            for gate in release.values():  # never leave an execution held
+                gate.set()
         record = pipeline.wait(started[running])
     assert ended == ["ABORTED", "TIMED_OUT"]
     assert {s: [(e["journalStatus"], e.get("error")) for e in found] for s, found in entries.items()} == {
