@@ -24,6 +24,8 @@ requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
   each (the same order, the same items), and not the whole table for a query, which orders its matches itself;
 - jsonpath_ng's parse, where moto's paths call it: it builds a new parser (yacc tables) for every path of
   every state (~10%); the runner parses each path once (a parsed path keeps no state between finds).
+And one moto internal is called, not patched: an execution's Environment.set_timed_out (`time_out`): Step
+Functions times an execution out at its state machine's TimeoutSeconds, which moto counts in real time.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
@@ -395,6 +398,15 @@ class LocalPipeline:
 
     def run(self, execution_input: dict[str, Any], name: str | None = None) -> ExecutionRecord:
         return self.wait(self.start(execution_input, name))
+
+    def time_out(self, execution_arn: str) -> None:
+        """End a running execution as Step Functions does at its state machine's TimeoutSeconds (days here, and
+        moto would count them in real time): TIMED_OUT, once the step it is in returns, with no further step."""
+        backend: Any = stepfunctions_parser_backends[ACCOUNT][REGION]  # its executions: the parser's own class
+        (execution,) = (
+            e for machine in backend.state_machines for e in machine.executions if e.exec_arn == execution_arn
+        )
+        execution.exec_worker.env.set_timed_out()
 
 
 @functools.cache

@@ -29,7 +29,7 @@ def test_every_decision_lands_in_the_journal(
         entries = {e["journalSourceId"]: e for e in journal_entries(table_name=TABLE, status="FORCED")}
         assert main(["status", "--table-name", TABLE, study.inconsistent]) == 0
         assert main(["list", "--table-name", TABLE, "--status", "failed"]) == 0
-        skip_entry, *_ = journal_entries(table_name=TABLE, image_set_id=study.primary)
+        (skip_entry,) = journal_entries(table_name=TABLE, image_set_id=study.primary)
         (failed_entry,) = journal_entries(table_name=TABLE, image_set_id=study.other_patient)
     assert (failed.error, skipped.output, forced.status) == (
         "CopyAccessDenied",

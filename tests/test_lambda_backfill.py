@@ -182,7 +182,12 @@ def test_merge_into_primary_backfills_non_primary_image_sets_only(
     backfill.run()
     (entry,) = backfill.journal()
     assert (entry["journalSourceId"], entry["plan"] is not None) == (extra, True)
-    assert primary != extra
+    # The primary was never searched for (isPrimary = false), not found and skipped: one image set seen.
+    assert (
+        backfill.emulator.image_sets[(DS, primary)].is_primary,
+        backfill.emulator.image_sets[(DS, extra)].is_primary,
+    ) == (True, False)
+    assert (backfill.progress()["seen"], backfill.progress()["skipped"], backfill.progress()["admitted"]) == (1, 0, 1)
 
 
 def test_a_stopped_backfill_reads_nothing_more_and_a_new_owner_takes_over(backfill: Backfill) -> None:
@@ -211,16 +216,23 @@ def test_a_stopped_backfill_reads_nothing_more_and_a_new_owner_takes_over(backfi
 
 
 def test_after_its_share_of_pages_an_execution_hands_over_to_the_next(backfill: Backfill) -> None:
-    seed_image_sets(backfill.emulator, 120)
+    ids = seed_image_sets(backfill.emulator, 120)
+    started = backfill.clock.now()
     with mock.patch.object(backfill.modules.backfill, "PAGES_PER_EXECUTION", 2):
         first = backfill.page()
+        backfill.clock.advance(60)
         second = backfill.page()
         stale = backfill.page()  # the handed-over execution, called again (a retry): ends
-        third = backfill.page(execution="bf-e1")
+        backfill.clock.advance(60)
+        seed_image_sets(backfill.emulator, 1, study=2)  # created since the backfill started
+        third = backfill.page(execution="bf-e1", **second["filters"])  # the next execution's input
     assert (first["continueAsNew"], second["continueAsNew"], second["nextExecutionName"]) == (False, True, "bf-e1")
     assert stale["done"] and not stale["continueAsNew"]
+    # The next execution gets the range's end fixed by the first page, not the time of the hand-over, and
+    # goes on to it: the image set created since is not the backfill's.
+    assert datetime.fromisoformat(second["filters"]["createdBefore"]) == datetime.fromtimestamp(started, tz=UTC)
     assert third["done"] and backfill.progress()["seen"] == 120
-    assert second["filters"]["createdBefore"]  # the next execution gets the fixed end
+    assert sorted(e["journalSourceId"] for e in backfill.journal()) == sorted(ids)
 
 
 def test_counters_follow_the_journal_exactly_once(backfill: Backfill) -> None:

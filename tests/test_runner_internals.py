@@ -24,7 +24,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.utils import json_path
+from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from offline import runner
@@ -66,6 +68,9 @@ def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
         "items",
     ]
     assert "cast_value <" in inspect.getsource(dynamodb_models.DynamoType.__lt__)
+    # Called by LocalPipeline.time_out: an execution's worker, its environment, and the time-out moto sets.
+    assert list(inspect.signature(Environment.set_timed_out).parameters) == ["self"]
+    assert "exec_worker" in inspect.get_annotations(Execution) and "env" in inspect.getsource(ExecutionWorker.__init__)
 
 
 def test_the_runners_sorts_give_motos_order() -> None:

@@ -6,9 +6,8 @@ each with its own start time 1/rate after the previous one. Whatever the backlog
 CopyImageSet calls are spaced by the quota, no execution waits longer than about one period
 (far inside its timeout), and the Lambda concurrency the executions need stays small.
 
-Chosen by `python -m benchmarks.scale`, which drives this function; the dispatcher that calls it in
-the deployed stack (a backlog in the copy journal, StartCopy holding its call until its slot) is
-issue 10's next step: today's stack still paces with copier.pacing.
+Chosen by `python -m benchmarks.scale`, which drives this function; copier.dispatcher calls it in the
+deployed stack, and keeps the schedule between its runs (the last slot it planned) itself.
 """
 
 from __future__ import annotations
@@ -33,8 +32,3 @@ def plan_starts(
     # rounded up past a whole number can add one start at the period's end: that one is the next dispatch's.
     starts = [first + index * interval for index in range(count)]
     return [start for start in starts if start < end]
-
-
-def next_free_slot_after(starts: list[float], next_free_slot: float, rate_per_second: float) -> float:
-    """The schedule after this dispatch: one interval after its last start, or unchanged if it started none."""
-    return starts[-1] + 1.0 / rate_per_second if starts else next_free_slot

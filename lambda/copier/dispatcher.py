@@ -107,7 +107,7 @@ def dispatch() -> DispatchResult:
 
 
 def _start(entry: dict[str, Any], state_machine_arn: str) -> str | None:
-    """Start the entry's copy and mark it STARTED; None when its name was used by a run that ended."""
+    """Start the entry's copy and mark it STARTED; its name, or None when no execution of it now runs."""
     image_set_id, version = str(entry["journalSourceId"]), str(entry["sourceVersionId"])
     name = execution_name(entry)
     execution_input = {"admitted": {"sourceImageSetId": image_set_id, "sourceVersionId": version}}
@@ -118,24 +118,36 @@ def _start(entry: dict[str, Any], state_machine_arn: str) -> str | None:
     except ClientError as error:
         if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
-        # Same name and input while running is not an error: this one ended (aborted, timed out) with the
-        # entry still PENDING. The next run starts it under a new name; its copy record keeps it one copy.
-        journal.record(
-            image_set_id,
-            version,
-            JournalStatus.PENDING,
-            only_from=(JournalStatus.PENDING,),
-            dispatches=int(entry.get("dispatches", 0)) + 1,
-        )
-        return None
+        return _name_in_use(entry, name, state_machine_arn)
+    _mark_started(image_set_id, version, answer["executionArn"])
+    return name
+
+
+def _name_in_use(entry: dict[str, Any], name: str, state_machine_arn: str) -> str | None:
+    """StartExecution refused the name (the same name and input while running is not an error): its execution
+    ended, or runs with another input (a dispatcher of another version started it, mid-upgrade). One running or
+    succeeded copies this entry: taken as started. One that ended otherwise, with the entry still PENDING: the
+    next run starts it under a new name, and its copy record keeps it one copy."""
+    image_set_id, version = str(entry["journalSourceId"]), str(entry["sourceVersionId"])
+    arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
+    status = _step_functions().describe_execution(executionArn=arn)["status"]
+    if status not in ENDED_WITHOUT_A_WORD:
+        _mark_started(image_set_id, version, arn)
+        return name if status == "RUNNING" else None  # a running one has a slot to reserve
     journal.record(
         image_set_id,
         version,
-        JournalStatus.STARTED,
+        JournalStatus.PENDING,
         only_from=(JournalStatus.PENDING,),
-        executionId=answer["executionArn"],
+        dispatches=int(entry.get("dispatches", 0)) + 1,
     )
-    return name
+    return None
+
+
+def _mark_started(image_set_id: str, version: str, execution_arn: str) -> None:
+    journal.record(
+        image_set_id, version, JournalStatus.STARTED, only_from=(JournalStatus.PENDING,), executionId=execution_arn
+    )
 
 
 def _settle_ended_executions(now: float) -> None:
