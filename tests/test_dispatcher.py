@@ -290,6 +290,31 @@ def test_a_name_whose_execution_ended_moves_to_the_next_name(
     assert quota_emulator.copy_image_set_calls() == [200]
 
 
+def test_a_name_whose_execution_succeeded_with_the_entry_still_pending_moves_to_the_next_name(
+    quota_emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    """The name's execution copied and succeeded, but the entry is PENDING (its journal write was lost): the
+    entry is not left STARTED forever; the next name's execution meets the copy record, makes no second
+    CopyImageSet, and writes the outcome."""
+    (source,) = seed_imports(quota_emulator, 1)
+    with local_pipeline(quota_emulator, clock) as pipeline:
+        admitted_without_a_run(pipeline, clock)
+        first = pipeline.run({"admitted": {"sourceImageSetId": source, "sourceVersionId": "1"}}, name=f"{source}-1-d0")
+        (landed,) = journal_entries(table_name=TABLE, image_set_id=source)
+        boto3.client("dynamodb").update_item(
+            TableName=TABLE,
+            Key={"id": {"S": f"journal#{source}#1"}},
+            UpdateExpression="SET journalStatus = :pending",
+            ExpressionAttributeValues={":pending": {"S": "PENDING"}},
+        )
+        (record,) = pipeline.drain_backlog()
+        (entry,) = journal_entries(table_name=TABLE, image_set_id=source)
+    assert (first.status, landed["journalStatus"]) == ("SUCCEEDED", "COPIED")
+    assert (record.name, record.status, (record.output or {})["status"]) == (f"{source}-1-d1", "SUCCEEDED", "COPIED")
+    assert entry["journalStatus"] == "COPIED"
+    assert quota_emulator.copy_image_set_calls() == [200]
+
+
 def test_started_entries_whose_executions_timed_out_or_were_aborted_fail_and_a_running_one_is_left_alone(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:

@@ -51,6 +51,7 @@ MAX_STARTS_PER_RUN = 120  # never reached at rate <= 1/s: a guard on the functio
 SETTLE_AFTER_SECONDS = 3_600
 SETTLE_BATCH = 25
 ENDED_WITHOUT_A_WORD = ("FAILED", "TIMED_OUT", "ABORTED")
+STILL_RUNNING = ("RUNNING", "PENDING_REDRIVE")
 
 
 @dataclass(frozen=True)
@@ -125,15 +126,16 @@ def _start(entry: dict[str, Any], state_machine_arn: str) -> str | None:
 
 def _name_in_use(entry: dict[str, Any], name: str, state_machine_arn: str) -> str | None:
     """StartExecution refused the name (the same name and input while running is not an error): its execution
-    ended, or runs with another input (a dispatcher of another version started it, mid-upgrade). One running or
-    succeeded copies this entry: taken as started. One that ended otherwise, with the entry still PENDING: the
-    next run starts it under a new name, and its copy record keeps it one copy."""
+    ended, or runs with another input (a dispatcher of another version started it, mid-upgrade). One that runs
+    (or waits for its redrive) copies this entry: taken as started. One that ended, with the entry still PENDING
+    (even one that succeeded: its journal write was lost), ends nothing here: the next run starts the entry under
+    a new name, which records its outcome, and its copy record keeps it one copy."""
     image_set_id, version = str(entry["journalSourceId"]), str(entry["sourceVersionId"])
     arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
     status = _step_functions().describe_execution(executionArn=arn)["status"]
-    if status not in ENDED_WITHOUT_A_WORD:
+    if status in STILL_RUNNING:
         _mark_started(image_set_id, version, arn)
-        return name if status == "RUNNING" else None  # a running one has a slot to reserve
+        return name
     journal.record(
         image_set_id,
         version,
