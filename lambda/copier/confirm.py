@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -31,6 +31,7 @@ from copier import clock, copy_record, dicom, healthimaging
 from copier.copy_record import CopyRecord, CopyStatus
 from copier.copy_start import progress_of
 from copier.errors import CopyOutcomeUndecided, CopyRecordChanged, ImageSetNotFound
+from copier.metadata import MetadataSummary
 from copier.models import CopyProgress, CopyRequest
 from copier.settings import load_settings
 
@@ -103,9 +104,11 @@ def _operator_cause(request: CopyRequest, record: CopyRecord, finding: Finding) 
     )
 
 
-def _source(request: CopyRequest, record: CopyRecord) -> tuple[dict[str, Any], dict[str, set[str]]]:
-    document = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id, record.source_version_id)
-    return document, dicom.selection(document, request.copiable_attributes)
+def _source(request: CopyRequest, record: CopyRecord) -> tuple[MetadataSummary, dict[str, frozenset[str]]]:
+    summary = healthimaging.get_metadata(
+        request.datastore_id, request.source_image_set_id, record.source_version_id, instances=True
+    )
+    return summary, dicom.selection(summary, request.copiable_attributes)
 
 
 def _claimed_by_another(record: CopyRecord, image_set_id: str, version_id: str) -> bool:
@@ -131,12 +134,13 @@ def _into_existing(request: CopyRequest, record: CopyRecord) -> Finding:
     if status != "COPIED" or _claimed_by_another(record, destination_id, expected):
         return Finding("not-accepted", f"version {expected} is {status}, and not ours: nothing of this copy landed")
     source, chosen = _source(request, record)
+    # One destination summary at a time: the source's and one other are the most held at once.
     if dicom.holds_instances(
-        healthimaging.get_metadata(request.datastore_id, destination_id, baseline), source, chosen
+        healthimaging.get_metadata(request.datastore_id, destination_id, baseline, instances=True), source, chosen
     ):
         return Finding("undecided", f"version {baseline} already held every copied instance")
     if not dicom.holds_instances(
-        healthimaging.get_metadata(request.datastore_id, destination_id, expected), source, chosen
+        healthimaging.get_metadata(request.datastore_id, destination_id, expected, instances=True), source, chosen
     ):
         return Finding("not-accepted", f"version {expected} was written by another copy")
     if bool(produced.get("overrides", {}).get("forced")) != record.forced:
@@ -170,7 +174,7 @@ def _into_new(request: CopyRequest, record: CopyRecord) -> Finding:
             continue
         if status != "COPIED":
             continue  # an import, or a copy that failed: nothing landed there
-        held = healthimaging.get_metadata(request.datastore_id, candidate, "1")
+        held = healthimaging.get_metadata(request.datastore_id, candidate, "1", instances=True)
         if (
             dicom.selection(held, None) == chosen
             and not dicom.inconsistent_elements(source, held, list(chosen))
