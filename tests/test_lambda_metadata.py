@@ -155,6 +155,22 @@ def test_instances_are_read_only_when_asked_for() -> None:
         dicom.selection(levels, None)
 
 
+def test_only_the_instances_asked_for_are_digested_and_a_decision_cannot_use_the_others() -> None:
+    everything = summary_of(DOCUMENT)
+    uid = sorted(DOCUMENT["Study"]["Series"])[0]
+    one, other = sorted(DOCUMENT["Study"]["Series"][uid]["Instances"])[:2]
+    text = json.dumps(DOCUMENT).encode()
+    some = metadata.summarise(io.BytesIO(text), gzipped=False, instances=True, digests={one})
+
+    assert {sop: digest is not None for sop, digest in some.series[uid].instance_digests().items()} == {
+        sop: sop == one for sop in everything.series[uid].instance_digests()
+    }
+    assert some.series[uid].instance_digests()[one] == everything.series[uid].instance_digests()[one]
+    assert dicom.holds_instances(some, everything, {uid: frozenset({one})})
+    with pytest.raises(LookupError, match="without its digest"):
+        dicom.holds_instances(some, everything, {uid: frozenset({one, other})})
+
+
 # --- memory: not with frames, with instances by a UID and a digest -----------------------------------------
 def traced_peak(document: dict[str, Any], *, instances: bool) -> int:
     body = gzip.compress(json.dumps(document).encode(), compresslevel=1)

@@ -111,6 +111,16 @@ def _source(request: CopyRequest, record: CopyRecord) -> tuple[MetadataSummary, 
     return summary, dicom.selection(summary, request.copiable_attributes)
 
 
+def _held(
+    request: CopyRequest, image_set_id: str, version_id: str, chosen: dict[str, frozenset[str]]
+) -> MetadataSummary:
+    """What an image set's version holds: its instances' UIDs, and the elements' digests of the chosen ones only
+    (a large destination's others are read at the levels' pace)."""
+    return healthimaging.get_metadata(
+        request.datastore_id, image_set_id, version_id, instances=True, digests=dicom.chosen_instances(chosen)
+    )
+
+
 def _claimed_by_another(record: CopyRecord, image_set_id: str, version_id: str) -> bool:
     return any(claim.id != record.id for claim in copy_record.claims(image_set_id, version_id))
 
@@ -135,13 +145,9 @@ def _into_existing(request: CopyRequest, record: CopyRecord) -> Finding:
         return Finding("not-accepted", f"version {expected} is {status}, and not ours: nothing of this copy landed")
     source, chosen = _source(request, record)
     # One destination summary at a time: the source's and one other are the most held at once.
-    if dicom.holds_instances(
-        healthimaging.get_metadata(request.datastore_id, destination_id, baseline, instances=True), source, chosen
-    ):
+    if dicom.holds_instances(_held(request, destination_id, baseline, chosen), source, chosen):
         return Finding("undecided", f"version {baseline} already held every copied instance")
-    if not dicom.holds_instances(
-        healthimaging.get_metadata(request.datastore_id, destination_id, expected, instances=True), source, chosen
-    ):
+    if not dicom.holds_instances(_held(request, destination_id, expected, chosen), source, chosen):
         return Finding("not-accepted", f"version {expected} was written by another copy")
     if bool(produced.get("overrides", {}).get("forced")) != record.forced:
         return Finding("undecided", f"version {expected} holds the copy but with another force setting")
@@ -174,7 +180,7 @@ def _into_new(request: CopyRequest, record: CopyRecord) -> Finding:
             continue
         if status != "COPIED":
             continue  # an import, or a copy that failed: nothing landed there
-        held = healthimaging.get_metadata(request.datastore_id, candidate, "1", instances=True)
+        held = _held(request, candidate, "1", chosen)
         if (
             dicom.selection(held, None) == chosen
             and not dicom.inconsistent_elements(source, held, list(chosen))

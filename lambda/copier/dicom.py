@@ -57,7 +57,12 @@ def selection(summary: MetadataSummary, copiable_attributes: str | None) -> dict
     return chosen
 
 
-def _instance_digests(summary: MetadataSummary) -> dict[str, bytes]:
+def chosen_instances(chosen: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """Every SOPInstanceUID of a selection: the instances whose elements `holds_instances` compares."""
+    return frozenset().union(*chosen.values())
+
+
+def _instance_digests(summary: MetadataSummary) -> dict[str, bytes | None]:
     """SOPInstanceUID -> digest of the instance's own elements, over every series."""
     return {sop: digest for series in summary.series.values() for sop, digest in series.instance_digests().items()}
 
@@ -66,9 +71,17 @@ def holds_instances(
     destination: MetadataSummary, source: MetadataSummary, chosen: Mapping[str, frozenset[str]]
 ) -> bool:
     """The destination holds every chosen instance of the source, each with the source's own elements
-    (a re-import of the same instances with other values does not count)."""
+    (a re-import of the same instances with other values does not count). Both summaries must have
+    been read with the chosen instances' digests."""
     held, own = _instance_digests(destination), _instance_digests(source)
-    return all(sop in held and held[sop] == own.get(sop) for sops in chosen.values() for sop in sops)
+    for sop in chosen_instances(chosen):
+        if sop not in held:
+            return False
+        if held[sop] is None or (sop in own and own[sop] is None):
+            raise LookupError(f"instance {sop} was read without its digest")
+        if held[sop] != own.get(sop):
+            return False
+    return True
 
 
 def inconsistent_elements(source: MetadataSummary, destination: MetadataSummary, series: list[str]) -> list[str]:

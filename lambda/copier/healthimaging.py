@@ -6,6 +6,7 @@ the API has no client token and a blind retry after an accepted request is a sec
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from contextlib import closing
 from functools import lru_cache
 from typing import Any
@@ -66,10 +67,15 @@ def get_image_set(datastore_id: str, image_set_id: str, version_id: str | None =
 
 
 def get_metadata(
-    datastore_id: str, image_set_id: str, version_id: str | None = None, *, instances: bool
+    datastore_id: str,
+    image_set_id: str,
+    version_id: str | None = None,
+    *,
+    instances: bool,
+    digests: AbstractSet[str] | None = None,
 ) -> metadata.MetadataSummary:
     """The image set's DICOM metadata document (gzip JSON on the wire, up to 50 MB unzipped), read as
-    a stream into its summary; `instances`: with each instance's UID and elements' digest."""
+    a stream into its summary; `instances`, `digests`: see metadata.summarise."""
     params = {"datastoreId": datastore_id, "imageSetId": image_set_id}
     if version_id:
         params["versionId"] = version_id
@@ -77,7 +83,8 @@ def get_metadata(
     try:
         response = read_client().get_image_set_metadata(**params)
         with closing(response["imageSetMetadataBlob"]) as body:
-            return metadata.summarise(body, gzipped=response.get("contentEncoding") == "gzip", instances=instances)
+            gzipped = response.get("contentEncoding") == "gzip"
+            return metadata.summarise(body, gzipped=gzipped, instances=instances, digests=digests)
     except ClientError as error:
         raise translate(error, subject) from None
     except (ConnectionError, HTTPClientError, IncompleteReadError):

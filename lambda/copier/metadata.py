@@ -19,6 +19,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache, partial
@@ -51,9 +52,10 @@ class UnreadableDocument(ValueError):
 @dataclass(frozen=True)
 class SeriesSummary:
     elements: Mapping[str, Any]  # the series-level DICOM elements
-    instances: Mapping[str, bytes] | None  # SOPInstanceUID -> digest of its own DICOM elements; None: not read
+    # SOPInstanceUID -> digest of its own DICOM elements (None: not asked for); None: instances not read.
+    instances: Mapping[str, bytes | None] | None
 
-    def instance_digests(self) -> Mapping[str, bytes]:
+    def instance_digests(self) -> Mapping[str, bytes | None]:
         if self.instances is None:  # a programming error: the decision asked for less than it reads
             raise LookupError("this metadata was read without its instances")
         return self.instances
@@ -86,12 +88,16 @@ def parser() -> ModuleType:
     raise ImportError("ijson has no backend here")  # the pure-Python one is always there
 
 
-def summarise(body: Readable, *, gzipped: bool, instances: bool) -> MetadataSummary:
+def summarise(
+    body: Readable, *, gzipped: bool, instances: bool, digests: AbstractSet[str] | None = None
+) -> MetadataSummary:
     """Read a GetImageSetMetadata body to its end. `gzipped`: its contentEncoding said gzip (a body
-    starting with gzip's magic bytes is taken as gzip too). `instances`: digest every instance's
-    elements (confirmation needs them; the Patient, Study and Series levels alone read twice as
-    fast). UnreadableDocument if it is not a JSON object; the body's own errors (a connection lost
-    mid-read) pass through."""
+    starting with gzip's magic bytes is taken as gzip too). `instances`: read each instance's
+    SOPInstanceUID and the digest of its elements (confirmation needs them; the Patient, Study and
+    Series levels alone read twice as fast); `digests`: only these instances' elements are digested,
+    the others' digest is None (a decision about a few instances of a large image set reads the rest
+    at the levels' pace). UnreadableDocument if it is not a JSON object; the body's own errors (a
+    connection lost mid-read) pass through."""
     head = body.read(len(GZIP_MAGIC))
     rejoined = _Rejoined(head, body)
     stream: Readable = rejoined
@@ -101,7 +107,7 @@ def summarise(body: Readable, *, gzipped: bool, instances: bool) -> MetadataSumm
     # Not use_float: with it the C backend refuses integers beyond 64 bits, which json.loads reads (_number).
     events: Events = parser().basic_parse(stream, buf_size=CHUNK_BYTES)
     try:
-        return _document(events, _SERIES_WITH_INSTANCES if instances else _SERIES)
+        return _document(events, _series_reader(instances, digests))
     # Not OSError as a whole: botocore's ReadTimeoutError is one, and a timeout is the network's, not the document's.
     except (ijson.JSONError, gzip.BadGzipFile, zlib.error, EOFError, StopIteration) as error:
         raise UnreadableDocument(f"metadata document unreadable ({type(error).__name__})") from None
@@ -182,15 +188,34 @@ def _level(events: Events, event: str, value: Any) -> dict[str, Any]:
     return _members(events, event, value, {"DICOM": _elements})
 
 
-def _series_reader(instances: Reader | None) -> Reader:
-    readers = {"DICOM": _elements} if instances is None else {"DICOM": _elements, "Instances": _map_of(instances)}
+def _series_reader(instances: bool, digests: AbstractSet[str] | None) -> Reader:
+    readers: dict[str, Reader] = {"DICOM": _elements}
+    if instances:
+        readers["Instances"] = partial(_instances, digests=digests)
 
     def read(events: Events, event: str, value: Any) -> SeriesSummary:
         found = _members(events, event, value, readers)
-        digests = None if instances is None else found.get("Instances", {})
-        return SeriesSummary(elements=found.get("DICOM", {}), instances=digests)
+        return SeriesSummary(
+            elements=found.get("DICOM", {}), instances=found.get("Instances", {}) if instances else None
+        )
 
     return read
+
+
+def _instances(events: Events, event: str, value: Any, *, digests: AbstractSet[str] | None) -> dict[str, bytes | None]:
+    """SOPInstanceUID -> the digest of the instance's elements (None: not among `digests`)."""
+    found: dict[str, bytes | None] = {}
+    if event != "start_map":
+        _skip(events, event, value)
+        return found
+    for sop in _keys(events):
+        event, value = next(events)
+        if digests is None or sop in digests:
+            found[sop] = _instance_digest(events, event, value)
+        else:
+            _skip(events, event, value)
+            found[sop] = None
+    return found
 
 
 def _instance_digest(events: Events, event: str, value: Any) -> bytes:
@@ -198,10 +223,6 @@ def _instance_digest(events: Events, event: str, value: Any) -> bytes:
     found = _members(events, event, value, {"DICOM": partial(_value, canonical=True)})
     elements = found.get("DICOM", {})
     return hashlib.blake2b(_CANONICAL_JSON.encode(elements).encode(), digest_size=16).digest()
-
-
-_SERIES = _series_reader(None)
-_SERIES_WITH_INSTANCES = _series_reader(_instance_digest)
 
 
 def _keys(events: Events) -> Iterator[str]:
@@ -247,8 +268,12 @@ def _value(events: Events, first: str, first_value: Any, *, canonical: bool = Fa
             continue
         if event in OPENING:
             item = {} if event == "start_map" else []
-        elif event == "number" or canonical:
-            item = _scalar(event, value, canonical)
+        elif canonical:  # inline, not _scalar: this runs for every element of every instance digested
+            item = float(value) if type(value) is Decimal else value
+            if event == "boolean" or (type(item) is float and item.is_integer()):
+                item = int(item)
+        elif type(value) is Decimal:
+            item = float(value)
         else:
             item = value
         parent = open_values[-1]
