@@ -40,20 +40,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.handler_import import ENV as FUNCTION_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
-DATASTORE = "0123456789abcdef0123456789abcdef"
+DATASTORE = FUNCTION_ENV["DATASTORE_ID"]
 SOURCE, DESTINATION, NEW = "a" * 32, "b" * 32, "c" * 32
-ENV = {
-    "DATASTORE_ID": DATASTORE,
-    "IDEMPOTENCY_TABLE": "t",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "x",
-    "AWS_SECRET_ACCESS_KEY": "x",
-    "POWERTOOLS_SERVICE_NAME": "healthimaging-copy",
-    "POWERTOOLS_TRACE_DISABLED": "1",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-    "POWERTOOLS_METRICS_NAMESPACE": "HealthImagingCopy",
-}
+ENV = {**FUNCTION_ENV, "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_NAMESPACE": "HealthImagingCopy"}
 BYTES_PER_INSTANCE = 608.5  # seed.ct_image_set_metadata's, compact JSON
 SLIDE_FRAMES = 100_000
 STEPS = ("ResolveDestination", "judge COPY_FAILED", "AuthoriseForce", "ConfirmCopy existing", "ConfirmCopy new")
