@@ -53,6 +53,8 @@ class PipBundling:
 class CopyFunction(Construct):
     # Each step is a few HealthImaging and DynamoDB calls; the workflow's task timeouts follow this.
     TIMEOUT = Duration.seconds(60)
+    # Metadata documents are read as a stream (lambda/copier/metadata.py): python -m benchmarks.metadata.
+    MEMORY_SIZE_MB = 512
 
     def __init__(
         self,
@@ -86,7 +88,7 @@ class CopyFunction(Construct):
                 bundling=BundlingOptions(image=RUNTIME.bundling_image, local=PipBundling()),
             ),
             role=self.role,
-            memory_size=512,
+            memory_size=self.MEMORY_SIZE_MB,
             timeout=self.TIMEOUT,
             # When set, bounds Lambda concurrency (and so DynamoDB and HealthImaging reads) in a burst;
             # throttled invocations are retried by the workflow (Lambda.TooManyRequestsException).

@@ -27,6 +27,9 @@ Semantics follow the service as the design documents it:
   with a message) and succeeds with it, the destination keeping its own values; subset
   copies by copiableAttributes; a CopyImageSet token bucket (0.25 TPS, burst 1)
   answering ThrottlingException; 100 concurrent copies per data store.
+- Documents are kept as `offline.documents` says (levels parsed, each instance as its JSON
+  text: image sets of realistic size, up to the 50 MB limit, cost about their JSON's size);
+  GetImageSetMetadata answers the document as compact gzip JSON, written once per document.
 
 Time and other writers: the emulator settles lazily. Each call first runs, in time
 order and each at its own time, everything the clock has passed: copies and updates
@@ -58,6 +61,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar, Literal
+
+from offline import documents
 
 ID = re.compile(r"^[0-9a-z]{32}$")
 VERSION = re.compile(r"^\d+$")
@@ -311,6 +316,8 @@ class HealthImagingEmulator:
         self._lock = threading.RLock()
         # image set id -> (what its fields were read from, the fields): SearchImageSets reads every image set.
         self._search_fields: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        # id(document) -> (the document, its GetImageSetMetadata body); holding the document keeps its id its own.
+        self._bodies: dict[int, tuple[dict[str, Any], bytes]] = {}
 
     # --- seeding ---------------------------------------------------------------------
     def create_datastore(self, datastore_id: str | None = None) -> str:
@@ -333,7 +340,7 @@ class HealthImagingEmulator:
             self._settle()
             image_set_id = image_set_id or secrets.token_hex(16)
             now = self.clock()
-            document = copying.deepcopy(metadata)
+            document = documents.stored(metadata)
             document.update({"SchemaVersion": "1.1", "DatastoreID": datastore_id, "ImageSetID": image_set_id})
             primaries = self._primaries_holding(datastore_id, series_keys(document))
             if is_primary and primaries:
@@ -500,7 +507,16 @@ class HealthImagingEmulator:
     def _op_GetImageSetMetadata(self, datastoreId: str, imageSetId: str, versionId: str | None = None) -> bytes:
         image_set = self._image_set(datastoreId, imageSetId)
         version = image_set.latest if versionId is None else image_set.version(versionId)
-        return json.dumps(version.metadata).encode()
+        return self._body(version.metadata)
+
+    def _body(self, document: dict[str, Any]) -> bytes:
+        """The gzip body of a document, written once: documents are never changed in place, and a large
+        one takes seconds to write (confirmation reads a version up to three times)."""
+        kept = self._bodies.get(id(document))
+        if kept is None or kept[0] is not document:
+            kept = (document, documents.gzip_body(document))
+            self._bodies[id(document)] = kept
+        return kept[1]
 
     def _op_ListImageSetVersions(
         self, datastoreId: str, imageSetId: str, maxResults: int | None = None, nextToken: str | None = None
