@@ -15,9 +15,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import metrics
-from infra.function_bundle import LOCK, TARGET_PLATFORM
-from infra.log_groups import retention
+from . import metrics
+from .function_bundle import LOCK, TARGET_PLATFORM
+from .log_groups import retention
 
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -63,6 +63,7 @@ class CopyFunction(Construct):
         key: kms.IKey,
         log_retention_days: int,
         reserved_concurrency: int | None,
+        service: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -97,7 +98,7 @@ class CopyFunction(Construct):
             environment_encryption=key,
             environment={
                 **environment,
-                "POWERTOOLS_SERVICE_NAME": metrics.SERVICE,
+                "POWERTOOLS_SERVICE_NAME": service,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             },
         )

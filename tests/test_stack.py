@@ -533,3 +533,18 @@ def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> 
         3,
     )
     assert properties["TreatMissingData"] == "breaching" and properties["AlarmActions"]
+
+
+def test_what_cdk_destroy_keeps_and_what_it_deletes(template: Template) -> None:
+    """docs/operations.md, "Tearing it down": the journal and copy records (table), the key that encrypts
+    them, the logs and the queues' events outlive the stack; the rest goes with it."""
+    kept = {"AWS::DynamoDB::Table": 1, "AWS::KMS::Key": 1, "AWS::Logs::LogGroup": 3, "AWS::SQS::Queue": 2}
+    found: dict[str, int] = {}
+    for logical_id, resource in template.to_json()["Resources"].items():
+        policies = (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy"))
+        if resource["Type"] in kept:
+            assert policies == ("Retain", "Retain"), logical_id
+            found[resource["Type"]] = found.get(resource["Type"], 0) + 1
+        elif resource["Type"] != "AWS::Lambda::Version":  # old versions: docs/operations.md, "Upgrading"
+            assert "Retain" not in policies, logical_id
+    assert found == kept
