@@ -10,10 +10,15 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt infra/function-constraints.txt requirements-checkov.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt infra/function-constraints.txt requirements-checkov.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# The installed package's dependencies at this environment's versions, as wheels: tests/test_package.py
+	@# installs the built wheel into a fresh venv from here, offline.
+	$(PY) -m pip freeze > $(VENV)/frozen.txt
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > $(VENV)/package-requirements.txt
+	$(PY) -m pip download --quiet --disable-pip-version-check --dest $(VENV)/wheelhouse -r $(VENV)/package-requirements.txt -c $(VENV)/frozen.txt
 	@# checkov in a venv of its own: it pins boto3 to a version the dev environment cannot share.
 	$(PYTHON) -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt

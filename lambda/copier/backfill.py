@@ -238,3 +238,57 @@ def _advance(
             return False
         raise
     return True
+
+
+# --- an operator's moves (ops.cli backfill stop|resume|status) ------------------------------------------------
+def read_progress(backfill_id: str) -> dict[str, Any] | None:
+    return table.get_item(journal.backfill_key(backfill_id))
+
+
+def stop(backfill_id: str) -> str | None:
+    """Mark a running backfill STOPPED: its page in flight finishes, its cursor stays where that page began.
+    The name of the execution that ran it (to stop too), None when it was not running."""
+    try:
+        item = table.call(
+            "update_item",
+            Key={"id": {"S": journal.backfill_key(backfill_id)}},
+            UpdateExpression="SET backfillState = :stopped",
+            ConditionExpression="backfillState = :running",
+            ExpressionAttributeValues=table.to_dynamodb({":stopped": STOPPED, ":running": RUNNING}),
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+    except TableUnavailable as error:
+        if table.is_condition_failure(error):
+            return None
+        raise
+    return str(table.from_dynamodb(item)["executionName"])
+
+
+def hand_over(backfill_id: str, progress: dict[str, Any]) -> str | None:
+    """Give the backfill to its next execution (a resume), RUNNING from its saved cursor, unless it changed since
+    `progress` was read. The new execution's name (to start), None when it changed meanwhile."""
+    number = int(progress.get("executions", 0)) + 1
+    name = execution_name(backfill_id, number)
+    try:
+        table.call(
+            "update_item",
+            Key={"id": {"S": journal.backfill_key(backfill_id)}},
+            UpdateExpression="SET backfillState = :running, executionName = :name, executions = :number,"
+            " executionPages = :zero",
+            ConditionExpression="executionName = :current AND backfillState = :state",
+            ExpressionAttributeValues=table.to_dynamodb(
+                {
+                    ":running": RUNNING,
+                    ":name": name,
+                    ":number": number,
+                    ":zero": 0,
+                    ":current": str(progress["executionName"]),
+                    ":state": str(progress["backfillState"]),
+                }
+            ),
+        )
+    except TableUnavailable as error:
+        if table.is_condition_failure(error):
+            return None
+        raise
+    return name
