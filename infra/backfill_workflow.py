@@ -35,7 +35,7 @@ class BackfillWorkflow(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        function: lambda_.IFunction,
+        function: lambda_.IVersion,
         function_timeout: Duration,
         state_machine_name: str,
         name_prefix: str,

@@ -101,4 +101,10 @@ class CopyFunction(Construct):
                 "POWERTOOLS_SERVICE_NAME": service,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             },
+            # Kept when the next deploy publishes another: executions in flight go on invoking theirs
+            # (lambda/copier/versions.py deletes them once none can).
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.RETAIN),
         )
+        # What the state machines invoke: the version published with their definition, so an execution runs
+        # the code it started with. The schedules and the admission queue invoke the function itself: the latest.
+        self.version = self.function.current_version

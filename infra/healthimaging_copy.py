@@ -40,6 +40,7 @@ from .import_trigger import ImportTrigger
 from .monitoring import Monitoring
 from .reconciliation_schedule import ReconciliationSchedule
 from .settings import CONSTRUCT_PROPS, SettingsError, validate
+from .version_pruning import VersionPruning
 
 # Each cdk-nag finding the construct accepts, and why (tests/test_stack_scanners.py runs both packs).
 NO_FUNCTION_DLQ = (
@@ -150,7 +151,7 @@ class HealthImagingCopy(Construct):
         self.workflow = CopyWorkflow(
             self,
             "CopyWorkflow",
-            function=self.copy_function.function,
+            function=self.copy_function.version,
             function_timeout=CopyFunction.TIMEOUT,
             state_machine_name=state_machine_name,
             name_prefix=self.name_prefix,
@@ -160,7 +161,7 @@ class HealthImagingCopy(Construct):
         self.backfill = BackfillWorkflow(
             self,
             "BackfillWorkflow",
-            function=self.copy_function.function,
+            function=self.copy_function.version,
             function_timeout=CopyFunction.TIMEOUT,
             state_machine_name=f"{self.name_prefix}-backfill",
             name_prefix=self.name_prefix,
@@ -200,6 +201,7 @@ class HealthImagingCopy(Construct):
             if settings.reconciliation_interval_minutes and settings.copy_policy != "off"
             else None
         )
+        self.version_pruning = VersionPruning(self, "VersionPruning", function=self.copy_function.function)
         if alarm_topic is None and settings.alarm_topic_arn:
             alarm_topic = sns.Topic.from_topic_arn(self, "AlarmTopic", settings.alarm_topic_arn)
         self.monitoring = Monitoring(
@@ -268,7 +270,8 @@ class HealthImagingCopy(Construct):
                 "image set ids are created at run time; the scope is this data store's image sets"
             ),
             f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_arn}.Arn>:*]": (
-                "Step Functions may invoke any version of this one function (CDK's LambdaInvoke grant)"
+                "the daily pruning deletes old versions of this one function (lambda/copier/versions.py): any of its"
+                " versions, never the function itself"
             ),
             f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:{region}:{account}:execution:"
             f"{self.name_prefix}-copy:*]": (

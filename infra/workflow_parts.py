@@ -38,7 +38,7 @@ def function_step(
     scope: Construct,
     name: str,
     *,
-    function: lambda_.IFunction,
+    function: lambda_.IVersion,
     function_timeout: Duration,
     action: str,
     fields: dict[str, Any],
