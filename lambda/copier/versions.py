@@ -55,11 +55,7 @@ def prune_versions(function_name: str | None = None) -> PruneResult:
                 published.append((int(version["Version"]), _seconds(version["LastModified"])))
     published.sort()
     cutoff = clock.now() - RETIRE_AFTER_DAYS * 86_400
-    retired = [
-        number
-        for (number, _), (_, successor_published) in pairwise(published)
-        if successor_published < cutoff
-    ]
+    retired = [number for (number, _), (_, successor_published) in pairwise(published) if successor_published < cutoff]
     newest = {number for number, _ in published[-KEEP_NEWEST:]}
     deletable = [number for number in retired if number not in newest]
     deleted = []
