@@ -6,7 +6,7 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 test-scale lint synth diagram lock bench clean
+.PHONY: setup demo test test-lambda-py313 test-scale lint synth diagram lock bench clean upgrade-fixtures
 
 setup: $(VENV)/.installed
 
@@ -64,6 +64,15 @@ diagram: setup  ## redraw the README's state machine picture from the synthesize
 
 lock: setup  ## after changing lambda/requirements.txt: re-resolve the function bundle's wheels with hashes
 	$(PY) -m infra.function_bundle lock
+
+# The previous release's template and records, written by that release's own code (tests/test_upgrade.py reads
+# them). Run once per release, with RELEASE the tag the next release upgrades from.
+RELEASE ?= v0.1.0
+upgrade-fixtures: setup
+	@rm -rf .upgrade-source && mkdir .upgrade-source
+	git archive $(RELEASE) | tar -x -C .upgrade-source
+	$(PY) tests/upgrade_fixtures.py --release-source .upgrade-source --out tests/fixtures/$(RELEASE)
+	@rm -rf .upgrade-source
 
 bench: setup
 	$(PY) -m benchmarks.handler_import
