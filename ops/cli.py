@@ -13,7 +13,8 @@
     python -m ops.cli backfill stop|resume --state-machine-arn BACKFILL_ARN --table-name NAME --id NAME
     python -m ops.cli backfill status --table-name NAME --id NAME [--watch]
 
-Both use the same input contract as the console (docs/operations.md, "Starting a copy by hand").
+Installed (`pip install`), the same is the console script `healthimaging-copy start ...`. `start` uses the
+same input contract as the console (docs/operations.md, "Starting a copy by hand").
 Execution names are derived from the input, so starting the same thing twice while it runs,
 or after it succeeded, returns that execution; a copy whose last execution FAILED, TIMED_OUT
 or ABORTED is started anew (the copy record still keeps an accepted copy from being repeated).

@@ -4,6 +4,7 @@ CDK app of the team's own (its own stack, its own alarm topic) and the operator 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -13,8 +14,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELHOUSE = Path(sys.prefix) / "wheelhouse"  # the Makefile's `pip download` of the package's dependencies
@@ -45,6 +44,20 @@ def run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> s
     return result.stdout
 
 
+def test_the_packaged_modules_import_each_other_relatively() -> None:
+    """Installed, infra/ and ops/ are healthimaging_copy.infra and healthimaging_copy.ops: an absolute `infra.`
+    or `ops.` import inside them would find nothing (there is no top-level infra or ops in site-packages)."""
+    absolute = []
+    for path in [*(ROOT / "infra").glob("*.py"), *(ROOT / "ops").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            absolute += [f"{path.name}: {name}" for name in names if name.split(".")[0] in ("infra", "ops")]
+    assert absolute == []
+
+
+@pytest.mark.slow
 def test_the_wheel_installs_apart_and_serves_a_host_app_and_the_cli(tmp_path: Path) -> None:
     assert WHEELHOUSE.is_dir(), f"{WHEELHOUSE} is missing: run `make setup`"
     run(sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", tmp_path / "dist", ROOT, cwd=tmp_path)
