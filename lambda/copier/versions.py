@@ -8,7 +8,7 @@ goes on as a new execution, which takes the definition deployed then), and Step 
 execution, on its own definition, up to 14 days after it ended. So a version is deleted once the version
 after it was published more than RETIRE_AFTER_DAYS ago (2 + 14 + 1 day of margin), except the newest
 KEEP_NEWEST, whatever their age: what is kept is bounded by the deploys of the last 17 days plus ten, about
-10 MB each against Lambda's 75 GB of code storage per Region.
+21 MB each (zipped) against Lambda's 75 GB of code storage per Region.
 """
 
 from __future__ import annotations
