@@ -6,14 +6,19 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 test-scale lint synth diagram lock bench clean
+.PHONY: setup demo test test-lambda-py313 test-scale lint synth diagram lock bench clean upgrade-fixtures
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt infra/function-constraints.txt requirements-checkov.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt infra/function-constraints.txt requirements-checkov.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# The installed package's dependencies at this environment's versions, as wheels: tests/test_package.py
+	@# installs the built wheel into a fresh venv from here, offline.
+	$(PY) -m pip freeze > $(VENV)/frozen.txt
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > $(VENV)/package-requirements.txt
+	$(PY) -m pip download --quiet --disable-pip-version-check --dest $(VENV)/wheelhouse -r $(VENV)/package-requirements.txt -c $(VENV)/frozen.txt
 	@# checkov in a venv of its own: it pins boto3 to a version the dev environment cannot share.
 	$(PYTHON) -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
@@ -61,6 +66,15 @@ diagram: setup  ## redraw the README's state machine picture from the synthesize
 
 lock: setup  ## after changing lambda/requirements.txt: re-resolve the function bundle's wheels with hashes
 	$(PY) -m infra.function_bundle lock
+
+# The previous release's template and records, written by that release's own code (tests/test_upgrade.py reads
+# them). Run once per release, with RELEASE the tag the next release upgrades from.
+RELEASE ?= v0.1.0
+upgrade-fixtures: setup
+	@rm -rf .upgrade-source && mkdir .upgrade-source
+	git archive $(RELEASE) | tar -x -C .upgrade-source
+	$(PY) tests/upgrade_fixtures.py --release-source .upgrade-source --out tests/fixtures/$(RELEASE)
+	@rm -rf .upgrade-source
 
 bench: setup
 	$(PY) -m benchmarks.handler_import

@@ -12,7 +12,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra import metrics
+from . import metrics
 
 PERIOD = Duration.minutes(5)
 
@@ -28,13 +28,15 @@ class OperationsDashboard(Construct):
         admission_queue: sqs.Queue,
         dead_letter_queue: sqs.Queue,
         alarms: Sequence[cloudwatch.Alarm],
+        name: str,
+        service: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         # Dashboards are global to an account: the Region keeps two stacks of the same name apart.
         self.dashboard = cloudwatch.Dashboard(
-            self, "Dashboard", dashboard_name=f"{stack.stack_name}-{stack.region}", default_interval=Duration.days(1)
+            self, "Dashboard", dashboard_name=f"{name}-{Stack.of(self).region}", default_interval=Duration.days(1)
         )
+        self._service = service
         self.dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(alarms), width=24, height=3)
         )
@@ -65,7 +67,11 @@ class OperationsDashboard(Construct):
                 width=8,
                 left=[
                     metrics.function_metric(
-                        metrics.BACKLOG[0], statistic="Maximum", period=PERIOD, label="Oldest pending (s)"
+                        service=service,
+                        name=metrics.BACKLOG[0],
+                        statistic="Maximum",
+                        period=PERIOD,
+                        label="Oldest pending (s)",
                     )
                 ],
                 right=[
@@ -98,10 +104,12 @@ class OperationsDashboard(Construct):
             ),
         )
 
-    @staticmethod
-    def _graph(title: str, names: Sequence[str], *, width: int) -> cloudwatch.GraphWidget:
+    def _graph(self, title: str, names: Sequence[str], *, width: int) -> cloudwatch.GraphWidget:
         return cloudwatch.GraphWidget(
             title=title,
             width=width,
-            left=[metrics.function_metric(name, statistic="Sum", period=PERIOD, label=name) for name in names],
+            left=[
+                metrics.function_metric(service=self._service, name=name, statistic="Sum", period=PERIOD, label=name)
+                for name in names
+            ],
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -17,7 +17,7 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.settings import DEAD_LETTER_RETENTION_DAYS
+from .settings import DEAD_LETTER_RETENTION_DAYS
 
 # A message the function fails this often (a malformed event, DynamoDB down for minutes) is dead-lettered.
 MAX_RECEIVES = 5
@@ -89,7 +89,8 @@ class ImportTrigger(Construct):
         )
 
     def _queue(self, construct_id: str, key: kms.IKey, **options: Any) -> sqs.Queue:
-        """Encrypted with the stack's key, TLS only, messages kept the longest SQS allows."""
+        """Encrypted with the stack's key, TLS only, messages kept the longest SQS allows, and kept when the
+        stack is deleted: events not yet admitted or dead-lettered are copies still owed."""
         return sqs.Queue(
             self,
             construct_id,
@@ -97,5 +98,6 @@ class ImportTrigger(Construct):
             encryption_master_key=key,
             enforce_ssl=True,
             retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
+            removal_policy=RemovalPolicy.RETAIN,
             **options,
         )

@@ -13,7 +13,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra import metrics
+from . import metrics
 
 # Pending longer than this: a backlog the quota's pace should have drained (1,000 copies take ~70 min).
 BACKLOG_ALARM_SECONDS = 6 * 3600
@@ -29,15 +29,16 @@ class Monitoring(Construct):
         backfill_state_machine: sfn.StateMachine,
         function: lambda_.Function,
         dead_letter_queue: sqs.IQueue,
-        alarm_topic_arn: str | None,
+        alarm_topic: sns.ITopic | None,
         alarm_name_prefix: str,
+        service: str,
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         self.alarm_name_prefix = alarm_name_prefix
-        # The stack's own topic, when no alarmTopicArn is given: the stack grants CloudWatch its use.
-        self.own_topic = None if alarm_topic_arn else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
-        self.topic = self.own_topic or sns.Topic.from_topic_arn(self, "AlarmTopic", str(alarm_topic_arn))
+        # Its own topic, when none is given: the construct grants CloudWatch its use.
+        self.own_topic = None if alarm_topic else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        self.topic: sns.ITopic = alarm_topic or self.own_topic  # type: ignore[assignment]
         five_minutes = Duration.minutes(5)
         self.alarms = [
             self._alarm(
@@ -64,7 +65,9 @@ class Monitoring(Construct):
             # ConfirmCopy could not tell whether a copy was accepted: an operator must look (docs/operations.md).
             self._alarm(
                 "UndecidedCopyOutcomes",
-                metrics.function_metric("UndecidedCopyOutcomes", statistic="Sum", period=five_minutes),
+                metrics.function_metric(
+                    service=service, name="UndecidedCopyOutcomes", statistic="Sum", period=five_minutes
+                ),
                 1,
                 1,
                 "A copy's outcome cannot be decided: check and settle it with ops.cli resolve (docs/operations.md)",
@@ -72,7 +75,9 @@ class Monitoring(Construct):
             # HealthImaging's events are best effort: reconciliation found copies no event announced.
             self._alarm(
                 "MissedEvents",
-                metrics.function_metric(metrics.RECONCILIATION[0], statistic="Sum", period=Duration.hours(1)),
+                metrics.function_metric(
+                    service=service, name=metrics.RECONCILIATION[0], statistic="Sum", period=Duration.hours(1)
+                ),
                 1,
                 1,
                 "Reconciliation admitted copies whose HealthImaging event never arrived (they are copied)",
@@ -80,7 +85,9 @@ class Monitoring(Construct):
             # A copy decided on and not started for hours: the backlog is growing (or stuck).
             self._alarm(
                 "BacklogAge",
-                metrics.function_metric(metrics.BACKLOG[0], statistic="Maximum", period=Duration.minutes(15)),
+                metrics.function_metric(
+                    service=service, name=metrics.BACKLOG[0], statistic="Maximum", period=Duration.minutes(15)
+                ),
                 BACKLOG_ALARM_SECONDS,
                 2,
                 "The oldest pending copy has waited for hours: see ops.cli list --status pending",
@@ -90,7 +97,9 @@ class Monitoring(Construct):
             # same runs, cannot see it.
             self._alarm(
                 "DispatcherSilent",
-                metrics.function_metric(metrics.BACKLOG[0], statistic="SampleCount", period=five_minutes),
+                metrics.function_metric(
+                    service=service, name=metrics.BACKLOG[0], statistic="SampleCount", period=five_minutes
+                ),
                 1,
                 3,
                 "The dispatcher has not run for 15 minutes: nothing pending is being started (docs/operations.md)",

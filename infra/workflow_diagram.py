@@ -105,7 +105,7 @@ def _text(label: str) -> str:
 
 def _synthesized_definition() -> dict[str, Any]:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    from infra.app import build_app  # noqa: PLC0415 (jsii starts node: only when asked)
+    from .app import build_app  # noqa: PLC0415 (jsii starts node: only when asked)
 
     app = build_app({"datastoreId": "0" * 32, "aws:cdk:bundling-stacks": []}, nag=False)
     return definition_of(app.synth().stacks[0].template)

@@ -293,6 +293,7 @@ class HealthImagingEmulator:
         copy_burst: float = 1.0,
         max_concurrent_copies: int = 100,
         inconsistency_mode: InconsistencyMode = "deferred",
+        search_token_max_age_seconds: float | None = None,
     ) -> None:
         self.clock = clock
         self.account = account
@@ -303,6 +304,8 @@ class HealthImagingEmulator:
         self.copy_burst = copy_burst
         self.max_concurrent_copies = max_concurrent_copies
         self.inconsistency_mode: InconsistencyMode = inconsistency_mode
+        # SearchImageSets' nextToken expires; AWS does not say when. Older tokens are refused (ValidationException).
+        self.search_token_max_age_seconds = search_token_max_age_seconds
         self.faults = FaultPlan()
         self.datastores: set[str] = set()
         self.image_sets: dict[tuple[str, str], ImageSet] = {}
@@ -550,11 +553,28 @@ class HealthImagingEmulator:
         found = [(image_set, fields) for image_set, fields in candidates if all(f.matches(fields) for f in filters)]
         found.sort(key=lambda pair: pair[1][field_name], reverse=order == "DESC")
         answer = _page(
-            "imageSetsMetadataSummaries", [image_set for image_set, _ in found], maxResults, nextToken, self._summary
+            "imageSetsMetadataSummaries",
+            [image_set for image_set, _ in found],
+            maxResults,
+            self._search_offset(nextToken),
+            self._summary,
         )
+        if "nextToken" in answer:  # opaque to the caller: the offset and when the token was issued
+            answer["nextToken"] = f"{answer['nextToken']}@{self.clock():.3f}"
         if sort:
             answer["sort"] = sort
         return answer
+
+    def _search_offset(self, token: str | None) -> str | None:
+        if token is None:
+            return None
+        offset, _, issued = token.partition("@")
+        if not offset.isdigit() or not issued.replace(".", "", 1).isdigit():
+            raise ServiceError("ValidationException", "nextToken is not valid")
+        age = self.clock() - float(issued)
+        if self.search_token_max_age_seconds is not None and age > self.search_token_max_age_seconds:
+            raise ServiceError("ValidationException", "nextToken has expired")
+        return offset
 
     def _searchable_fields(self, image_set: ImageSet) -> dict[str, Any]:
         """searchable_fields, read again only when the latest version changed (a version's document is

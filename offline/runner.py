@@ -148,7 +148,7 @@ class LocalPipeline:
             "AWS::Partition": "aws",
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
-            f"{self.workflow.function_logical_id}.Arn": function_arn,
+            **self.workflow.function_refs(function_arn),
             self.workflow.table_logical_id: TABLE,
         }
         environment = {k: str(resolve(v, refs)) for k, v in self.workflow.environment.items()}

@@ -56,6 +56,11 @@ class HealthImagingUnavailable(CopyError):
     """InternalServerException or a network failure on a call that is safe to repeat."""
 
 
+class SearchTokenRefused(CopyError):
+    """SearchImageSets refused a saved nextToken (ValidationException): a backfill resumed after days. The
+    backfill searches again from the last position it saved (backfill.py)."""
+
+
 class TableUnavailable(HealthImagingUnavailable):
     """DynamoDB did not answer; nothing was sent to HealthImaging."""
 

@@ -127,6 +127,9 @@ def search_page(
     try:
         page = read_client().search_image_sets(**params)
     except ClientError as error:
+        if token and error.response.get("Error", {}).get("Code") == "ValidationException":
+            # The filters were accepted with the first page: what is refused is the token (expired, or unknown).
+            raise errors.SearchTokenRefused("SearchImageSets refused the nextToken") from None
         raise translate(error, "SearchImageSets") from None
     except (ConnectionError, ReadTimeoutError):
         raise errors.HealthImagingUnavailable("SearchImageSets: no answer") from None

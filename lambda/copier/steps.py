@@ -13,6 +13,7 @@
 | reconcile        | (a schedule rule)  | SweepResult    |
 | dispatch         | (a schedule rule)  | DispatchResult |
 | backfill_page    | BackfillPage       | PageResult     |
+| prune_versions   | (a schedule rule)  | PruneResult    |
 
 And the admission queue's batches (SQS records holding HealthImaging events): `admit_batch`.
 """
@@ -41,6 +42,7 @@ from copier import (
     journal,
     pacing,
     reconciliation,
+    versions,
 )
 from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrottled, InvalidCopyRequest
 from copier.journal import JournalStatus
@@ -66,6 +68,7 @@ Action = Literal[
     "reconcile",
     "dispatch",
     "backfill_page",
+    "prune_versions",
 ]
 _COUNTED_ERRORS: dict[type[CopyError], str] = {
     CopyConflict: "CopyConflicts",
@@ -114,6 +117,8 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
         return asdict(reconciliation.sweep())
     if call.action == "dispatch":
         return asdict(dispatcher.dispatch())
+    if call.action == "prune_versions":
+        return asdict(versions.prune_versions())
     if call.action == "backfill_page":
         return backfill.backfill_page(call.input, execution_id=call.execution_id).wire()
     request = parse(CopyRequest, call.request, "step payload", prefix="request.")
