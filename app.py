@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CDK entry point: `cdk synth -c datastoreId=<id>` (settings: README, "Settings")."""
+"""CDK entry point: `cdk synth -c datastoreId=<id>` (settings: docs/configuration.md)."""
 
 import sys
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import aws_cdk as cdk
 
-from infra.settings import stack_settings_from_context
-from infra.stack import CopyPipelineStack
+from .settings import stack_settings_from_context
+from .stack import CopyPipelineStack
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
@@ -42,7 +42,7 @@ def build_app(context: dict[str, Any] | None = None, *, nag: bool = True) -> cdk
 
 
 def _context_of(app: cdk.App) -> dict[str, Any]:
-    from infra.settings import SETTING_NAMES  # noqa: PLC0415
+    from .settings import SETTING_NAMES  # noqa: PLC0415
 
     context = {}
     for key in (*SETTING_NAMES, "stacks"):

@@ -21,8 +21,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.settings import StackSettings
-from infra.workflow_parts import function_step, logged_state_machine
+from .settings import StackSettings
+from .workflow_parts import function_step, logged_state_machine
 
 # 1,000 pages of up to 50 image sets, a couple of seconds each: about an hour per execution.
 EXECUTION_TIMEOUT = Duration.days(1)
@@ -35,9 +35,10 @@ class BackfillWorkflow(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        function: lambda_.IFunction,
+        function: lambda_.IVersion,
         function_timeout: Duration,
         state_machine_name: str,
+        name_prefix: str,
         settings: StackSettings,
         key: kms.IKey,
     ) -> None:
@@ -101,7 +102,8 @@ class BackfillWorkflow(Construct):
 
         self.log_group, self.state_machine = logged_state_machine(
             self,
-            name=state_machine_name,  # named: it starts its own next execution by ARN
+            name=state_machine_name,
+            name_prefix=name_prefix,  # named: it starts its own next execution by ARN
             start=page,
             timeout=EXECUTION_TIMEOUT,
             comment="Admits existing HealthImaging image sets to the copy backlog, a search page at a time",

@@ -21,7 +21,7 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.queues import encrypted_queue, only_from_rule
+from .queues import encrypted_queue, only_from_rule
 
 COPY_OUTCOMES = ("Image Set Copied", "Image Set Copy Failed")
 MAX_RECEIVES = 5

@@ -15,9 +15,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import metrics
-from infra.function_bundle import LOCK, TARGET_PLATFORM
-from infra.log_groups import retention
+from . import metrics
+from .function_bundle import LOCK, TARGET_PLATFORM
+from .log_groups import retention
 
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -53,6 +53,8 @@ class PipBundling:
 class CopyFunction(Construct):
     # Each step is a few HealthImaging and DynamoDB calls; the workflow's task timeouts follow this.
     TIMEOUT = Duration.seconds(60)
+    # Metadata documents are read as a stream (lambda/copier/metadata.py): python -m benchmarks.metadata.
+    MEMORY_SIZE_MB = 512
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class CopyFunction(Construct):
         key: kms.IKey,
         log_retention_days: int,
         reserved_concurrency: int | None,
+        service: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -86,7 +89,7 @@ class CopyFunction(Construct):
                 bundling=BundlingOptions(image=RUNTIME.bundling_image, local=PipBundling()),
             ),
             role=self.role,
-            memory_size=512,
+            memory_size=self.MEMORY_SIZE_MB,
             timeout=self.TIMEOUT,
             # When set, bounds Lambda concurrency (and so DynamoDB and HealthImaging reads) in a burst;
             # throttled invocations are retried by the workflow (Lambda.TooManyRequestsException).
@@ -97,7 +100,13 @@ class CopyFunction(Construct):
             environment_encryption=key,
             environment={
                 **environment,
-                "POWERTOOLS_SERVICE_NAME": metrics.SERVICE,
+                "POWERTOOLS_SERVICE_NAME": service,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             },
+            # Kept when the next deploy publishes another: executions in flight go on invoking theirs
+            # (lambda/copier/versions.py deletes them once none can).
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.RETAIN),
         )
+        # What the state machines invoke: the version published with their definition, so an execution runs
+        # the code it started with. The schedules and the admission queue invoke the function itself: the latest.
+        self.version = self.function.current_version

@@ -25,8 +25,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.settings import EXECUTION_TIMEOUT_DAYS, RetrySettings, StackSettings
-from infra.workflow_parts import function_step, logged_state_machine
+from .settings import EXECUTION_TIMEOUT_DAYS, RetrySettings, StackSettings
+from .workflow_parts import function_step, logged_state_machine
 
 # copier.wake.KEY_PREFIX and EXPIRES_AFTER_SECONDS: the item AwaitCopy leaves its task token on.
 WAKE_KEY_PREFIX = "wake#"
@@ -39,9 +39,10 @@ class CopyWorkflow(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        function: lambda_.IFunction,
+        function: lambda_.IVersion,
         function_timeout: Duration,
         state_machine_name: str,
+        name_prefix: str,
         settings: StackSettings,
         key: kms.IKey,
         table: dynamodb.ITable,
@@ -173,6 +174,7 @@ class CopyWorkflow(Construct):
             self,
             # Named, so that the function can be told the state machine's ARN without depending on it.
             name=state_machine_name,
+            name_prefix=name_prefix,
             start=route,
             # Copies can wait for slots and retries for hours in a burst; bounded all the same.
             timeout=Duration.days(EXECUTION_TIMEOUT_DAYS),

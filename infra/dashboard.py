@@ -12,7 +12,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra import metrics
+from . import metrics
 
 PERIOD = Duration.minutes(5)
 
@@ -30,13 +30,15 @@ class OperationsDashboard(Construct):
         completion_dead_letter_queue: sqs.Queue,
         copy_rate_per_second: float,
         alarms: Sequence[cloudwatch.Alarm],
+        name: str,
+        service: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         # Dashboards are global to an account: the Region keeps two stacks of the same name apart.
         self.dashboard = cloudwatch.Dashboard(
-            self, "Dashboard", dashboard_name=f"{stack.stack_name}-{stack.region}", default_interval=Duration.days(1)
+            self, "Dashboard", dashboard_name=f"{name}-{Stack.of(self).region}", default_interval=Duration.days(1)
         )
+        self._service = service
         self.dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(alarms), width=24, height=3)
         )
@@ -67,10 +69,18 @@ class OperationsDashboard(Construct):
                 width=8,
                 left=[
                     metrics.function_metric(
-                        metrics.BACKLOG[0], statistic="Maximum", period=PERIOD, label="Oldest pending (s)"
+                        metrics.BACKLOG[0],
+                        service=service,
+                        statistic="Maximum",
+                        period=PERIOD,
+                        label="Oldest pending (s)",
                     ),
                     metrics.function_metric(
-                        metrics.BACKLOG[1], statistic="Maximum", period=PERIOD, label="Late beyond the pace (s)"
+                        metrics.BACKLOG[1],
+                        service=service,
+                        statistic="Maximum",
+                        period=PERIOD,
+                        label="Late beyond the pace (s)",
                     ),
                 ],
                 right=[
@@ -86,7 +96,11 @@ class OperationsDashboard(Construct):
             cloudwatch.GraphWidget(
                 title="CopyImageSet pace (copies a second): lower than configured when the quota is shared",
                 width=8,
-                left=[metrics.function_metric(metrics.PACE[0], statistic="Minimum", period=PERIOD, label="Pace")],
+                left=[
+                    metrics.function_metric(
+                        metrics.PACE[0], service=service, statistic="Minimum", period=PERIOD, label="Pace"
+                    )
+                ],
                 left_annotations=[
                     cloudwatch.HorizontalAnnotation(value=copy_rate_per_second, label="copyRatePerSecond")
                 ],
@@ -123,10 +137,12 @@ class OperationsDashboard(Construct):
             ),
         )
 
-    @staticmethod
-    def _graph(title: str, names: Sequence[str], *, width: int) -> cloudwatch.GraphWidget:
+    def _graph(self, title: str, names: Sequence[str], *, width: int) -> cloudwatch.GraphWidget:
         return cloudwatch.GraphWidget(
             title=title,
             width=width,
-            left=[metrics.function_metric(name, statistic="Sum", period=PERIOD, label=name) for name in names],
+            left=[
+                metrics.function_metric(service=self._service, name=name, statistic="Sum", period=PERIOD, label=name)
+                for name in names
+            ],
         )

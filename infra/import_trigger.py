@@ -5,7 +5,7 @@ messages, never an execution, a Lambda throttle or a slot past an execution's ti
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
@@ -14,7 +14,7 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.queues import encrypted_queue, only_from_rule
+from .queues import encrypted_queue, only_from_rule
 
 # A message the function fails this often (a malformed event, DynamoDB down for minutes) is dead-lettered.
 MAX_RECEIVES = 5
@@ -36,12 +36,14 @@ class ImportTrigger(Construct):
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        # Events EventBridge could not deliver, and messages the function could not admit (README: "Redrive").
-        self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue", key)
+        # Events EventBridge could not deliver, and messages the function could not admit (docs/operations.md).
+        # Both kept when the stack is deleted: events not yet admitted or dead-lettered are copies still owed.
+        self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue", key, removal_policy=RemovalPolicy.RETAIN)
         self.admission_queue = encrypted_queue(
             self,
             "AdmissionQueue",
             key,
+            removal_policy=RemovalPolicy.RETAIN,
             # Lambda's advice for an SQS event source: six times the function's timeout.
             visibility_timeout=Duration.seconds(6 * function_timeout.to_seconds()),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),

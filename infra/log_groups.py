@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Fn, Stack
+from aws_cdk import Aws, Fn
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -21,8 +21,8 @@ def retention(days: int) -> logs.RetentionDays:
     return RETENTION[days]
 
 
-def vended_log_group_name(scope: Construct, service: str) -> str:
-    """`/aws/vendedlogs/<service>/<stack>-<construct>-<end of the stack's id>`.
+def vended_log_group_name(scope: Construct, service: str, name_prefix: str) -> str:
+    """`/aws/vendedlogs/<service>/<name prefix>-<construct>-<end of the stack's id>` (infra/naming.py).
 
     Under /aws/vendedlogs/, a service's log delivery needs no statement in the account's CloudWatch
     Logs resource policy, whose size limit otherwise fails the deploy in busy accounts. The end of the
@@ -30,4 +30,4 @@ def vended_log_group_name(scope: Construct, service: str) -> str:
     blocking a new one of the same name."""
     stack_uuid = Fn.select(2, Fn.split("/", Aws.STACK_ID))
     suffix = Fn.select(4, Fn.split("-", stack_uuid))
-    return f"/aws/vendedlogs/{service}/{Stack.of(scope).stack_name}-{scope.node.id}-{suffix}"
+    return f"/aws/vendedlogs/{service}/{name_prefix}-{scope.node.id}-{suffix}"

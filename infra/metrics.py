@@ -11,7 +11,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
 NAMESPACE = "HealthImagingCopy"
-SERVICE = "healthimaging-copy"
+SERVICE = "healthimaging-copy"  # the app's own construct's; others add their path (infra/naming.py)
 SERVICE_DIMENSION = "service"
 
 COPIES = ("CopiesStarted", "CopiesCompleted", "CopiesFailed", "ForcedCopies")
@@ -35,12 +35,15 @@ PACE = ("CopyPace",)
 COMPLETION = ("CopiesWoken", "CompletionEventsIgnored", "StaleWakeTokens", "CompletionEventsMissed")
 
 
-def function_metric(name: str, *, statistic: str, period: Duration, label: str | None = None) -> cloudwatch.Metric:
-    """One of the function's EMF metrics, with the dimension Powertools gives it."""
+def function_metric(
+    name: str, *, service: str, statistic: str, period: Duration, label: str | None = None
+) -> cloudwatch.Metric:
+    """One of the function's EMF metrics, with the dimension Powertools gives it (the function's service name:
+    infra/naming.py)."""
     return cloudwatch.Metric(
         namespace=NAMESPACE,
         metric_name=name,
-        dimensions_map={SERVICE_DIMENSION: SERVICE},
+        dimensions_map={SERVICE_DIMENSION: service},
         statistic=statistic,
         period=period,
         label=label,

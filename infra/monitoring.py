@@ -13,7 +13,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra import metrics
+from . import metrics
 
 # The backlog's oldest copy this much later than the rate the settings promise explains: trouble, whatever the
 # backlog's size (a 1M backfill is never late for its size alone). Another client taking half the quota for an
@@ -31,15 +31,16 @@ class Monitoring(Construct):
         backfill_state_machine: sfn.StateMachine,
         function: lambda_.Function,
         dead_letter_queue: sqs.IQueue,
-        alarm_topic_arn: str | None,
+        alarm_topic: sns.ITopic | None,
         alarm_name_prefix: str,
+        service: str,
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         self.alarm_name_prefix = alarm_name_prefix
-        # The stack's own topic, when no alarmTopicArn is given: the stack grants CloudWatch its use.
-        self.own_topic = None if alarm_topic_arn else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
-        self.topic = self.own_topic or sns.Topic.from_topic_arn(self, "AlarmTopic", str(alarm_topic_arn))
+        # Its own topic, when none is given: the construct grants CloudWatch its use.
+        self.own_topic = None if alarm_topic else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        self.topic: sns.ITopic = alarm_topic or self.own_topic  # type: ignore[assignment]
         five_minutes = Duration.minutes(5)
         self.alarms = [
             self._alarm(
@@ -61,20 +62,24 @@ class Monitoring(Construct):
                 dead_letter_queue.metric_approximate_number_of_messages_visible(period=five_minutes),
                 1,
                 1,
-                "HealthImaging events were not delivered: redrive them (README)",
+                "HealthImaging events were not delivered: redrive them (docs/operations.md)",
             ),
-            # ConfirmCopy could not tell whether a copy was accepted: an operator must look (README).
+            # ConfirmCopy could not tell whether a copy was accepted: an operator must look (docs/operations.md).
             self._alarm(
                 "UndecidedCopyOutcomes",
-                metrics.function_metric("UndecidedCopyOutcomes", statistic="Sum", period=five_minutes),
+                metrics.function_metric(
+                    service=service, name="UndecidedCopyOutcomes", statistic="Sum", period=five_minutes
+                ),
                 1,
                 1,
-                "A copy's outcome cannot be decided: check and settle it with ops.cli resolve (README)",
+                "A copy's outcome cannot be decided: check and settle it with ops.cli resolve (docs/operations.md)",
             ),
             # HealthImaging's events are best effort: reconciliation found copies no event announced.
             self._alarm(
                 "MissedEvents",
-                metrics.function_metric(metrics.RECONCILIATION[0], statistic="Sum", period=Duration.hours(1)),
+                metrics.function_metric(
+                    service=service, name=metrics.RECONCILIATION[0], statistic="Sum", period=Duration.hours(1)
+                ),
                 1,
                 1,
                 "Reconciliation admitted copies whose HealthImaging event never arrived (they are copied)",
@@ -83,22 +88,26 @@ class Monitoring(Construct):
             # the age alone says nothing (a 1M backfill's last copy waits 46 days at 0.24/s and is on time).
             self._alarm(
                 "BacklogLate",
-                metrics.function_metric(metrics.BACKLOG[1], statistic="Maximum", period=Duration.minutes(15)),
+                metrics.function_metric(
+                    metrics.BACKLOG[1], service=service, statistic="Maximum", period=Duration.minutes(15)
+                ),
                 BACKLOG_LATE_ALARM_SECONDS,
                 2,
                 "The oldest pending copy is over an hour later than copyRatePerSecond (or the concurrent-copy quota)"
                 " explains: CopyPace below the setting (another client of the quota), copies slower than usual, or"
-                " starts failing (README, Operating it)",
+                " starts failing (docs/operations.md, Alarms)",
             ),
             # Every dispatcher run writes how late the backlog is, 0 when empty: none for 15 minutes means the
             # backlog is not being drained (the schedule off, every run failing) and BacklogLate, fed by the
             # same runs, cannot see it.
             self._alarm(
                 "DispatcherSilent",
-                metrics.function_metric(metrics.BACKLOG[1], statistic="SampleCount", period=five_minutes),
+                metrics.function_metric(
+                    metrics.BACKLOG[1], service=service, statistic="SampleCount", period=five_minutes
+                ),
                 1,
                 3,
-                "The dispatcher has not run for 15 minutes: nothing pending is being started (README)",
+                "The dispatcher has not run for 15 minutes: nothing pending is being started (docs/operations.md)",
                 comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 missing=cloudwatch.TreatMissingData.BREACHING,
             ),
@@ -117,7 +126,7 @@ class Monitoring(Construct):
                 ),
                 1,
                 1,
-                "A backfill stopped before its end: see ops.cli backfill status, then resume it (README)",
+                "A backfill stopped before its end: see ops.cli backfill status, then resume it (docs/operations.md)",
             ),
             # Named errors (conflicts, throttles) are retried by the workflow and count here too,
             # so the threshold looks for sustained trouble rather than one retry.

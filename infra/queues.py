@@ -12,7 +12,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.settings import DEAD_LETTER_RETENTION_DAYS
+from .settings import DEAD_LETTER_RETENTION_DAYS
 
 
 def encrypted_queue(scope: Construct, construct_id: str, key: kms.IKey, **options: Any) -> sqs.Queue:

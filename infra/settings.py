@@ -8,6 +8,7 @@ as strings; numbers and lists are parsed from them.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,7 +50,7 @@ class StackSettings(BaseModel):
     copy_policy: Literal["snapshot", "merge-into-primary", "off"] = "snapshot"
     force_policy: Literal["never", "same-patient", "always"] = "same-patient"
     trigger_detail_types: tuple[str, ...] = ("Image Set Created",)
-    # The applied CopyImageSet quota less a margin (README, "Choosing copyRatePerSecond"); 50 is what the
+    # The applied CopyImageSet quota less a margin (docs/configuration.md, "Choosing copyRatePerSecond"); 50 is what the
     # dispatcher, the journal's indexes and the pacing item are sized for (benchmarks/scale.py).
     copy_rate_per_second: float = Field(default=0.24, gt=0, le=50)
     # HealthImaging's "Maximum concurrent CopyImageSet requests per data store" (AWS General Reference, HealthImaging
@@ -76,7 +77,7 @@ class StackSettings(BaseModel):
     )
     log_retention_days: Literal[30, 90, 180, 365, 731, 1827, 3653] = 365
     # None: the function shares the account's unreserved pool, so the stack deploys on accounts with
-    # a low concurrency quota (Lambda keeps 100 unreserved). A number caps the function (README).
+    # a low concurrency quota (Lambda keeps 100 unreserved). A number caps the function (docs/configuration.md).
     reserved_concurrency: int | None = Field(default=None, ge=1, le=10_000)
     # Reconciliation sweeps for image sets whose event never arrived; 0 turns it off.
     reconciliation_interval_minutes: int = Field(default=15, ge=0, le=1440)
@@ -121,6 +122,10 @@ class StackSettings(BaseModel):
             max_delay_seconds=self.conflict_retry_max_delay_seconds,
         )
 
+    def construct_props(self) -> dict[str, Any]:
+        """The HealthImagingCopy construct's keyword arguments for these settings."""
+        return {name: getattr(self, name) for name in CONSTRUCT_PROPS}
+
     def function_environment(self) -> dict[str, str]:
         return {
             "DATASTORE_ID": self.datastore_id,
@@ -148,6 +153,26 @@ REMOVED_SETTINGS = {
     "throttled one (throttleRetryAttempts bounds both); there is no retry interval any more",
     "throttleRetryMaxDelaySeconds": "see throttleRetryIntervalSeconds",
 }
+# Where a stack deploys is the stack's business: the HealthImagingCopy construct takes every other setting.
+STACK_ONLY = ("account", "region")
+CONSTRUCT_PROPS = tuple(name for name in StackSettings.model_fields if name not in STACK_ONLY)
+_PYTHON_NAMES = {field.alias: name for name, field in StackSettings.model_fields.items() if field.alias}
+
+
+def validate(values: dict[str, Any], *, where: str, python_names: bool = False) -> StackSettings:
+    """The settings, or SettingsError naming every bad one, as context keys (camelCase) or, for the
+    construct's props, as the Python keywords (snake_case)."""
+    try:
+        return StackSettings.model_validate(values)
+    except ValidationError as error:
+        problems = []
+        for found in error.errors():
+            where_in = ".".join(str(part) for part in found["loc"]) or "settings"
+            problem = f"{where_in}: {found['msg'].removeprefix('Value error, ')}"
+            if python_names:
+                problem = re.sub(r"\b[a-z]+[A-Z]\w*\b", lambda m: _PYTHON_NAMES.get(m[0], m[0]), problem)
+            problems.append(problem)
+        raise SettingsError(f"invalid settings for {where}: {'; '.join(problems)}") from None
 
 
 def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSettings]:
@@ -170,14 +195,7 @@ def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSetti
     for name, overrides in stacks.items():
         if not isinstance(overrides, dict):
             raise SettingsError(f"stacks.{name}: must be an object of settings")
-        try:
-            result[name] = StackSettings.model_validate({**common, **overrides})
-        except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-                for e in error.errors()
-            )
-            raise SettingsError(f"invalid settings for stack {name}: {problems}") from None
+        result[name] = validate({**common, **overrides}, where=f"stack {name}")
     return result
 
 

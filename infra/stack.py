@@ -1,33 +1,17 @@
-"""The whole pipeline in one stack:
+"""The app's stack: one HealthImagingCopy construct (infra/healthimaging_copy.py) and the outputs ops.cli takes.
 
-EventBridge rule (ImportTrigger) --> admission queue --> copy Lambda: the copy journal's backlog (PENDING)
-schedule, every minute (Dispatcher) --> copy Lambda `dispatch` --> state machine (CopyWorkflow), paced
-schedule (ReconciliationSchedule) --> copy Lambda `reconcile`: missed events into the backlog
-ops.cli backfill --> state machine (BackfillWorkflow) --> copy Lambda `backfill_page`: existing image sets into it
-state machine --> copy Lambda (CopyFunction) --> HealthImaging (one data store), DynamoDB (IdempotencyTable)
-Monitoring: alarms to an SNS topic; an operations dashboard. One KMS key encrypts logs, table, queue,
-topic and the function's environment.
+The construct's id is `Default`, which CDK leaves out of logical ids and infra/naming.py out of physical
+names: the stack's resources keep the logical ids and names of the releases before the construct existed,
+so an upgrade replaces nothing (tests/test_upgrade.py compares them with the last release's).
 """
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, ArnFormat, CfnMapping, CfnOutput, Stack, Token, Validations
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_sns as sns
+from aws_cdk import CfnMapping, CfnOutput, Stack
 from constructs import Construct
 
-from infra.backfill_workflow import BackfillWorkflow
-from infra.copy_completion import CopyCompletion
-from infra.copy_function import CopyFunction
-from infra.copy_workflow import CopyWorkflow
-from infra.dashboard import OperationsDashboard
-from infra.dispatcher import Dispatcher
-from infra.idempotency_table import IdempotencyTable
-from infra.import_trigger import ImportTrigger
-from infra.monitoring import Monitoring
-from infra.reconciliation_schedule import ReconciliationSchedule
-from infra.settings import StackSettings
+from .healthimaging_copy import HealthImagingCopy
+from .settings import StackSettings
 
 # The AWS Management Console's domain in each partition where HealthImaging could run.
 CONSOLE_DOMAINS = {
@@ -35,291 +19,14 @@ CONSOLE_DOMAINS = {
     "aws-cn": {"domain": "console.amazonaws.cn"},
     "aws-us-gov": {"domain": "console.amazonaws-us-gov.com"},
 }
-# Each cdk-nag finding this stack accepts, and why (tests/test_stack_scanners.py runs both packs).
-NO_FUNCTION_DLQ = (
-    "Invoked synchronously by Step Functions, which retries and records every failure; an asynchronous "
-    "DLQ would never receive anything"
-)
-NO_VPC = (
-    "The function only calls regional AWS APIs (HealthImaging, DynamoDB) over TLS with IAM auth; a VPC "
-    "would add NAT cost and no control over the data path"
-)
-NO_RESERVED_CONCURRENCY = (
-    "reservedConcurrency is unset so the stack deploys on accounts whose concurrency quota cannot spare a "
-    "reservation (Lambda keeps 100 unreserved); setting it caps the function (README, Settings)"
-)
-ACCEPTED_FINDINGS = {
-    "AwsSolutions::AwsSolutions-IAM5[Resource::*]": "X-Ray trace writes (function and state machine roles), "
-    "the CloudWatch Logs delivery actions Step Functions logging needs and states:SendTaskSuccess (the function "
-    "wakes waiting copies: the task token names the task) support no resource-level permissions",
-    "AwsSolutions::AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "CDK's grant_read_write_data on the table "
-    "encrypted with this stack's key: kms:ReEncrypt* on that one key, for the function only",
-    "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "The function writes table items encrypted "
-    "with this stack's key (CDK's table grant): data keys of that one key only",
-    "AwsSolutions::AwsSolutions-L1": "Python 3.13 is pinned on purpose: the handler is tested on it and the "
-    "bundled wheels are built for it",
-    "HIPAA.Security::HIPAA.Security-IAMNoInlinePolicy": "CDK grants are AWS::IAM::Policy resources scoped to this "
-    "stack's resources; a managed policy would grant the same, less visibly",
-    "HIPAA.Security::HIPAA.Security-LambdaDLQ": NO_FUNCTION_DLQ,
-    "HIPAA.Security::HIPAA.Security-LambdaInsideVPC": NO_VPC,
-    "HIPAA.Security::HIPAA.Security-DynamoDBInBackupPlan": "Point-in-time recovery is on; the table holds ids and "
-    "expiring idempotency records only",
-}
-
-# checkov's findings this stack accepts on the function, read from its CloudFormation Metadata.
-CHECKOV_SKIPS_ON_FUNCTION = {"CKV_AWS_116": NO_FUNCTION_DLQ, "CKV_AWS_117": NO_VPC}
 
 
 class CopyPipelineStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: StackSettings, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.settings = settings
-
-        self.key = kms.Key(
-            self,
-            "Key",
-            enable_key_rotation=True,
-            description="Encrypts the HealthImaging copy pipeline's logs, table, queue and topic",
-        )
-        self._allow_service_use_of_key()
-
-        self.idempotency = IdempotencyTable(self, "IdempotencyTable", key=self.key)
-        state_machine_name = f"{self.stack_name}-copy"
-        state_machine_arn = self.format_arn(
-            service="states",
-            resource="stateMachine",
-            resource_name=state_machine_name,
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        self.copy_function = CopyFunction(
-            self,
-            "CopyImageSetFunction",
-            environment={
-                **settings.function_environment(),
-                "IDEMPOTENCY_TABLE": self.idempotency.table.table_name,
-                "STATE_MACHINE_ARN": state_machine_arn,
-            },
-            key=self.key,
-            log_retention_days=settings.log_retention_days,
-            reserved_concurrency=settings.reserved_concurrency,
-        )
-        self.workflow = CopyWorkflow(
-            self,
-            "CopyWorkflow",
-            function=self.copy_function.function,
-            function_timeout=CopyFunction.TIMEOUT,
-            state_machine_name=state_machine_name,
-            settings=settings,
-            key=self.key,
-            table=self.idempotency.table,
-        )
-        self.backfill = BackfillWorkflow(
-            self,
-            "BackfillWorkflow",
-            function=self.copy_function.function,
-            function_timeout=CopyFunction.TIMEOUT,
-            state_machine_name=f"{self.stack_name}-backfill",
-            settings=settings,
-            key=self.key,
-        )
-        self.trigger = ImportTrigger(
-            self,
-            "ImportTrigger",
-            function=self.copy_function.function,
-            function_timeout=CopyFunction.TIMEOUT,
-            datastore_id=settings.datastore_id,
-            detail_types=settings.trigger_detail_types,
-            key=self.key,
-        )
-        if settings.copy_policy == "off":
-            self.trigger.rule.node.default_child.add_property_override("State", "DISABLED")  # type: ignore[union-attr]
-        self.completion = CopyCompletion(
-            self,
-            "CopyCompletion",
-            function=self.copy_function.function,
-            function_timeout=CopyFunction.TIMEOUT,
-            datastore_id=settings.datastore_id,
-            copy_rate_per_second=settings.copy_rate_per_second,
-            key=self.key,
-        )
-        self.dispatcher = Dispatcher(
-            self,
-            "Dispatcher",
-            function=self.copy_function.function,
-            state_machine_arn=state_machine_arn,
-            execution_arn_prefix=self.format_arn(
-                service="states",
-                resource="execution",
-                resource_name=state_machine_name,
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            ),
-        )
-        self.reconciliation = (
-            ReconciliationSchedule(
-                self,
-                "Reconciliation",
-                function=self.copy_function.function,
-                interval_minutes=settings.reconciliation_interval_minutes,
-            )
-            if settings.reconciliation_interval_minutes and settings.copy_policy != "off"
-            else None
-        )
-        self.monitoring = Monitoring(
-            self,
-            "Monitoring",
-            state_machine=self.workflow.state_machine,
-            backfill_state_machine=self.backfill.state_machine,
-            function=self.copy_function.function,
-            dead_letter_queue=self.trigger.dead_letter_queue,
-            alarm_topic_arn=settings.alarm_topic_arn,
-            alarm_name_prefix=f"{self.stack_name}-",
-            key=self.key,
-        )
-
-        self.dashboard = OperationsDashboard(
-            self,
-            "OperationsDashboard",
-            state_machine=self.workflow.state_machine,
-            function=self.copy_function.function,
-            admission_queue=self.trigger.admission_queue,
-            dead_letter_queue=self.trigger.dead_letter_queue,
-            completion_dead_letter_queue=self.completion.dead_letter_queue,
-            copy_rate_per_second=settings.copy_rate_per_second,
-            alarms=self.monitoring.alarms,
-        )
-
-        # Wiring, in one place: what may call what.
-        self.idempotency.table.grant_read_write_data(self.copy_function.function)
-        self.copy_function.function.add_to_role_policy(self._healthimaging_policy())
-        if settings.datastore_kms_key_arn:
-            self.copy_function.function.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="UseTheDatastoreKey",
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                    resources=[settings.datastore_kms_key_arn],
-                )
-            )
-        if self.monitoring.own_topic:
-            self._let_alarms_notify(self.monitoring.own_topic)
-
+        self.pipeline = HealthImagingCopy(self, "Default", **settings.construct_props())
         self._outputs()
-        self._accept_findings()
-
-    def _accept_findings(self) -> None:
-        # cdk-nag names the resource as synthesized: pseudo parameters, or the stack's env when set.
-        region = "<AWS::Region>" if Token.is_unresolved(self.region) else self.region
-        account = "<AWS::AccountId>" if Token.is_unresolved(self.account) else self.account
-        datastore_arn = (
-            f"arn:<AWS::Partition>:medical-imaging:{region}:{account}:datastore/{self.settings.datastore_id}"
-        )
-        function_arn = self.resolve(self.copy_function.function.function_arn)["Fn::GetAtt"][0]
-        table_arn = self.resolve(self.idempotency.table.table_arn)["Fn::GetAtt"][0]
-        accepted = {
-            **ACCEPTED_FINDINGS,
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::{datastore_arn}/imageset/*]": (
-                "image set ids are created at run time; the scope is this data store's image sets"
-            ),
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_arn}.Arn>:*]": (
-                "Step Functions may invoke any version of this one function (CDK's LambdaInvoke grant)"
-            ),
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:{region}:{account}:execution:"
-            f"{self.stack_name}-copy:*]": (
-                "the dispatcher reads the status of this stack's copy executions, whose names are made per copy"
-            ),
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{table_arn}.Arn>/index/*]": (
-                "the indexes of this stack's one table (byDestination: which copy produced an image set version)"
-            ),
-        }
-        checkov_skips = dict(CHECKOV_SKIPS_ON_FUNCTION)
-        if self.settings.reserved_concurrency is None:
-            accepted["HIPAA.Security::HIPAA.Security-LambdaConcurrency"] = NO_RESERVED_CONCURRENCY
-            checkov_skips["CKV_AWS_115"] = NO_RESERVED_CONCURRENCY
-        self.accepted_findings = accepted  # tests/test_stack_scanners.py: each is still raised
-        for rule_id, reason in accepted.items():
-            Validations.of(self).acknowledge(Acknowledgment(id=rule_id, reason=reason))
-        self.copy_function.function.node.default_child.add_metadata(  # type: ignore[union-attr]
-            "checkov", {"skip": [{"id": check, "comment": why} for check, why in checkov_skips.items()]}
-        )
-
-    def _healthimaging_policy(self) -> iam.PolicyStatement:
-        datastore_arn = self.format_arn(
-            service="medical-imaging", resource="datastore", resource_name=self.settings.datastore_id
-        )
-        return iam.PolicyStatement(
-            sid="CopyImageSetsOfOneDatastore",
-            actions=[
-                "medical-imaging:GetImageSet",
-                "medical-imaging:GetImageSetMetadata",
-                "medical-imaging:SearchImageSets",
-                "medical-imaging:CopyImageSet",
-            ],
-            resources=[datastore_arn, f"{datastore_arn}/imageset/*"],
-        )
-
-    def _let_alarms_notify(self, topic: sns.Topic) -> None:
-        """CloudWatch publishes alarm notifications as itself, to a topic encrypted with the stack's key:
-        it needs sns:Publish on the topic and the key's data-key operations (SNS guide, "compatibility
-        between event sources from AWS services and encrypted topics"). Only for this stack's alarms."""
-        topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarmsOfThisStack",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[topic.topic_arn],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": self.account},
-                    "ArnEquals": {"aws:SourceArn": [alarm.alarm_arn for alarm in self.monitoring.alarms]},
-                },
-            )
-        )
-        # The key policy cannot name the alarms' ARNs (key -> topic -> alarms would be a cycle): their
-        # names share the stack's prefix instead.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarmsOfThisStack",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
-                resources=["*"],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": self.account},
-                    "ArnLike": {
-                        "aws:SourceArn": self.format_arn(
-                            service="cloudwatch",
-                            resource="alarm",
-                            resource_name=f"{self.monitoring.alarm_name_prefix}*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    },
-                },
-            )
-        )
-
-    def _allow_service_use_of_key(self) -> None:
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchLogsOfThisAccount",
-                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
-                actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": (
-                            f"arn:{self.partition}:logs:{self.region}:{self.account}:*"
-                        )
-                    }
-                },
-            )
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                # EventBridge sends to the admission queue and the dead-letter queue, both under this key.
-                sid="EventBridgeToEncryptedQueues",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
-        )
 
     def _outputs(self) -> None:
         # The partition's URL suffix is not its console's domain (aws-cn: amazonaws.com.cn, the console
@@ -327,9 +34,10 @@ class CopyPipelineStack(Stack):
         console = CfnMapping(self, "ConsoleDomain", mapping=CONSOLE_DOMAINS, lazy=True).find_in_map(
             self.partition, "domain"
         )
-        state_machine = self.workflow.state_machine
+        pipeline = self.pipeline
+        state_machine = pipeline.state_machine
         CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn)
-        CfnOutput(self, "BackfillStateMachineArn", value=self.backfill.state_machine.state_machine_arn)  # ops.cli
+        CfnOutput(self, "BackfillStateMachineArn", value=pipeline.backfill_state_machine.state_machine_arn)  # ops.cli
         CfnOutput(
             self,
             "StateMachineConsoleUrl",
@@ -340,9 +48,9 @@ class CopyPipelineStack(Stack):
             self,
             "DashboardUrl",
             value=f"https://{console}/cloudwatch/home?region={self.region}"
-            f"#dashboards/dashboard/{self.dashboard.dashboard.dashboard_name}",
+            f"#dashboards/dashboard/{pipeline.dashboard.dashboard_name}",
         )
-        CfnOutput(self, "CopyFunctionName", value=self.copy_function.function.function_name)
-        CfnOutput(self, "DeadLetterQueueUrl", value=self.trigger.dead_letter_queue.queue_url)
-        CfnOutput(self, "AdmissionQueueUrl", value=self.trigger.admission_queue.queue_url)  # ops.cli redrive
-        CfnOutput(self, "CopyTableName", value=self.idempotency.table.table_name)  # ops.cli resolve
+        CfnOutput(self, "CopyFunctionName", value=pipeline.function.function_name)
+        CfnOutput(self, "DeadLetterQueueUrl", value=pipeline.dead_letter_queue.queue_url)
+        CfnOutput(self, "AdmissionQueueUrl", value=pipeline.admission_queue.queue_url)  # ops.cli redrive
+        CfnOutput(self, "CopyTableName", value=pipeline.table.table_name)  # ops.cli resolve

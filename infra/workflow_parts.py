@@ -13,8 +13,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.log_groups import retention, vended_log_group_name
-from infra.settings import StackSettings
+from .log_groups import retention, vended_log_group_name
+from .settings import StackSettings
 
 # Errors worth retrying whatever the step: Lambda service faults, the function timing out or
 # crashing, DynamoDB or HealthImaging reads briefly unavailable.
@@ -38,7 +38,7 @@ def function_step(
     scope: Construct,
     name: str,
     *,
-    function: lambda_.IFunction,
+    function: lambda_.IVersion,
     function_timeout: Duration,
     action: str,
     fields: dict[str, Any],
@@ -76,6 +76,7 @@ def logged_state_machine(
     scope: Construct,
     *,
     name: str,
+    name_prefix: str,
     start: sfn.IChainable,
     timeout: Duration,
     comment: str,
@@ -87,7 +88,7 @@ def logged_state_machine(
     log_group = logs.LogGroup(
         scope,
         "LogGroup",
-        log_group_name=vended_log_group_name(scope, "states"),
+        log_group_name=vended_log_group_name(scope, "states", name_prefix),
         encryption_key=key,
         retention=retention(settings.log_retention_days),
         removal_policy=RemovalPolicy.RETAIN,

@@ -27,6 +27,9 @@ Semantics follow the service as the design documents it:
   with a message) and succeeds with it, the destination keeping its own values; subset
   copies by copiableAttributes; a CopyImageSet token bucket (0.25 TPS, burst 1)
   answering ThrottlingException; 100 concurrent copies per data store.
+- Documents are kept as `offline.documents` says (levels parsed, each instance as its JSON
+  text: image sets of realistic size, up to the 50 MB limit, cost about their JSON's size);
+  GetImageSetMetadata answers the document as compact gzip JSON, written once per document.
 
 Time and other writers: the emulator settles lazily. Each call first runs, in time
 order and each at its own time, everything the clock has passed: copies and updates
@@ -66,6 +69,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar, Literal
+
+from offline import documents
 
 ID = re.compile(r"^[0-9a-z]{32}$")
 VERSION = re.compile(r"^\d+$")
@@ -296,6 +301,7 @@ class HealthImagingEmulator:
         copy_burst: float = 1.0,
         max_concurrent_copies: int = 100,
         inconsistency_mode: InconsistencyMode = "deferred",
+        search_token_max_age_seconds: float | None = None,
     ) -> None:
         self.clock = clock
         self.account = account
@@ -306,6 +312,8 @@ class HealthImagingEmulator:
         self.copy_burst = copy_burst
         self.max_concurrent_copies = max_concurrent_copies
         self.inconsistency_mode: InconsistencyMode = inconsistency_mode
+        # SearchImageSets' nextToken expires; AWS does not say when. Older tokens are refused (ValidationException).
+        self.search_token_max_age_seconds = search_token_max_age_seconds
         self.faults = FaultPlan()
         self.datastores: set[str] = set()
         self.image_sets: dict[tuple[str, str], ImageSet] = {}
@@ -321,6 +329,8 @@ class HealthImagingEmulator:
         self._search_fields: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []  # copy outcome events, as they happen
         self.timeline_listeners: list[Callable[[float], None]] = []  # told each time something is scheduled
+        # id(document) -> (the document, its GetImageSetMetadata body); holding the document keeps its id its own.
+        self._bodies: dict[int, tuple[dict[str, Any], bytes]] = {}
 
     # --- seeding ---------------------------------------------------------------------
     def create_datastore(self, datastore_id: str | None = None) -> str:
@@ -343,7 +353,7 @@ class HealthImagingEmulator:
             self._settle()
             image_set_id = image_set_id or secrets.token_hex(16)
             now = self.clock()
-            document = copying.deepcopy(metadata)
+            document = documents.stored(metadata)
             document.update({"SchemaVersion": "1.1", "DatastoreID": datastore_id, "ImageSetID": image_set_id})
             primaries = self._primaries_holding(datastore_id, series_keys(document))
             if is_primary and primaries:
@@ -510,7 +520,16 @@ class HealthImagingEmulator:
     def _op_GetImageSetMetadata(self, datastoreId: str, imageSetId: str, versionId: str | None = None) -> bytes:
         image_set = self._image_set(datastoreId, imageSetId)
         version = image_set.latest if versionId is None else image_set.version(versionId)
-        return json.dumps(version.metadata).encode()
+        return self._body(version.metadata)
+
+    def _body(self, document: dict[str, Any]) -> bytes:
+        """The gzip body of a document, written once: documents are never changed in place, and a large
+        one takes seconds to write (confirmation reads a version up to three times)."""
+        kept = self._bodies.get(id(document))
+        if kept is None or kept[0] is not document:
+            kept = (document, documents.gzip_body(document))
+            self._bodies[id(document)] = kept
+        return kept[1]
 
     def _op_ListImageSetVersions(
         self, datastoreId: str, imageSetId: str, maxResults: int | None = None, nextToken: str | None = None
@@ -544,11 +563,28 @@ class HealthImagingEmulator:
         found = [(image_set, fields) for image_set, fields in candidates if all(f.matches(fields) for f in filters)]
         found.sort(key=lambda pair: pair[1][field_name], reverse=order == "DESC")
         answer = _page(
-            "imageSetsMetadataSummaries", [image_set for image_set, _ in found], maxResults, nextToken, self._summary
+            "imageSetsMetadataSummaries",
+            [image_set for image_set, _ in found],
+            maxResults,
+            self._search_offset(nextToken),
+            self._summary,
         )
+        if "nextToken" in answer:  # opaque to the caller: the offset and when the token was issued
+            answer["nextToken"] = f"{answer['nextToken']}@{self.clock():.3f}"
         if sort:
             answer["sort"] = sort
         return answer
+
+    def _search_offset(self, token: str | None) -> str | None:
+        if token is None:
+            return None
+        offset, _, issued = token.partition("@")
+        if not offset.isdigit() or not issued.replace(".", "", 1).isdigit():
+            raise ServiceError("ValidationException", "nextToken is not valid")
+        age = self.clock() - float(issued)
+        if self.search_token_max_age_seconds is not None and age > self.search_token_max_age_seconds:
+            raise ServiceError("ValidationException", "nextToken has expired")
+        return offset
 
     def _searchable_fields(self, image_set: ImageSet) -> dict[str, Any]:
         """searchable_fields, read again only when the latest version changed (a version's document is

@@ -37,6 +37,9 @@ them: the emulator announces each copy that lands (offline.emulator.copy_outcome
 event bus (one thread, a participant of the virtual clock) settles the emulator when a copy is due to land
 and hands each event to the function as a completion queue batch, `events.delay_seconds` later, dropped or
 duplicated as `events` says (`EventDelivery`).
+
+And one moto internal is called, not patched: an execution's Environment.set_timed_out (`time_out`): Step
+Functions times an execution out at its state machine's TimeoutSeconds, which moto counts in real time.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackConsume
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from offline.clock import Alarm, VirtualClock
 from offline.emulator import HealthImagingEmulator
@@ -251,7 +255,7 @@ class LocalPipeline:
             "AWS::Partition": "aws",
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
-            f"{self.workflow.function_logical_id}.Arn": function_arn,
+            **self.workflow.function_refs(function_arn),
             self.workflow.table_logical_id: TABLE,
         }
         for value in self.workflow.environment.values():  # the queues the function is told about
@@ -566,6 +570,15 @@ class LocalPipeline:
 
     def run(self, execution_input: dict[str, Any], name: str | None = None) -> ExecutionRecord:
         return self.wait(self.start(execution_input, name))
+
+    def time_out(self, execution_arn: str) -> None:
+        """End a running execution as Step Functions does at its state machine's TimeoutSeconds (days here, and
+        moto would count them in real time): TIMED_OUT, once the step it is in returns, with no further step."""
+        backend: Any = stepfunctions_parser_backends[ACCOUNT][REGION]  # its executions: the parser's own class
+        (execution,) = (
+            e for machine in backend.state_machines for e in machine.executions if e.exec_arn == execution_arn
+        )
+        execution.exec_worker.env.set_timed_out()
 
 
 @functools.cache

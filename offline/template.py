@@ -37,6 +37,14 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
     return value
 
 
+def function_refs(function_arn: str, function_logical_id: str, version_logical_id: str | None) -> dict[str, str]:
+    """The function's ARN, and its published version's (version 1 here), as Fn::GetAtt and Ref resolve them."""
+    refs = {f"{function_logical_id}.Arn": function_arn}
+    if version_logical_id:
+        refs[version_logical_id] = f"{function_arn}:1"
+    return refs
+
+
 def state_machine(template: dict[str, Any], role: str = "copy") -> tuple[str, dict[str, Any]]:
     """The logical id and resource of one of the stack's state machines: "copy" (CopyWorkflow) or
     "backfill" (BackfillWorkflow), told apart by the end of the name the stack gives them."""
@@ -61,6 +69,11 @@ class WorkflowDefinition:
     table_schema: dict[str, Any]  # keys and indexes, as CreateTable takes them
     backfill_definition: str | None = None
     backfill_name: Any = None  # the backfill state machine's name, maybe with intrinsic functions
+    version_logical_id: str | None = None  # the published version the state machines invoke (none before 0.2.0)
+
+    def function_refs(self, function_arn: str) -> dict[str, str]:
+        """What the function's ARN and its version's resolve to, for resolve()."""
+        return function_refs(function_arn, self.function_logical_id, self.version_logical_id)
 
     @classmethod
     def from_template(cls, template: dict[str, Any]) -> WorkflowDefinition:
@@ -85,4 +98,5 @@ class WorkflowDefinition:
             },
             json.dumps(backfill["Properties"]["DefinitionString"]) if backfill else None,
             backfill["Properties"]["StateMachineName"] if backfill else None,
+            next(iter(_resources(template, "AWS::Lambda::Version")), None),
         )

@@ -9,7 +9,6 @@ The emulator receives parameters under the model's member names, as a boto3 call
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
@@ -70,8 +69,8 @@ def dispatch(emulator: HealthImagingEmulator, method: str, url: str, body: bytes
         except ServiceError as error:
             headers = {"x-amzn-ErrorType": error.code, "Content-Type": "application/json"}
             return error.status, headers, json.dumps({"message": error.message}).encode()
-        if isinstance(result, bytes):
-            return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, gzip.compress(result)
+        if isinstance(result, bytes):  # GetImageSetMetadata's body, gzip already
+            return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, result
         return 200, {"Content-Type": "application/json"}, json.dumps(result).encode()
     return 404, {"x-amzn-ErrorType": "UnknownOperationException"}, b'{"message":"unknown operation"}'
 

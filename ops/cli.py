@@ -13,7 +13,8 @@
     python -m ops.cli backfill stop|resume --state-machine-arn BACKFILL_ARN --table-name NAME --id NAME
     python -m ops.cli backfill status --table-name NAME --id NAME [--watch]
 
-Both use the same input contract as the console (README, "Starting a copy by hand").
+Installed (`pip install`), the same is the console script `healthimaging-copy start ...`. `start` uses the
+same input contract as the console (docs/operations.md, "Starting a copy by hand").
 Execution names are derived from the input, so starting the same thing twice while it runs,
 or after it succeeded, returns that execution; a copy whose last execution FAILED, TIMED_OUT
 or ABORTED is started anew (the copy record still keeps an accepted copy from being repeated).
@@ -23,18 +24,27 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import re
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 NAME_UNSAFE = re.compile(r"[^0-9A-Za-z_-]")
+
+
+def function_module(name: str) -> ModuleType:
+    """The function's own module `copier.<name>` (ops/__init__.py puts its source on the path): every journal,
+    copy record and backfill read and write is the function's code. Looked up at each call: the local runner
+    and the tests import the function afresh."""
+    return importlib.import_module(f"copier.{name}")
 
 
 def execution_name(prefix: str, payload: dict[str, Any]) -> str:
@@ -85,59 +95,27 @@ def redrive(*, queue_url: str, admission_queue_url: str) -> int:
             moved += 1
 
 
-def resolve(*, table_name: str, record_id: str, accepted_into: tuple[str, str] | None, client: Any = None) -> str:
+def resolve(*, table_name: str, record_id: str, accepted_into: tuple[str, str] | None) -> str:
     """Settle a copy record ConfirmCopy could not decide (CopyOutcomeUndecided), after looking:
-    accepted into that image set version (claimed, as ConfirmCopy would), or not accepted (the next
-    start calls CopyImageSet again). Only a record still waiting for confirmation (CALLING) changes."""
-    dynamodb = client or boto3.client("dynamodb")
-    names = {"#status": "status"}
-    values: dict[str, Any] = {":calling": {"S": "CALLING"}}
-    if accepted_into is None:
-        update = "SET #status = :status"
-        values[":status"] = {"S": "NOT_ACCEPTED"}
-    else:
-        update = "SET #status = :status, destinationImageSetId = :image_set, destinationVersionId = :version"
-        values.update(
-            {":status": {"S": "ACCEPTED"}, ":image_set": {"S": accepted_into[0]}, ":version": {"S": accepted_into[1]}}
-        )
-    items: list[dict[str, Any]] = [
-        {
-            "Update": {
-                "TableName": table_name,
-                "Key": {"id": {"S": record_id}},
-                "UpdateExpression": update,
-                "ConditionExpression": "#status = :calling",
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-        }
-    ]
-    if accepted_into is not None:
-        claim = f"claim#{accepted_into[0]}#{accepted_into[1]}"
-        items.append(
-            {
-                "Put": {
-                    "TableName": table_name,
-                    "Item": {"id": {"S": claim}, "recordId": {"S": record_id}},
-                    "ConditionExpression": "attribute_not_exists(id)",
-                }
-            }
-        )
-    try:
-        dynamodb.transact_write_items(TransactItems=items)
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "TransactionCanceledException":
-            raise
-        raise SystemExit(
-            f"{record_id} was not changed: it is not waiting for confirmation, or that version is claimed already"
-        ) from None
+    accepted into that image set version (adopted and claimed, as ConfirmCopy would), or not accepted (the
+    next start calls CopyImageSet again). Only a record still waiting for confirmation (CALLING) changes."""
+    copy_record, errors = function_module("copy_record"), function_module("errors")
+    with function_module("settings").operating_on(table_name):
+        record = copy_record.by_id(record_id)
+        if record is None or record.status != copy_record.CopyStatus.CALLING:
+            raise SystemExit(f"{record_id} was not changed: it is not waiting for confirmation")
+        try:
+            if accepted_into is None:
+                copy_record.mark_not_accepted(record)
+            else:
+                copy_record.adopt(
+                    record, destination_image_set_id=accepted_into[0], destination_version_id=accepted_into[1]
+                )
+        except errors.CopyRecordChanged as error:
+            raise SystemExit(f"{record_id} was not changed: {error}") from None
     return "NOT_ACCEPTED" if accepted_into is None else "ACCEPTED"
 
 
-# The copy journal's indexes (lambda/copier/journal.py; tests/test_ops_cli.py checks they agree).
-JOURNAL_BY_SOURCE = "journalBySource"
-JOURNAL_BY_STATUS = "journalByStatus"
-JOURNAL_STATUSES = ("PENDING", "SKIPPED", "STARTED", "COPIED", "FORCED", "FAILED")
 JOURNAL_COLUMNS = (
     "journalSourceId", "sourceVersionId", "journalStatus", "decision", "reason", "copiedIntoImageSetId",
     "copiedIntoVersionId", "forced", "forcePolicy", "forceDecision", "inconsistentElements", "error",
@@ -146,31 +124,14 @@ JOURNAL_COLUMNS = (
 
 
 def journal_entries(
-    *,
-    table_name: str,
-    image_set_id: str | None = None,
-    status: str | None = None,
-    since: float = 0.0,
-    client: Any = None,
+    *, table_name: str, image_set_id: str | None = None, status: str | None = None, since: float = 0.0
 ) -> list[dict[str, Any]]:
     """Journal entries of one image set (every version), or in one status changed since a time, oldest first."""
-    dynamodb = client or boto3.client("dynamodb")
-    if image_set_id is not None:
-        query = {
-            "IndexName": JOURNAL_BY_SOURCE,
-            "KeyConditionExpression": "journalSourceId = :value",
-            "ExpressionAttributeValues": {":value": {"S": image_set_id}},
-        }
-    else:
-        query = {
-            "IndexName": JOURNAL_BY_STATUS,
-            "KeyConditionExpression": "journalStatus = :value AND updatedAt >= :since",
-            "ExpressionAttributeValues": {":value": {"S": str(status)}, ":since": {"N": repr(since)}},
-        }
-    deserializer = TypeDeserializer()
-    entries: list[dict[str, Any]] = []
-    for page in dynamodb.get_paginator("query").paginate(TableName=table_name, **query):
-        entries.extend({k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"])
+    journal = function_module("journal")
+    with function_module("settings").operating_on(table_name):
+        entries: list[dict[str, Any]] = journal.entries(
+            image_set_id=image_set_id, status=journal.JournalStatus(status) if status else None, since=since
+        )
     return entries
 
 
@@ -188,99 +149,37 @@ def _journal_line(entry: dict[str, Any]) -> str:
     return " ".join(values)
 
 
-def retry(*, table_name: str, since: float = 0.0, client: Any = None) -> tuple[list[str], list[str]]:
+def retry(*, table_name: str, since: float = 0.0) -> tuple[list[str], list[str]]:
     """Re-admit every copy whose journal entry is FAILED (changed since a time) to the backlog, with the
-    plan it was admitted with: the dispatcher starts it at the quota's pace, under a new execution name
-    (its dispatch count goes up), and the copy records keep an accepted copy from being repeated.
-    Returns (entries re-admitted, FAILED entries that hold no plan: console copies that never reached
-    StartCopy, to start again by hand). Running it twice re-admits nothing twice: only FAILED entries move."""
-    dynamodb = client or boto3.client("dynamodb")
+    plan it was admitted with: the dispatcher starts it at the quota's pace, under a new execution name,
+    and the copy records keep an accepted copy from being repeated. Returns (entries re-admitted, FAILED
+    entries that hold no plan: console copies that never reached StartCopy, to start again by hand).
+    Running it twice re-admits nothing twice: only FAILED entries move."""
+    journal = function_module("journal")
     readmitted: list[str] = []
     without_plan: list[str] = []
-    for entry in journal_entries(table_name=table_name, status="FAILED", since=since, client=dynamodb):
-        if not entry.get("plan"):
-            without_plan.append(entry["id"])
-            continue
-        try:
-            old = dynamodb.update_item(
-                TableName=table_name,
-                Key={"id": {"S": entry["id"]}},
-                ReturnValues="ALL_OLD",
-                # PENDING entries never expire: the backlog waits as long as the quota makes it.
-                UpdateExpression="SET journalStatus = :pending, updatedAt = :now, "
-                "dispatches = if_not_exists(dispatches, :zero) + :one REMOVE expiration",
-                ConditionExpression="journalStatus = :failed",
-                ExpressionAttributeValues={
-                    ":pending": {"S": "PENDING"},
-                    ":failed": {"S": "FAILED"},
-                    ":now": {"N": repr(time.time())},
-                    ":zero": {"N": "0"},
-                    ":one": {"N": "1"},
-                },
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            continue  # moved on meanwhile (re-admitted by another retry, or started again by hand)
-        _count_readmission(dynamodb, table_name, old.get("Attributes", {}))
-        readmitted.append(entry["id"])
+    with function_module("settings").operating_on(table_name):
+        for entry in journal.entries(status=journal.JournalStatus.FAILED, since=since):
+            if not entry.get("plan"):
+                without_plan.append(entry["id"])
+            elif journal.readmit(entry):
+                readmitted.append(entry["id"])
     return readmitted, without_plan
 
 
-def _count_readmission(dynamodb: Any, table_name: str, old: dict[str, Any]) -> None:
-    """A backfilled entry re-admitted: its backfill's counts move from FAILED to PENDING, as the function's
-    journal moves them (lambda/copier/journal.py, count_backfill_change): with the entry's countedStatus mark,
-    so a second move never happens. Missed here, the entry's next write moves it."""
-    if "backfillId" not in old or old.get("countedStatus", {}).get("S") != "FAILED":
-        return
-    try:
-        dynamodb.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": table_name,
-                        "Key": {"id": old["id"]},
-                        "UpdateExpression": "SET countedStatus = :pending",
-                        "ConditionExpression": "countedStatus = :failed",
-                        "ExpressionAttributeValues": {":pending": {"S": "PENDING"}, ":failed": {"S": "FAILED"}},
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": table_name,
-                        "Key": {"id": {"S": f"{BACKFILL_KEY_PREFIX}{old['backfillId']['S']}"}},
-                        "UpdateExpression": "ADD entriesFAILED :minus, entriesPENDING :plus",
-                        "ExpressionAttributeValues": {":minus": {"N": "-1"}, ":plus": {"N": "1"}},
-                    }
-                },
-            ]
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "TransactionCanceledException":
-            raise
-
-
 # --- backfill (lambda/copier/backfill.py: the progress item and the execution names) ---------------------------
-BACKFILL_KEY_PREFIX = "backfill#"
 BACKFILL_ID = re.compile(r"^[0-9A-Za-z_-]{1,40}$")
 BAR_WIDTH = 30
-
-
-def backfill_execution_name(backfill_id: str, number: int) -> str:
-    return f"{backfill_id}-e{number}"
 
 
 def _execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
 
-def backfill_progress(*, table_name: str, backfill_id: str, client: Any = None) -> dict[str, Any] | None:
-    dynamodb = client or boto3.client("dynamodb")
-    item = dynamodb.get_item(
-        TableName=table_name, Key={"id": {"S": f"{BACKFILL_KEY_PREFIX}{backfill_id}"}}, ConsistentRead=True
-    ).get("Item")
-    deserializer = TypeDeserializer()
-    return {k: deserializer.deserialize(v) for k, v in item.items()} if item else None
+def backfill_progress(*, table_name: str, backfill_id: str) -> dict[str, Any] | None:
+    with function_module("settings").operating_on(table_name):
+        progress: dict[str, Any] | None = function_module("backfill").read_progress(backfill_id)
+    return progress
 
 
 def backfill_start(
@@ -295,7 +194,7 @@ def backfill_start(
     try:
         answer = sfn.start_execution(
             stateMachineArn=state_machine_arn,
-            name=backfill_execution_name(backfill_id, 0),
+            name=function_module("backfill").execution_name(backfill_id, 0),
             input=json.dumps({"backfillId": backfill_id, "filters": filters}),
         )
     except ClientError as error:
@@ -308,21 +207,10 @@ def backfill_start(
 def backfill_stop(*, state_machine_arn: str, table_name: str, backfill_id: str, client: Any = None) -> str:
     """Mark the backfill STOPPED (its page in flight finishes, its cursor stays where that page began) and stop
     the execution that runs it. Returns that execution's name."""
-    dynamodb = boto3.client("dynamodb")
-    try:
-        item = dynamodb.update_item(
-            TableName=table_name,
-            Key={"id": {"S": f"{BACKFILL_KEY_PREFIX}{backfill_id}"}},
-            UpdateExpression="SET backfillState = :stopped",
-            ConditionExpression="backfillState = :running",
-            ExpressionAttributeValues={":stopped": {"S": "STOPPED"}, ":running": {"S": "RUNNING"}},
-            ReturnValues="ALL_NEW",
-        )["Attributes"]
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        raise SystemExit(f"backfill {backfill_id} is not running") from None
-    name = str(item["executionName"]["S"])
+    with function_module("settings").operating_on(table_name):
+        name = function_module("backfill").stop(backfill_id)
+    if name is None:
+        raise SystemExit(f"backfill {backfill_id} is not running")
     sfn = client or boto3.client("stepfunctions")
     try:
         sfn.stop_execution(
@@ -331,7 +219,7 @@ def backfill_stop(*, state_machine_arn: str, table_name: str, backfill_id: str, 
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("ExecutionDoesNotExist", "ValidationException"):
             raise
-    return name
+    return str(name)
 
 
 def backfill_resume(*, state_machine_arn: str, table_name: str, backfill_id: str, client: Any = None) -> str:
@@ -353,28 +241,10 @@ def backfill_resume(*, state_machine_arn: str, table_name: str, backfill_id: str
             status = "NONE"  # a handed-over execution that never started
         if status in ("RUNNING", "SUCCEEDED"):
             raise SystemExit(f"backfill {backfill_id} is running ({current})")
-    number = int(progress.get("executions", 0)) + 1
-    name = backfill_execution_name(backfill_id, number)
-    try:
-        boto3.client("dynamodb").update_item(
-            TableName=table_name,
-            Key={"id": {"S": f"{BACKFILL_KEY_PREFIX}{backfill_id}"}},
-            UpdateExpression="SET backfillState = :running, executionName = :name, executions = :number,"
-            " executionPages = :zero",
-            ConditionExpression="executionName = :current AND backfillState = :state",
-            ExpressionAttributeValues={
-                ":running": {"S": "RUNNING"},
-                ":name": {"S": name},
-                ":number": {"N": str(number)},
-                ":zero": {"N": "0"},
-                ":current": {"S": current},
-                ":state": {"S": state},
-            },
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        raise SystemExit(f"backfill {backfill_id} changed meanwhile: look at its status again") from None
+    with function_module("settings").operating_on(table_name):
+        name = function_module("backfill").hand_over(backfill_id, progress)
+    if name is None:
+        raise SystemExit(f"backfill {backfill_id} changed meanwhile: look at its status again")
     answer = sfn.start_execution(
         stateMachineArn=state_machine_arn,
         name=name,
@@ -491,7 +361,9 @@ def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.cli", description=__doc__.splitlines()[0])
+    # `healthimaging-copy` when installed (console script), `python -m ops.cli` in the repository.
+    prog = "healthimaging-copy" if Path(sys.argv[0]).name == "healthimaging-copy" else "python -m ops.cli"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     start_parser = commands.add_parser("start", help="start one copy")
     start_parser.add_argument("--state-machine-arn", required=True)
@@ -520,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     status_parser.add_argument("image_set_id")
     list_parser = commands.add_parser("list", help="copy journal entries in one status")
     list_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
-    list_parser.add_argument("--status", required=True, type=str.upper, choices=JOURNAL_STATUSES)
+    statuses = [status.value for status in function_module("journal").JournalStatus]
+    list_parser.add_argument("--status", required=True, type=str.upper, choices=statuses)
     list_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: entries changed since then")
     retry_parser = commands.add_parser("retry", help="re-admit failed copies to the backlog (copy journal)")
     retry_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")

@@ -81,6 +81,19 @@ class Function:
         return self.handler.handler(event, lambda_context())
 
 
+def healthimaging_calls(function: Function) -> list[str]:
+    """Every HealthImaging operation the function calls from now on, in order: counted as the call is made,
+    before a Stubber answers it (or refuses it, with nothing queued)."""
+    calls: list[str] = []
+
+    def count(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    for client in (function.modules.healthimaging.read_client(), function.modules.healthimaging.copy_client()):
+        client.meta.events.register_first("provide-client-params.medical-imaging", count)
+    return calls
+
+
 def lambda_context() -> SimpleNamespace:
     return SimpleNamespace(
         function_name="copy-image-set",

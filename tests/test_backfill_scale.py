@@ -4,7 +4,7 @@ admissions copied, resumed, the rest copied, then run again. Every image set is 
 once; the resumed run goes on from where it stopped (no gap, no second entry); the second run copies nothing.
 
 1,000 image sets in `make test`; `BACKFILL_TEST_IMAGE_SETS=10000` runs the 10,000 of the target
-(`make test-scale`, README "Backfill": its duration)."""
+(`make test-scale`, docs/design.md: its duration)."""
 
 from __future__ import annotations
 

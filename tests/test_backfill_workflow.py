@@ -126,5 +126,18 @@ def test_a_long_backfill_goes_on_as_new_executions(emulator: HealthImagingEmulat
             for _ in range(3):  # each execution starts the next before it ends
                 chain = wait_for_backfill(pipeline)
         journaled = journal_sources()
+        progress = backfill_progress(table_name=TABLE, backfill_id="long")
     assert chain == ["long-e0:SUCCEEDED", "long-e1:SUCCEEDED", "long-e2:SUCCEEDED"]
     assert sorted(journaled) == sorted(ids)
+    # Every page counted once, whichever execution read it: 50 + 50 + 20 seen and admitted; two hand-overs.
+    assert progress is not None
+    counted = ("seen", "admitted", "entriesPENDING", "pages", "executions", "backfillState", "executionName")
+    assert {name: progress.get(name) for name in counted} == {
+        "seen": 120,
+        "admitted": 120,
+        "entriesPENDING": 120,
+        "pages": 3,
+        "executions": 2,
+        "backfillState": "DONE",
+        "executionName": "long-e2",
+    }

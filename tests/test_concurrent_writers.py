@@ -9,6 +9,7 @@ after StartCopy.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from workflow import DS, Study, local_pipeline
 
 from offline import seed
 from offline.clock import VirtualClock
-from offline.emulator import HealthImagingEmulator
+from offline.emulator import HealthImagingEmulator, ScheduledCopy, ScheduledUpdate
 from offline.runner import LocalPipeline
 
 pytestmark = pytest.mark.slow
@@ -31,16 +32,30 @@ def merge_event(source: str) -> dict[str, Any]:
     return seed.image_set_created_event(DS, source, is_primary=False)
 
 
-def on_first(pipeline: LocalPipeline, action: str, then: Callable[[], None]) -> None:
+class Steps:
+    """When the function ran each action (the virtual clock's time, every invocation), and what runs just
+    before it first runs one: what a test needs to show its other writer acted while the copy was under way."""
+
+    def __init__(self, pipeline: LocalPipeline) -> None:
+        self.ran_at: dict[str, list[float]] = defaultdict(list)
+        self._before_first: dict[str, Callable[[], None]] = {}
+        self._clock = pipeline.clock
+        pipeline.handler_hook = self._hook
+
+    def before_first(self, action: str, then: Callable[[], None]) -> Steps:
+        self._before_first[action] = then
+        return self
+
+    def _hook(self, event: dict[str, Any]) -> None:
+        action = str(event.get("action"))
+        if action in self._before_first and not self.ran_at[action]:
+            self._before_first[action]()
+        self.ran_at[action].append(self._clock.now())
+
+
+def on_first(pipeline: LocalPipeline, action: str, then: Callable[[], None]) -> Steps:
     """Run `then` once, just before the function first runs `action`."""
-    done: list[bool] = []
-
-    def hook(event: dict[str, Any]) -> None:
-        if event.get("action") == action and not done:
-            done.append(True)
-            then()
-
-    pipeline.handler_hook = hook
+    return Steps(pipeline).before_first(action, then)
 
 
 def another_part_of_the_series(emulator: HealthImagingEmulator, *instances: int) -> str:
@@ -70,12 +85,19 @@ def test_another_writers_failed_copy_after_ours_is_not_taken_for_ours(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
     other = another_part_of_the_series(emulator, 11, 12)
+    theirs: list[ScheduledCopy] = []
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
-        on_first(
+        steps = on_first(
             pipeline,
             "check_copy",
-            lambda: emulator.schedule_copy(
-                clock.now() + 41, other, study.primary, outcome="COPY_FAILED", message="Inconsistent metadata use force"
+            lambda: theirs.append(
+                emulator.schedule_copy(
+                    clock.now() + 41,
+                    other,
+                    study.primary,
+                    outcome="COPY_FAILED",
+                    message="Inconsistent metadata use force",
+                )
             ),
         )
         record = pipeline.run(merge_event(study.consistent))
@@ -85,6 +107,13 @@ def test_another_writers_failed_copy_after_ours_is_not_taken_for_ours(
     assert "AuthoriseForce" not in record.states_entered()  # no force decision on another copy's error
     assert emulator.instances(study.consistent) <= emulator.instances(study.primary, 2)
     assert [copy.force for copy in emulator.accepted_copies(study.consistent)] == [False]
+    # Their copy happened: accepted into the primary after ours (version 3) while we still looked, then failed.
+    clock.advance(60)  # their copy lands
+    (scheduled,) = theirs
+    (their_copy,) = emulator.accepted_copies(other, by="other-writer")
+    assert scheduled.refusal is None and scheduled.accepted is their_copy
+    assert (their_copy.destination_id, their_copy.destination_version_id) == (study.primary, 3)
+    assert their_copy.accepted_at < steps.ran_at["check_copy"][-1] and their_copy.outcome == "COPY_FAILED"
 
 
 def test_a_metadata_update_after_our_copy_does_not_keep_us_waiting(
@@ -126,14 +155,23 @@ def test_an_unanswered_snapshot_never_adopts_a_neighbours_copy(
         DS, seed.series_image_set_metadata(patient_number=1, study=1, series=2, instances=(1, 2))
     )
     emulator.faults.copy_faults.append("error:InternalServerException")
+    scheduled: list[ScheduledCopy] = []
     with local_pipeline(emulator, clock) as pipeline:
-        on_first(pipeline, "start_copy", lambda: emulator.schedule_copy(clock.now() + 1, neighbour))
+        steps = on_first(
+            pipeline, "start_copy", lambda: scheduled.append(emulator.schedule_copy(clock.now() + 1, neighbour))
+        )
         record = pipeline.run(console(study.primary))
     assert record.status == "SUCCEEDED", record.cause
     (ours,) = emulator.accepted_copies(study.primary)
     (theirs,) = emulator.accepted_copies(neighbour, by="other-writer")
     assert (record.output or {})["destinationImageSetId"] == ours.destination_id != theirs.destination_id
     assert emulator.instances(ours.destination_id) == emulator.instances(study.primary)
+    # The neighbour's copy was accepted, and had landed, when ConfirmCopy last looked for ours; our 500 was
+    # not accepted and the copy was started again: exactly these two CopyImageSet calls.
+    (neighbours,) = scheduled
+    assert neighbours.refusal is None and neighbours.accepted is theirs and theirs.outcome == "COPIED"
+    assert "ConfirmCopy" in record.states_entered() and theirs.completes_at <= steps.ran_at["confirm_copy"][-1]
+    assert emulator.copy_image_set_calls() == [500, 200]
 
 
 def test_an_accepted_snapshot_updated_before_confirmation_is_adopted_not_copied_again(
@@ -141,18 +179,24 @@ def test_an_accepted_snapshot_updated_before_confirmation_is_adopted_not_copied_
 ) -> None:
     emulator.copy_seconds = 2
     emulator.faults.copy_faults.append("accept-then-500")
+    updates: list[ScheduledUpdate] = []
     with local_pipeline(emulator, clock) as pipeline:
 
         def update_the_new_image_set() -> None:
             (accepted,) = emulator.accepted_copies(study.primary)
-            emulator.schedule_metadata_update(clock.now() + 3, accepted.destination_id)
+            updates.append(emulator.schedule_metadata_update(clock.now() + 3, accepted.destination_id))
 
-        on_first(pipeline, "confirm_copy", update_the_new_image_set)
+        steps = on_first(pipeline, "confirm_copy", update_the_new_image_set)
         record = pipeline.run(console(study.primary))
     assert record.status == "SUCCEEDED", record.cause
     (ours,) = emulator.accepted_copies(study.primary)  # exactly one: adopted, not started again
     assert (record.output or {})["destinationImageSetId"] == ours.destination_id
     assert (record.output or {})["destinationVersionId"] == "1"
+    # The update happened on the new image set (its version 2) before ConfirmCopy's last look adopted version 1.
+    (update,) = updates
+    assert (update.image_set_id, update.refusal, update.version_id) == (ours.destination_id, None, 2)
+    assert update.at < steps.ran_at["confirm_copy"][-1]
+    assert "ConfirmCopy" in record.states_entered() and emulator.copy_image_set_calls() == [500]
 
 
 def test_a_dynamodb_failure_between_the_call_and_the_stored_result_copies_once(

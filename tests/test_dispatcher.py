@@ -4,10 +4,13 @@ started a minute's worth at a time at the quota's pace, nothing started twice, n
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import Counter
+from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from function_stubs import emf_documents
 from workflow import DS, local_pipeline
 
@@ -43,6 +46,24 @@ def events(sources: list[str]) -> list[dict[str, object]]:
 def executions(pipeline: LocalPipeline) -> list[str]:
     listed = boto3.client("stepfunctions").list_executions(stateMachineArn=pipeline.state_machine_arn)
     return [execution["name"] for execution in listed["executions"]]
+
+
+def admitted_without_a_run(pipeline: LocalPipeline, clock: VirtualClock) -> None:
+    """The seeded image sets into the backlog with no dispatch run (the admission queue's consumer runs one at
+    once): reconciliation's sweep, past its grace period, finds them without a journal entry."""
+    clock.advance(600)
+    pipeline.call_function({"action": "reconcile"})
+
+
+def dispatcher_run(pipeline: LocalPipeline) -> dict[str, Any]:
+    """One run of the dispatcher's schedule rule, as the function answers it (names started, ran)."""
+    answer: dict[str, Any] = pipeline.call_function({"action": "dispatch"})
+    return answer
+
+
+def crash_at_validate(event: dict[str, object]) -> None:
+    if event.get("action") == "validate":
+        raise RuntimeError("Runtime.ExitError")
 
 
 def test_a_burst_waits_in_the_backlog_and_is_started_a_minute_of_slots_at_a_time(
@@ -181,3 +202,177 @@ def test_every_run_writes_the_backlogs_age_even_with_nothing_pending(clock: Virt
         documents = emf_documents(pipeline.logs.getvalue())
     ages = [d["OldestPendingAgeSeconds"] for d in documents if "OldestPendingAgeSeconds" in d]
     assert runs == [[], []] and ages == [[0.0], [0.0]]
+
+
+def test_a_run_that_dies_holding_the_lease_stops_every_run_until_the_lease_ends(
+    quota_emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    """A run killed mid-way (the function's timeout) never gives its lease back: the runs before `leaseUntil`
+    do nothing, the first one at it proceeds."""
+    (source,) = seed_imports(quota_emulator, 1)
+    with local_pipeline(quota_emulator, clock) as pipeline:
+        import copier.dispatcher  # the pipeline's fresh modules
+        import copier.table
+
+        killed: list[str] = []
+        lost: list[str] = []
+
+        def nothing_lands_once_killed(model: Any, **_: object) -> None:
+            if killed:
+                lost.append(model.name)
+                raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+        copier.table.client().meta.events.register_first("before-call.dynamodb", nothing_lands_once_killed)
+        read_backlog = copier.dispatcher.journal.pending
+
+        def killed_reading_the_backlog(limit: int) -> list[dict[str, object]]:
+            killed.append("timed out")  # with the lease taken
+            return read_backlog(limit)
+
+        copier.dispatcher.journal.pending = killed_reading_the_backlog  # type: ignore[assignment]
+        with pytest.raises(Exception) as died:
+            dispatcher_run(pipeline)
+        copier.dispatcher.journal.pending = read_backlog  # type: ignore[assignment]
+        killed.clear()
+        pipeline.admit(events([source]))  # the idle schedule: the consumer's own run, refused by the lease
+        at_admission = executions(pipeline)
+        clock.advance(copier.dispatcher.LEASE_SECONDS - 1)
+        before = dispatcher_run(pipeline)
+        (waiting,) = journal_entries(table_name=TABLE, status="PENDING")
+        clock.advance(1)  # leaseUntil
+        at_the_end = dispatcher_run(pipeline)
+        (record,) = pipeline.drain_backlog()
+    assert type(died.value).__name__ == "TableUnavailable" and "UpdateItem" in lost  # the give-back never landed
+    assert at_admission == [] and (before["ran"], before["started"]) == (False, [])
+    assert waiting["journalSourceId"] == source
+    assert (at_the_end["ran"], at_the_end["started"]) == (True, [f"{source}-1-d0"])
+    assert record.status == "SUCCEEDED" and len(quota_emulator.accepted_copies(source)) == 1
+
+
+def test_a_name_whose_execution_still_runs_is_taken_as_started(
+    quota_emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    """StartExecution refuses a name in use with another input (an execution a dispatcher of another version
+    started, mid-upgrade, writing its input another way): that execution, running, copies the entry. It is
+    taken as started, and no other execution, nor a second CopyImageSet, follows."""
+    (source,) = seed_imports(quota_emulator, 1)
+    name = f"{source}-1-d0"
+    with local_pipeline(quota_emulator, clock) as pipeline:
+        admitted_without_a_run(pipeline, clock)
+        clock.join()  # the execution stays at its first steps while the run happens
+        theirs = pipeline.start({"admitted": {"sourceVersionId": "1", "sourceImageSetId": source}}, name=name)
+        run = dispatcher_run(pipeline)
+        (entry,) = journal_entries(table_name=TABLE, image_set_id=source)
+        next_run = dispatcher_run(pipeline)  # the next minute's, while that execution still waits for its slot
+        clock.leave()
+        record = pipeline.wait(theirs)
+        rest = pipeline.drain_backlog()
+        started = executions(pipeline)
+        (copied,) = journal_entries(table_name=TABLE, image_set_id=source)
+    assert (run["started"], next_run["started"]) == ([name], [])
+    assert (entry["journalStatus"], entry["executionId"]) == ("STARTED", theirs)
+    assert record.status == "SUCCEEDED" and (record.output or {})["status"] == "COPIED"
+    assert rest == [] and started == [name] and copied["journalStatus"] == "COPIED"
+    assert quota_emulator.copy_image_set_calls() == [200]
+
+
+def test_a_name_whose_execution_ended_moves_to_the_next_name(
+    quota_emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    """The name's execution ended without copying (here started by hand, as a run that died before marking the
+    entry would have, and crashed at ValidateInput past its retries): the entry is started again under the next
+    name, and copied once."""
+    (source,) = seed_imports(quota_emulator, 1)
+    with local_pipeline(quota_emulator, clock) as pipeline:
+        admitted_without_a_run(pipeline, clock)
+        pipeline.handler_hook = crash_at_validate
+        ended = pipeline.run({"admitted": {"sourceImageSetId": source, "sourceVersionId": "1"}}, name=f"{source}-1-d0")
+        pipeline.handler_hook = None
+        (record,) = pipeline.drain_backlog()
+    assert ended.status == "FAILED"
+    assert (record.name, record.status) == (f"{source}-1-d1", "SUCCEEDED")
+    assert quota_emulator.copy_image_set_calls() == [200]
+
+
+def test_a_name_whose_execution_succeeded_with_the_entry_still_pending_moves_to_the_next_name(
+    quota_emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    """The name's execution copied and succeeded, but the entry is PENDING (its journal write was lost): the
+    entry is not left STARTED forever; the next name's execution meets the copy record, makes no second
+    CopyImageSet, and writes the outcome."""
+    (source,) = seed_imports(quota_emulator, 1)
+    with local_pipeline(quota_emulator, clock) as pipeline:
+        admitted_without_a_run(pipeline, clock)
+        first = pipeline.run({"admitted": {"sourceImageSetId": source, "sourceVersionId": "1"}}, name=f"{source}-1-d0")
+        (landed,) = journal_entries(table_name=TABLE, image_set_id=source)
+        boto3.client("dynamodb").update_item(
+            TableName=TABLE,
+            Key={"id": {"S": f"journal#{source}#1"}},
+            UpdateExpression="SET journalStatus = :pending",
+            ExpressionAttributeValues={":pending": {"S": "PENDING"}},
+        )
+        (record,) = pipeline.drain_backlog()
+        (entry,) = journal_entries(table_name=TABLE, image_set_id=source)
+    assert (first.status, landed["journalStatus"]) == ("SUCCEEDED", "COPIED")
+    assert (record.name, record.status, (record.output or {})["status"]) == (f"{source}-1-d1", "SUCCEEDED", "COPIED")
+    assert entry["journalStatus"] == "COPIED"
+    assert quota_emulator.copy_image_set_calls() == [200]
+
+
+def test_started_entries_whose_executions_timed_out_or_were_aborted_fail_and_a_running_one_is_left_alone(
+    quota_emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    """Three executions held at their first step, their entries STARTED: one aborted by hand, one timed out, one
+    still running when the dispatcher looks, an hour on. The ended ones are settled FAILED, for `ops.cli retry`."""
+    aborted, timed_out, running = seed_imports(quota_emulator, 3)
+    release = {source: threading.Event() for source in (aborted, timed_out, running)}
+
+    def held_at_validate(event: dict[str, Any]) -> None:
+        if event.get("action") == "validate":
+            release[event["input"]["admitted"]["sourceImageSetId"]].wait()
+
+    with local_pipeline(quota_emulator, clock) as pipeline:
+        admitted_without_a_run(pipeline, clock)
+        pipeline.handler_hook = held_at_validate
+        try:
+            started = {arn.rsplit(":", 1)[1].split("-")[0]: arn for arn in pipeline.dispatch()}
+            boto3.client("stepfunctions").stop_execution(executionArn=started[aborted])
+            pipeline.time_out(started[timed_out])
+            for source in (aborted, timed_out):
+                release[source].set()
+            ended = [pipeline.wait(started[source]).status for source in (aborted, timed_out)]
+            clock.advance(3_700)  # past the hour a copy may legitimately take
+            dispatcher_run(pipeline)  # settles what ended
+            entries = {s: journal_entries(table_name=TABLE, image_set_id=s) for s in (aborted, timed_out, running)}
+        finally:
+            for gate in release.values():  # never leave an execution held
+                gate.set()
+        record = pipeline.wait(started[running])
+    assert ended == ["ABORTED", "TIMED_OUT"]
+    assert {s: [(e["journalStatus"], e.get("error")) for e in found] for s, found in entries.items()} == {
+        aborted: [("FAILED", "ExecutionAborted")],
+        timed_out: [("FAILED", "ExecutionTimedOut")],
+        running: [("STARTED", None)],
+    }
+    assert record.status == "SUCCEEDED" and quota_emulator.copy_image_set_calls() == [200]
+
+
+def test_the_backlogs_age_is_how_long_its_oldest_entry_has_waited(
+    quota_emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    """OldestPendingAgeSeconds (the BacklogAge alarm's metric), written by the dispatcher and by reconciliation."""
+    seed_imports(quota_emulator, 2)
+    with local_pipeline(quota_emulator, clock) as pipeline:
+        admitted_without_a_run(pipeline, clock)
+        clock.advance(90)
+        for _ in range(20):  # copies started by hand book the schedule's next 80 s: this run starts none
+            pipeline.call_function({"action": "reserve_slot"})
+        written = len(pipeline.logs.getvalue())
+        run = dispatcher_run(pipeline)
+        sweep = pipeline.call_function({"action": "reconcile"})
+        documents = emf_documents(pipeline.logs.getvalue()[written:])
+        pending = journal_entries(table_name=TABLE, status="PENDING")
+    ages = [d["OldestPendingAgeSeconds"] for d in documents if "OldestPendingAgeSeconds" in d]
+    assert (run["started"], sweep["missed"], len(pending)) == ([], 0, 2)
+    assert ages == [[90.0], [90.0]]
+    assert run["oldest_pending_seconds"] == sweep["oldest_pending_seconds"] == 90.0

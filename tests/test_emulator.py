@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -718,3 +719,34 @@ def test_another_writers_copy_is_announced_too_and_a_deleted_destination_not_at_
     clock.advance(60)
     emulator.settle()
     assert [e["detail"]["imageSetId"] for e in heard] == [study["primary"]]
+
+
+def test_large_documents_are_served_as_seeded_and_merged_instance_by_instance(
+    emulator: HealthImagingEmulator, client: Any, clock: VirtualClock
+) -> None:
+    """A whole-slide image and a CT series at realistic sizes: GetImageSetMetadata answers what was seeded,
+    and a merge holds both image sets' instances, each as it was."""
+    slide = seed.slide_image_set_metadata(patient_number=5, study=1, series=1, frames=20_000)
+    ct = seed.ct_image_set_metadata(patient_number=5, study=1, series=2, instances=range(1, 5_001))
+    slide_id, ct_id = emulator.seed_image_set(DS, slide), emulator.seed_image_set(DS, ct)
+    expected = {"SchemaVersion": "1.1", "DatastoreID": DS}
+    assert document(client, slide_id) == {**slide, **expected, "ImageSetID": slide_id}
+    assert document(client, ct_id) == {**ct, **expected, "ImageSetID": ct_id}
+
+    copy(client, slide_id, ct_id)
+    clock.advance(60)
+    merged = document(client, ct_id)["Study"]["Series"]
+    assert merged == {**ct["Study"]["Series"], **slide["Study"]["Series"]}
+    assert document(client, ct_id, "1") == {**ct, **expected, "ImageSetID": ct_id}  # version 1 as it was
+
+
+def test_a_large_document_is_kept_at_about_its_json_size(emulator: HealthImagingEmulator) -> None:
+    ct = seed.ct_image_set_metadata(patient_number=5, study=1, series=2, instances=range(1, 10_001))
+    size = len(json.dumps(ct, separators=(",", ":")))
+    tracemalloc.start()
+    try:
+        emulator.seed_image_set(DS, ct)
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert kept < 1.5 * size, (kept, size)  # parsed, this one takes 2.4 times its JSON (real ones more)

@@ -52,19 +52,22 @@ def accepted_per_source(emulator: HealthImagingEmulator) -> dict[str, int]:
     return counts
 
 
-def once_in(hook_target: Any, name: str, raise_: Callable[[], Exception], *, after_call: bool = True) -> None:
-    """Make hook_target.name raise once (after doing its work if after_call)."""
+def once_in(hook_target: Any, name: str, raise_: Callable[[], Exception], *, after_call: bool = True) -> list[str]:
+    """Make hook_target.name raise once (after doing its work if after_call); returns the faults raised, for the
+    test to check it fired."""
     original = getattr(hook_target, name)
-    state = {"done": False}
+    raised: list[str] = []
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        result = original(*args, **kwargs) if after_call or state["done"] else None
-        if not state["done"]:
-            state["done"] = True
-            raise raise_()
+        result = original(*args, **kwargs) if after_call or raised else None
+        if not raised:
+            fault = raise_()
+            raised.append(type(fault).__name__)
+            raise fault
         return result
 
     setattr(hook_target, name, wrapper)
+    return raised
 
 
 def test_throttling_storm(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
@@ -96,6 +99,9 @@ def test_timeout_after_the_copy_was_accepted(
     assert record.status == "SUCCEEDED", record.cause
     assert accepted_per_source(emulator) == {study.consistent: 1}
     assert emulator.image_sets[(DS, study.primary)].version_id == 2
+    # The one call went unanswered (status 0), ConfirmCopy proved it ours, and no second call followed.
+    assert emulator.copy_image_set_calls() == [0] and emulator.faults.copy_faults == []
+    assert "ConfirmCopy" in record.states_entered() and (record.output or {})["destinationVersionId"] == "2"
 
 
 def test_internal_error_before_acceptance_starts_the_copy_again(
@@ -119,13 +125,14 @@ def test_function_crashes_after_the_copy_was_accepted(
     with local_pipeline(emulator, clock) as pipeline:
         import copier.copy_record  # the pipeline's freshly loaded module
 
-        once_in(
+        crashed = once_in(
             copier.copy_record,
             "mark_accepted",
             lambda: type("Sandbox.Timedout", (Exception,), {})("timed out"),
             after_call=recorded,
         )
         record = pipeline.run(console(study.primary))
+    assert crashed == ["Sandbox.Timedout"]
     assert record.status == "SUCCEEDED", record.cause
     assert "Sandbox.Timedout" in record.task_failures()
     assert ("ConfirmCopy" in record.states_entered()) is not recorded
@@ -144,20 +151,22 @@ def test_function_times_out_mid_copy_leaving_its_idempotency_record_in_progress(
         import copier.copy_start
 
         pipeline.remaining_millis = 1  # the killed invocation had 1 ms left: its record expires at once
-        once_in(
+        kept_in_progress = once_in(
             copier.copy_start.persistence(), "delete_record", lambda: RuntimeError("process killed"), after_call=False
         )
         # Killed after the call, before its answer reached the copy record.
-        once_in(
+        killed = once_in(
             copier.copy_record,
             "mark_accepted",
             lambda: type("Sandbox.Timedout", (Exception,), {})("timed out"),
             after_call=False,
         )
         record = pipeline.run(console(study.consistent, destinationImageSetId=study.primary))
+    assert (killed, kept_in_progress) == (["Sandbox.Timedout"], ["RuntimeError"])  # both faults fired
     assert record.status == "SUCCEEDED", record.cause
     assert "ConfirmCopy" in record.states_entered()
     assert accepted_per_source(emulator) == {study.consistent: 1}
+    assert emulator.copy_image_set_calls() == [200]  # the call that was accepted, and no other
 
 
 def test_duplicate_events_copy_once(emulator: HealthImagingEmulator, clock: VirtualClock, study: Study) -> None:
@@ -257,9 +266,10 @@ def test_failed_event_deliveries_can_be_redriven(
         moved = redrive(queue_url=queue, admission_queue_url=admission)
         assert sqs.receive_message(QueueUrl=queue).get("Messages") is None  # drained
         delivered = sqs.receive_message(QueueUrl=admission, MaxNumberOfMessages=10)["Messages"]
-        assert pipeline.admit([json.loads(m["Body"]) for m in delivered]) == []  # the event source mapping
+        received = [json.loads(m["Body"]) for m in delivered]
+        assert pipeline.admit(received) == []  # the event source mapping
         records = pipeline.drain_backlog()
-    assert moved == 2
+    assert moved == 2 and received == [event, event]  # what the admission queue got: the event, twice
     assert len(records) == 1 and records[0].status == "SUCCEEDED"
     assert accepted_per_source(emulator) == {study.primary: 1}
 

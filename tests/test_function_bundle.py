@@ -63,6 +63,15 @@ def test_the_bundle_is_the_locked_wheels_and_the_code_without_bytecode(bundles: 
     assert sum(f.stat().st_size for f in files) < LAMBDA_UNZIPPED_LIMIT
 
 
+def test_the_bundle_carries_the_json_parsers_c_backend_for_the_lambda_runtime(bundles: list[Path]) -> None:
+    """Metadata documents are parsed by ijson's yajl2 C backend (copier/metadata.py): its build for the
+    runtime, CPython 3.13 on arm64, with the yajl it links."""
+    bundle = bundles[0]
+    (extension,) = (bundle / "ijson" / "backends").glob("_yajl2.*.so")
+    assert extension.name == "_yajl2.cpython-313-aarch64-linux-gnu.so"
+    assert list((bundle / "ijson.libs").glob("libyajl*.so*"))
+
+
 def test_the_bundle_is_reproducible(bundles: list[Path]) -> None:
     first, second = (_digest(bundle) for bundle in bundles)
     assert first == second

@@ -1,14 +1,22 @@
-"""The admission decisions as pure functions: today's slot reservation (pacing) and the dispatcher's plan."""
+"""The admission decisions: the slot each execution reserves (pacing) and the dispatcher's plan, as pure
+functions, then as the dispatcher runs them (one schedule across its runs, counted by what each run starts)."""
 
 from __future__ import annotations
 
 import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from unittest import mock
 
+import boto3
 import pytest
+from function_stubs import DATASTORE, FUNCTION_ENV, Function
 from hypothesis import given
 from hypothesis import strategies as st
 
 from copier import admission, dispatcher, pacing
+from offline.clock import VirtualClock
 
 RATE = 0.24
 INTERVAL = 1 / RATE
@@ -72,15 +80,6 @@ def test_nothing_pending_starts_nothing() -> None:
     assert admission.plan_starts(0.0, 0.0, pending=0, rate_per_second=RATE, period_seconds=60) == []
 
 
-def test_the_plan_continues_where_the_last_dispatch_stopped() -> None:
-    first = admission.plan_starts(0.0, 0.0, pending=1_000, rate_per_second=RATE, period_seconds=60)
-    free = admission.next_free_slot_after(first, 0.0, RATE)
-    second = admission.plan_starts(60.0, free, pending=1_000, rate_per_second=RATE, period_seconds=60)
-
-    assert second[0] == pytest.approx(first[-1] + INTERVAL)  # 62.5: never closer than one interval
-    assert second[0] > 60.0
-
-
 def test_a_late_dispatch_starts_now_rather_than_in_the_past() -> None:
     starts = admission.plan_starts(500.0, 100.0, pending=2, rate_per_second=RATE, period_seconds=60)
     assert starts[0] == 500.0
@@ -88,10 +87,6 @@ def test_a_late_dispatch_starts_now_rather_than_in_the_past() -> None:
 
 def test_a_schedule_booked_past_this_period_starts_nothing() -> None:
     assert admission.plan_starts(0.0, 61.0, pending=5, rate_per_second=RATE, period_seconds=60) == []
-
-
-def test_an_empty_dispatch_keeps_the_schedule() -> None:
-    assert admission.next_free_slot_after([], 42.0, RATE) == 42.0
 
 
 @pytest.mark.parametrize(("rate", "period"), [(0.0, 60.0), (-1.0, 60.0), (RATE, 0.0)])
@@ -208,3 +203,74 @@ def test_a_copy_admitted_after_the_backlog_drained_is_due_when_admitted() -> Non
 def test_the_promised_rate_is_the_setting_or_the_concurrent_copy_quota_over_a_copys_duration() -> None:
     assert dispatcher.promised_rate(0.24, 100, 45.0) == 0.24
     assert dispatcher.promised_rate(9.9, 100, 45.0) == pytest.approx(100 / 45)
+
+
+# --- the dispatcher's runs: one schedule, kept from run to run --------------------------------------
+# A run starts the backlog's oldest entries on slots 1/rate apart, from the later of now + the hold lead and
+# one interval after the last slot the previous run planned, up to the next run's first (now + the horizon).
+STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:copy"
+
+
+@dataclass
+class Dispatcher:
+    function: Function
+    clock: VirtualClock
+    start: float
+    admitted: int = 0
+
+    def admit(self, count: int) -> None:
+        """`count` more image set versions into the backlog (PENDING), as the admission queue leaves them."""
+        models = self.function.modules.models
+        for number in range(self.admitted, self.admitted + count):
+            image_set_id = f"{number:032x}"
+            request = models.CopyRequest(
+                datastore_id=DATASTORE, source_image_set_id=image_set_id, source_version_id="1"
+            )
+            self.function.modules.journal.admit(image_set_id, "1", models.CopyPlan(request=request))
+        self.admitted += count
+
+    def run_at(self, seconds: float) -> int:
+        """One scheduled run, `seconds` after the first; how many executions it started."""
+        self.clock.advance(self.start + seconds - self.clock.now())
+        return len(self.function.invoke({"action": "dispatch"})["started"])
+
+
+@pytest.fixture
+def function_env() -> dict[str, str]:
+    return {**FUNCTION_ENV, "STATE_MACHINE_ARN": STATE_MACHINE_ARN}
+
+
+@pytest.fixture
+def dispatcher_runs(function: Function) -> Iterator[Dispatcher]:
+    boto3.client("stepfunctions").create_state_machine(
+        name="copy",
+        definition=json.dumps({"StartAt": "Copy", "States": {"Copy": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/copy",
+    )
+    clock = VirtualClock()
+    with mock.patch.object(function.modules.clock, "now", clock.now):
+        yield Dispatcher(function, clock, clock.now())
+
+
+def test_each_run_plans_on_from_the_last_slot_the_run_before_planned(dispatcher_runs: Dispatcher) -> None:
+    dispatcher_runs.admit(40)
+    # 2 s to 64.5 s: 16 slots; then from 64.5 + 4.17 s (not from 52 s: 16 more) to 117 s: 12.
+    assert [dispatcher_runs.run_at(0), dispatcher_runs.run_at(50)] == [16, 12]
+
+
+def test_the_next_run_plans_on_from_the_last_copy_started_not_the_last_slot_planned(
+    dispatcher_runs: Dispatcher,
+) -> None:
+    dispatcher_runs.admit(3)
+    first = dispatcher_runs.run_at(0)  # 3 of 16 slots: the last one used is at 10.3 s
+    dispatcher_runs.admit(20)
+    # From 10.3 + 4.17 s to 73 s: 15 (from the plan's last slot, 64.5 s, it would be 2).
+    assert [first, dispatcher_runs.run_at(6)] == [3, 15]
+
+
+def test_a_run_that_starts_nothing_keeps_the_schedule(dispatcher_runs: Dispatcher) -> None:
+    dispatcher_runs.admit(3)
+    runs = [dispatcher_runs.run_at(0), dispatcher_runs.run_at(5)]  # the second finds nothing to start
+    dispatcher_runs.admit(20)
+    runs.append(dispatcher_runs.run_at(6))  # still from 10.3 + 4.17 s: 15 (a forgotten schedule: 16, from 8 s)
+    assert runs == [3, 0, 15]

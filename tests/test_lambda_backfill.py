@@ -3,6 +3,7 @@ idempotency, the progress item and its counters, stop and hand-over between exec
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -182,7 +183,12 @@ def test_merge_into_primary_backfills_non_primary_image_sets_only(
     backfill.run()
     (entry,) = backfill.journal()
     assert (entry["journalSourceId"], entry["plan"] is not None) == (extra, True)
-    assert primary != extra
+    # The primary was never searched for (isPrimary = false), not found and skipped: one image set seen.
+    assert (
+        backfill.emulator.image_sets[(DS, primary)].is_primary,
+        backfill.emulator.image_sets[(DS, extra)].is_primary,
+    ) == (True, False)
+    assert (backfill.progress()["seen"], backfill.progress()["skipped"], backfill.progress()["admitted"]) == (1, 0, 1)
 
 
 def test_a_stopped_backfill_reads_nothing_more_and_a_new_owner_takes_over(backfill: Backfill) -> None:
@@ -211,16 +217,23 @@ def test_a_stopped_backfill_reads_nothing_more_and_a_new_owner_takes_over(backfi
 
 
 def test_after_its_share_of_pages_an_execution_hands_over_to_the_next(backfill: Backfill) -> None:
-    seed_image_sets(backfill.emulator, 120)
+    ids = seed_image_sets(backfill.emulator, 120)
+    started = backfill.clock.now()
     with mock.patch.object(backfill.modules.backfill, "PAGES_PER_EXECUTION", 2):
         first = backfill.page()
+        backfill.clock.advance(60)
         second = backfill.page()
         stale = backfill.page()  # the handed-over execution, called again (a retry): ends
-        third = backfill.page(execution="bf-e1")
+        backfill.clock.advance(60)
+        seed_image_sets(backfill.emulator, 1, study=2)  # created since the backfill started
+        third = backfill.page(execution="bf-e1", **second["filters"])  # the next execution's input
     assert (first["continueAsNew"], second["continueAsNew"], second["nextExecutionName"]) == (False, True, "bf-e1")
     assert stale["done"] and not stale["continueAsNew"]
+    # The next execution gets the range's end fixed by the first page, not the time of the hand-over, and
+    # goes on to it: the image set created since is not the backfill's.
+    assert datetime.fromisoformat(second["filters"]["createdBefore"]) == datetime.fromtimestamp(started, tz=UTC)
     assert third["done"] and backfill.progress()["seen"] == 120
-    assert second["filters"]["createdBefore"]  # the next execution gets the fixed end
+    assert sorted(e["journalSourceId"] for e in backfill.journal()) == sorted(ids)
 
 
 def test_counters_follow_the_journal_exactly_once(backfill: Backfill) -> None:
@@ -259,3 +272,60 @@ def test_the_progress_line_reads_the_counters() -> None:
         f"backfill x [{'#' * 16}{'.' * 14}]  52% admitted 5,200 copied 2,700 failed 3 remaining 2,497 (DONE)"
     )
     assert backfill_line("x", None) == "backfill x: not started yet (its first page has not run)"
+
+
+TOKEN_LIFETIME = 3_600.0  # the emulator's; AWS does not document SearchImageSets' token lifetime
+
+
+def refused_searches(emulator: HealthImagingEmulator) -> int:
+    return sum(1 for operation, status in emulator.calls if operation == "SearchImageSets" and status == 400)
+
+
+def test_a_backfill_resumed_after_its_token_expired_goes_on_from_its_position(backfill: Backfill) -> None:
+    """Stopped for days, its saved nextToken refused (ValidationException): the search starts again from the
+    createdAt of the last image set it went past, skipping those seen at that instant; no gap, nothing twice."""
+    backfill.emulator.search_token_max_age_seconds = TOKEN_LIFETIME
+    early = seed_image_sets(backfill.emulator, 30, study=1)
+    backfill.clock.advance(10)
+    # 60 at one instant: the first page ends among them.
+    tied = seed_image_sets(backfill.emulator, 60, study=2)
+    backfill.clock.advance(10)
+    late = seed_image_sets(backfill.emulator, 40, study=3)
+    backfill.clock.advance(60)
+    assert backfill.page()["done"] is False  # the first 50: all 30 early ones and 20 of the tied
+    backfill.clock.advance(3 * 86_400)  # resumed days later
+    searches_before = len([c for c in backfill.emulator.calls if c[0] == "SearchImageSets"])
+    pages = 1 + backfill.run()
+    entries = backfill.journal()
+    progress = backfill.progress()
+    assert refused_searches(backfill.emulator) == 1  # the fault fired, once
+    assert sorted(e["journalSourceId"] for e in entries) == sorted(early + tied + late)  # no gap, none twice
+    assert (progress["seen"], progress["admitted"], progress.get("alreadyJournaled", 0)) == (130, 130, 0)
+    # Searched again from the tied instant, not from the start: the early ones are not read again.
+    searched_again = len([c for c in backfill.emulator.calls if c[0] == "SearchImageSets"]) - searches_before
+    # The refused page, then from the tied instant 100 image sets (60 tied, 40 late) in two pages; from the start
+    # it would have been 130 in three.
+    assert (pages, searched_again) == (3, 3)
+
+
+def test_a_cursor_without_a_position_starts_its_search_again_and_admits_nothing_twice(backfill: Backfill) -> None:
+    """A cursor saved before positions existed (0.1.0: search and nextToken only), its token refused: the search
+    starts from its beginning; what the backfill admitted already is found in the journal, not admitted again."""
+    backfill.emulator.search_token_max_age_seconds = TOKEN_LIFETIME
+    ids = seed_image_sets(backfill.emulator, 70)
+    backfill.clock.advance(60)
+    backfill.page()
+    old_cursor = {"search": 0, "nextToken": json.loads(backfill.progress()["cursor"])["nextToken"]}
+    backfill.modules.table.call(
+        "update_item",
+        Key={"id": {"S": "backfill#bf"}},
+        UpdateExpression="SET #cursor = :old",
+        ExpressionAttributeNames={"#cursor": "cursor"},
+        ExpressionAttributeValues={":old": {"S": json.dumps(old_cursor, sort_keys=True)}},
+    )
+    backfill.clock.advance(2 * 86_400)
+    backfill.run()
+    progress = backfill.progress()
+    assert refused_searches(backfill.emulator) == 1
+    assert sorted(e["journalSourceId"] for e in backfill.journal()) == sorted(ids)
+    assert (progress["admitted"], progress["alreadyJournaled"]) == (70, 50)

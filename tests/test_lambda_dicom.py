@@ -1,23 +1,30 @@
-"""DICOM comparisons behind force and inconsistency decisions: names out, never values."""
+"""DICOM comparisons behind force and inconsistency decisions: names out, never values. Documents are
+read the way the function reads them (copier.metadata's stream reader)."""
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
 import pytest
 
-from copier import dicom
+from copier import dicom, metadata
 from offline import seed
 
 
-def patient(**elements: Any) -> dict[str, Any]:
+def summary(document: dict[str, Any]) -> metadata.MetadataSummary:
+    return metadata.summarise(io.BytesIO(json.dumps(document).encode()), gzipped=False, instances=True)
+
+
+def patient(**elements: Any) -> metadata.MetadataSummary:
     base: dict[str, Any] = {
         "PatientID": "FAKE-MRN-1",
         "PatientName": "SYNTHETIC^PATIENT",
         "PatientBirthDate": "19700101",
     }
     base.update(elements)
-    return {"Patient": {"DICOM": {k: v for k, v in base.items() if v is not None}}}
+    return summary({"Patient": {"DICOM": {k: v for k, v in base.items() if v is not None}}})
 
 
 @pytest.mark.parametrize(
@@ -72,8 +79,9 @@ def test_inconsistent_elements_cover_patient_study_and_the_copied_series_only() 
     source["Study"]["DICOM"]["StudyDate"] = "20250101"
     destination["Study"]["DICOM"].pop("StudyDate")  # present on one side only: the copy adds it
 
-    assert dicom.inconsistent_elements(source, destination, [uid_1]) == ["StudyDescription"]
-    assert dicom.inconsistent_elements(source, destination, [uid_1, uid_2]) == ["Modality", "StudyDescription"]
+    pair = summary(source), summary(destination)
+    assert dicom.inconsistent_elements(*pair, [uid_1]) == ["StudyDescription"]
+    assert dicom.inconsistent_elements(*pair, [uid_1, uid_2]) == ["Modality", "StudyDescription"]
 
 
 def test_selection_follows_copiable_attributes() -> None:
@@ -82,9 +90,9 @@ def test_selection_follows_copiable_attributes() -> None:
     one = sorted(source["Study"]["Series"][uid_2]["Instances"])[0]
     attributes = f'{{"Study":{{"Series":{{"{uid_1}":{{}},"{uid_2}":{{"Instances":{{"{one}":{{}}}}}}}}}}}}'
 
-    chosen = dicom.selection(source, attributes)
+    chosen = dicom.selection(summary(source), attributes)
 
     assert chosen == {uid_1: set(source["Study"]["Series"][uid_1]["Instances"]), uid_2: {one}}
-    assert dicom.selection(source, None) == {
+    assert dicom.selection(summary(source), None) == {
         uid: set(series["Instances"]) for uid, series in source["Study"]["Series"].items()
     }

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import string
+from collections import Counter
 from typing import Any
 
 import pytest
-from function_stubs import DATASTORE, FUNCTION_ENV, SOURCE, Function, step
-from hypothesis import HealthCheck, given, settings
+from function_stubs import DATASTORE, FUNCTION_ENV, SOURCE, Function, healthimaging_calls, step
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from offline import seed
@@ -173,55 +174,133 @@ def test_bad_events_name_the_field(function: Function, mutate: Any, named: str) 
 
 
 ids = st.text(alphabet=string.ascii_letters + string.digits + "-_ ", max_size=40)
+resource_ids = st.from_regex(r"[0-9a-z]{32}", fullmatch=True)  # valid ids, mixed in: the accepted branch runs
+version_ids = st.from_regex(r"[0-9]{1,20}", fullmatch=True)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=8,
 )
+valid_console_input = st.fixed_dictionaries(
+    {"datastoreId": st.just(DATASTORE), "sourceImageSetId": resource_ids},
+    optional={
+        "force": st.booleans(),
+        "destinationImageSetId": resource_ids,
+        "copiableAttributes": st.none() | st.just({"Study": {"Series": {"1.2.3": {}}}}),
+        "sourceVersionId": version_ids,
+    },
+)
+fuzzed_console_input = st.fixed_dictionaries(
+    {
+        "datastoreId": st.one_of(ids, st.just(DATASTORE)),
+        "sourceImageSetId": st.one_of(resource_ids, ids, json_values),
+    },
+    optional={
+        "force": st.one_of(st.booleans(), json_values),
+        "destinationImageSetId": st.one_of(resource_ids, ids),
+        "copiableAttributes": json_values,
+        "sourceVersionId": st.one_of(version_ids, json_values),
+        "extra": json_values,
+    },
+)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    raw=st.fixed_dictionaries(
-        {"datastoreId": st.one_of(ids, st.just(DATASTORE)), "sourceImageSetId": st.one_of(ids, json_values)},
-        optional={
-            "force": json_values,
-            "destinationImageSetId": ids,
-            "copiableAttributes": json_values,
-            "sourceVersionId": json_values,
-            "extra": json_values,
-        },
+def test_fuzzed_console_input_is_accepted_as_given_or_refused_before_any_call(function: Function) -> None:
+    outcomes: Counter[str] = Counter()
+    calls = healthimaging_calls(function)
+
+    @settings(max_examples=150, deadline=None)
+    @given(raw=st.one_of(valid_console_input, fuzzed_console_input))
+    @example(raw={"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "force": True, "sourceVersionId": "3"})
+    @example(raw={"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "destinationImageSetId": "x"})
+    def accepted_as_given_or_refused(raw: dict[str, Any]) -> None:
+        try:
+            plan = validate(function, raw)
+        except Exception as error:
+            assert type(error).__name__ == "InvalidCopyRequest", error
+            outcomes["refused"] += 1
+            return
+        request = plan["request"]
+        assert (plan["skip"], request["datastoreId"], request["sourceImageSetId"]) == (
+            False,
+            DATASTORE,
+            raw["sourceImageSetId"],
+        )
+        assert (request["sourceVersionId"], request["destinationImageSetId"], request["force"]) == (
+            raw.get("sourceVersionId"),
+            raw.get("destinationImageSetId"),
+            raw.get("force", False),
+        )
+        assert (request["copiableAttributes"] is None) == (raw.get("copiableAttributes") is None)
+        assert "extra" not in raw
+        outcomes["accepted"] += 1
+
+    accepted_as_given_or_refused()
+    assert outcomes["accepted"] and outcomes["refused"], outcomes  # both branches ran (each half the inputs or so)
+    assert calls == []
+
+
+valid_detail = st.fixed_dictionaries(
+    {"datastoreId": st.just(DATASTORE), "imageSetId": resource_ids},
+    optional={
+        "imageSetVersion": st.one_of(version_ids, st.integers(min_value=0, max_value=10**6)),
+        "isPrimary": st.booleans(),
+    },
+)
+fuzzed_detail = st.fixed_dictionaries(
+    {},
+    optional={
+        "datastoreId": st.one_of(st.just(DATASTORE), json_values),
+        "imageSetId": st.one_of(resource_ids, json_values),
+        "imagesetId": st.one_of(resource_ids, json_values),
+        "imageSetVersion": st.one_of(version_ids, json_values),
+        "isPrimary": st.one_of(st.booleans(), json_values),
+        "other": json_values,
+    },
+)
+
+
+def test_fuzzed_events_are_planned_as_announced_or_refused_before_any_call(function: Function) -> None:
+    outcomes: Counter[str] = Counter()
+    calls = healthimaging_calls(function)
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        detail=st.one_of(valid_detail, fuzzed_detail),
+        detail_type=st.sampled_from(["Image Set Created", "Image Set Created", "Image Set Updated", "x"]),
     )
-)
-def test_fuzzed_console_input_is_accepted_or_refused_before_any_call(function: Function, raw: dict[str, Any]) -> None:
-    try:
-        plan = validate(function, raw)
-    except Exception as error:
-        assert type(error).__name__ == "InvalidCopyRequest", error
-        return
-    assert plan["request"]["sourceImageSetId"] == raw["sourceImageSetId"]
+    @example(
+        detail={"datastoreId": DATASTORE, "imagesetId": SOURCE, "imageSetVersion": 2}, detail_type="Image Set Created"
+    )
+    @example(detail={"datastoreId": DATASTORE, "imageSetId": SOURCE}, detail_type="Image Set Updated")
+    @example(detail={"datastoreId": DATASTORE, "imageSetId": 1}, detail_type="Image Set Created")
+    def planned_as_announced_or_refused(detail: dict[str, Any], detail_type: str) -> None:
+        event = seed.image_set_created_event(DATASTORE, SOURCE)
+        event["detail"], event["detail-type"] = detail, detail_type
+        try:
+            plan = validate(function, json.loads(json.dumps(event)))
+        except Exception as error:
+            assert type(error).__name__ == "InvalidCopyRequest", error
+            outcomes["refused"] += 1
+            return
+        announced = detail["imageSetId"] if "imageSetId" in detail else detail["imagesetId"]
+        if detail_type != "Image Set Created":
+            assert plan["skip"] and "does not trigger" in plan["reason"]
+            outcomes["skipped"] += 1
+            return
+        version = detail.get("imageSetVersion")
+        request = plan["request"]
+        assert (plan["skip"], request["datastoreId"], request["sourceImageSetId"], request["sourceVersionId"]) == (
+            False,
+            DATASTORE,
+            announced,
+            None if version is None else str(version),
+        )
+        outcomes["planned"] += 1
 
-
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    detail=st.dictionaries(
-        st.sampled_from(["datastoreId", "imageSetId", "imagesetId", "imageSetVersion", "isPrimary", "other"]),
-        json_values,
-        max_size=6,
-    ),
-    detail_type=st.sampled_from(["Image Set Created", "Image Set Updated", "x"]),
-)
-def test_fuzzed_events_are_planned_or_refused_before_any_call(
-    function: Function, detail: dict[str, Any], detail_type: str
-) -> None:
-    event = seed.image_set_created_event(DATASTORE, SOURCE)
-    event["detail"], event["detail-type"] = detail, detail_type
-    try:
-        plan = validate(function, json.loads(json.dumps(event)))
-    except Exception as error:
-        assert type(error).__name__ == "InvalidCopyRequest", error
-        return
-    assert plan["skip"] or plan["request"]["sourceImageSetId"] in (detail.get("imageSetId"), detail.get("imagesetId"))
+    planned_as_announced_or_refused()
+    assert outcomes["planned"] and outcomes["skipped"] and outcomes["refused"], outcomes  # every branch ran
+    assert calls == []  # an event given to an execution by hand is planned from what it says
 
 
 def test_unknown_actions_and_bad_step_payloads_are_refused(function: Function) -> None:

@@ -27,6 +27,9 @@ def test_an_image_set_whose_event_was_dropped_is_copied_by_the_next_sweep_once(
         clock.advance(900)
         second = copier.reconciliation.sweep()
         entries = {source: journal_entries(table_name=TABLE, image_set_id=source) for source in (study.primary,)}
+        copies = [
+            journal_entries(table_name=TABLE, image_set_id=(r.output or {})["destinationImageSetId"]) for r in records
+        ]
         nothing_more = pipeline.drain_backlog()
     assert announced.status == "SUCCEEDED", announced.cause
     # The four seeded image sets minus the one announced; the announced copy's output is ours (skipped).
@@ -42,3 +45,9 @@ def test_an_image_set_whose_event_was_dropped_is_copied_by_the_next_sweep_once(
         "missed event, found by reconciliation, copyPolicy snapshot",
     )
     assert first.image_sets_seen == 5  # four seeded and the announced copy's output, which is skipped
+    # The second saw those five again (the windows overlap) and the three copies the first one's admissions made:
+    # it journaled each as this pipeline's output, skipped, not missed.
+    assert second.image_sets_seen == 8
+    assert [[(e["journalStatus"], e["reason"]) for e in found] for found in copies] == 3 * [
+        [("SKIPPED", "image set was written by this pipeline (copy-storm guard)")]
+    ]

@@ -31,7 +31,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, CallbackPoolManager
+from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.utils import json_path
+from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from offline import runner
@@ -89,6 +91,9 @@ def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
     assert list(inspect.signature(Timestamp._get_wait_seconds).parameters) == ["self", "env"]
     assert "datetime.datetime.now()" in inspect.getsource(Timestamp._get_wait_seconds)
     assert state_task_service_aws_sdk.boto_client_for is lambda_eval_utils.boto_client_for
+    # Called by LocalPipeline.time_out: an execution's worker, its environment, and the time-out moto sets.
+    assert list(inspect.signature(Environment.set_timed_out).parameters) == ["self"]
+    assert "exec_worker" in inspect.get_annotations(Execution) and "env" in inspect.getsource(ExecutionWorker.__init__)
 
 
 def test_the_runners_sorts_give_motos_order() -> None:

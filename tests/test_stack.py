@@ -15,7 +15,7 @@ from stack_app import CONTEXT, CUSTOM_SETTINGS, DS, KEY_ARN, REGION, resolved, r
 
 from infra.app import build_app
 from infra.settings import SettingsError, stack_settings_from_context
-from offline.template import WorkflowDefinition, resolve, state_machine
+from offline.template import WorkflowDefinition, function_refs, resolve, state_machine
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,8 @@ def test_one_of_each_part(template: Template) -> None:
     for kind, count in {
         "AWS::Lambda::Function": 1,
         "AWS::StepFunctions::StateMachine": 2,  # copies, backfills
-        "AWS::Events::Rule": 4,  # imports, copy outcomes, the dispatcher, reconciliation
+        "AWS::Events::Rule": 5,  # imports, copy outcomes, the dispatcher, reconciliation, version pruning
+        "AWS::Lambda::Version": 1,  # what the state machines invoke
         "AWS::DynamoDB::Table": 1,
         "AWS::SQS::Queue": 4,  # admission and its dead letters, completion and its dead letters
         "AWS::Lambda::EventSourceMapping": 2,  # admission queue -> function, completion queue -> function
@@ -340,13 +341,10 @@ def _definition_string(template: Template) -> Any:
 
 def _definition(template: Template) -> str:
     function = _logical_id(template, "AWS::Lambda::Function")
+    version = _logical_id(template, "AWS::Lambda::Version")
     table = _logical_id(template, "AWS::DynamoDB::Table")
-    return str(
-        resolve(
-            _definition_string(template),
-            {"AWS::Partition": "aws", f"{function}.Arn": "arn:aws:lambda:us-east-1:1:function:f", table: "copies"},
-        )
-    )
+    refs = function_refs("arn:aws:lambda:us-east-1:1:function:f", function, version)
+    return str(resolve(_definition_string(template), {"AWS::Partition": "aws", **refs, table: "copies"}))
 
 
 def _logical_id(template: Template, kind: str) -> str:
@@ -585,7 +583,11 @@ def test_reconciliation_can_be_turned_off() -> None:
     app = build_app({**CONTEXT, "reconciliationIntervalMinutes": "0"}, nag=False)
     off = Template.from_stack(app.node.find_child("HealthImagingCopy"))  # type: ignore[arg-type]
     schedules = off.find_resources("AWS::Events::Rule", {"Properties": {"ScheduleExpression": Match.any_value()}})
-    assert [rule["Properties"]["ScheduleExpression"] for rule in schedules.values()] == ["rate(1 minute)"]
+    # The dispatcher's and the version pruning's; no sweep.
+    assert sorted(rule["Properties"]["ScheduleExpression"] for rule in schedules.values()) == [
+        "rate(1 day)",
+        "rate(1 minute)",
+    ]
 
 
 def test_a_backfill_that_fails_or_times_out_raises_an_alarm_and_a_stop_does_not(template: Template) -> None:
@@ -647,3 +649,19 @@ def test_the_backlog_alarm_watches_how_late_the_oldest_copy_is_not_its_age(templ
         2,
     )
     assert (late["ComparisonOperator"], late["Threshold"]) == ("GreaterThanOrEqualToThreshold", 3600)
+
+
+def test_what_cdk_destroy_keeps_and_what_it_deletes(template: Template) -> None:
+    """docs/operations.md, "Tearing it down": the journal and copy records (table), the key that encrypts
+    them, the logs and the admission queues' events outlive the stack; the rest goes with it, the completion
+    queues too (their events only wake executions, which the stack's deletion stops)."""
+    kept = {"AWS::DynamoDB::Table": 1, "AWS::KMS::Key": 1, "AWS::Logs::LogGroup": 3, "AWS::SQS::Queue": 2}
+    found: dict[str, int] = {}
+    for logical_id, resource in template.to_json()["Resources"].items():
+        policies = (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy"))
+        if resource["Type"] in kept and not logical_id.startswith("CopyCompletion"):
+            assert policies == ("Retain", "Retain"), logical_id
+            found[resource["Type"]] = found.get(resource["Type"], 0) + 1
+        elif resource["Type"] != "AWS::Lambda::Version":  # old versions: docs/operations.md, "Upgrading"
+            assert "Retain" not in policies, logical_id
+    assert found == kept

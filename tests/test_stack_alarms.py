@@ -57,7 +57,7 @@ def _alarm_paths(template: dict[str, Any]) -> list[tuple[str, str, list[Any], st
     paths = []
     for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
         alarm_arn = _alarm_arn(alarm["Properties"]["AlarmName"])
-        for action in alarm["Properties"]["AlarmActions"]:
+        for action in alarm["Properties"].get("AlarmActions", []):  # none: counted by the tests
             topic_id = action["Ref"]  # a topic this stack creates (see the bring-your-own test)
             policies = [
                 resolved(p["Properties"]["PolicyDocument"], refs)
@@ -77,16 +77,27 @@ def _alarm_paths(template: dict[str, Any]) -> list[tuple[str, str, list[Any], st
     return paths
 
 
+def _alarm_arns(template: dict[str, Any]) -> set[str]:
+    return {
+        _alarm_arn(alarm["Properties"]["AlarmName"]) for alarm in resources(template, "AWS::CloudWatch::Alarm").values()
+    }
+
+
 def test_every_alarm_notifies_an_encrypted_topic_of_the_stack(template: dict[str, Any]) -> None:
-    paths = _alarm_paths(template)
-    assert len(paths) == len(resources(template, "AWS::CloudWatch::Alarm")) == 9
+    alarms = resources(template, "AWS::CloudWatch::Alarm").values()
+    # Alarms with an action, not actions: two on one alarm must not hide another alarm that has none.
+    assert [len(alarm["Properties"].get("AlarmActions", [])) for alarm in alarms] == 9 * [1]
+    assert {path[0] for path in _alarm_paths(template)} == _alarm_arns(template)  # each to a topic of the stack
 
 
 def test_cloudwatch_may_publish_each_alarm_to_its_topic_and_use_the_topic_key(template: dict[str, Any]) -> None:
+    allowed = set()
     for alarm_arn, topic_arn, topic_policies, key_arn, key_policies in _alarm_paths(template):
         assert decide(topic_policies, _cloudwatch("sns:Publish", topic_arn, alarm_arn)) == Decision.ALLOW, alarm_arn
         for action in ("kms:GenerateDataKey", "kms:Decrypt"):
             assert decide(key_policies, _cloudwatch(action, key_arn, alarm_arn)) == Decision.ALLOW, (alarm_arn, action)
+        allowed.add(alarm_arn)
+    assert len(allowed) == 9 and allowed == _alarm_arns(template)  # every alarm decided, none left out
 
 
 def test_cloudwatch_may_not_act_for_alarms_of_other_stacks_or_accounts(template: dict[str, Any]) -> None:
@@ -102,11 +113,20 @@ def test_cloudwatch_may_not_act_for_alarms_of_other_stacks_or_accounts(template:
 
 
 def test_a_topic_brought_by_the_user_gets_the_alarms_and_no_grant_on_the_stack_key() -> None:
+    """The user's topic is theirs (its policy and key are theirs to grant): the stack puts no policy on it and
+    lets CloudWatch use its own key for no alarm, whatever the grant's spelling (a list of principals, "*")."""
     _, template = synthesize(**CUSTOM_SETTINGS)  # alarmTopicArn: TOPIC_ARN
     raw = template.to_json()
-    assert resources(raw, "AWS::SNS::Topic") == {}
-    for alarm in resources(raw, "AWS::CloudWatch::Alarm").values():
-        assert alarm["Properties"]["AlarmActions"] == [TOPIC_ARN]
-    ((_, key),) = resources(raw, "AWS::KMS::Key").items()
-    principals = [s["Principal"] for s in key["Properties"]["KeyPolicy"]["Statement"]]
-    assert {"Service": CLOUDWATCH} not in principals
+    assert resources(raw, "AWS::SNS::Topic") == resources(raw, "AWS::SNS::TopicPolicy") == {}
+    alarms = resources(raw, "AWS::CloudWatch::Alarm").values()
+    assert [alarm["Properties"]["AlarmActions"] for alarm in alarms] == 9 * [[TOPIC_ARN]]
+    refs = _refs(raw)
+    ((key_id, key),) = resources(raw, "AWS::KMS::Key").items()
+    key_policies = [resolved(key["Properties"]["KeyPolicy"], refs)]
+    decided = []
+    for alarm_arn in _alarm_arns(raw):
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            request = _cloudwatch(action, refs[f"{key_id}.Arn"], alarm_arn)
+            assert decide(key_policies, request) == Decision.IMPLICIT_DENY, (alarm_arn, action)
+        decided.append(alarm_arn)
+    assert len(decided) == 9

@@ -32,11 +32,11 @@ def test_every_acknowledged_cdk_nag_finding_is_raised_without_its_acknowledgment
         for pack in (AwsSolutionsChecks(), HIPAASecurityChecks())
         for violation in pack.validate_scope(stack).violations
     }
-    assert set(stack.accepted_findings) == raised
+    assert set(stack.pipeline.accepted_findings) == raised
 
 
 def test_each_cdk_nag_acknowledgment_has_a_reason_of_its_own() -> None:
-    reasons = list(synthesize()[0].accepted_findings.values())
+    reasons = list(synthesize()[0].pipeline.accepted_findings.values())
     assert len(set(reasons)) == len(reasons), "one reason per finding, not a blanket one"
     assert all(len(reason.split()) >= 10 for reason in reasons), [r for r in reasons if len(r.split()) < 10]
 

@@ -1,4 +1,4 @@
-"""The README's picture of the state machine is the synthesized definition, all of it."""
+"""The picture of the state machine in docs/design.md is the synthesized definition, all of it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from stack_app import synthesize
 
-from infra.workflow_diagram import README, current_block, definition_of, mermaid, readme_block
+from infra.workflow_diagram import PAGE, current_block, definition_of, diagram_block, mermaid
 
 pytestmark = pytest.mark.slow
 
@@ -18,8 +18,8 @@ def definition() -> dict[str, Any]:
     return definition_of(synthesize()[1].to_json())
 
 
-def test_the_readme_picture_is_the_synthesized_definition(definition: dict[str, Any]) -> None:
-    assert current_block(README.read_text()) == readme_block(definition), "stale picture: run `make diagram`"
+def test_the_design_page_picture_is_the_synthesized_definition(definition: dict[str, Any]) -> None:
+    assert current_block(PAGE.read_text()) == diagram_block(definition), "stale picture: run `make diagram`"
 
 
 def test_the_picture_draws_every_state_and_every_transition(definition: dict[str, Any]) -> None:

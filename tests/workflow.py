@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from captured_output import CAPTURED_OUTPUT
 
@@ -29,20 +30,27 @@ class Study:
     other_patient: str  # another PatientName: force refused under same-patient
 
 
-def seed_study(emulator: HealthImagingEmulator) -> Study:
+# (part, differences) -> the document of that part of the series: parts 0-3 are primary, consistent,
+# inconsistent, other_patient, each holding other instances of the series.
+SeriesPart = Callable[[int, dict[str, str]], dict[str, Any]]
+
+
+def small_parts(part: int, differences: dict[str, str]) -> dict[str, Any]:
+    instances = (2 * part + 1, 2 * part + 2)
+    return seed.series_image_set_metadata(patient_number=1, study=1, series=1, instances=instances, **differences)
+
+
+def seed_study(emulator: HealthImagingEmulator, series_part: SeriesPart = small_parts) -> Study:
     emulator.create_datastore(DS)
 
-    def series_part(instances: tuple[int, ...], **differences: str) -> str:
-        document = seed.series_image_set_metadata(
-            patient_number=1, study=1, series=1, instances=instances, **differences
-        )
-        return emulator.seed_image_set(DS, document)
+    def part(number: int, **differences: str) -> str:
+        return emulator.seed_image_set(DS, series_part(number, differences))
 
     return Study(
-        primary=series_part((1, 2)),
-        consistent=series_part((3, 4)),
-        inconsistent=series_part((5, 6), study_description="SYNTHETIC MR"),
-        other_patient=series_part((7, 8), name_suffix="^MISFILED"),
+        primary=part(0),
+        consistent=part(1),
+        inconsistent=part(2, study_description="SYNTHETIC MR"),
+        other_patient=part(3, name_suffix="^MISFILED"),
     )
 
 

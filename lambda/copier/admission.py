@@ -9,7 +9,8 @@ long a copy holds one (measured by the dispatcher, copier.dispatcher). A slot wa
 permit free at its time, so whatever the pace, copies in flight never exceed the quota; at a pace above
 quota / copy duration, the permits set the schedule instead.
 
-Pure functions: `python -m benchmarks.scale` drives these same ones.
+Pure functions: `python -m benchmarks.scale` drives these same ones; copier.dispatcher calls them in the
+deployed stack, and keeps the schedule between its runs (the pacing item's next free slot) itself.
 """
 
 from __future__ import annotations
@@ -66,8 +67,3 @@ def plan_starts(
         starts.append(start)
         candidate = start + interval
     return starts
-
-
-def next_free_slot_after(starts: list[float], next_free_slot: float, rate_per_second: float) -> float:
-    """The schedule after a run: one interval after its last start, or unchanged if it started none."""
-    return starts[-1] + 1.0 / rate_per_second if starts else next_free_slot

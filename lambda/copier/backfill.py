@@ -31,8 +31,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from copier import clock, healthimaging, intake, journal, table
-from copier.errors import InvalidCopyRequest, TableUnavailable
-from copier.models import BackfillCursor, BackfillFilters, BackfillInput, parse
+from copier.errors import InvalidCopyRequest, SearchTokenRefused, TableUnavailable
+from copier.models import BackfillCursor, BackfillFilters, BackfillInput, BackfillPosition, parse
 from copier.settings import CopyPolicy, load_settings
 
 logger = Logger(child=True)
@@ -63,15 +63,20 @@ def execution_name(backfill_id: str, number: int) -> str:
     return f"{backfill_id}-e{number}"
 
 
-def searches(filters: BackfillFilters) -> list[list[dict[str, Any]]]:
+def searches(filters: BackfillFilters, *, since: float | None = None) -> list[list[dict[str, Any]]]:
     """The SearchImageSets filter lists a backfill goes through, in order (the API takes at most two filters:
-    the selection, and isPrimary under merge-into-primary, as reconciliation does)."""
+    the selection, and isPrimary under merge-into-primary, as reconciliation does). `since`: a createdAt range
+    searched again from there (a refused token), a second early: whether BETWEEN includes its bounds is not
+    documented, and what was seen already is skipped by its position."""
     if filters.study_instance_uids is not None:
         selections = [healthimaging.equal("DICOMStudyInstanceUID", uid) for uid in filters.study_instance_uids]
     else:
         if filters.created_before is None:  # fixed when the backfill starts: never open
             raise InvalidCopyRequest("filters.createdBefore: missing")
-        selections = [healthimaging.between("createdAt", filters.created_after or EARLIEST, filters.created_before)]
+        after = filters.created_after or EARLIEST
+        if since is not None:
+            after = max(after, datetime.fromtimestamp(since - 1, tz=UTC))
+        selections = [healthimaging.between("createdAt", after, filters.created_before)]
     if load_settings().copy_policy is CopyPolicy.MERGE_INTO_PRIMARY:
         return [[selection, healthimaging.equal("isPrimary", False)] for selection in selections]
     return [[selection] for selection in selections]
@@ -94,13 +99,26 @@ def backfill_page(raw: Any, *, execution_id: str | None) -> PageResult:
     plan = searches(filters)
     if cursor.search >= len(plan):
         return PageResult(run.backfill_id, recorded, done=True, state=DONE)
-    summaries, token = healthimaging.search_page(
-        load_settings().datastore_id, plan[cursor.search], token=cursor.next_token, sort_by="createdAt"
-    )
+    try:
+        summaries, token = _search_page(filters, cursor)
+    except SearchTokenRefused:
+        # Resumed after days: the saved token is too old. Search again from the last position (a range search
+        # from its createdAt; a study's search from its start): what was seen already is skipped below.
+        ranged = filters.study_instance_uids is None and cursor.position is not None
+        cursor = cursor.model_copy(
+            update={"next_token": None, "since": cursor.position.created_at if ranged else None}  # type: ignore[union-attr]
+        )
+        logger.warning("Backfill search token refused: searching again", extra={"backfillId": run.backfill_id})
+        summaries, token = _search_page(filters, cursor)
     seen = skipped = already = 0
+    position = cursor.position
     for summary in summaries:
-        seen += 1
         image_set_id, version = str(summary["imageSetId"]), str(summary["version"])
+        created_at = _epoch(summary["createdAt"])
+        if position is not None and position.passed(created_at, image_set_id):
+            continue  # seen before the search started again
+        position = _moved(position, created_at, image_set_id)
+        seen += 1
         if journal.is_recorded(image_set_id, version):
             already += 1  # an event, a sweep or an earlier page got there
             continue
@@ -112,7 +130,7 @@ def backfill_page(raw: Any, *, execution_id: str | None) -> PageResult:
             backfillId=run.backfill_id,
         )
         skipped += decision.skip
-    following = BackfillCursor(search=cursor.search, next_token=token)
+    following = BackfillCursor(search=cursor.search, next_token=token, position=position, since=cursor.since)
     if not token:
         following = BackfillCursor(search=cursor.search + 1)
     done = following.search >= len(plan)
@@ -146,6 +164,22 @@ def backfill_page(raw: Any, *, execution_id: str | None) -> PageResult:
         continue_as_new=next_name is not None,
         next_execution_name=next_name,
     )
+
+
+def _search_page(filters: BackfillFilters, cursor: BackfillCursor) -> tuple[list[dict[str, Any]], str | None]:
+    search = searches(filters, since=cursor.since)[cursor.search]
+    return healthimaging.search_page(load_settings().datastore_id, search, token=cursor.next_token, sort_by="createdAt")
+
+
+def _epoch(created_at: object) -> float:
+    """A summary's createdAt: a datetime from boto3 (epoch seconds on the wire)."""
+    return created_at.timestamp() if isinstance(created_at, datetime) else float(str(created_at))
+
+
+def _moved(position: BackfillPosition | None, created_at: float, image_set_id: str) -> BackfillPosition:
+    if position is not None and position.created_at == created_at:
+        return position.model_copy(update={"image_set_ids": [*position.image_set_ids, image_set_id]})
+    return BackfillPosition(created_at=created_at, image_set_ids=[image_set_id])
 
 
 def _progress(run: BackfillInput, me: str) -> dict[str, Any]:
@@ -238,3 +272,57 @@ def _advance(
             return False
         raise
     return True
+
+
+# --- an operator's moves (ops.cli backfill stop|resume|status) ------------------------------------------------
+def read_progress(backfill_id: str) -> dict[str, Any] | None:
+    return table.get_item(journal.backfill_key(backfill_id))
+
+
+def stop(backfill_id: str) -> str | None:
+    """Mark a running backfill STOPPED: its page in flight finishes, its cursor stays where that page began.
+    The name of the execution that ran it (to stop too), None when it was not running."""
+    try:
+        item = table.call(
+            "update_item",
+            Key={"id": {"S": journal.backfill_key(backfill_id)}},
+            UpdateExpression="SET backfillState = :stopped",
+            ConditionExpression="backfillState = :running",
+            ExpressionAttributeValues=table.to_dynamodb({":stopped": STOPPED, ":running": RUNNING}),
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+    except TableUnavailable as error:
+        if table.is_condition_failure(error):
+            return None
+        raise
+    return str(table.from_dynamodb(item)["executionName"])
+
+
+def hand_over(backfill_id: str, progress: dict[str, Any]) -> str | None:
+    """Give the backfill to its next execution (a resume), RUNNING from its saved cursor, unless it changed since
+    `progress` was read. The new execution's name (to start), None when it changed meanwhile."""
+    number = int(progress.get("executions", 0)) + 1
+    name = execution_name(backfill_id, number)
+    try:
+        table.call(
+            "update_item",
+            Key={"id": {"S": journal.backfill_key(backfill_id)}},
+            UpdateExpression="SET backfillState = :running, executionName = :name, executions = :number,"
+            " executionPages = :zero",
+            ConditionExpression="executionName = :current AND backfillState = :state",
+            ExpressionAttributeValues=table.to_dynamodb(
+                {
+                    ":running": RUNNING,
+                    ":name": name,
+                    ":number": number,
+                    ":zero": 0,
+                    ":current": str(progress["executionName"]),
+                    ":state": str(progress["backfillState"]),
+                }
+            ),
+        )
+    except TableUnavailable as error:
+        if table.is_condition_failure(error):
+            return None
+        raise
+    return name

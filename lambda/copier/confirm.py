@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -31,6 +31,7 @@ from copier import clock, copy_record, dicom, healthimaging
 from copier.copy_record import CopyRecord, CopyStatus
 from copier.copy_start import progress_of
 from copier.errors import CopyOutcomeUndecided, CopyRecordChanged, ImageSetNotFound
+from copier.metadata import MetadataSummary
 from copier.models import CopyProgress, CopyRequest
 from copier.settings import load_settings
 
@@ -103,9 +104,21 @@ def _operator_cause(request: CopyRequest, record: CopyRecord, finding: Finding) 
     )
 
 
-def _source(request: CopyRequest, record: CopyRecord) -> tuple[dict[str, Any], dict[str, set[str]]]:
-    document = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id, record.source_version_id)
-    return document, dicom.selection(document, request.copiable_attributes)
+def _source(request: CopyRequest, record: CopyRecord) -> tuple[MetadataSummary, dict[str, frozenset[str]]]:
+    summary = healthimaging.get_metadata(
+        request.datastore_id, request.source_image_set_id, record.source_version_id, instances=True
+    )
+    return summary, dicom.selection(summary, request.copiable_attributes)
+
+
+def _held(
+    request: CopyRequest, image_set_id: str, version_id: str, chosen: dict[str, frozenset[str]]
+) -> MetadataSummary:
+    """What an image set's version holds: its instances' UIDs, and the elements' digests of the chosen ones only
+    (a large destination's others are read at the levels' pace)."""
+    return healthimaging.get_metadata(
+        request.datastore_id, image_set_id, version_id, instances=True, digests=dicom.chosen_instances(chosen)
+    )
 
 
 def _claimed_by_another(record: CopyRecord, image_set_id: str, version_id: str) -> bool:
@@ -131,13 +144,10 @@ def _into_existing(request: CopyRequest, record: CopyRecord) -> Finding:
     if status != "COPIED" or _claimed_by_another(record, destination_id, expected):
         return Finding("not-accepted", f"version {expected} is {status}, and not ours: nothing of this copy landed")
     source, chosen = _source(request, record)
-    if dicom.holds_instances(
-        healthimaging.get_metadata(request.datastore_id, destination_id, baseline), source, chosen
-    ):
+    # One destination summary at a time: the source's and one other are the most held at once.
+    if dicom.holds_instances(_held(request, destination_id, baseline, chosen), source, chosen):
         return Finding("undecided", f"version {baseline} already held every copied instance")
-    if not dicom.holds_instances(
-        healthimaging.get_metadata(request.datastore_id, destination_id, expected), source, chosen
-    ):
+    if not dicom.holds_instances(_held(request, destination_id, expected, chosen), source, chosen):
         return Finding("not-accepted", f"version {expected} was written by another copy")
     if bool(produced.get("overrides", {}).get("forced")) != record.forced:
         return Finding("undecided", f"version {expected} holds the copy but with another force setting")
@@ -170,7 +180,7 @@ def _into_new(request: CopyRequest, record: CopyRecord) -> Finding:
             continue
         if status != "COPIED":
             continue  # an import, or a copy that failed: nothing landed there
-        held = healthimaging.get_metadata(request.datastore_id, candidate, "1")
+        held = _held(request, candidate, "1", chosen)
         if (
             dicom.selection(held, None) == chosen
             and not dicom.inconsistent_elements(source, held, list(chosen))

@@ -32,7 +32,7 @@ from pydantic.alias_generators import to_camel
 from copier import clock, table
 from copier.errors import CopyConflict, CopyRecordChanged, TableUnavailable
 from copier.models import CopyRequest
-from copier.settings import load_settings
+from copier.settings import table_settings
 
 KEY_PREFIX = "copy#"
 CLAIM_PREFIX = "claim#"  # claim#<imageSetId>#<versionId>: the record that adopted that version
@@ -75,7 +75,7 @@ class CopyRecord(BaseModel):
     def item(self) -> dict[str, Any]:
         values = self.model_dump(by_alias=True, mode="json")
         values["requestedAt"] = Decimal(repr(self.requested_at))
-        values["expiration"] = int(self.requested_at) + load_settings().copy_record_retention_seconds
+        values["expiration"] = int(self.requested_at) + table_settings().copy_record_retention_seconds
         return table.to_dynamodb(values)
 
 
@@ -85,7 +85,11 @@ def request_key(request: CopyRequest) -> str:
 
 
 def load(request: CopyRequest) -> CopyRecord | None:
-    item = table.get_item(request_key(request))
+    return by_id(request_key(request))
+
+
+def by_id(record_id: str) -> CopyRecord | None:
+    item = table.get_item(record_id)
     return CopyRecord.model_validate(item) if item else None
 
 
@@ -201,7 +205,7 @@ def adopt(record: CopyRecord, *, destination_image_set_id: str, destination_vers
     claim = {
         "id": f"{CLAIM_PREFIX}{destination_image_set_id}#{destination_version_id}",
         "recordId": record.id,
-        "expiration": int(clock.now()) + load_settings().copy_record_retention_seconds,
+        "expiration": int(clock.now()) + table_settings().copy_record_retention_seconds,
     }
     try:
         table.transact_write(

@@ -22,7 +22,7 @@ def find_primary_of_series(request: CopyRequest) -> CopyPlan:
     if source.get("isPrimary"):
         return CopyPlan(skip=True, reason="source image set is primary: nothing to merge")
     version = str(source["versionId"])
-    metadata = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id, version)
+    metadata = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id, version, instances=False)
     study_uid, series = dicom.study_uid(metadata), dicom.series_uids(metadata)
     if study_uid is None or len(series) != 1:
         raise InvalidCopyRequest(

@@ -1,4 +1,5 @@
-"""What two HealthImaging metadata documents say about each other. Returns element NAMES only.
+"""What two HealthImaging metadata documents say about each other, from their summaries
+(metadata.py). Returns element NAMES only.
 
 - `inconsistent_elements`: the Patient, Study and Series level elements whose values differ
   between what a copy takes from its source and its destination: what CopyImageSet needs
@@ -15,71 +16,81 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from copier.metadata import MetadataSummary
 
 PATIENT_IDENTITY_ELEMENTS = ("PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate")
 _LEGACY_DATE = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})$")
 
 
-def _elements(document: dict[str, Any], level: str) -> dict[str, Any]:
-    elements = document.get(level, {}).get("DICOM", {})
-    return elements if isinstance(elements, dict) else {}
+def series_uids(summary: MetadataSummary) -> list[str]:
+    return sorted(summary.series)
 
 
-def _series(document: dict[str, Any]) -> dict[str, Any]:
-    series = document.get("Study", {}).get("Series", {})
-    return series if isinstance(series, dict) else {}
-
-
-def series_uids(document: dict[str, Any]) -> list[str]:
-    return sorted(_series(document))
-
-
-def study_uid(document: dict[str, Any]) -> str | None:
-    value = _elements(document, "Study").get("StudyInstanceUID")
+def study_uid(summary: MetadataSummary) -> str | None:
+    value = summary.study.get("StudyInstanceUID")
     return value if isinstance(value, str) and value else None
 
 
-def selection(document: dict[str, Any], copiable_attributes: str | None) -> dict[str, set[str]]:
-    """Series UID -> SOPInstanceUIDs a copy takes from this source (all, or the subset named)."""
-    available = {uid: set(series.get("Instances", {})) for uid, series in _series(document).items()}
+def _wanted_series(copiable_attributes: str) -> dict[str, Any]:
+    wanted: dict[str, Any] = json.loads(copiable_attributes).get("Study", {}).get("Series", {})
+    return wanted
+
+
+def copied_series(summary: MetadataSummary, copiable_attributes: str | None) -> list[str]:
+    """Series UIDs a copy takes from this source (all, or those named)."""
+    return list(summary.series if copiable_attributes is None else _wanted_series(copiable_attributes))
+
+
+def selection(summary: MetadataSummary, copiable_attributes: str | None) -> dict[str, frozenset[str]]:
+    """Series UID -> SOPInstanceUIDs a copy takes from this source (all, or the subset named).
+    The summary must have been read with its instances."""
+    available = {uid: frozenset(series.instance_digests()) for uid, series in summary.series.items()}
     if copiable_attributes is None:
         return available
-    wanted = json.loads(copiable_attributes).get("Study", {}).get("Series", {})
-    chosen: dict[str, set[str]] = {}
-    for uid, spec in wanted.items():
+    chosen: dict[str, frozenset[str]] = {}
+    for uid, spec in _wanted_series(copiable_attributes).items():
         instances = (spec or {}).get("Instances") or {}
-        chosen[uid] = set(instances) if instances else available.get(uid, set())
+        chosen[uid] = frozenset(instances) if instances else available.get(uid, frozenset())
     return chosen
 
 
-def instances(document: dict[str, Any]) -> set[str]:
-    return {sop for series in _series(document).values() for sop in series.get("Instances", {})}
+def chosen_instances(chosen: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """Every SOPInstanceUID of a selection: the instances whose elements `holds_instances` compares."""
+    return frozenset().union(*chosen.values())
 
 
-def _instance_elements(document: dict[str, Any]) -> dict[str, Any]:
-    """SOPInstanceUID -> the instance's own DICOM elements."""
-    return {
-        sop: instance.get("DICOM", {})
-        for series in _series(document).values()
-        for sop, instance in series.get("Instances", {}).items()
-    }
+def _instance_digests(summary: MetadataSummary) -> dict[str, bytes | None]:
+    """SOPInstanceUID -> digest of the instance's own elements, over every series."""
+    return {sop: digest for series in summary.series.values() for sop, digest in series.instance_digests().items()}
 
 
-def holds_instances(destination: dict[str, Any], source: dict[str, Any], chosen: dict[str, set[str]]) -> bool:
+def holds_instances(
+    destination: MetadataSummary, source: MetadataSummary, chosen: Mapping[str, frozenset[str]]
+) -> bool:
     """The destination holds every chosen instance of the source, each with the source's own elements
-    (a re-import of the same instances with other values does not count)."""
-    held, own = _instance_elements(destination), _instance_elements(source)
-    return all(sop in held and held[sop] == own.get(sop) for sops in chosen.values() for sop in sops)
+    (a re-import of the same instances with other values does not count). Both summaries must have
+    been read with the chosen instances' digests."""
+    held, own = _instance_digests(destination), _instance_digests(source)
+    for sop in chosen_instances(chosen):
+        if sop not in held:
+            return False
+        if held[sop] is None or (sop in own and own[sop] is None):
+            raise LookupError(f"instance {sop} was read without its digest")
+        if held[sop] != own.get(sop):
+            return False
+    return True
 
 
-def inconsistent_elements(source: dict[str, Any], destination: dict[str, Any], series: list[str]) -> list[str]:
+def inconsistent_elements(source: MetadataSummary, destination: MetadataSummary, series: list[str]) -> list[str]:
     """Names of Patient/Study elements, and Series elements of the copied series both hold, that differ."""
     names: set[str] = set()
-    pairs = [(_elements(source, level), _elements(destination, level)) for level in ("Patient", "Study")]
-    for uid in set(series) & set(_series(destination)):
-        pairs.append((_series(source).get(uid, {}).get("DICOM", {}), _series(destination)[uid].get("DICOM", {})))
+    pairs = [(source.patient, destination.patient), (source.study, destination.study)]
+    for uid in set(series) & set(destination.series):
+        held = source.series.get(uid)
+        pairs.append((held.elements if held else {}, destination.series[uid].elements))
     for left, right in pairs:
         names.update(name for name in set(left) & set(right) if left[name] != right[name])
     return sorted(names)
@@ -121,9 +132,9 @@ _NORMALISE: dict[str, Callable[[Any], str]] = {
 }
 
 
-def identity_differences(source: dict[str, Any], destination: dict[str, Any]) -> list[str]:
+def identity_differences(source: MetadataSummary, destination: MetadataSummary) -> list[str]:
     """Names of patient identity elements on which the two documents do not agree."""
-    left, right = _elements(source, "Patient"), _elements(destination, "Patient")
+    left, right = source.patient, destination.patient
     values = {name: (normalise(left.get(name)), normalise(right.get(name))) for name, normalise in _NORMALISE.items()}
     if not all(values["PatientID"]):
         return ["PatientID"]  # identity cannot be established without it

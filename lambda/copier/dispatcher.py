@@ -29,8 +29,9 @@ So whatever the backlog's size or the quota, executions never wait near their ti
 pacing write, copies in flight stay under the data store's quota, and a copy started by hand still gets a
 slot within about a minute. Execution names are the entry's image set version and dispatch count, so a
 run that dies between StartExecution and marking the entry STARTED starts nothing twice: the next run finds
-the execution (ExecutionAlreadyExists), adopts it if it runs or succeeded, and starts the entry under the
-next name if it ended without a word.
+the execution (ExecutionAlreadyExists), adopts it if it still runs (or waits for its redrive), and starts
+the entry under the next name if it ended (even one that succeeded: the entry still PENDING says its journal
+write was lost; the next execution meets the copy record and copies nothing twice).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ SETTLE_EVERY_SECONDS = 900  # a run settles ended executions once a quarter of a
 ENDED_WITHOUT_A_WORD = ("FAILED", "TIMED_OUT", "ABORTED")
 PLAN_ATTEMPTS = 3
 ADDED_FIELDS = ("pushbacks", "handed")
-STILL_ITS_OWN = ("RUNNING", "SUCCEEDED")
+STILL_RUNNING = ("RUNNING", "PENDING_REDRIVE")
 
 
 @dataclass(frozen=True)
@@ -392,7 +393,6 @@ def execution_input(entry: dict[str, Any], slot: float) -> dict[str, Any]:
 def _start(entry: dict[str, Any], slot: float, state_machine_arn: str) -> str | None:
     """Start the entry's copy: its execution's ARN; None when its name was used by a run that ended (the entry
     waits for the next run, under the next name)."""
-    image_set_id, version = str(entry["journalSourceId"]), str(entry["sourceVersionId"])
     name = execution_name(entry)
     try:
         answer = _step_functions().start_execution(
@@ -404,20 +404,30 @@ def _start(entry: dict[str, Any], slot: float, state_machine_arn: str) -> str | 
     except ClientError as error:
         if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
-        # A run died between starting it and marking the entry (its input had another slot): the execution
-        # is the entry's own if it runs or succeeded; one that ended without a word is started anew.
-        execution_arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
-        status = _step_functions().describe_execution(executionArn=execution_arn)["status"]
-        if status not in STILL_ITS_OWN:
-            journal.record(
-                image_set_id,
-                version,
-                JournalStatus.PENDING,
-                only_from=(JournalStatus.PENDING,),
-                dispatches=int(entry.get("dispatches", 0)) + 1,
-            )
-            return None
+        return _name_in_use(entry, name, state_machine_arn)
     return execution_arn
+
+
+def _name_in_use(entry: dict[str, Any], name: str, state_machine_arn: str) -> str | None:
+    """StartExecution refused the name (the same name and input while running is not an error): a run died
+    between starting it and marking the entry (its input had another slot), or a dispatcher of another version
+    started it, mid-upgrade. One that runs (or waits for its redrive) copies this entry: its ARN, taken as
+    started. One that ended, with the entry still PENDING (even one that succeeded: its journal write was lost),
+    ends nothing here: the next run starts the entry under a new name, which records its outcome, and its copy
+    record keeps it one copy."""
+    image_set_id, version = str(entry["journalSourceId"]), str(entry["sourceVersionId"])
+    execution_arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
+    status = _step_functions().describe_execution(executionArn=execution_arn)["status"]
+    if status in STILL_RUNNING:
+        return execution_arn
+    journal.record(
+        image_set_id,
+        version,
+        JournalStatus.PENDING,
+        only_from=(JournalStatus.PENDING,),
+        dispatches=int(entry.get("dispatches", 0)) + 1,
+    )
+    return None
 
 
 def _settle_ended_executions(now: float) -> None:

@@ -1,7 +1,7 @@
 """Errors the copy function raises.
 
 The class name is the error name Step Functions matches in Retry and Catch, so these
-names are a public contract (README, "Errors"). Messages carry ids, versions, statuses
+names are a public contract (docs/errors.md). Messages carry ids, versions, statuses
 and DICOM element names only: never metadata values.
 """
 
@@ -54,6 +54,11 @@ class CopyQuotaExceeded(CopyError):
 
 class HealthImagingUnavailable(CopyError):
     """InternalServerException or a network failure on a call that is safe to repeat."""
+
+
+class SearchTokenRefused(CopyError):
+    """SearchImageSets refused a saved nextToken (ValidationException): a backfill resumed after days. The
+    backfill searches again from the last position it saved (backfill.py)."""
 
 
 class TableUnavailable(HealthImagingUnavailable):

@@ -11,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from copier import dicom, inconsistency, journal
 from copier.errors import ForceRefused
-from copier.inconsistency import Documents
+from copier.inconsistency import Summaries
 from copier.journal import JournalStatus
 from copier.models import CopyRequest
 from copier.settings import ForcePolicy, load_settings
@@ -26,7 +26,7 @@ def authorise_force(*, request: CopyRequest) -> CopyRequest:
     pair = None
     inconsistent: list[str] = []
     if forced.destination_image_set_id is not None:
-        pair = inconsistency.documents(
+        pair = inconsistency.summaries(
             forced, source_version_id=forced.source_version_id, destination_version_id=forced.destination_version_id
         )
         inconsistent = inconsistency.differing_elements(forced, pair)
@@ -58,12 +58,12 @@ def ensure_force_allowed(request: CopyRequest) -> None:
         _enforce(request, " (force was asked for)")
 
 
-def _enforce(request: CopyRequest, context: str, pair: Documents | None = None) -> None:
+def _enforce(request: CopyRequest, context: str, pair: Summaries | None = None) -> None:
     policy = load_settings().force_policy
     if policy is ForcePolicy.NEVER:
         _refuse(request, f"forcePolicy 'never' forbids forcing a copy{context}", [])
     if policy is ForcePolicy.SAME_PATIENT and request.destination_image_set_id:
-        source, destination = pair or inconsistency.documents(
+        source, destination = pair or inconsistency.summaries(
             request, source_version_id=request.source_version_id, destination_version_id=request.destination_version_id
         )
         differing = dicom.identity_differences(source, destination)

@@ -6,16 +6,16 @@ the API has no client token and a blind retry after an accepted request is a sec
 
 from __future__ import annotations
 
-import gzip
-import json
+from collections.abc import Set as AbstractSet
+from contextlib import closing
 from functools import lru_cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError, ReadTimeoutError
 
-from copier import errors
+from copier import errors, metadata
 
 HealthImagingClient = Any  # boto3's "medical-imaging" client (no stubs pinned here)
 
@@ -66,22 +66,32 @@ def get_image_set(datastore_id: str, image_set_id: str, version_id: str | None =
         raise errors.HealthImagingUnavailable(f"GetImageSet {image_set_id}: no answer") from None
 
 
-def get_metadata(datastore_id: str, image_set_id: str, version_id: str | None = None) -> dict[str, Any]:
-    """The image set's DICOM metadata document (gzip JSON on the wire)."""
+def get_metadata(
+    datastore_id: str,
+    image_set_id: str,
+    version_id: str | None = None,
+    *,
+    instances: bool,
+    digests: AbstractSet[str] | None = None,
+) -> metadata.MetadataSummary:
+    """The image set's DICOM metadata document (gzip JSON on the wire, up to 50 MB unzipped), read as
+    a stream into its summary; `instances`, `digests`: see metadata.summarise."""
     params = {"datastoreId": datastore_id, "imageSetId": image_set_id}
     if version_id:
         params["versionId"] = version_id
+    subject = f"GetImageSetMetadata {image_set_id}"
     try:
         response = read_client().get_image_set_metadata(**params)
-        blob = response["imageSetMetadataBlob"].read()
+        with closing(response["imageSetMetadataBlob"]) as body:
+            gzipped = response.get("contentEncoding") == "gzip"
+            return metadata.summarise(body, gzipped=gzipped, instances=instances, digests=digests)
     except ClientError as error:
-        raise translate(error, f"GetImageSetMetadata {image_set_id}") from None
-    except (ConnectionError, ReadTimeoutError):
-        raise errors.HealthImagingUnavailable(f"GetImageSetMetadata {image_set_id}: no answer") from None
-    if response.get("contentEncoding") == "gzip" or blob[:2] == b"\x1f\x8b":
-        blob = gzip.decompress(blob)
-    document: dict[str, Any] = json.loads(blob)
-    return document
+        raise translate(error, subject) from None
+    except (ConnectionError, HTTPClientError, IncompleteReadError):
+        # Before the answer or mid-body (a read timeout, a connection reset, a body shorter than its length).
+        raise errors.HealthImagingUnavailable(f"{subject}: no answer") from None
+    except metadata.UnreadableDocument as unreadable:
+        raise errors.HealthImagingUnavailable(f"{subject}: {unreadable}") from None
 
 
 def search(datastore_id: str, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -117,6 +127,9 @@ def search_page(
     try:
         page = read_client().search_image_sets(**params)
     except ClientError as error:
+        if token and error.response.get("Error", {}).get("Code") == "ValidationException":
+            # The filters were accepted with the first page: what is refused is the token (expired, or unknown).
+            raise errors.SearchTokenRefused("SearchImageSets refused the nextToken") from None
         raise translate(error, "SearchImageSets") from None
     except (ConnectionError, ReadTimeoutError):
         raise errors.HealthImagingUnavailable("SearchImageSets: no answer") from None

@@ -1,39 +1,42 @@
 """Is a refused or failed copy about inconsistent metadata? Decided from the two metadata
-documents, never from the wording of the service's message (which is not a documented format)."""
+documents' Patient, Study and Series levels (their summaries: metadata.py), never from the wording
+of the service's message (which is not a documented format)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from copier import dicom, healthimaging
 from copier.errors import CopyConflict, CopyError, CopyFailed, InconsistentMetadata
+from copier.metadata import MetadataSummary
 from copier.models import CopyProgress, CopyRequest
 
 logger = Logger(child=True)
 
 
-Documents = tuple[dict[str, Any], dict[str, Any]]
+Summaries = tuple[MetadataSummary, MetadataSummary]
 
 
-def documents(request: CopyRequest, *, source_version_id: str | None, destination_version_id: str | None) -> Documents:
-    """The source's and the destination's metadata at these versions (None: the latest)."""
-    source = healthimaging.get_metadata(request.datastore_id, request.source_image_set_id, source_version_id)
+def summaries(request: CopyRequest, *, source_version_id: str | None, destination_version_id: str | None) -> Summaries:
+    """The source's and the destination's metadata at these versions (None: the latest), without
+    their instances: neither inconsistency nor the force policy looks below the Series level."""
+    source = healthimaging.get_metadata(
+        request.datastore_id, request.source_image_set_id, source_version_id, instances=False
+    )
     destination = healthimaging.get_metadata(
-        request.datastore_id, str(request.destination_image_set_id), destination_version_id
+        request.datastore_id, str(request.destination_image_set_id), destination_version_id, instances=False
     )
     return source, destination
 
 
-def differing_elements(request: CopyRequest, pair: Documents) -> list[str]:
+def differing_elements(request: CopyRequest, pair: Summaries) -> list[str]:
     """Element names that differ between what the copy takes from its source and the destination."""
     source, destination = pair
-    return dicom.inconsistent_elements(source, destination, list(dicom.selection(source, request.copiable_attributes)))
+    return dicom.inconsistent_elements(source, destination, dicom.copied_series(source, request.copiable_attributes))
 
 
 def _differing_at(request: CopyRequest, *, source_version_id: str, destination_version_id: str) -> list[str]:
-    pair = documents(request, source_version_id=source_version_id, destination_version_id=destination_version_id)
+    pair = summaries(request, source_version_id=source_version_id, destination_version_id=destination_version_id)
     return differing_elements(request, pair)
 
 

@@ -3,7 +3,7 @@
 Three inputs, one decision:
 - a HealthImaging EventBridge event, from the admission queue (`admit_event`: the decision goes into
   the copy journal as PENDING, the dispatcher starts it later) or given to an execution by hand;
-- the console contract (README, "Starting a copy by hand"): copied as asked;
+- the console contract (docs/operations.md, "Starting a copy by hand"): copied as asked;
 - `{"admitted": {...}}`, what the dispatcher starts: the plan the journal entry was admitted with.
 Fails with InvalidCopyRequest naming the field before any HealthImaging call.
 """

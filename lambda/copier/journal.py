@@ -27,7 +27,7 @@ from typing import Any
 from copier import clock, copy_record, table
 from copier.errors import TableUnavailable
 from copier.models import CopyPlan, CopyRequest
-from copier.settings import load_settings
+from copier.settings import table_settings
 
 KEY_PREFIX = "journal#"
 BY_SOURCE_INDEX = "journalBySource"
@@ -94,7 +94,7 @@ def _update(
     values: dict[str, Any] = {
         "journalStatus": status.value,
         "updatedAt": now,
-        **({} if pending else {"expiration": int(now) + load_settings().journal_retention_seconds}),
+        **({} if pending else {"expiration": int(now) + table_settings().journal_retention_seconds}),
         **{name: value for name, value in fields.items() if value is not None},
     }
     names = {f"#{name}": name for name in values} | ({"#plan": "plan"} if plan else {})  # PLAN: a reserved word
@@ -321,6 +321,48 @@ def _query(
         if not start:
             break
     return found
+
+
+def entries(
+    *, image_set_id: str | None = None, status: JournalStatus | None = None, since: float = 0.0
+) -> list[dict[str, Any]]:
+    """Every entry of one image set (every version), or every entry in one status changed since a time, the
+    longest unchanged first (`ops.cli status`, `list`, `retry`)."""
+    if image_set_id is not None:
+        query = {
+            "IndexName": BY_SOURCE_INDEX,
+            "KeyConditionExpression": "journalSourceId = :value",
+            "ExpressionAttributeValues": table.to_dynamodb({":value": image_set_id}),
+        }
+    elif status is not None:
+        query = {
+            "IndexName": BY_STATUS_INDEX,
+            "KeyConditionExpression": "journalStatus = :value AND updatedAt >= :since",
+            "ExpressionAttributeValues": table.to_dynamodb({":value": status.value, ":since": Decimal(repr(since))}),
+        }
+    else:
+        raise ValueError("entries: give an image set or a status")
+    found: list[dict[str, Any]] = []
+    page: dict[str, Any] = {}
+    while True:
+        start = {"ExclusiveStartKey": page["LastEvaluatedKey"]} if "LastEvaluatedKey" in page else {}
+        page = table.call("query", **query, **start)
+        found.extend(table.from_dynamodb(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return found
+
+
+def readmit(entry: dict[str, Any]) -> bool:
+    """A FAILED entry back into the backlog (`ops.cli retry`), with the plan it was admitted with: the dispatcher
+    starts it under a new execution name (its dispatch count goes up), and its backfill's counts move with it.
+    False when it is no longer FAILED (re-admitted meanwhile, or started again by hand)."""
+    return record(
+        str(entry["journalSourceId"]),
+        str(entry["sourceVersionId"]),
+        JournalStatus.PENDING,
+        only_from=(JournalStatus.FAILED,),
+        dispatches=int(entry.get("dispatches", 0)) + 1,
+    )
 
 
 def planned(entry: dict[str, Any]) -> CopyPlan | None:

@@ -1,7 +1,7 @@
 """Every shape the function accepts or returns.
 
 Inputs are validated here, before any HealthImaging call; an invalid field is named
-in the error. Field names on the wire are camelCase (the console contract in the README).
+in the error. Field names on the wire are camelCase (the console contract: docs/operations.md).
 """
 
 from __future__ import annotations
@@ -192,11 +192,28 @@ class BackfillFilters(WireModel):
         return self
 
 
+class BackfillPosition(WireModel):
+    """The last image set a backfill's search went past (searches sort by createdAt, ascending): its createdAt
+    (epoch seconds) and every image set seen at that instant."""
+
+    created_at: float
+    image_set_ids: list[str]
+
+    def passed(self, created_at: float, image_set_id: str) -> bool:
+        """Seen already: earlier, or at the same instant and among those seen."""
+        return created_at < self.created_at or (created_at == self.created_at and image_set_id in self.image_set_ids)
+
+
 class BackfillCursor(WireModel):
-    """Where a backfill is: which of its searches, and that search's next page."""
+    """Where a backfill is: which of its searches, that search's next page, and how far it went. A search
+    whose saved token HealthImaging refuses (old: its lifetime is not documented) starts again from the
+    position: `since` is then the lower createdAt bound of the search the token belongs to. Cursors written
+    before positions existed (0.1.0) have neither: such a search starts again from its beginning."""
 
     search: int = Field(default=0, ge=0)
     next_token: str | None = Field(default=None, min_length=1, max_length=8_192)
+    position: BackfillPosition | None = None
+    since: float | None = None
 
 
 class BackfillInput(WireModel):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
@@ -28,19 +31,32 @@ class ForcePolicy(StrEnum):
     ALWAYS = "always"
 
 
-class Settings(BaseModel):
+class TableSettings(BaseModel):
+    """What reading and writing the pipeline's table takes: the function's settings, or an operator's (ops.cli)."""
+
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    datastore_id: DatastoreId = Field(alias="DATASTORE_ID")
-    copy_policy: CopyPolicy = Field(alias="COPY_POLICY", default=CopyPolicy.SNAPSHOT)
-    force_policy: ForcePolicy = Field(alias="FORCE_POLICY", default=ForcePolicy.SAME_PATIENT)
-    trigger_detail_types: tuple[str, ...] = Field(alias="TRIGGER_DETAIL_TYPES", default=("Image Set Created",))
     table_name: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     # How long a copy request is remembered (copy record and idempotency): at least as long as events can be redriven.
     copy_record_retention_days: int = Field(alias="COPY_RECORD_RETENTION_DAYS", default=30, ge=1)
     # How long the copy journal keeps an entry after its last change (the audit trail of forced copies).
     journal_retention_days: int = Field(alias="JOURNAL_RETENTION_DAYS", default=731, ge=1)
-    # The pace CopyImageSet calls are shaped to (the account's applied quota, less a margin: README).
+
+    @property
+    def copy_record_retention_seconds(self) -> int:
+        return self.copy_record_retention_days * 86_400
+
+    @property
+    def journal_retention_seconds(self) -> int:
+        return self.journal_retention_days * 86_400
+
+
+class Settings(TableSettings):
+    datastore_id: DatastoreId = Field(alias="DATASTORE_ID")
+    copy_policy: CopyPolicy = Field(alias="COPY_POLICY", default=CopyPolicy.SNAPSHOT)
+    force_policy: ForcePolicy = Field(alias="FORCE_POLICY", default=ForcePolicy.SAME_PATIENT)
+    trigger_detail_types: tuple[str, ...] = Field(alias="TRIGGER_DETAIL_TYPES", default=("Image Set Created",))
+    # The pace CopyImageSet calls are shaped to (the account's applied quota, less a margin: docs/configuration.md).
     copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=MAX_COPY_RATE_PER_SECOND)
     # The data store's concurrent-copy quota: the dispatcher keeps the copies in flight under it.
     concurrent_copy_quota: int = Field(alias="CONCURRENT_COPY_QUOTA", default=100, ge=1)
@@ -58,14 +74,6 @@ class Settings(BaseModel):
     completion_wait_seconds: int = Field(alias="COMPLETION_WAIT_SECONDS", default=60, ge=1)
     max_wait_seconds: int = Field(alias="MAX_WAIT_SECONDS", default=3_600, ge=1)
 
-    @property
-    def copy_record_retention_seconds(self) -> int:
-        return self.copy_record_retention_days * 86_400
-
-    @property
-    def journal_retention_seconds(self) -> int:
-        return self.journal_retention_days * 86_400
-
     @field_validator("trigger_detail_types", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
@@ -82,3 +90,25 @@ def load_settings() -> Settings:
     except ValidationError as error:
         names = ", ".join(str(e["loc"][0]) for e in error.errors())
         raise FunctionMisconfigured(f"function settings are invalid: {names}") from None
+
+
+# An operator's shell (ops.cli) works on the table it names, with the function's own journal and record code;
+# a context variable, so that it never leaks into another thread (the local runner's executions).
+_operator_table: ContextVar[TableSettings | None] = ContextVar("operator_table", default=None)
+
+
+def table_settings() -> TableSettings:
+    """The table's settings: the operator's while ops.cli works on a table (operating_on), else the function's."""
+    return _operator_table.get() or load_settings()
+
+
+@contextmanager
+def operating_on(table_name: str) -> Iterator[TableSettings]:
+    """ops.cli's access to a deployed stack's table. Retention takes the defaults: an operator writes PENDING
+    journal entries (which never expire) and the claims of records settled by hand."""
+    settings = TableSettings.model_validate({"IDEMPOTENCY_TABLE": table_name})
+    token = _operator_table.set(settings)
+    try:
+        yield settings
+    finally:
+        _operator_table.reset(token)

@@ -13,6 +13,7 @@
 | reconcile        | (a schedule rule)  | SweepResult    |
 | dispatch         | (a schedule rule)  | DispatchResult |
 | backfill_page    | BackfillPage       | PageResult     |
+| prune_versions   | (a schedule rule)  | PruneResult    |
 
 And two queues' batches of SQS records holding HealthImaging events: the admission queue's (`admit_batch`:
 new image sets into the backlog) and the completion queue's (`wake_batch`: copy outcome events waking the
@@ -44,6 +45,7 @@ from copier import (
     journal,
     pacing,
     reconciliation,
+    versions,
     wake,
 )
 from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrottled, InvalidCopyRequest
@@ -71,6 +73,7 @@ Action = Literal[
     "reconcile",
     "dispatch",
     "backfill_page",
+    "prune_versions",
 ]
 _COUNTED_ERRORS: dict[type[CopyError], str] = {
     CopyConflict: "CopyConflicts",
@@ -123,6 +126,8 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
         return asdict(reconciliation.sweep())
     if call.action == "dispatch":
         return asdict(dispatcher.dispatch())
+    if call.action == "prune_versions":
+        return asdict(versions.prune_versions())
     if call.action == "backfill_page":
         return backfill.backfill_page(call.input, execution_id=call.execution_id).wire()
     request = parse(CopyRequest, call.request, "step payload", prefix="request.")

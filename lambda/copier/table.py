@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from copier.errors import TableUnavailable
-from copier.settings import load_settings
+from copier.settings import table_settings
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -32,12 +32,12 @@ def client() -> Any:
 
 def call(operation: str, **params: Any) -> dict[str, Any]:
     """One DynamoDB call on the pipeline's table (TableName is filled in)."""
-    return _call(operation, TableName=load_settings().table_name, **params)
+    return _call(operation, TableName=table_settings().table_name, **params)
 
 
 def transact_write(actions: list[tuple[str, dict[str, Any]]]) -> None:
     """Writes that succeed or fail together: (action, parameters) pairs, e.g. ("Update", {...})."""
-    name = load_settings().table_name
+    name = table_settings().table_name
     _call("transact_write_items", TransactItems=[{action: {"TableName": name, **params}} for action, params in actions])
 
 
