@@ -147,11 +147,13 @@ class StackSettings(BaseModel):
 
 
 SETTING_NAMES = tuple(field.alias or name for name, field in StackSettings.model_fields.items())
-# Settings of earlier releases, and why they went: named in the error rather than "unknown".
-REMOVED_SETTINGS = {
-    "throttleRetryIntervalSeconds": "a call refused over the concurrent-copy quota takes a new slot, like a "
-    "throttled one (throttleRetryAttempts bounds both); there is no retry interval any more",
-    "throttleRetryMaxDelaySeconds": "see throttleRetryIntervalSeconds",
+# Settings of earlier releases that no longer apply, and why: a cdk.json that still has them keeps working
+# (they are dropped, and infra/app.py names each in a synth warning; docs/operations.md, "Upgrading").
+OBSOLETE_SETTINGS = {
+    "throttleRetryIntervalSeconds": "a call throttled or refused over the concurrent-copy quota takes a new "
+    "paced slot (throttleRetryAttempts bounds how many), it is not retried on a timer",
+    "throttleRetryMaxDelaySeconds": "a call throttled or refused over the concurrent-copy quota takes a new "
+    "paced slot (throttleRetryAttempts bounds how many), it is not retried on a timer",
 }
 # Where a stack deploys is the stack's business: the HealthImagingCopy construct takes every other setting.
 STACK_ONLY = ("account", "region")
@@ -176,15 +178,12 @@ def validate(values: dict[str, Any], *, where: str, python_names: bool = False) 
 
 
 def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSettings]:
-    """Stack name -> settings. Raises SettingsError naming every bad key."""
-    stacks = context.get("stacks")
-    if isinstance(stacks, str):
-        stacks = json.loads(stacks)
-    removed = [f"{key}: {why}" for key, why in REMOVED_SETTINGS.items() if key in context or _in_stacks(stacks, key)]
-    if removed:
-        raise SettingsError("removed setting(s): " + "; ".join(removed))
+    """Stack name -> settings. Raises SettingsError naming every bad key; drops the obsolete ones."""
+    stacks = _stacks(context)
     common = {k: v for k, v in context.items() if k in SETTING_NAMES}  # '-c' strings: pydantic parses numbers
-    unknown_top = [k for k in context if k not in SETTING_NAMES and k != "stacks" and _looks_like_ours(k)]
+    unknown_top = [
+        k for k in context if k not in (*SETTING_NAMES, *OBSOLETE_SETTINGS, "stacks") and _looks_like_ours(k)
+    ]
     if unknown_top:
         raise SettingsError(f"unknown setting(s) {unknown_top}; known: {list(SETTING_NAMES)}")
     if not stacks:
@@ -195,12 +194,23 @@ def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSetti
     for name, overrides in stacks.items():
         if not isinstance(overrides, dict):
             raise SettingsError(f"stacks.{name}: must be an object of settings")
-        result[name] = validate({**common, **overrides}, where=f"stack {name}")
+        current = {k: v for k, v in overrides.items() if k not in OBSOLETE_SETTINGS}
+        result[name] = validate({**common, **current}, where=f"stack {name}")
     return result
 
 
-def _in_stacks(stacks: object, key: str) -> bool:
-    return isinstance(stacks, dict) and any(isinstance(entry, dict) and key in entry for entry in stacks.values())
+def obsolete_settings_in(context: dict[str, Any], stack_name: str) -> list[str]:
+    """The obsolete settings a stack was given (top-level or its own), which stack_settings_from_context
+    dropped."""
+    stacks = _stacks(context)
+    own = stacks.get(stack_name) if isinstance(stacks, dict) else None
+    given = {*context, *(own if isinstance(own, dict) else ())}
+    return [key for key in OBSOLETE_SETTINGS if key in given]
+
+
+def _stacks(context: dict[str, Any]) -> object:
+    stacks = context.get("stacks")
+    return json.loads(stacks) if isinstance(stacks, str) else stacks
 
 
 def _looks_like_ours(key: str) -> bool:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Capture, Match, Template
+from aws_cdk.assertions import Annotations, Capture, Match, Template
 from stack_app import CONTEXT, CUSTOM_SETTINGS, DS, KEY_ARN, REGION, resolved, resources, synthesize
 
 from infra.app import build_app
 from infra.settings import SettingsError, stack_settings_from_context
+from infra.stack import CopyPipelineStack
 from offline.template import WorkflowDefinition, function_refs, resolve, state_machine
 
 pytestmark = pytest.mark.slow
@@ -370,7 +371,6 @@ def _list(value: Any) -> list[Any]:
         ({"datastoreId": DS, "copyRatePerSecond": "51"}, "copyRatePerSecond"),
         ({"datastoreId": DS, "copyRatePerSecond": "0"}, "copyRatePerSecond"),
         ({"datastoreId": DS, "concurrentCopyQuota": "0"}, "concurrentCopyQuota"),
-        ({"datastoreId": DS, "throttleRetryIntervalSeconds": "30"}, "removed setting.*throttleRetryIntervalSeconds"),
         ({"datastoreId": DS, "conflictRetryAttempts": "many"}, "conflictRetryAttempts"),
         ({"datastoreId": DS, "maxWaitSeconds": "5"}, "maxWaitSeconds"),
         ({"datastoreId": DS, "copyRecordRetentionDays": "14"}, "copyRecordRetentionDays"),  # < redrive window
@@ -396,6 +396,38 @@ def test_bad_settings_are_named(context: dict[str, Any], named: str) -> None:
 def test_any_rate_up_to_fifty_copies_a_second() -> None:
     (settings,) = stack_settings_from_context({"datastoreId": DS, "copyRatePerSecond": "50"}).values()
     assert settings.copy_rate_per_second == 50 and settings.function_environment()["COPY_RATE_PER_SECOND"] == "50.0"
+
+
+def test_obsolete_settings_synthesize_ignored_with_a_warning_naming_each_on_its_stacks() -> None:
+    """docs/operations.md, "Upgrading": a cdk.json that still sets throttleRetryIntervalSeconds or
+    throttleRetryMaxDelaySeconds (gone: a pushed-back call takes a new paced slot, not a timed retry) keeps
+    working; each is ignored, and synth warns about it on every stack it was given to."""
+    app = build_app(
+        {
+            **CONTEXT,
+            "throttleRetryIntervalSeconds": "30",
+            "stacks": {"Dev": {}, "Prod": {"throttleRetryMaxDelaySeconds": 900, "forcePolicy": "never"}},
+        },
+        nag=False,
+    )
+    stacks = {child.node.id: child for child in app.node.children if isinstance(child, CopyPipelineStack)}
+    warned = {
+        name: sorted(
+            str(found.entry.data)
+            for found in Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("no longer applies"))
+        )
+        for name, stack in stacks.items()
+    }
+    assert {name: [message.split()[2] for message in messages] for name, messages in warned.items()} == {
+        "Dev": ["throttleRetryIntervalSeconds"],
+        "Prod": ["throttleRetryIntervalSeconds", "throttleRetryMaxDelaySeconds"],
+    }
+    assert all("paced slot" in message and "Upgrading" in message for message in warned["Prod"])
+    (defaults,) = stack_settings_from_context({"datastoreId": DS}).values()
+    assert stacks["Dev"].settings == defaults
+    assert stacks["Prod"].settings == defaults.model_copy(update={"force_policy": "never"})
+    clean = Annotations.from_stack(synthesize()[0]).find_warning("*", Match.string_like_regexp("no longer applies"))
+    assert clean == []
 
 
 def test_dash_c_strings_and_several_stacks() -> None:
