@@ -6,7 +6,8 @@ The backlog is the copy journal's PENDING entries (events from the admission que
 backfill, `ops.cli retry`), durable for as long as they take. A run:
 
 1. takes the lease on the pacing item (one run at a time; its answer is the schedule: the last slot handed
-   out, the adaptive pace and its counts, copies in flight as last counted);
+   out, the adaptive pace and its counts, copies in flight as last counted); the first run after an upgrade
+   from 0.1.0 also waits for a run of 0.1.0 still holding that release's lease, and deletes its item;
 2. adapts the pace to the last period's pushbacks (copier.pacing.adapted: AIMD, for a quota shared with
    other clients of the account);
 3. reads the oldest PENDING entries, as many as the pace can start before the next run (HORIZON_SECONDS);
@@ -97,6 +98,7 @@ ENDED_WITHOUT_A_WORD = ("FAILED", "TIMED_OUT", "ABORTED")
 PLAN_ATTEMPTS = 3
 ADDED_FIELDS = ("pushbacks", "handed")
 STILL_RUNNING = ("RUNNING", "PENDING_REDRIVE")
+PREVIOUS_RELEASE_SCHEDULE_KEY = "dispatcher#schedule"  # 0.1.0's lease and last planned slot
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,10 @@ def dispatch() -> DispatchResult:
     state = _take_lease(now)
     if state is None:
         logger.info("Another dispatch run holds the lease: nothing to do")
+        return DispatchResult([], _oldest_pending_seconds(now), ran=False)
+    if "runAt" not in state and not _previous_release_schedule_ended(now):
+        _give_back_lease()
+        logger.info("A dispatch run of the previous release holds its lease: nothing to do")
         return DispatchResult([], _oldest_pending_seconds(now), ran=False)
     try:
         settled = now - float(state.get("settledAt", 0)) >= SETTLE_EVERY_SECONDS
@@ -509,6 +515,26 @@ def _take_lease(now: float) -> dict[str, Any] | None:
             return None
         raise
     return table.from_dynamodb(answer["Attributes"])
+
+
+def _previous_release_schedule_ended(now: float) -> bool:
+    """The previous release (0.1.0) leased its runs on an item of its own, `dispatcher#schedule`, beside the last
+    slot it planned (`plannedUntil`: its executions reserve their own slots on the pacing item, after whatever
+    this release's runs hand out, so no slot is shared and nothing else is left to read from it). Until a run of
+    this release has run (no `runAt` on the pacing item), a run deletes that item, on condition that no run of
+    0.1.0 still holds its lease (one under way at the deploy); False while one does."""
+    try:
+        table.call(
+            "delete_item",
+            Key={"id": {"S": PREVIOUS_RELEASE_SCHEDULE_KEY}},
+            ConditionExpression="attribute_not_exists(leaseUntil) OR leaseUntil <= :now",
+            ExpressionAttributeValues=table.to_dynamodb({":now": Decimal(repr(now))}),
+        )
+    except TableUnavailable as error:
+        if table.is_condition_failure(error):
+            return False
+        raise
+    return True
 
 
 def _give_back_lease() -> None:

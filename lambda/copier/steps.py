@@ -94,6 +94,8 @@ class StepCall(BaseModel):
     retry_count: int = Field(default=0, ge=0, alias="retryCount")
     slot_at: float | None = Field(default=None, alias="slotAt")
     planned: bool = False  # the dispatcher's slot (StartCopy)
+    # The previous release's (0.1.0) ReserveCopySlot payload, {"action": "reserve_slot", "reservations": n}: its
+    # executions in flight across the upgrade still send it (tests/test_upgrade.py); this release sends `slot`.
     reservations: int = Field(default=0, ge=0)
     slot: Any = None  # the copy's slot, handed through FindPrimaryOfSeries
     wake: Any = None  # what ended AwaitCopy (CheckCopy)
