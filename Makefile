@@ -61,7 +61,7 @@ synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles the locke
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --no-notices -c datastoreId=$(DEMO_DATASTORE) --quiet
 	$(PY) -m infra.function_bundle size cdk.out
 
-diagram: setup  ## redraw the README's state machine picture from the synthesized definition
+diagram: setup  ## redraw docs/design.md's state machine picture from the synthesized definition
 	$(PY) -m infra.workflow_diagram
 
 lock: setup  ## after changing lambda/requirements.txt: re-resolve the function bundle's wheels with hashes
@@ -83,7 +83,7 @@ bench: setup
 	$(PY) -m benchmarks.burst --quota 10
 	$(PY) -m benchmarks.scale --quick
 
-# The README's scale table (4 quotas x 4 bursts and a 1M backfill) and the shared-quota scenarios.
+# docs/figures.md's scale table (4 quotas x 4 bursts and a 1M backfill) and the shared-quota scenarios.
 bench-scale: setup
 	$(PY) -m benchmarks.scale --table
 	$(PY) -m benchmarks.scale --shared

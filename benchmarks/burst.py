@@ -13,7 +13,7 @@ journal saying COPIED.
     python -m benchmarks.burst [--quota 0.25] [--imports N] [--rate R] [--concurrent-copies 100]
 
 --quota sets the emulator's CopyImageSet quota (its burst: 4 s of it, at least 1, as benchmarks/scale.py
-assumes) and the stack's copyRatePerSecond by the README's rule (0.96 x the quota at burst 1, 0.99 x above).
+assumes) and the stack's copyRatePerSecond by docs/configuration.md's rule (0.96 x the quota at burst 1, 0.99 x above).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quota", type=float, default=0.25, help="the emulator's CopyImageSet TPS quota")
     parser.add_argument("--imports", type=int, default=None, help="default: 1,000 at a quota under 1, else 2,000")
-    parser.add_argument("--rate", type=float, default=None, help="copyRatePerSecond (default: the README's rule)")
+    parser.add_argument("--rate", type=float, default=None, help="copyRatePerSecond (default: docs/configuration.md)")
     parser.add_argument("--concurrent-copies", type=int, default=100, help="the emulator's concurrent-copy quota")
     parser.add_argument("--breakdown", action="store_true", help="every API operation's calls per copy")
     parser.add_argument(

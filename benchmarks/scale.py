@@ -26,7 +26,7 @@ index's one partition.
     python -m benchmarks.scale --quota 10 [--rate R] [--burst B] [--concurrent-copies C] [--copy-seconds D]
                                [--get-image-set-quota G] [--drop-events 0.0] [--seed 1]
     python -m benchmarks.scale --quick    # make bench: 10k in 60 s at 0.25, 1 and 10 TPS (about a minute)
-    python -m benchmarks.scale --table    # the README's table: 4 quotas x 4 bursts and a 1M backfill (~25 min)
+    python -m benchmarks.scale --table    # docs/figures.md's table: 4 quotas x 4 bursts and a 1M backfill (~25 min)
     python -m benchmarks.scale --shared   # issue 16's shared-quota scenarios (another client, two stacks)
 
 Every assumed figure and its source is printed with the results (`Limits.assumptions`).
@@ -74,8 +74,8 @@ def default_burst(quota: float) -> float:
 
 
 def default_rate(quota: float, burst: float) -> float:
-    """README, "Choosing copyRatePerSecond": 0.96 x the quota when its burst is 1 (every pair of calls must
-    be 1/quota apart: the margin absorbs a late call), 0.99 x with a burst to absorb it."""
+    """docs/configuration.md, "Choosing copyRatePerSecond": 0.96 x the quota when its burst is 1 (every pair of
+    calls must be 1/quota apart: the margin absorbs a late call), 0.99 x with a burst to absorb it."""
     return round(quota * (0.96 if burst < 2 else 0.99), 6)
 
 
@@ -123,7 +123,7 @@ class Limits:
 
     @classmethod
     def at(cls, quota: float, **overrides: Any) -> Limits:
-        """The limits at a CopyImageSet quota: its burst, the rate the README recommends, a GetImageSet quota
+        """The limits at a CopyImageSet quota: its burst, the rate docs/configuration.md recommends, a GetImageSet quota
         raised with it past the default, unless given."""
         burst = overrides.pop("copy_burst", None) or default_burst(quota)
         rate = overrides.pop("copy_rate", None) or default_rate(quota, burst)
@@ -150,7 +150,11 @@ class Limits:
                 "--quota; HealthImaging throttling limits (0.25/1 by default; a raised burst: 4 s of the rate, as"
                 " UpdateImageSetMetadata 10/40)",
             ),
-            ("copyRatePerSecond", f"{self.copy_rate:g}", "--rate; README: 0.96 x quota at burst 1, 0.99 x above"),
+            (
+                "copyRatePerSecond",
+                f"{self.copy_rate:g}",
+                "--rate; docs/configuration.md: 0.96 x quota, burst 1; 0.99 x above",
+            ),
             (
                 "concurrent copies per data store",
                 f"{self.concurrent_copies:,}",
@@ -167,7 +171,7 @@ class Limits:
                 "GetImageSet quota",
                 f"{self.get_image_set_quota:g}/s, burst {2 * self.get_image_set_quota:g}",
                 "--get-image-set-quota; 25/50 by default (throttling limits), raised with the rate past 12.5 copies/s"
-                " (README: raise together)",
+                " (docs/configuration.md: raise together)",
             ),
             (
                 "StartExecution (Standard)",
@@ -186,7 +190,7 @@ class Limits:
             ),
             ("Lambda concurrency", f"{self.lambda_concurrency:,}", "the account's default pool (Lambda quotas)"),
             ("Lambda task, warm", f"{warm[0] * 1000:.0f}-{warm[1] * 1000:.0f} ms uniform", "assumed"),
-            ("cold start", f"+{self.cold_start * 1000:.0f} ms per new environment", "README: handler import"),
+            ("cold start", f"+{self.cold_start * 1000:.0f} ms per new environment", "docs/figures.md: handler import"),
             ("idle environment kept", f"{self.keep_alive / 60:g} min", "assumed (not published)"),
             (
                 "transient retrier",
@@ -995,8 +999,8 @@ BURSTS: tuple[tuple[str, int, float], ...] = (
 )
 QUOTAS = (0.25, 1.0, 10.0, 40.0)
 # The concurrent-copy quota raised with the TPS quota, so that the TPS quota binds: at least 1.25 x the rate x a
-# copy's duration (README, "Choosing copyRatePerSecond": the dispatcher's measure of a copy's duration includes
-# its completion event's delay).
+# copy's duration (docs/configuration.md, "Choosing copyRatePerSecond": the dispatcher's measure of a copy's
+# duration includes its completion event's delay).
 C_RAISED = {10.0: 600, 40.0: 2_400}
 
 
@@ -1184,14 +1188,14 @@ def run_jobs(jobs: list[tuple[str, Limits, int, float, int]]) -> list[Outcome]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quota", type=float, help="CopyImageSet TPS quota (applied)")
-    parser.add_argument("--rate", type=float, help="copyRatePerSecond (default: the README's rule)")
+    parser.add_argument("--rate", type=float, help="copyRatePerSecond (default: docs/configuration.md)")
     parser.add_argument("--burst", type=float, help="the quota's burst (default: 4 s of it, at least 1)")
     parser.add_argument("--concurrent-copies", type=int, default=SETTINGS.concurrent_copy_quota)
     parser.add_argument("--copy-seconds", type=float, default=45.0)
     parser.add_argument("--get-image-set-quota", type=float)
     parser.add_argument("--drop-events", type=float, default=0.0, help="share of completion events dropped")
     parser.add_argument("--quick", action="store_true", help="10k in 60 s at 0.25, 1 and 10 TPS")
-    parser.add_argument("--table", action="store_true", help="the README's table")
+    parser.add_argument("--table", action="store_true", help="docs/figures.md's table")
     parser.add_argument("--shared", action="store_true", help="the shared-quota scenarios")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
