@@ -28,6 +28,10 @@ from .settings import DEAD_LETTER_RETENTION_DAYS
 MAX_RECEIVES = 5
 # EventBridge retries a target for at most this long (and 185 times) before dead-lettering the event.
 MAX_EVENT_AGE = Duration.hours(24)
+# The function's SQS event sources: up to ten messages an invocation, gathered for up to a second, so a
+# burst's events arrive ten to an invocation rather than one each (benchmarks/scale.py models the same).
+BATCH_SIZE = 10
+BATCHING_WINDOW_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def event_queue(
 ) -> EventQueue:
     """The rule, the queue (`queue_id`, messages kept `retention_period` or as long as SQS allows) and its
     dead-letter queue in `scope` (their logical ids are the scope's path and `queue_id`, "DeadLetterQueue",
-    "Rule"), and the function's event source on the queue, `max_concurrency` batches of 10 at a time."""
+    "Rule"), and the function's event source on the queue, `max_concurrency` batches at a time."""
     kept = {} if removal_policy is None else {"removal_policy": removal_policy}
     dead_letter_queue = encrypted_queue(scope, "DeadLetterQueue", key, **kept)
     queue = encrypted_queue(
@@ -83,9 +87,8 @@ def event_queue(
     function.add_event_source(
         event_sources.SqsEventSource(
             queue,
-            batch_size=10,
-            # A second to gather a batch: a burst's events ten to an invocation, not one each.
-            max_batching_window=Duration.seconds(1),
+            batch_size=BATCH_SIZE,
+            max_batching_window=Duration.seconds(BATCHING_WINDOW_SECONDS),
             report_batch_item_failures=True,
             max_concurrency=max_concurrency,
         )

@@ -3,8 +3,6 @@ the project code it drives. Its figures are printed by `python -m benchmarks.sca
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 
 from benchmarks import scale
@@ -69,15 +67,13 @@ def test_a_client_taking_half_the_quota_for_a_while_slows_the_pace_which_recover
 
 def test_the_event_sources_figures_are_the_stacks() -> None:
     """Limits copies the SQS event sources' figures (importing the constructs loads the CDK)."""
-    import_trigger = pytest.importorskip("infra.import_trigger")
-    copy_completion = pytest.importorskip("infra.copy_completion")
+    from infra import copy_completion, import_trigger, queues
+
     limits = scale.Limits()
     assert limits.admission_concurrency == import_trigger.ADMISSION_CONCURRENCY
     assert limits.wake_events_per_second_per_batch == copy_completion.EVENTS_PER_SECOND_PER_BATCH
-    for module in (import_trigger, copy_completion):
-        source = inspect.getsource(module)
-        assert f"batch_size={limits.admission_batch}," in source
-        assert f"max_batching_window=Duration.seconds({limits.batching_window:g})," in source
+    assert limits.admission_batch == queues.BATCH_SIZE
+    assert limits.batching_window == queues.BATCHING_WINDOW_SECONDS
 
 
 def test_the_pipeline_alone_never_runs_more_copies_than_the_data_store_allows() -> None:
