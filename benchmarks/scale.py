@@ -113,8 +113,8 @@ class Limits:
     ddb_read: float = 0.004
     ddb_write: float = 0.006
     queue_lag: float = 0.2
-    # infra/import_trigger.py's and infra/copy_completion.py's SqsEventSource figures (literals here, checked by
-    # tests/test_scale_model.py, because importing the constructs loads the CDK).
+    # The SQS event sources' figures (infra/queues.py, infra/import_trigger.py, infra/copy_completion.py): literals
+    # here, because importing the constructs loads the CDK; tests/test_scale_model.py checks they are the same.
     admission_batch: int = 10
     admission_concurrency: int = 2
     batching_window: float = 1.0  # both event sources' MaximumBatchingWindowInSeconds

@@ -72,7 +72,7 @@ def test_the_event_sources_figures_are_the_stacks() -> None:
     limits = scale.Limits()
     assert limits.admission_concurrency == import_trigger.ADMISSION_CONCURRENCY
     assert limits.wake_events_per_second_per_batch == copy_completion.EVENTS_PER_SECOND_PER_BATCH
-    assert limits.admission_batch == queues.BATCH_SIZE
+    assert limits.admission_batch == limits.wake_batch == queues.BATCH_SIZE
     assert limits.batching_window == queues.BATCHING_WINDOW_SECONDS
 
 
