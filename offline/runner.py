@@ -38,6 +38,11 @@ event bus (one thread, a participant of the virtual clock) settles the emulator 
 and hands each event to the function as a completion queue batch, `events.delay_seconds` later, dropped or
 duplicated as `events` says (`EventDelivery`).
 
+Where moto departs from Step Functions' semantics, the runner follows Step Functions:
+- ErrorEqualsDecl._eval_body: a Catch or Retry on States.ALL takes any error in moto; in Step Functions it
+  takes neither States.Runtime (a path or intrinsic function that fails on the state's data) nor
+  States.DataLimitExceeded: those fail the execution ("Error handling in Step Functions", States.ALL).
+
 And one moto internal is called, not patched: an execution's Environment.set_timed_out (`time_out`): Step
 Functions times an execution out at its state machine's TimeoutSeconds, which moto counts in real time.
 """
@@ -72,6 +77,9 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import table as dynamodb_table
+from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
@@ -303,6 +311,7 @@ class LocalPipeline:
                 parameters[name[0].lower() + name[1:]] = parameters.pop(name)
 
         stack.enter_context(mock.patch.object(StateTaskServiceSfn, "_normalise_parameters", api_parameters))
+        stack.enter_context(mock.patch.object(ErrorEqualsDecl, "_eval_body", _error_equals(ErrorEqualsDecl._eval_body)))
         stack.enter_context(
             mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", _transact_keeping_items)
         )
@@ -579,6 +588,23 @@ class LocalPipeline:
             e for machine in backend.state_machines for e in machine.executions if e.exec_arn == execution_arn
         )
         execution.exec_worker.env.set_timed_out()
+
+
+# What a catch or retry on States.ALL does not take (Step Functions fails the execution on them).
+_TERMINAL_ERRORS = (StatesErrorNameType.StatesRuntime, StatesErrorNameType.StatesStatesDataLimitExceeded)
+
+
+def _error_equals(original: Callable[[ErrorEqualsDecl, Any], None]) -> Callable[[ErrorEqualsDecl, Any], None]:
+    def error_equals(decl: ErrorEqualsDecl, env: Any) -> None:
+        error_name = env.stack[-1]
+        terminal = isinstance(error_name, StatesErrorName) and error_name.typ in _TERMINAL_ERRORS
+        original(decl, env)  # pops the error, pushes whether it matched
+        if terminal and not any(
+            isinstance(name, StatesErrorName) and name.typ == error_name.typ for name in decl.error_names
+        ):
+            env.stack[-1] = False
+
+    return error_equals
 
 
 @functools.cache

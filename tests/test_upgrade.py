@@ -272,6 +272,19 @@ def test_a_start_repeated_after_the_upgrade_is_answered_by_the_previous_release_
     assert suppressed == (1 if answered_by == "idempotency record" else None)
 
 
+def test_a_start_answered_by_the_previous_release_s_idempotency_record_waits_on_the_current_definition() -> None:
+    """A new execution of a request 0.1.0 started (an operator's retry after the deploy): StartCopy's answer is
+    0.1.0's, kept for copyRecordRetentionDays, and has no wakeSince; the current definition's AwaitCopy needs
+    one (a missing path fails the execution with States.Runtime, which no catch takes): the wait starts now."""
+    with pipeline_on("dispatched", "waitingForCopy") as (pipeline, emulator):
+        record = pipeline.run(saved_state("dispatched", "executionInput"))
+        assert record.status == "SUCCEEDED", f"0.1.0's answer on the current definition: {record.error} {record.cause}"
+        assert "AwaitCopy" in record.states_entered()
+        logs = pipeline.logs.getvalue()
+    assert emulator.copy_image_set_calls() == []
+    assert emf_metrics(logs).get("DuplicatesSuppressed") == 1  # 0.1.0's answer it was
+
+
 def test_an_unconfirmed_copy_is_confirmed_from_the_previous_release_s_copy_record() -> None:
     """0.1.0's ConfirmCopy waited (its copy record CALLING); the copy landed meanwhile: the current code proves
     it ours and adopts it, no second CopyImageSet."""

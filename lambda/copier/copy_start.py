@@ -134,9 +134,14 @@ def start_copy(
     """Start the copy once, calling CopyImageSet on its slot (`slot_at`: the dispatcher's, `planned`, or one
     ReserveCopySlot reserved); later calls with the same request get this answer (Powertools idempotency:
     keyed on the request alone)."""
-    return _idempotent_start_copy()(
+    progress: CopyProgress = _idempotent_start_copy()(
         request=request, execution_id=execution_id, slot_at=slot_at, planned=planned, first_attempt=first_attempt
     )
+    if progress.wake_since is None:
+        # An answer the previous release saved (kept copyRecordRetentionDays) has none, and AwaitCopy's condition
+        # needs one (a missing one fails the execution: States.Runtime, which no catch takes): from now on.
+        return progress.model_copy(update={"wake_since": int(clock.now())})
+    return progress
 
 
 @lru_cache(maxsize=1)
