@@ -113,3 +113,40 @@ def test_a_run_holds_the_lease_until_its_copies_are_marked_started(clock: Virtua
         after = dispatcher.dispatch().ran
     assert during and not any(during) and after  # refused while starting; given back after
     assert all((r.output or {}).get("status") == "COPIED" for r in records)
+
+
+def test_a_run_past_its_lease_leaves_the_lease_the_next_run_took(clock: VirtualClock) -> None:
+    """A run slower than its lease (LEASE_SECONDS: a throttled StartExecution, a slow table): the next run takes
+    the lease once it ran out; the slow run's end must leave that lease alone, or a third run would plan and hand
+    out permits beside the second."""
+    emulator = HealthImagingEmulator(clock=clock.now)
+    sources = imports(emulator, 3)
+    with local_pipeline(emulator, clock) as pipeline:
+        from copier import dispatcher  # the pipeline's fresh modules
+
+        next_runs_lease = str(int(clock.now()) + 10 * dispatcher.LEASE_SECONDS)
+        start_all = dispatcher._start_all
+        overran: list[list[str]] = []
+
+        def start_all_while_the_next_run_takes_the_lease(*args: object) -> list[str]:
+            boto3.client("dynamodb").update_item(
+                TableName=TABLE,
+                Key={"id": {"S": "pacing#copy-image-set"}},
+                UpdateExpression="SET leaseUntil = :next",
+                ExpressionAttributeValues={":next": {"N": next_runs_lease}},
+            )
+            overran.append(start_all(*args))  # type: ignore[arg-type]
+            return overran[-1]
+
+        dispatcher._start_all = start_all_while_the_next_run_takes_the_lease  # type: ignore[assignment]
+        try:  # the admission's own run (the schedule is idle) is the slow one
+            assert (
+                pipeline.admit([seed.image_set_created_event(DS, s, event_id=str(n)) for n, s in enumerate(sources)])
+                == []
+            )
+        finally:
+            dispatcher._start_all = start_all  # type: ignore[assignment]
+        left = pacing_item().get("leaseUntil")
+        third = dispatcher.dispatch().ran
+    assert [len(started) for started in overran] == [3]  # the slow run did start its copies
+    assert left == next_runs_lease and not third

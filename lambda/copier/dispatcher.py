@@ -124,12 +124,13 @@ def dispatch() -> DispatchResult:
     if not settings.state_machine_arn:
         raise FunctionMisconfigured("function settings are invalid: STATE_MACHINE_ARN")
     now = clock.now()
-    state = _take_lease(now)
+    lease_until = now + LEASE_SECONDS
+    state = _take_lease(now, lease_until)
     if state is None:
         logger.info("Another dispatch run holds the lease: nothing to do")
         return DispatchResult([], _oldest_pending_seconds(now), ran=False)
     if "runAt" not in state and not _previous_release_schedule_ended(now):
-        _give_back_lease()
+        _give_back_lease(lease_until)
         logger.info("A dispatch run of the previous release holds its lease: nothing to do")
         return DispatchResult([], _oldest_pending_seconds(now), ran=False)
     try:
@@ -147,7 +148,7 @@ def dispatch() -> DispatchResult:
         # meanwhile would miss them and hand out permits the concurrent-copy quota does not have.
         started = _start_all(entries[: len(plan.slots)], plan.slots, settings.state_machine_arn)
     finally:
-        _give_back_lease()
+        _give_back_lease(lease_until)
     waiting = [entry for entry in entries if execution_name(entry) not in started]
     head = float(waiting[0]["updatedAt"]) if waiting else None
     oldest = 0.0 if head is None else max(0.0, clock.now() - head)
@@ -497,17 +498,15 @@ def is_idle() -> bool:
     return wants_a_run(state, clock.now())
 
 
-def _take_lease(now: float) -> dict[str, Any] | None:
-    """The pacing item, leased to this run; None when another run holds it."""
+def _take_lease(now: float, until: float) -> dict[str, Any] | None:
+    """The pacing item, leased to this run until `until`; None when another run holds it."""
     try:
         answer = table.call(
             "update_item",
             Key={"id": {"S": pacing.PACING_KEY}},
             UpdateExpression="SET leaseUntil = :until",
             ConditionExpression="attribute_not_exists(leaseUntil) OR leaseUntil <= :now",
-            ExpressionAttributeValues=table.to_dynamodb(
-                {":now": Decimal(repr(now)), ":until": Decimal(repr(now + LEASE_SECONDS))}
-            ),
+            ExpressionAttributeValues=table.to_dynamodb({":now": Decimal(repr(now)), ":until": Decimal(repr(until))}),
             ReturnValues="ALL_NEW",
         )
     except TableUnavailable as error:
@@ -537,8 +536,20 @@ def _previous_release_schedule_ended(now: float) -> bool:
     return True
 
 
-def _give_back_lease() -> None:
-    table.call("update_item", Key={"id": {"S": pacing.PACING_KEY}}, UpdateExpression="REMOVE leaseUntil")
+def _give_back_lease(until: float) -> None:
+    """This run's lease, unless it ran out and the next run took it: that one is the next run's to give back."""
+    try:
+        table.call(
+            "update_item",
+            Key={"id": {"S": pacing.PACING_KEY}},
+            UpdateExpression="REMOVE leaseUntil",
+            ConditionExpression="leaseUntil = :mine",
+            ExpressionAttributeValues=table.to_dynamodb({":mine": Decimal(repr(until))}),
+        )
+    except TableUnavailable as error:
+        if not table.is_condition_failure(error):
+            raise
+        logger.warning("The dispatch run outlasted its lease: another run holds it now")
 
 
 def _oldest_pending_seconds(now: float) -> float:
