@@ -113,6 +113,24 @@ def test_a_token_no_longer_waited_on_is_counted_not_an_error(
     assert emf_metrics(capsys.readouterr().out)["StaleWakeTokens"] == 1
 
 
+@pytest.mark.parametrize("earlier_event", [None, T0 - 600], ids=["first event", "after an earlier event"])
+def test_a_wake_up_that_failed_is_sent_again_when_sqs_redelivers_the_event(
+    function: Function, step_functions: Stubber, capsys: pytest.CaptureFixture[str], earlier_event: int | None
+) -> None:
+    """SendTaskSuccess throttled (or a 5xx): the message fails, and its redelivery must still wake the copy
+    rather than find the token gone and its own second recorded (the copy would wait its fallback out)."""
+    if earlier_event is not None:
+        function.invoke(batch(copied(earlier_event)))  # a previous copy's event, nobody waiting
+    wait_for_it("token-5", since=T0)
+    step_functions.add_client_error("send_task_success", service_error_code="ThrottlingException", http_status_code=400)
+    nobody_waits = copied(T0 + 60, image_set_id="f" * 32)  # the batch's other message: done with
+    assert function.invoke(batch(copied(T0 + 60), nobody_waits)) == {"batchItemFailures": [{"itemIdentifier": "0"}]}
+    step_functions.add_response("send_task_success", {}, {"taskToken": "token-5", "output": ANY})
+    assert function.invoke(batch(copied(T0 + 60))) == {"batchItemFailures": []}  # SQS's redelivery
+    step_functions.assert_no_pending_responses()
+    assert emf_metrics(capsys.readouterr().out)["CopiesWoken"] == 1
+
+
 def test_bad_events_are_named_and_left_to_the_dead_letter_queue_and_never_reach_admission(function: Function) -> None:
     other_store = copied(T0, datastoreId="f" * 32)
     created = copied(T0)

@@ -13,9 +13,10 @@ queue. For each, one conditional write records the event's time on the same item
   no newer than the one recorded takes nothing.
 
 An event is never proof: whatever woke it, CheckCopy reads the version this copy produced, and a wake-up
-for another writer's copy into the same image set only makes it look, then wait again. Events carry no
-version (EventBridge schema aws.medical-imaging@ImageSetCopied), so the item is per image set; a copy into an
-image set holds it locked, so one copy of ours at a time waits on it. A token that is no longer waited on
+for another writer's copy into the same image set only makes it look, then wait again. The item is per image
+set, not per version: the developer guide's example events carry `imageSetVersion`, but the EventBridge schema
+(aws.medical-imaging@ImageSetCopied) names none, so nothing here relies on it; a copy into an image set holds it
+locked, so one copy of ours at a time waits on it. A token that is no longer waited on
 (its task timed out, or another event woke it first) is refused by Step Functions (TaskTimedOut,
 TaskDoesNotExist, InvalidToken): counted as StaleWakeTokens, not an error.
 """
@@ -86,7 +87,8 @@ def on_copy_event(raw: Any) -> bool:
             metrics.add_metric(name="CompletionEventsIgnored", unit=MetricUnit.Count, value=1)
             return False  # a duplicate, a late one, or older than the copy that waits now
         raise
-    token = table.from_dynamodb(old).get("token")
+    previous = table.from_dynamodb(old)
+    token = previous.get("token")
     if token is None:
         return False  # nobody waits (yet): a copy that registers later finds this event and looks at once
     try:
@@ -96,8 +98,31 @@ def on_copy_event(raw: Any) -> bool:
         )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in STALE_TOKEN_ERRORS:
-            raise
+            _undo(event.detail.image_set_id, previous, at)
+            raise  # SQS redelivers the event, which finds the item as it was and sends the token again
         metrics.add_metric(name="StaleWakeTokens", unit=MetricUnit.Count, value=1)
         return False
     metrics.add_metric(name="CopiesWoken", unit=MetricUnit.Count, value=1)
     return True
+
+
+def _undo(image_set_id: str, previous: dict[str, Any], at: int) -> None:
+    """The wake item as it was before this event took its token (SendTaskSuccess failed: throttled, a 5xx),
+    unless something came since (a newer event, another copy waiting): then there is nothing to put back."""
+    earlier = previous.get("eventAt")
+    try:
+        table.call(
+            "update_item",
+            Key={"id": {"S": wake_key(image_set_id)}},
+            UpdateExpression="SET #token = :token"
+            + (", eventAt = :earlier" if earlier is not None else " REMOVE eventAt"),
+            ConditionExpression="eventAt = :at AND attribute_not_exists(#token)",
+            ExpressionAttributeNames={"#token": "token"},
+            ExpressionAttributeValues=table.to_dynamodb(
+                {":token": previous["token"], ":at": Decimal(at)}
+                | ({":earlier": earlier} if earlier is not None else {})
+            ),
+        )
+    except TableUnavailable as error:
+        # The copy is looked at after its fallback wait all the same.
+        logger.warning("Wake token not put back", extra={"error": type(error).__name__})
