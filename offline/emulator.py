@@ -780,6 +780,8 @@ class HealthImagingEmulator:
             at,
             account=self.account,
             region=self.region,
+            version_id=produced.version_id,
+            is_primary=destination.is_primary,
         )
         for listener in self.event_listeners:
             listener(event)
@@ -945,10 +947,19 @@ def _page(
 
 
 def copy_outcome_event(
-    datastore_id: str, image_set_id: str, workflow_status: str, at: float, *, account: str, region: str
+    datastore_id: str,
+    image_set_id: str,
+    workflow_status: str,
+    at: float,
+    *,
+    account: str,
+    region: str,
+    version_id: int = 1,
+    is_primary: bool = False,
 ) -> dict[str, Any]:
-    """The EventBridge event HealthImaging sends when a copy into `image_set_id` lands (EventBridge schema
-    aws.medical-imaging@ImageSetCopied / ImageSetCopyFailed: ids, state and workflow status, no version)."""
+    """The EventBridge event HealthImaging sends when a copy into `image_set_id` lands, as the developer guide's
+    example shows it (event-notifications: "Image Set Copied", "Image Set Copy Failed"); the schema registry's
+    pattern (aws.medical-imaging@ImageSetCopied) names no version, so the pipeline does not rely on one."""
     detail_type = "Image Set Copied" if workflow_status == "COPIED" else "Image Set Copy Failed"
     when = datetime.datetime.fromtimestamp(int(at), tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
@@ -964,6 +975,8 @@ def copy_outcome_event(
             "imagingVersion": "1.0",
             "datastoreId": datastore_id,
             "imageSetId": image_set_id,
+            "imageSetVersion": str(version_id),
+            "isPrimary": is_primary,
             "imageSetState": "ACTIVE",
             "imageSetWorkflowStatus": workflow_status,
         },
