@@ -236,7 +236,15 @@ class CopyWorkflow(Construct):
                 conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{WAKE_KEY_PREFIX}*"]}},
             )
         )
-        key.grant(self.state_machine, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WakeItemsEncryptedWithTheStacksKey",
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                resources=[key.key_arn],
+                # Only through DynamoDB: the same key encrypts the queues, the logs and the alarm topic.
+                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Stack.of(self).region}.amazonaws.com"}},
+            )
+        )
 
     def _step(self, name: str, action: str, fields: dict[str, Any], result_path: str) -> tasks.LambdaInvoke:
         return function_step(

@@ -192,6 +192,21 @@ def test_await_copy_may_write_wake_items_only_and_the_function_may_send_task_tok
     }
     assert [c["ErrorEquals"] for c in states["AwaitCopy"]["Catch"]] == [["States.ALL"]]  # no event, or one before
     assert states["AwaitCopy"]["Next"] == states["AwaitCopy"]["Catch"][0]["Next"] == "CheckCopy"
+    # The wake items' key: DynamoDB encrypts them with the stack's key, for the state machine only through DynamoDB.
+    wake_key = statements["WakeItemsEncryptedWithTheStacksKey"]
+    via = {"Fn::Join": ["", ["dynamodb.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+    assert wake_key["Condition"] == {"StringEquals": {"kms:ViaService": via}}
+
+
+def test_the_workflow_and_the_function_agree_on_the_wake_items_and_the_copy_outcomes() -> None:
+    """Written twice (the CDK app does not import the function's code): AwaitCopy's item and expiry, the
+    completion rule's detail-types, and what copier.wake reads and accepts."""
+    import copier.wake
+    from infra import copy_completion, copy_workflow
+
+    assert copy_workflow.WAKE_KEY_PREFIX == copier.wake.KEY_PREFIX
+    assert copy_workflow.WAKE_EXPIRES_AFTER_SECONDS == copier.wake.EXPIRES_AFTER_SECONDS
+    assert copy_completion.COPY_OUTCOMES == copier.wake.COPY_OUTCOMES
 
 
 def test_the_dispatchers_plans_skip_validation_and_every_other_input_is_validated(template: Template) -> None:

@@ -38,8 +38,10 @@ def _produced_version(request: CopyRequest, image_set_id: str, version_id: str) 
     return produced
 
 
-# AwaitCopy fails with this when a completion event newer than the copy's wakeSince was already recorded.
-EVENT_ALREADY_RECORDED = "DynamoDb.ConditionalCheckFailedException"
+# AwaitCopy fails with this when a completion event newer than the copy's wakeSince was already recorded: an
+# AWS SDK integration's error is `<Service>.<ErrorName>`, "DynamoDb." here: the error's own name is matched, so
+# that a spelling of the service's part cannot turn every such look into a second one.
+EVENT_ALREADY_RECORDED = ".ConditionalCheckFailedException"
 
 
 def fallback_wait(previous: int, waited: int, *, initial: int, cap: int, max_wait: int) -> int:
@@ -117,7 +119,7 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = N
     # The next AwaitCopy waits for events from this look on, and for none it has looked at: the one that woke
     # it (its second: events are per second), or one already recorded when AwaitCopy began (the same second
     # as this look at most). Without that, an event of this second would end the next wait at once.
-    already_recorded = isinstance(wake, dict) and wake.get("Error") == EVENT_ALREADY_RECORDED
+    already_recorded = isinstance(wake, dict) and str(wake.get("Error", "")).endswith(EVENT_ALREADY_RECORDED)
     event_at = wake.get("eventAt") if isinstance(wake, dict) else None
     looked_at = int(event_at) + 1 if isinstance(event_at, int | float) else int(now) + (1 if already_recorded else 0)
     return progress.model_copy(
