@@ -109,7 +109,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE = "healthimaging-copy-idempotency"
-ADMISSION_BATCH = 10  # infra/import_trigger.py's batch size (the completion queue's too)
+ADMISSION_BATCH = 10  # infra/queues.py's BATCH_SIZE (both event sources')
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 

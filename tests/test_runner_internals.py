@@ -16,6 +16,10 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.table import Table
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
@@ -94,6 +98,26 @@ def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
     # Called by LocalPipeline.time_out: an execution's worker, its environment, and the time-out moto sets.
     assert list(inspect.signature(Environment.set_timed_out).parameters) == ["self"]
     assert "exec_worker" in inspect.get_annotations(Execution) and "env" in inspect.getsource(ExecutionWorker.__init__)
+
+
+def test_states_all_takes_any_error_but_the_terminal_ones_as_step_functions_does() -> None:
+    """moto's States.ALL takes States.Runtime too (an intrinsic function failing on the state's data): the
+    runner's does not, so a workflow that would fail on AWS fails here."""
+    error_equals = runner._error_equals(ErrorEqualsDecl._eval_body)
+    runtime = StatesErrorName(typ=StatesErrorNameType.StatesRuntime)
+
+    def matches(caught: list[Any], error: Any) -> bool:
+        env = mock.Mock(stack=[error])
+        error_equals(ErrorEqualsDecl(caught), env)
+        (matched,) = env.stack
+        return bool(matched)
+
+    states_all = [StatesErrorName(typ=StatesErrorNameType.StatesALL)]
+    assert not matches(states_all, runtime)
+    assert not matches(states_all, StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded))
+    assert matches(states_all, CustomErrorName("CopyThrottled"))
+    assert matches(states_all, StatesErrorName(typ=StatesErrorNameType.StatesTimeout))
+    assert matches([runtime], runtime)  # named, it is caught
 
 
 def test_the_runners_sorts_give_motos_order() -> None:
