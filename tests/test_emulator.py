@@ -678,7 +678,7 @@ def test_a_destination_deleted_mid_copy_gets_nothing(
 
 
 # --- copy outcome events: what HealthImaging sends to EventBridge when a copy lands -------------------
-def test_a_copy_that_lands_announces_itself_about_its_destination_with_no_version(
+def test_a_copy_that_lands_announces_itself_about_its_destination_and_the_version_it_made(
     client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:
     heard: list[dict[str, Any]] = []
@@ -697,15 +697,19 @@ def test_a_copy_that_lands_announces_itself_about_its_destination_with_no_versio
         ("Image Set Copied", new, "COPIED"),
         ("Image Set Copy Failed", study["primary"], "COPY_FAILED"),
     ]
-    (copied, _) = heard
+    (copied, failed) = heard
     assert (copied["source"], copied["time"]) == ("aws.medical-imaging", "2026-01-01T00:00:45Z")
-    assert copied["detail"] == {  # the EventBridge schema's fields: ids, state, status; no version
+    assert copied["detail"] == {  # the developer guide's example's fields (event-notifications)
         "imagingVersion": "1.0",
         "datastoreId": DS,
         "imageSetId": new,
+        "imageSetVersion": "1",
+        "isPrimary": False,
         "imageSetState": "ACTIVE",
         "imageSetWorkflowStatus": "COPIED",
     }
+    primary = client.get_image_set(datastoreId=DS, imageSetId=study["primary"])
+    assert (failed["detail"]["imageSetVersion"], failed["detail"]["isPrimary"]) == (primary["versionId"], True)
 
 
 def test_another_writers_copy_is_announced_too_and_a_deleted_destination_not_at_all(
