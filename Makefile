@@ -6,7 +6,7 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 test-scale lint synth diagram lock bench clean upgrade-fixtures
+.PHONY: setup demo test test-lambda-py313 test-scale lint synth diagram lock bench bench-scale clean upgrade-fixtures
 
 setup: $(VENV)/.installed
 
@@ -36,7 +36,7 @@ test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertio
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$status
 
 # Scale runs, too long for every CI run: the backfill's 10,000-image-set target, end to end
-# (tests/test_backfill_scale.py; `make test` runs it on 1,000). Last measured: 34 min on this 2-core machine.
+# (tests/test_backfill_scale.py; `make test` runs it on 1,000). Last measured: 33 min on this 2-core machine.
 # Run it when the backfill, the journal, the dispatcher or the local runner changes. Then the metadata
 # decisions on 55 MB CT documents (90,000 instances; `make test` runs 10,000): 1.5 min, 1.8 GB of RSS.
 test-scale: setup
@@ -61,7 +61,7 @@ synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles the locke
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --no-notices -c datastoreId=$(DEMO_DATASTORE) --quiet
 	$(PY) -m infra.function_bundle size cdk.out
 
-diagram: setup  ## redraw the README's state machine picture from the synthesized definition
+diagram: setup  ## redraw docs/design.md's state machine picture from the synthesized definition
 	$(PY) -m infra.workflow_diagram
 
 lock: setup  ## after changing lambda/requirements.txt: re-resolve the function bundle's wheels with hashes
@@ -80,7 +80,13 @@ bench: setup
 	$(PY) -m benchmarks.handler_import
 	$(PY) -m benchmarks.metadata
 	$(PY) -m benchmarks.burst
-	$(PY) -m benchmarks.scale
+	$(PY) -m benchmarks.burst --quota 10
+	$(PY) -m benchmarks.scale --quick
+
+# docs/figures.md's scale table (4 quotas x 4 bursts and a 1M backfill) and the shared-quota scenarios.
+bench-scale: setup
+	$(PY) -m benchmarks.scale --table
+	$(PY) -m benchmarks.scale --shared
 
 clean:
 	rm -rf $(VENV) .venv313 node_modules cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis

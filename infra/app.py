@@ -9,7 +9,7 @@ from typing import Any
 
 import aws_cdk as cdk
 
-from .settings import stack_settings_from_context
+from .settings import OBSOLETE_SETTINGS, obsolete_settings_in, stack_settings_from_context
 from .stack import CopyPipelineStack
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
@@ -20,9 +20,10 @@ def build_app(context: dict[str, Any] | None = None, *, nag: bool = True) -> cdk
         # `python app.py` without the CLI: take cdk.json's context as `cdk synth` would.
         context = {**json.loads(CDK_JSON.read_text()).get("context", {}), **_env_context()}
     app = cdk.App(context=context) if context is not None else cdk.App()
-    settings_by_stack = stack_settings_from_context(_context_of(app))
+    settings_context = _context_of(app)
+    settings_by_stack = stack_settings_from_context(settings_context)
     for name, settings in settings_by_stack.items():
-        CopyPipelineStack(
+        stack = CopyPipelineStack(
             app,
             name,
             settings=settings,
@@ -34,6 +35,12 @@ def build_app(context: dict[str, Any] | None = None, *, nag: bool = True) -> cdk
             ),
             description=f"HealthImaging copy pipeline for data store {settings.datastore_id}",
         )
+        for key in obsolete_settings_in(settings_context, name):
+            cdk.Annotations.of(stack).add_warning_v2(
+                f"healthimaging-copy:obsolete:{key}",
+                f"The setting {key} no longer applies and is ignored: {OBSOLETE_SETTINGS[key]}"
+                " (docs/operations.md, Upgrading). Remove it from cdk.json.",
+            )
     if nag:
         from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks  # noqa: PLC0415 (synth-time only)
 
@@ -45,7 +52,7 @@ def _context_of(app: cdk.App) -> dict[str, Any]:
     from .settings import SETTING_NAMES  # noqa: PLC0415
 
     context = {}
-    for key in (*SETTING_NAMES, "stacks"):
+    for key in (*SETTING_NAMES, *OBSOLETE_SETTINGS, "stacks"):
         value = app.node.try_get_context(key)
         if value is not None:
             context[key] = value

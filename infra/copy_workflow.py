@@ -1,12 +1,14 @@
 """The state machine: one copy's life, every attempt visible in the console history.
 
 Written top-down in the order a copy runs (JSONPath: moto runs it offline):
-1. ValidateInput -> RouteCopy -> [FindPrimaryOfSeries]         what to copy, or skip
-2. ReserveCopySlot -> WaitForCopySlot -> StartCopy              on its slot (StartCopy holds); Retry on
-                                                                conflict, quota, transient; throttled:
-                                                                back to ReserveCopySlot
+1. RouteCopy -> [ValidateInput] -> [FindPrimaryOfSeries]        what to copy, or skip; the dispatcher's
+                                                                input is already a plan with its slot
+2. [ReserveCopySlot] -> WaitForCopySlot -> StartCopy            on its slot (StartCopy holds); Retry on
+                                                                conflict, transient; throttled or over a
+                                                                quota: back to ReserveCopySlot
 3. [ConfirmCopy <-> WaitBeforeLookingAgain]                     the call's answer never came
-4. WaitForCopy <-> CheckCopy -> ReportResult -> Copied          judged on the version it produces
+4. AwaitCopy <-> CheckCopy -> ReportResult -> Copied            woken by the completion event (or its
+                                                                fallback wait), judged on its own version
 5. InconsistentMetadata -> AlreadyForced? -> AuthoriseForce     force branch, back to 2
 """
 
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
@@ -23,6 +27,10 @@ from constructs import Construct
 
 from .settings import EXECUTION_TIMEOUT_DAYS, RetrySettings, StackSettings
 from .workflow_parts import function_step, logged_state_machine
+
+# copier.wake.KEY_PREFIX and EXPIRES_AFTER_SECONDS: the item AwaitCopy leaves its task token on.
+WAKE_KEY_PREFIX = "wake#"
+WAKE_EXPIRES_AFTER_SECONDS = 3 * 86_400
 
 
 class CopyWorkflow(Construct):
@@ -37,39 +45,35 @@ class CopyWorkflow(Construct):
         name_prefix: str,
         settings: StackSettings,
         key: kms.IKey,
+        table: dynamodb.ITable,
     ) -> None:
         super().__init__(scope, construct_id)
         self._function = function
         self._function_timeout = function_timeout
 
-        # 1. What to copy.
+        # 1. What to copy. The dispatcher starts a copy with its plan and its slot (copier.dispatcher); any other
+        # input (the console contract, an event, an older dispatcher's {"admitted": ...}) is validated first.
+        route = sfn.Choice(self, "RouteCopy", comment="A plan with its slot (the dispatcher's input), or not yet")
         validate = self._step("ValidateInput", "validate", {"input": sfn.JsonPath.entire_payload}, "$")
-        route = sfn.Choice(self, "RouteCopy")
-        find_primary = self._step("FindPrimaryOfSeries", "find_primary", {"request": "$.request"}, "$")
+        find_primary = self._step(
+            "FindPrimaryOfSeries", "find_primary", {"request": "$.request", "slot": "$.slot"}, "$"
+        )
 
-        # 2. Start it, at the quota's pace.
-        no_slot_yet = sfn.Pass(
-            self, "NoSlotYet", result=sfn.Result.from_object({"reservations": 0}), result_path="$.slot"
-        )
-        reserve = self._step(
-            "ReserveCopySlot",
-            "reserve_slot",
-            {"reservations": sfn.JsonPath.number_at("$.slot.reservations")},
-            "$.slot",
-        )
-        wait_for_slot = sfn.Wait(self, "WaitForCopySlot", time=sfn.WaitTime.seconds_path("$.slot.waitSeconds"))
+        # 2. Start it on its slot: the dispatcher's, or one reserved on the pacing item.
+        reserve = self._step("ReserveCopySlot", "reserve_slot", {"slot": "$.slot"}, "$.slot")
+        wait_for_slot = sfn.Wait(self, "WaitForCopySlot", time=sfn.WaitTime.timestamp_path("$.slot.waitUntil"))
         start = self._step(
             "StartCopy",
             "start_copy",
             {
                 "request": "$.request",
                 "slotAt": sfn.JsonPath.number_at("$.slot.at"),  # StartCopy holds its call until then
+                "planned": "$.slot.planned",  # the dispatcher's slot: its journal entry says STARTED already
                 "retryCount": sfn.JsonPath.number_at("$$.State.RetryCount"),
             },
             "$.copy",
         )
         self._retry(start, ["CopyConflict"], settings.conflict_retry())
-        self._retry(start, ["CopyQuotaExceeded"], settings.throttle_retry())
         start.add_retry(
             errors=["IdempotencyAlreadyInProgressError"],
             interval=Duration.seconds(10),
@@ -83,9 +87,11 @@ class CopyWorkflow(Construct):
         confirmed = sfn.Choice(self, "CopyConfirmed?")
         look_again = sfn.Wait(self, "WaitBeforeLookingAgain", time=sfn.WaitTime.seconds_path("$.copy.nextPollSeconds"))
 
-        # 4. Wait for the version this copy produces.
-        wait_for_copy = sfn.Wait(self, "WaitForCopy", time=sfn.WaitTime.seconds_path("$.copy.nextPollSeconds"))
-        check = self._step("CheckCopy", "check_copy", {"request": "$.request", "copy": "$.copy"}, "$.copy")
+        # 4. Wait for the version this copy produces: woken by its completion event, or not (best effort).
+        await_copy = self._await_copy(table)
+        check = self._step(
+            "CheckCopy", "check_copy", {"request": "$.request", "copy": "$.copy", "wake": "$.wake"}, "$.copy"
+        )
         finished = sfn.Choice(self, "CopyFinished?")
         report = sfn.Pass(
             self,
@@ -127,24 +133,33 @@ class CopyWorkflow(Construct):
         )
 
         # The wiring, in the same order.
-        validate.add_catch(invalid_input, errors=["InvalidCopyRequest"], result_path="$.error")
-        validate.next(route)
+        route.when(sfn.Condition.not_(self._is_plan()), validate)
         route.when(sfn.Condition.boolean_equals("$.skip", True), skipped.next(sfn.Succeed(self, "NothingToCopy")))
         route.when(sfn.Condition.boolean_equals("$.resolveDestination", True), find_primary)
-        route.otherwise(no_slot_yet.next(reserve))
+        route.when(
+            sfn.Condition.and_(sfn.Condition.is_present("$.slot.at"), sfn.Condition.is_present("$.slot.waitUntil")),
+            wait_for_slot,
+        )
+        route.otherwise(reserve)
+        validate.add_catch(invalid_input, errors=["InvalidCopyRequest"], result_path="$.error")
+        validate.next(route)
         find_primary.next(route)
-        reserve.next(wait_for_slot).next(start).next(wait_for_copy)
-        # Throttled on its slot (another client of the account's quota): a new slot, not an unpaced retry
-        # that would take the token of the next paced call. ReserveCopySlot counts them and stops.
-        start.add_catch(reserve, errors=["CopyThrottled"], result_path="$.throttled")
+        reserve.next(wait_for_slot).next(start).next(await_copy)
+        # Throttled on its slot (another client of the account's quota), or refused over the concurrent-copy
+        # quota: a new slot later, not an unpaced retry that would take the token of the next paced call.
+        # ReserveCopySlot slows the pace for it, counts the copy's slots and stops at throttleRetryAttempts.
+        start.add_catch(reserve, errors=["CopyThrottled", "CopyQuotaExceeded"], result_path="$.slot.pushback")
         start.add_catch(confirm, errors=["CopyOutcomeUnknown"], result_path="$.error")
         confirm.next(confirmed)
-        confirmed.when(sfn.Condition.string_equals("$.copy.status", "COPYING"), wait_for_copy)
+        confirmed.when(sfn.Condition.string_equals("$.copy.status", "COPYING"), await_copy)
         confirmed.when(sfn.Condition.string_equals("$.copy.status", "NOT_ACCEPTED"), reserve)
         confirmed.otherwise(look_again.next(confirm))
-        wait_for_copy.next(check).next(finished)
+        await_copy.next(check)
+        # Timed out (no event came), an event already recorded (it came first), or the table unavailable: look.
+        await_copy.add_catch(check, errors=["States.ALL"], result_path="$.wake")
+        check.next(finished)
         finished.when(sfn.Condition.string_equals("$.copy.status", "COPIED"), report.next(sfn.Succeed(self, "Copied")))
-        finished.otherwise(wait_for_copy)
+        finished.otherwise(await_copy)
         for step in (start, check):
             step.add_catch(already_forced, errors=["InconsistentMetadata"], result_path="$.error")
         already_forced.when(sfn.Condition.boolean_equals("$.request.force", True), still_inconsistent)
@@ -160,12 +175,75 @@ class CopyWorkflow(Construct):
             # Named, so that the function can be told the state machine's ARN without depending on it.
             name=state_machine_name,
             name_prefix=name_prefix,
-            start=validate,
+            start=route,
             # Copies can wait for slots and retries for hours in a burst; bounded all the same.
             timeout=Duration.days(EXECUTION_TIMEOUT_DAYS),
             comment="Copies one HealthImaging image set (healthimaging-copy)",
             settings=settings,
             key=key,
+        )
+        self._allow_await_copy(table, key)
+
+    @staticmethod
+    def _is_plan() -> sfn.Condition:
+        """The state after ValidateInput, or the dispatcher's input: a plan and a slot."""
+        return sfn.Condition.and_(
+            *(sfn.Condition.is_present(path) for path in ("$.request", "$.skip", "$.resolveDestination", "$.slot"))
+        )
+
+    def _await_copy(self, table: dynamodb.ITable) -> sfn.CustomState:
+        """The copy's task token onto its destination's wake item, unless a completion event newer than the
+        copy's wakeSince is there already (then it fails at once, and the copy is looked at); then a wait for
+        the event (copier.wake sends the token back) or the fallback wait, whichever ends first."""
+        key = f"States.Format('{WAKE_KEY_PREFIX}{{}}', $.copy.destinationImageSetId)"
+        expiration = f"States.Format('{{}}', States.MathAdd($.copy.wakeSince, {WAKE_EXPIRES_AFTER_SECONDS}))"
+        return sfn.CustomState(
+            self,
+            "AwaitCopy",
+            state_json={
+                "Type": "Task",
+                "Comment": "Waits for the copy's completion event (copier.wake), or its fallback wait",
+                "Resource": f"arn:{Stack.of(self).partition}:states:::aws-sdk:dynamodb:updateItem.waitForTaskToken",
+                "Parameters": {
+                    "TableName": table.table_name,
+                    "Key": {"id": {"S.$": key}},
+                    "UpdateExpression": "SET #token = :token, #since = :since, #expiration = :expiration",
+                    "ConditionExpression": "attribute_not_exists(#eventAt) OR #eventAt < :since",
+                    "ExpressionAttributeNames": {
+                        "#token": "token",
+                        "#since": "since",
+                        "#eventAt": "eventAt",
+                        "#expiration": "expiration",
+                    },
+                    "ExpressionAttributeValues": {
+                        ":token": {"S.$": "$$.Task.Token"},
+                        ":since": {"N.$": "States.Format('{}', $.copy.wakeSince)"},
+                        ":expiration": {"N.$": expiration},
+                    },
+                },
+                "TimeoutSecondsPath": "$.copy.nextPollSeconds",
+                "ResultPath": "$.wake",
+            },
+        )
+
+    def _allow_await_copy(self, table: dynamodb.ITable, key: kms.IKey) -> None:
+        """AwaitCopy writes wake items only (their keys begin wake#), encrypted with the stack's key."""
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="LeaveTaskTokensOnWakeItems",
+                actions=["dynamodb:UpdateItem"],
+                resources=[table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{WAKE_KEY_PREFIX}*"]}},
+            )
+        )
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WakeItemsEncryptedWithTheStacksKey",
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                resources=[key.key_arn],
+                # Only through DynamoDB: the same key encrypts the queues, the logs and the alarm topic.
+                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Stack.of(self).region}.amazonaws.com"}},
+            )
         )
 
     def _step(self, name: str, action: str, fields: dict[str, Any], result_path: str) -> tasks.LambdaInvoke:

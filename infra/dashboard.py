@@ -27,6 +27,8 @@ class OperationsDashboard(Construct):
         function: lambda_.Function,
         admission_queue: sqs.Queue,
         dead_letter_queue: sqs.Queue,
+        completion_dead_letter_queue: sqs.Queue,
+        copy_rate_per_second: float,
         alarms: Sequence[cloudwatch.Alarm],
         name: str,
         service: str,
@@ -63,16 +65,23 @@ class OperationsDashboard(Construct):
         self.dashboard.add_widgets(
             self._graph("Backlog: copies admitted, skipped, dispatched", metrics.ADMISSION, width=8),
             cloudwatch.GraphWidget(
-                title="Backlog: oldest pending copy, admission queue depth",
+                title="Backlog: oldest pending copy, how late, admission queue depth",
                 width=8,
                 left=[
                     metrics.function_metric(
+                        metrics.BACKLOG[0],
                         service=service,
-                        name=metrics.BACKLOG[0],
                         statistic="Maximum",
                         period=PERIOD,
                         label="Oldest pending (s)",
-                    )
+                    ),
+                    metrics.function_metric(
+                        metrics.BACKLOG[1],
+                        service=service,
+                        statistic="Maximum",
+                        period=PERIOD,
+                        label="Late beyond the pace (s)",
+                    ),
                 ],
                 right=[
                     admission_queue.metric_approximate_number_of_messages_visible(
@@ -82,6 +91,30 @@ class OperationsDashboard(Construct):
             ),
             self._graph("Reconciliation: copies no event announced", metrics.RECONCILIATION, width=8),
             self._graph("Backfill: existing image sets looked at", metrics.BACKFILL, width=8),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="CopyImageSet pace (copies a second): lower than configured when the quota is shared",
+                width=8,
+                left=[
+                    metrics.function_metric(
+                        metrics.PACE[0], service=service, statistic="Minimum", period=PERIOD, label="Pace"
+                    )
+                ],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=copy_rate_per_second, label="copyRatePerSecond")
+                ],
+            ),
+            self._graph("Completion events: wake-ups, ignored, stale tokens, missed", metrics.COMPLETION, width=8),
+            cloudwatch.GraphWidget(
+                title="Completion events not used (copies looked at after their fallback wait)",
+                width=8,
+                left=[
+                    completion_dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=PERIOD, statistic="Maximum", label="Messages"
+                    )
+                ],
+            ),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(

@@ -1,6 +1,7 @@
 """HealthImagingCopy: the whole pipeline for one data store, as a construct a CDK app puts where it wants.
 
 EventBridge rule (ImportTrigger) --> admission queue --> copy Lambda: the copy journal's backlog (PENDING)
+EventBridge rule (CopyCompletion) --> completion queue --> copy Lambda `wake`: copies waiting for their event
 schedule, every minute (Dispatcher) --> copy Lambda `dispatch` --> state machine (CopyWorkflow), paced
 schedule (ReconciliationSchedule) --> copy Lambda `reconcile`: missed events into the backlog
 ops.cli backfill --> state machine (BackfillWorkflow) --> copy Lambda `backfill_page`: existing image sets into it
@@ -31,6 +32,7 @@ from constructs import Construct
 
 from . import naming
 from .backfill_workflow import BackfillWorkflow
+from .copy_completion import CopyCompletion
 from .copy_function import CopyFunction
 from .copy_workflow import CopyWorkflow
 from .dashboard import OperationsDashboard
@@ -56,8 +58,9 @@ NO_RESERVED_CONCURRENCY = (
     "reservation (Lambda keeps 100 unreserved); setting it caps the function (docs/configuration.md)"
 )
 ACCEPTED_FINDINGS = {
-    "AwsSolutions::AwsSolutions-IAM5[Resource::*]": "X-Ray trace writes (function and state machine roles) and "
-    "the CloudWatch Logs delivery actions Step Functions logging needs support no resource-level permissions",
+    "AwsSolutions::AwsSolutions-IAM5[Resource::*]": "X-Ray trace writes (function and state machine roles), "
+    "the CloudWatch Logs delivery actions Step Functions logging needs and states:SendTaskSuccess (the function "
+    "wakes waiting copies: the task token names the task) support no resource-level permissions",
     "AwsSolutions::AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "CDK's grant_read_write_data on the table "
     "encrypted with this stack's key: kms:ReEncrypt* on that one key, for the function only",
     "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "The function writes table items encrypted "
@@ -90,14 +93,14 @@ class HealthImagingCopy(Construct):
         force_policy: Literal["never", "same-patient", "always"] | None = None,
         trigger_detail_types: Sequence[str] | None = None,
         copy_rate_per_second: float | None = None,
+        concurrent_copy_quota: int | None = None,
         conflict_retry_attempts: int | None = None,
         conflict_retry_interval_seconds: int | None = None,
         conflict_retry_max_delay_seconds: int | None = None,
         throttle_retry_attempts: int | None = None,
-        throttle_retry_interval_seconds: int | None = None,
-        throttle_retry_max_delay_seconds: int | None = None,
         poll_initial_seconds: int | None = None,
         poll_max_seconds: int | None = None,
+        completion_wait_seconds: int | None = None,
         max_wait_seconds: int | None = None,
         copy_record_retention_days: int | None = None,
         journal_retention_days: int | None = None,
@@ -157,6 +160,7 @@ class HealthImagingCopy(Construct):
             name_prefix=self.name_prefix,
             settings=settings,
             key=self.key,
+            table=self.idempotency.table,
         )
         self.backfill = BackfillWorkflow(
             self,
@@ -179,6 +183,15 @@ class HealthImagingCopy(Construct):
         )
         if settings.copy_policy == "off":
             self.trigger.rule.node.default_child.add_property_override("State", "DISABLED")  # type: ignore[union-attr]
+        self.completion = CopyCompletion(
+            self,
+            "CopyCompletion",
+            function=self.copy_function.function,
+            function_timeout=CopyFunction.TIMEOUT,
+            datastore_id=settings.datastore_id,
+            copy_rate_per_second=settings.copy_rate_per_second,
+            key=self.key,
+        )
         self.dispatcher = Dispatcher(
             self,
             "Dispatcher",
@@ -223,6 +236,8 @@ class HealthImagingCopy(Construct):
             function=self.copy_function.function,
             admission_queue=self.trigger.admission_queue,
             dead_letter_queue=self.trigger.dead_letter_queue,
+            completion_dead_letter_queue=self.completion.dead_letter_queue,
+            copy_rate_per_second=settings.copy_rate_per_second,
             alarms=self.monitoring.alarms,
             name=self.name_prefix,
             service=self.service,
@@ -235,6 +250,8 @@ class HealthImagingCopy(Construct):
         self.backfill_state_machine: sfn.StateMachine = self.backfill.state_machine
         self.admission_queue: sqs.Queue = self.trigger.admission_queue
         self.dead_letter_queue: sqs.Queue = self.trigger.dead_letter_queue
+        self.completion_queue: sqs.Queue = self.completion.queue
+        self.completion_dead_letter_queue: sqs.Queue = self.completion.dead_letter_queue
         self.alarm_topic: sns.ITopic = self.monitoring.topic
         self.alarms: list[cloudwatch.Alarm] = self.monitoring.alarms
         self.dashboard: cloudwatch.Dashboard = self.operations_dashboard.dashboard

@@ -5,22 +5,13 @@ messages, never an execution, a Lambda throttle or a slot past an execution's ti
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .settings import DEAD_LETTER_RETENTION_DAYS
+from .queues import event_queue
 
-# A message the function fails this often (a malformed event, DynamoDB down for minutes) is dead-lettered.
-MAX_RECEIVES = 5
 # Admission is a few DynamoDB writes per event: two batches at a time drain 10,000 events in about a minute
 # and leave the rest of the function's concurrency to the copies.
 ADMISSION_CONCURRENCY = 2
@@ -40,64 +31,20 @@ class ImportTrigger(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         # Events EventBridge could not deliver, and messages the function could not admit (docs/operations.md).
-        self.dead_letter_queue = self._queue("DeadLetterQueue", key)
-        self.admission_queue = self._queue(
-            "AdmissionQueue",
-            key,
-            # Lambda's advice for an SQS event source: six times the function's timeout.
-            visibility_timeout=Duration.seconds(6 * function_timeout.to_seconds()),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVES),
-        )
-        self.rule = events.Rule(
+        # Both queues kept when the stack is deleted: events not yet admitted or dead-lettered are copies owed.
+        admission = event_queue(
             self,
-            "Rule",
+            queue_id="AdmissionQueue",
             description="HealthImaging image set events of one data store admit a copy",
-            event_pattern=events.EventPattern(
-                source=["aws.medical-imaging"],
-                detail_type=list(detail_types),
-                # Only this stack's data store; copy outcome events are never triggers (settings).
-                detail={"datastoreId": [datastore_id]},
-            ),
-        )
-        self.rule.add_target(
-            targets.SqsQueue(
-                self.admission_queue,
-                dead_letter_queue=self.dead_letter_queue,
-                retry_attempts=185,
-                max_event_age=Duration.hours(24),
-            )
-        )
-        # CDK's grant to EventBridge on an encrypted queue names no rule (it would tie the key to the rule):
-        # without this, any account's rule could put events in this queue.
-        self.admission_queue.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="OnlyThisStacksRule",
-                effect=iam.Effect.DENY,
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sqs:SendMessage"],
-                resources=[self.admission_queue.queue_arn],
-                conditions={"ArnNotEquals": {"aws:SourceArn": self.rule.rule_arn}},
-            )
-        )
-        function.add_event_source(
-            event_sources.SqsEventSource(
-                self.admission_queue,
-                batch_size=10,
-                report_batch_item_failures=True,
-                max_concurrency=ADMISSION_CONCURRENCY,
-            )
-        )
-
-    def _queue(self, construct_id: str, key: kms.IKey, **options: Any) -> sqs.Queue:
-        """Encrypted with the stack's key, TLS only, messages kept the longest SQS allows, and kept when the
-        stack is deleted: events not yet admitted or dead-lettered are copies still owed."""
-        return sqs.Queue(
-            self,
-            construct_id,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
+            datastore_id=datastore_id,
+            # Copy outcome events are never triggers (settings).
+            detail_types=detail_types,
+            function=function,
+            function_timeout=function_timeout,
+            key=key,
+            max_concurrency=ADMISSION_CONCURRENCY,
             removal_policy=RemovalPolicy.RETAIN,
-            **options,
         )
+        self.rule = admission.rule
+        self.admission_queue = admission.queue
+        self.dead_letter_queue = admission.dead_letter_queue

@@ -24,8 +24,15 @@ ADMISSION = ("CopiesAdmitted", "CopiesSkipped", "CopiesDispatched")
 RECONCILIATION = ("MissedEventsFound",)
 # Written by each backfill page: existing image sets looked at (their copies go through the backlog).
 BACKFILL = ("BackfillImageSetsSeen",)
-# Written by each dispatcher run: the age of the oldest PENDING journal entry.
-BACKLOG = ("OldestPendingAgeSeconds",)
+# Written by each dispatcher run: the age of the oldest PENDING journal entry (each reconciliation sweep
+# writes it too), and how late it is: how long it waited beyond what the copies admitted before it explain at
+# the rate the settings promise (copier.dispatcher.lateness; only the dispatcher writes it).
+BACKLOG = ("OldestPendingAgeSeconds", "BacklogLateSeconds")
+# Written by each dispatcher run: the adaptive CopyImageSet pace (copies a second), at most copyRatePerSecond.
+PACE = ("CopyPace",)
+# HealthImaging's copy outcome events (copier.wake): copies woken, events that woke none, tokens no longer
+# waited on; and, from CheckCopy, copies found ended when their fallback wait ran out (no event came).
+COMPLETION = ("CopiesWoken", "CompletionEventsIgnored", "StaleWakeTokens", "CompletionEventsMissed")
 
 
 def function_metric(

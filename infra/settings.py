@@ -50,15 +50,20 @@ class StackSettings(BaseModel):
     copy_policy: Literal["snapshot", "merge-into-primary", "off"] = "snapshot"
     force_policy: Literal["never", "same-patient", "always"] = "same-patient"
     trigger_detail_types: tuple[str, ...] = ("Image Set Created",)
-    copy_rate_per_second: float = Field(default=0.24, gt=0, le=1)
+    # The applied CopyImageSet quota less a margin (docs/configuration.md, "Choosing copyRatePerSecond"); 50 is what the
+    # dispatcher, the journal's indexes and the pacing item are sized for (benchmarks/scale.py).
+    copy_rate_per_second: float = Field(default=0.24, gt=0, le=50)
+    # HealthImaging's "Maximum concurrent CopyImageSet requests per data store" (AWS General Reference, HealthImaging
+    # endpoints and quotas: 100 in each Region, adjustable, Service Quotas code L-0D1B2633).
+    concurrent_copy_quota: int = Field(default=100, ge=1, le=10_000)
     conflict_retry_attempts: int = Field(default=8, ge=0, le=99)
     conflict_retry_interval_seconds: int = Field(default=15, ge=1, le=3600)
     conflict_retry_max_delay_seconds: int = Field(default=300, ge=1, le=86_400)
     throttle_retry_attempts: int = Field(default=10, ge=0, le=99)
-    throttle_retry_interval_seconds: int = Field(default=30, ge=1, le=3600)
-    throttle_retry_max_delay_seconds: int = Field(default=900, ge=1, le=86_400)
     poll_initial_seconds: int = Field(default=5, ge=1, le=3600)
     poll_max_seconds: int = Field(default=120, ge=1, le=3600)
+    # How long a copy waits for HealthImaging's completion event (best effort) before looking anyway.
+    completion_wait_seconds: int = Field(default=60, ge=1, le=3600)
     max_wait_seconds: int = Field(default=3600, ge=60, le=86_400)  # well inside the execution's timeout
     # Copy records (and so idempotency) must outlive every event that can still be redriven,
     # or a redriven event about a copy would start it, or a copy of its output, again.
@@ -117,14 +122,6 @@ class StackSettings(BaseModel):
             max_delay_seconds=self.conflict_retry_max_delay_seconds,
         )
 
-    def throttle_retry(self) -> RetrySettings:
-        return RetrySettings(
-            interval_seconds=self.throttle_retry_interval_seconds,
-            max_attempts=self.throttle_retry_attempts,
-            backoff_rate=2.0,
-            max_delay_seconds=self.throttle_retry_max_delay_seconds,
-        )
-
     def construct_props(self) -> dict[str, Any]:
         """The HealthImagingCopy construct's keyword arguments for these settings."""
         return {name: getattr(self, name) for name in CONSTRUCT_PROPS}
@@ -136,9 +133,11 @@ class StackSettings(BaseModel):
             "FORCE_POLICY": self.force_policy,
             "TRIGGER_DETAIL_TYPES": ",".join(self.trigger_detail_types),
             "COPY_RATE_PER_SECOND": str(self.copy_rate_per_second),
+            "CONCURRENT_COPY_QUOTA": str(self.concurrent_copy_quota),
             "THROTTLE_RETRY_ATTEMPTS": str(self.throttle_retry_attempts),
             "POLL_INITIAL_SECONDS": str(self.poll_initial_seconds),
             "POLL_MAX_SECONDS": str(self.poll_max_seconds),
+            "COMPLETION_WAIT_SECONDS": str(self.completion_wait_seconds),
             "MAX_WAIT_SECONDS": str(self.max_wait_seconds),
             "COPY_RECORD_RETENTION_DAYS": str(self.copy_record_retention_days),
             "JOURNAL_RETENTION_DAYS": str(self.journal_retention_days),
@@ -148,6 +147,14 @@ class StackSettings(BaseModel):
 
 
 SETTING_NAMES = tuple(field.alias or name for name, field in StackSettings.model_fields.items())
+# Settings of earlier releases that no longer apply, and why: a cdk.json that still has them keeps working
+# (they are dropped, and infra/app.py names each in a synth warning; docs/operations.md, "Upgrading").
+OBSOLETE_SETTINGS = {
+    "throttleRetryIntervalSeconds": "a call throttled or refused over the concurrent-copy quota takes a new "
+    "paced slot (throttleRetryAttempts bounds how many), it is not retried on a timer",
+    "throttleRetryMaxDelaySeconds": "a call throttled or refused over the concurrent-copy quota takes a new "
+    "paced slot (throttleRetryAttempts bounds how many), it is not retried on a timer",
+}
 # Where a stack deploys is the stack's business: the HealthImagingCopy construct takes every other setting.
 STACK_ONLY = ("account", "region")
 CONSTRUCT_PROPS = tuple(name for name in StackSettings.model_fields if name not in STACK_ONLY)
@@ -171,12 +178,12 @@ def validate(values: dict[str, Any], *, where: str, python_names: bool = False) 
 
 
 def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSettings]:
-    """Stack name -> settings. Raises SettingsError naming every bad key."""
-    stacks = context.get("stacks")
-    if isinstance(stacks, str):
-        stacks = json.loads(stacks)
+    """Stack name -> settings. Raises SettingsError naming every bad key; drops the obsolete ones."""
+    stacks = _stacks(context)
     common = {k: v for k, v in context.items() if k in SETTING_NAMES}  # '-c' strings: pydantic parses numbers
-    unknown_top = [k for k in context if k not in SETTING_NAMES and k != "stacks" and _looks_like_ours(k)]
+    unknown_top = [
+        k for k in context if k not in (*SETTING_NAMES, *OBSOLETE_SETTINGS, "stacks") and _looks_like_ours(k)
+    ]
     if unknown_top:
         raise SettingsError(f"unknown setting(s) {unknown_top}; known: {list(SETTING_NAMES)}")
     if not stacks:
@@ -187,8 +194,23 @@ def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSetti
     for name, overrides in stacks.items():
         if not isinstance(overrides, dict):
             raise SettingsError(f"stacks.{name}: must be an object of settings")
-        result[name] = validate({**common, **overrides}, where=f"stack {name}")
+        current = {k: v for k, v in overrides.items() if k not in OBSOLETE_SETTINGS}
+        result[name] = validate({**common, **current}, where=f"stack {name}")
     return result
+
+
+def obsolete_settings_in(context: dict[str, Any], stack_name: str) -> list[str]:
+    """The obsolete settings a stack was given (top-level or its own), which stack_settings_from_context
+    dropped."""
+    stacks = _stacks(context)
+    own = stacks.get(stack_name) if isinstance(stacks, dict) else None
+    given = {*context, *(own if isinstance(own, dict) else ())}
+    return [key for key in OBSOLETE_SETTINGS if key in given]
+
+
+def _stacks(context: dict[str, Any]) -> object:
+    stacks = context.get("stacks")
+    return json.loads(stacks) if isinstance(stacks, str) else stacks
 
 
 def _looks_like_ours(key: str) -> bool:

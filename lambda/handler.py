@@ -1,5 +1,6 @@
 """Lambda entry point: the state machine calls it once per step, schedule rules run the dispatcher and
-reconciliation, and the admission queue delivers events in batches (see copier/steps.py)."""
+reconciliation, and two queues deliver events in batches: new image sets to admit, copy outcomes that
+wake waiting copies (see copier/steps.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 from copier.copy_start import idempotency_config
-from copier.steps import admit_batch, run_step
+from copier.steps import run_batch, run_step
 
 # Steps that emit no metric are normal here; Powertools would warn on every one.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -28,6 +29,6 @@ metrics = Metrics()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Lets idempotency expire an in-progress record when this invocation times out.
     idempotency_config.register_lambda_context(context)
-    if "Records" in event:  # the admission queue
-        return admit_batch(event, context)
+    if "Records" in event:  # the admission queue, or the completion queue
+        return run_batch(event, context)
     return run_step(event)

@@ -43,6 +43,13 @@ UPDATING for `update_seconds`, then ACTIVE / UPDATED. `accepted` records every c
 service took on and who asked (`by`: "pipeline" for calls through `call()`);
 `accepted_copies`, `instances` and `forced` are what tests read.
 
+Events. A copy that lands (COPIED or COPY_FAILED) is announced as HealthImaging announces it to
+EventBridge: an "Image Set Copied" / "Image Set Copy Failed" event about the destination image set,
+detail `imagingVersion`, `datastoreId`, `imageSetId`, `imageSetState`, `imageSetWorkflowStatus` and no
+version (the service's event schema), `time` the landing's second. Listeners (`event_listeners`) get
+each one when the emulator settles; `timeline_listeners` are told when something will happen at a
+time, so a driver can settle the emulator then (`settle()`) rather than at the next call.
+
 Operations take and return the wire shapes (camelCase dicts, parameters under the
 botocore model's member names); `offline.wire` puts them behind HTTP so a real boto3
 client talks to this.
@@ -51,6 +58,7 @@ client talks to this.
 from __future__ import annotations
 
 import copy as copying
+import datetime
 import heapq
 import itertools
 import json
@@ -319,6 +327,8 @@ class HealthImagingEmulator:
         self._lock = threading.RLock()
         # image set id -> (what its fields were read from, the fields): SearchImageSets reads every image set.
         self._search_fields: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self.event_listeners: list[Callable[[dict[str, Any]], None]] = []  # copy outcome events, as they happen
+        self.timeline_listeners: list[Callable[[float], None]] = []  # told each time something is scheduled
         # id(document) -> (the document, its GetImageSetMetadata body); holding the document keeps its id its own.
         self._bodies: dict[int, tuple[dict[str, Any], bytes]] = {}
 
@@ -720,6 +730,13 @@ class HealthImagingEmulator:
 
     def _schedule(self, at: float, rank: int, run: Callable[[float], None]) -> None:
         heapq.heappush(self._timeline, _Event(at, rank, next(self._sequence), run))
+        for listener in self.timeline_listeners:
+            listener(at)
+
+    def settle(self) -> None:
+        """Let everything the clock has passed happen now (copies land, their events go out)."""
+        with self._lock:
+            self._settle()
 
     def _settle(self) -> None:
         """Run, in time order, everything the clock has passed (each at its own time)."""
@@ -751,11 +768,23 @@ class HealthImagingEmulator:
         if failure:
             # The version stays, holding the content it started with.
             produced.workflow, produced.message, accepted.outcome = "COPY_FAILED", failure, "COPY_FAILED"
-            return
-        produced.workflow, produced.forced, produced.metadata = "COPIED", accepted.force, accepted.metadata
-        accepted.outcome = "COPIED"
-        if accepted.promote:
-            destination.is_primary = True
+        else:
+            produced.workflow, produced.forced, produced.metadata = "COPIED", accepted.force, accepted.metadata
+            accepted.outcome = "COPIED"
+            if accepted.promote:
+                destination.is_primary = True
+        event = copy_outcome_event(
+            accepted.datastore_id,
+            destination.image_set_id,
+            produced.workflow,
+            at,
+            account=self.account,
+            region=self.region,
+            version_id=produced.version_id,
+            is_primary=destination.is_primary,
+        )
+        for listener in self.event_listeners:
+            listener(event)
 
     def _datastore(self, datastore_id: str) -> None:
         if not ID.match(datastore_id):
@@ -915,6 +944,43 @@ def _page(
     if start + size < len(items):
         answer["nextToken"] = str(start + size)
     return answer
+
+
+def copy_outcome_event(
+    datastore_id: str,
+    image_set_id: str,
+    workflow_status: str,
+    at: float,
+    *,
+    account: str,
+    region: str,
+    version_id: int = 1,
+    is_primary: bool = False,
+) -> dict[str, Any]:
+    """The EventBridge event HealthImaging sends when a copy into `image_set_id` lands, as the developer guide's
+    example shows it (event-notifications: "Image Set Copied", "Image Set Copy Failed"); the schema registry's
+    pattern (aws.medical-imaging@ImageSetCopied) names no version, so the pipeline does not rely on one."""
+    detail_type = "Image Set Copied" if workflow_status == "COPIED" else "Image Set Copy Failed"
+    when = datetime.datetime.fromtimestamp(int(at), tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "version": "0",
+        "id": secrets.token_hex(16),
+        "detail-type": detail_type,
+        "source": "aws.medical-imaging",
+        "account": account,
+        "time": when,
+        "region": region,
+        "resources": [f"arn:aws:medical-imaging:{region}:{account}:datastore/{datastore_id}/imageset/{image_set_id}"],
+        "detail": {
+            "imagingVersion": "1.0",
+            "datastoreId": datastore_id,
+            "imageSetId": image_set_id,
+            "imageSetVersion": str(version_id),
+            "isPrimary": is_primary,
+            "imageSetState": "ACTIVE",
+            "imageSetWorkflowStatus": workflow_status,
+        },
+    }
 
 
 def checked_message(message: str) -> str:

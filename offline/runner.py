@@ -22,8 +22,27 @@ requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
   matches, comparing DynamoType objects (each comparison converts both values again): with 10,000 image sets
   journaled, the dispatcher's queries alone took minutes. The runner sorts by the same converted values, once
   each (the same order, the same items), and not the whole table for a query, which orders its matches itself;
+- (the function, not moto) copier.dispatcher.START_WORKERS is 1: moto's DynamoDB is not safe for calls from
+  several threads of one invocation at once;
 - jsonpath_ng's parse, where moto's paths call it: it builds a new parser (yacc tables) for every path of
-  every state (~10%); the runner parses each path once (a parsed path keeps no state between finds).
+  every state (~10%); the runner parses each path once (a parsed path keeps no state between finds);
+- the callback pattern (AwaitCopy's `.waitForTaskToken`): CallbackEndpoint.wait sleeps on the virtual clock
+  until SendTaskSuccess rings it (CallbackEndpoint.notify) or its timeout, and a token whose task ended is
+  refused afterwards, as Step Functions refuses it (moto would accept it silently); execute_state's
+  threading.Event, the real-time wait around every task, waits for the task itself instead (the virtual
+  clock times it out); Timestamp._get_wait_seconds counts from the virtual clock, not datetime.now().
+
+HealthImaging's copy outcome events are delivered as EventBridge and the completion queue would deliver
+them: the emulator announces each copy that lands (offline.emulator.copy_outcome_event), and the runner's
+event bus (one thread, a participant of the virtual clock) settles the emulator when a copy is due to land
+and hands each event to the function as a completion queue batch, `events.delay_seconds` later, dropped or
+duplicated as `events` says (`EventDelivery`).
+
+Where moto departs from Step Functions' semantics, the runner follows Step Functions:
+- ErrorEqualsDecl._eval_body: a Catch or Retry on States.ALL takes any error in moto; in Step Functions it
+  takes neither States.Runtime (a path or intrinsic function that fails on the state's data) nor
+  States.DataLimitExceeded: those fail the execution ("Error handling in Step Functions", States.ALL).
+
 And one moto internal is called, not patched: an execution's Environment.set_timed_out (`time_out`): Step
 Functions times an execution out at its state machine's TimeoutSeconds, which moto counts in real time.
 """
@@ -31,11 +50,15 @@ Functions times an execution out at its state machine's TimeoutSeconds, which mo
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
+import heapq
 import importlib
 import io
+import itertools
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -46,7 +69,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TextIO
 from unittest import mock
 
 import boto3
@@ -54,21 +77,30 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import table as dynamodb_table
+from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk,
+    state_task_service_sfn,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackConsumerLeft, CallbackEndpoint
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-from offline.clock import VirtualClock
+from offline.clock import Alarm, VirtualClock
 from offline.emulator import HealthImagingEmulator
 from offline.template import WorkflowDefinition, resolve
 from offline.wire import attach
@@ -77,7 +109,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE = "healthimaging-copy-idempotency"
-ADMISSION_BATCH = 10  # infra/import_trigger.py's batch size
+ADMISSION_BATCH = 10  # infra/queues.py's BATCH_SIZE (both event sources')
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
@@ -107,6 +139,83 @@ class ExecutionRecord:
         return len(self.states_entered())
 
 
+@dataclass
+class EventDelivery:
+    """How the copy outcome events reach the function: after `delay_seconds` (EventBridge, then the completion
+    queue's poller), `copies` times each (delivery is at least once), none of those `drop` says."""
+
+    delay_seconds: float = 1.0
+    copies: int = 1
+    drop: Callable[[dict[str, Any]], bool] = field(default=lambda event: False)
+    delivered: list[dict[str, Any]] = field(default_factory=list)  # in order, duplicates included
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+
+
+class EventBus:
+    """Work due at virtual times (the emulator settling when a copy lands, an event's delivery), done in
+    time order on one thread that takes part in the virtual clock: the clock never jumps past it."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self._due: list[tuple[float, int, Callable[[], object]]] = []
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._alarm = Alarm()
+        self._stopped = False
+        self._asleep = False
+        self._thread = threading.Thread(target=self._loop, name="event-bus", daemon=True)
+
+    def start(self) -> None:
+        self.clock.join()  # from the caller: the clock cannot jump before the bus sleeps
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+        self.clock.ring(self._alarm)
+        self._thread.join()
+
+    def caught_up(self, timeout: float = 60.0) -> None:
+        """Block until the bus has done the work due by now (a test that moved the clock by hand)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                due = bool(self._due) and self._due[0][0] <= self.clock.now()
+                if self._asleep and not due:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the event bus did not catch up with the clock")
+            time.sleep(0.002)
+
+    def at(self, when: float, work: Callable[[], object]) -> None:
+        with self._lock:
+            heapq.heappush(self._due, (when, next(self._ids), work))
+            earliest = self._due[0][0] == when
+        if earliest:
+            self.clock.ring(self._alarm)  # the bus sleeps until later work: look again
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._stopped:
+                        return
+                    self._alarm = alarm = Alarm()
+                    due = self._due[0][0] if self._due else math.inf
+                    self._asleep = due > self.clock.now()
+                self.clock.sleep(due - self.clock.now(), alarm)
+                with self._lock:
+                    self._asleep = False
+                while True:
+                    with self._lock:
+                        if not self._due or self._due[0][0] > self.clock.now():
+                            break
+                        _, _, work = heapq.heappop(self._due)
+                    work()
+        finally:
+            self.clock.leave()
+
+
 class LocalPipeline:
     """The deployed pipeline, offline. Use as a context manager."""
 
@@ -128,8 +237,14 @@ class LocalPipeline:
         self.remaining_millis = 60_000  # what the fake Lambda context reports (idempotency in-progress expiry)
         self.logs = io.StringIO()  # everything the function logged (JSON lines) and its EMF metrics
         self._handler_lock = threading.Lock()  # one invocation at a time: stdout is captured
+        self._stdout_lock = threading.Lock()
+        self._invocations = 0  # under way, holding their calls or not
+        self._terminal: TextIO = sys.stdout
         self._started_by_hand: set[str] = set()
         self._reported: set[str] = set()  # executions drain_backlog returned already
+        self.events = EventDelivery()  # how copy outcome events reach the function (tests change it)
+        self.bus = EventBus(clock)
+        self._task_call_counters: list[Callable[..., None]] = []
 
     def __enter__(self) -> LocalPipeline:
         stack = self._stack
@@ -151,7 +266,12 @@ class LocalPipeline:
             **self.workflow.function_refs(function_arn),
             self.workflow.table_logical_id: TABLE,
         }
+        for value in self.workflow.environment.values():  # the queues the function is told about
+            if isinstance(value, dict) and "Fn::GetAtt" in value:
+                queue = value["Fn::GetAtt"][0]
+                refs.setdefault(f"{queue}.Arn", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}")
         environment = {k: str(resolve(v, refs)) for k, v in self.workflow.environment.items()}
+        self.completion_queue_arn = environment.get("COMPLETION_QUEUE_ARN", "")
         stack.enter_context(mock.patch.dict(os.environ, environment))
         self._create_aws_resources()
         self.handler = self._load_handler()
@@ -163,6 +283,13 @@ class LocalPipeline:
             )
         )
         stack.enter_context(mock.patch.object(retrier_decl, "time", SimpleNamespace(sleep=clock.sleep)))
+        stack.enter_context(mock.patch.object(Timestamp, "_get_wait_seconds", _virtual_timestamp_wait(clock)))
+        stack.enter_context(mock.patch.object(execute_state, "threading", SimpleNamespace(Event=_UntimedEvent)))
+        stack.enter_context(mock.patch.object(CallbackEndpoint, "wait", _virtual_callback_wait(clock)))
+        stack.enter_context(mock.patch.object(CallbackEndpoint, "notify", _ringing(CallbackEndpoint.notify, clock)))
+        stack.enter_context(
+            mock.patch.object(CallbackEndpoint, "interrupt_all", _closing(CallbackEndpoint.interrupt_all, clock))
+        )
         original_logic: Callable[[ExecutionWorker], None] = ExecutionWorker._execution_logic
         original_start: Callable[[ExecutionWorker], None] = ExecutionWorker.start
 
@@ -184,6 +311,7 @@ class LocalPipeline:
                 parameters[name[0].lower() + name[1:]] = parameters.pop(name)
 
         stack.enter_context(mock.patch.object(StateTaskServiceSfn, "_normalise_parameters", api_parameters))
+        stack.enter_context(mock.patch.object(ErrorEqualsDecl, "_eval_body", _error_equals(ErrorEqualsDecl._eval_body)))
         stack.enter_context(
             mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", _transact_keeping_items)
         )
@@ -192,7 +320,7 @@ class LocalPipeline:
         stack.enter_context(mock.patch.object(dynamodb_table.Table, "all_items", _all_items))
         stack.enter_context(mock.patch.object(dynamodb_table.Table, "sorted_items", _sorted_items))
         stack.enter_context(mock.patch.object(dynamodb_table.Table, "query", _query))
-        for module in (lambda_eval_utils, state_task_service_sfn):
+        for module in (lambda_eval_utils, state_task_service_sfn, state_task_service_aws_sdk):
             stack.enter_context(mock.patch.object(module, "boto_client_for", _task_client))
         for module in (json_path, result_path):
             stack.enter_context(mock.patch.object(module, "parse", functools.cache(module.parse)))
@@ -212,10 +340,37 @@ class LocalPipeline:
                 definition=str(resolve(json.loads(self.workflow.backfill_definition), refs)),
                 roleArn=f"arn:aws:iam::{ACCOUNT}:role/healthimaging-copy-backfill",
             )["stateMachineArn"]
+        self.emulator.timeline_listeners.append(lambda at: self.bus.at(at, self.emulator.settle))
+        self.emulator.event_listeners.append(self._announce)
+        self.bus.start()
+        self._stack.callback(self._stop_bus)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+
+    def _stop_bus(self) -> None:
+        self.bus.stop()
+        self.emulator.timeline_listeners.clear()
+        self.emulator.event_listeners.clear()
+
+    # --- copy outcome events: HealthImaging -> EventBridge -> completion queue -> the function ---------
+    def _announce(self, event: dict[str, Any]) -> None:
+        """The emulator announced a copy outcome: deliver it as EventBridge and the completion queue would."""
+        if self.events.drop(event):
+            self.events.dropped.append(event)
+            return
+        for _ in range(self.events.copies):
+            self.bus.at(self.clock.now() + self.events.delay_seconds, functools.partial(self.deliver_events, [event]))
+
+    def deliver_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The completion queue's event source mapping: copy outcome events to the function (a batch of up to
+        10); the events it reported as failed."""
+        self.events.delivered.extend(events)
+        records = [_sqs_record(str(n), event, source_arn=self.completion_queue_arn) for n, event in enumerate(events)]
+        answer = self.call_function({"Records": records})
+        failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
+        return [event for n, event in enumerate(events) if str(n) in failed]
 
     def _create_aws_resources(self) -> None:
         boto3.client("dynamodb", region_name=REGION).create_table(
@@ -244,10 +399,13 @@ class LocalPipeline:
         for name in [m for m in sys.modules if m in {"handler", "copier"} or m.startswith("copier.")]:
             del sys.modules[name]
         handler_module = importlib.import_module("handler")
-        from copier import clock, healthimaging  # noqa: PLC0415
+        from copier import clock, dispatcher, healthimaging  # noqa: PLC0415
 
         attach(healthimaging.read_client(), self.emulator)
         attach(healthimaging.copy_client(), self.emulator)
+        # moto's DynamoDB is not safe for calls from several threads at once (its transactions roll back by
+        # patching a module, offline/runner.py's too): the dispatcher starts its copies one at a time here.
+        self._stack.enter_context(mock.patch.object(dispatcher, "START_WORKERS", 1))
         self._stack.enter_context(mock.patch.object(clock, "now", self.clock.now))
         self._stack.enter_context(mock.patch.object(clock, "sleep", self._sleep_in_handler))
         for log_handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
@@ -278,8 +436,26 @@ class LocalPipeline:
         )
         if self.handler_hook:
             self.handler_hook(event)
-        with self._handler_lock, contextlib.redirect_stdout(self.logs):
+        with self._handler_lock, self._capturing_stdout():
             return self.handler(event, context)
+
+    @contextlib.contextmanager
+    def _capturing_stdout(self) -> Iterator[None]:
+        """stdout into `logs` while any invocation is under way: one holding its call (_sleep_in_handler) lets
+        others run, and a per-call redirect_stdout ending in one of them would send the others' output (EMF
+        metrics among it) back to the terminal."""
+        with self._stdout_lock:
+            if self._invocations == 0:
+                self._terminal = sys.stdout
+                sys.stdout = self.logs
+            self._invocations += 1
+        try:
+            yield
+        finally:
+            with self._stdout_lock:
+                self._invocations -= 1
+                if self._invocations == 0:
+                    sys.stdout = self._terminal
 
     # --- the backlog: admission queue, dispatcher ---------------------------------------
     def admit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -358,10 +534,15 @@ class LocalPipeline:
         def count(model: Any, **_: Any) -> None:
             calls[f"{model.service_model.service_name}:{model.name}"] += 1
 
+        from copier import dispatcher, wake  # noqa: PLC0415
+
         for client in (
             healthimaging.read_client(),
             healthimaging.copy_client(),
             table.client(),  # idempotency's too
+            dispatcher._step_functions(),
+            wake._step_functions(),
+            _task_client(REGION, "dynamodb"),  # Step Functions' own (AwaitCopy)
         ):
             client.meta.events.register("before-call", count)
         return calls
@@ -407,6 +588,23 @@ class LocalPipeline:
             e for machine in backend.state_machines for e in machine.executions if e.exec_arn == execution_arn
         )
         execution.exec_worker.env.set_timed_out()
+
+
+# What a catch or retry on States.ALL does not take (Step Functions fails the execution on them).
+_TERMINAL_ERRORS = (StatesErrorNameType.StatesRuntime, StatesErrorNameType.StatesStatesDataLimitExceeded)
+
+
+def _error_equals(original: Callable[[ErrorEqualsDecl, Any], None]) -> Callable[[ErrorEqualsDecl, Any], None]:
+    def error_equals(decl: ErrorEqualsDecl, env: Any) -> None:
+        error_name = env.stack[-1]
+        terminal = isinstance(error_name, StatesErrorName) and error_name.typ in _TERMINAL_ERRORS
+        original(decl, env)  # pops the error, pushes whether it matched
+        if terminal and not any(
+            isinstance(name, StatesErrorName) and name.typ == error_name.typ for name in decl.error_names
+        ):
+            env.stack[-1] = False
+
+    return error_equals
 
 
 @functools.cache
@@ -493,7 +691,7 @@ def _transact_keeping_items(backend: Any, transact_items: list[dict[str, Any]]) 
         raise
 
 
-def _sqs_record(message_id: str, event: dict[str, Any]) -> dict[str, Any]:
+def _sqs_record(message_id: str, event: dict[str, Any], *, source_arn: str | None = None) -> dict[str, Any]:
     return {
         "messageId": message_id,
         "receiptHandle": f"handle-{message_id}",
@@ -502,9 +700,63 @@ def _sqs_record(message_id: str, event: dict[str, Any]) -> dict[str, Any]:
         "messageAttributes": {},
         "md5OfBody": "",
         "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:admission",
+        "eventSourceARN": source_arn or f"arn:aws:sqs:{REGION}:{ACCOUNT}:admission",
         "awsRegion": REGION,
     }
+
+
+class _UntimedEvent(threading.Event):
+    """execute_state's wait for a task: until the task ends (its timeout runs on the virtual clock, in the
+    task), not for its timeout in real seconds."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return super().wait()
+
+
+def _alarm_of(endpoint: CallbackEndpoint) -> Alarm:
+    alarm: Alarm | None = getattr(endpoint, "_virtual_alarm", None)
+    if alarm is None:
+        alarm = Alarm()
+        endpoint._virtual_alarm = alarm  # type: ignore[attr-defined]
+    return alarm
+
+
+def _virtual_callback_wait(clock: VirtualClock) -> Callable[..., Any]:
+    def wait(endpoint: CallbackEndpoint, timeout: float | None = None) -> Any:
+        clock.sleep(math.inf if timeout is None else float(timeout), _alarm_of(endpoint))
+        return endpoint.get_outcome()
+
+    return wait
+
+
+def _ringing(notify: Callable[..., None], clock: VirtualClock) -> Callable[..., None]:
+    def ringing(endpoint: CallbackEndpoint, outcome: Any) -> None:
+        notify(endpoint, outcome)
+        clock.ring(_alarm_of(endpoint))
+
+    return ringing
+
+
+def _closing(interrupt_all: Callable[..., None], clock: VirtualClock) -> Callable[..., None]:
+    """The task is over (sent back, timed out, failed): its token is refused from now on, as on AWS."""
+
+    def closing(endpoint: CallbackEndpoint) -> None:
+        interrupt_all(endpoint)
+        if endpoint.consumer_error is None:
+            endpoint.consumer_error = CallbackConsumerLeft()
+        clock.ring(_alarm_of(endpoint))
+
+    return closing
+
+
+def _virtual_timestamp_wait(clock: VirtualClock) -> Callable[..., int]:
+    def wait_seconds(state: Timestamp, env: Any) -> int:
+        state.string.eval(env=env)
+        text = str(env.stack.pop())
+        at = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return max(0, math.ceil(at.timestamp() - clock.now()))
+
+    return wait_seconds
 
 
 def _history(sfn: Any, execution_arn: str) -> Iterator[dict[str, Any]]:

@@ -3,8 +3,10 @@
 Each scenario runs the synthesized state machine with the real handler on the emulator, with
 another writer's action scheduled on the virtual clock, and asserts on the emulator's own
 record: which copies it accepted from the pipeline, which instances each version holds, and
-whether a version was forced. Timings: a copy takes 45 s; CheckCopy looks 5, 15, 35, 75 s
-after StartCopy.
+whether a version was forced. Timings: a copy takes 45 s; CheckCopy looks when the copy's completion
+event wakes it (1 s after it lands here), or, with no event, completionWaitSeconds (60 s) after StartCopy.
+A scenario whose other writer must act between our copy's end and our look drops the completion events
+(best effort: the fallback look is what they then rely on), and asserts that they were dropped.
 """
 
 from __future__ import annotations
@@ -68,17 +70,32 @@ def test_our_failed_merge_is_not_reported_copied_when_another_merge_lands_after_
 ) -> None:
     other = another_part_of_the_series(emulator, 11, 12)
     emulator.faults.copy_faults.append("fail-later:Frame storage error")  # our copy fails
-    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
-        # After our copy failed (45 s) and before our 75 s look, another merge lands in the primary.
-        on_first(pipeline, "check_copy", lambda: emulator.schedule_copy(clock.now() + 41, other, study.primary))
+    theirs: list[ScheduledCopy] = []
+    # Our first look 100 s after StartCopy (no completion event comes): after our copy failed (45 s), another
+    # merge is accepted into the primary (48 s) and lands (93 s) before it.
+    with local_pipeline(emulator, clock, copyPolicy="merge-into-primary", completionWaitSeconds=100) as pipeline:
+        pipeline.events.drop = lambda event: True
+        steps = on_first(
+            pipeline,
+            "start_copy",
+            lambda: theirs.append(emulator.schedule_copy(clock.now() + 48, other, study.primary)),
+        )
         record = pipeline.run(merge_event(study.consistent))
+        dropped = [(event["detail-type"], event["detail"]["imageSetId"]) for event in pipeline.events.dropped]
     assert (record.status, record.error) == ("FAILED", "CopyFailed"), record.output
     assert "version 2" in (record.cause or "")
-    clock.advance(60)  # their copy lands too
     ours = emulator.instances(study.consistent)
     assert not ours & emulator.instances(study.primary)  # none of our data reached the primary
     assert emulator.instances(other) <= emulator.instances(study.primary)  # theirs did
     assert len(emulator.accepted_copies(study.consistent)) == 1
+    # Their merge happened: accepted after our copy failed, landed (version 3) before our one look at ours.
+    (scheduled,) = theirs
+    (their_copy,) = emulator.accepted_copies(other, by="other-writer")
+    assert scheduled.refusal is None and scheduled.accepted is their_copy and their_copy.outcome == "COPIED"
+    assert (their_copy.destination_id, their_copy.destination_version_id) == (study.primary, 3)
+    assert their_copy.completes_at <= steps.ran_at["check_copy"][0] and len(steps.ran_at["check_copy"]) == 1
+    # Both copies' outcome events, ours first.
+    assert dropped == [("Image Set Copy Failed", study.primary), ("Image Set Copied", study.primary)]
 
 
 def test_another_writers_failed_copy_after_ours_is_not_taken_for_ours(
@@ -86,13 +103,16 @@ def test_another_writers_failed_copy_after_ours_is_not_taken_for_ours(
 ) -> None:
     other = another_part_of_the_series(emulator, 11, 12)
     theirs: list[ScheduledCopy] = []
+    # After our copy landed (45 s after StartCopy) and before our look (60 s: no completion event comes), another
+    # writer's copy into the primary is accepted (48 s), to fail later.
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
+        pipeline.events.drop = lambda event: True
         steps = on_first(
             pipeline,
-            "check_copy",
+            "start_copy",
             lambda: theirs.append(
                 emulator.schedule_copy(
-                    clock.now() + 41,
+                    clock.now() + 48,
                     other,
                     study.primary,
                     outcome="COPY_FAILED",
@@ -101,7 +121,9 @@ def test_another_writers_failed_copy_after_ours_is_not_taken_for_ours(
             ),
         )
         record = pipeline.run(merge_event(study.consistent))
+        dropped = [(event["detail-type"], event["detail"]["imageSetId"]) for event in pipeline.events.dropped]
     assert record.status == "SUCCEEDED", record.cause
+    assert dropped[0] == ("Image Set Copied", study.primary)  # our copy's outcome event: the look was the fallback
     output = record.output or {}
     assert (output["status"], output["destinationVersionId"], output["forced"]) == ("COPIED", "2", False)
     assert "AuthoriseForce" not in record.states_entered()  # no force decision on another copy's error
@@ -119,13 +141,23 @@ def test_another_writers_failed_copy_after_ours_is_not_taken_for_ours(
 def test_a_metadata_update_after_our_copy_does_not_keep_us_waiting(
     emulator: HealthImagingEmulator, clock: VirtualClock, study: Study
 ) -> None:
+    updates: list[ScheduledUpdate] = []
+    # The update after our copy landed (45 s after StartCopy), before our look (60 s: no completion event comes).
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
-        on_first(pipeline, "check_copy", lambda: emulator.schedule_metadata_update(clock.now() + 41, study.primary))
+        pipeline.events.drop = lambda event: True
+        steps = on_first(
+            pipeline,
+            "start_copy",
+            lambda: updates.append(emulator.schedule_metadata_update(clock.now() + 48, study.primary)),
+        )
         record = pipeline.run(merge_event(study.consistent))
+        dropped = len(pipeline.events.dropped)
     assert record.status == "SUCCEEDED", record.cause
     assert (record.output or {})["destinationVersionId"] == "2"
     assert emulator.image_sets[(DS, study.primary)].workflow == "UPDATED"  # the image set moved on: v3
-    assert "CheckCopy" in record.states_entered() and record.states_entered().count("CheckCopy") <= 4
+    (update,) = updates
+    assert (update.refusal, update.version_id) == (None, 3) and update.at < steps.ran_at["check_copy"][0]
+    assert record.states_entered().count("CheckCopy") == 1 and dropped == 1  # one look, on our own version
 
 
 def test_two_executions_merge_into_one_primary_at_once(

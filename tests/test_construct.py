@@ -99,7 +99,9 @@ def test_the_props_are_the_settings_model_s_fields() -> None:
     ("props", "named"),
     [
         ({"datastore_id": "not-a-data-store"}, "datastore_id"),
-        ({"copy_rate_per_second": 5.0}, "copy_rate_per_second"),
+        ({"copy_rate_per_second": 51.0}, "copy_rate_per_second"),
+        ({"concurrent_copy_quota": 0}, "concurrent_copy_quota"),
+        ({"completion_wait_seconds": 0}, "completion_wait_seconds"),
         ({"copy_policy": "sometimes"}, "copy_policy"),
         ({"trigger_detail_types": ["Image Set Copied"]}, "trigger_detail_types"),
         ({"poll_initial_seconds": 60, "poll_max_seconds": 10}, "poll_max_seconds must be >= poll_initial_seconds"),
@@ -142,7 +144,7 @@ def test_public_attributes_let_the_host_wire_more() -> None:
     resolved = {
         name: stack.resolve(getattr(research, name).node.default_child.logical_id)
         for name in ("table", "function", "state_machine", "backfill_state_machine", "admission_queue",
-                     "dead_letter_queue", "dashboard", "key")
+                     "dead_letter_queue", "completion_queue", "completion_dead_letter_queue", "dashboard", "key")
     }  # fmt: skip
     assert len(set(resolved.values())) == len(resolved)
     assert len(research.alarms) == 9

@@ -143,17 +143,15 @@ def test_a_run_that_dies_between_starting_and_marking_starts_nothing_twice(
     with local_pipeline(quota_emulator, clock) as pipeline:
         import copier.dispatcher  # the pipeline's fresh module
 
-        original = copier.dispatcher.journal.record
+        original = copier.dispatcher.journal.mark_started
 
-        def lost_mark(*args: object, **kwargs: object) -> bool:
-            if args[2] == copier.dispatcher.JournalStatus.STARTED:
-                raise copier.dispatcher.TableUnavailable("DynamoDB update_item failed: InternalServerError")
-            return original(*args, **kwargs)  # type: ignore[arg-type]
+        def lost_mark(*args: object, **kwargs: object) -> None:
+            raise copier.dispatcher.TableUnavailable("DynamoDB transact_write_items failed: InternalServerError")
 
         clock.join()  # the execution stays at its first steps while the runs happen
-        copier.dispatcher.journal.record = lost_mark  # type: ignore[assignment]
+        copier.dispatcher.journal.mark_started = lost_mark  # type: ignore[assignment]
         pipeline.admit(events([source]))  # the consumer's own run starts it, then dies marking it
-        copier.dispatcher.journal.record = original  # type: ignore[assignment]
+        copier.dispatcher.journal.mark_started = original  # type: ignore[assignment]
         (pending,) = journal_entries(table_name=TABLE, status="PENDING")
         # The next run (the lease was given back): the entry is still PENDING, its execution RUNNING, held
         # before its call by the clock this test holds (advancing it would let the execution record itself).
@@ -171,12 +169,18 @@ def test_an_execution_that_ends_without_a_word_is_marked_failed_for_retry(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:
     """An execution that ends before it can record anything (aborted by hand, timed out, or here: the
-    function crashing at ValidateInput past its retries) must not leave the journal saying STARTED forever."""
+    function crashing at the dispatched execution's first step, StartCopy, and at RecordFailure, past their
+    retries) must not leave the journal saying STARTED forever."""
     from ops.cli import retry
 
     (source,) = seed_imports(quota_emulator, 1)
+
+    def crash_before_any_record(event: dict[str, object]) -> None:
+        if event.get("action") in ("start_copy", "record_failure"):
+            raise RuntimeError("Runtime.ExitError")
+
     with local_pipeline(quota_emulator, clock) as pipeline:
-        pipeline.handler_hook = crash_at_validate
+        pipeline.handler_hook = crash_before_any_record
         pipeline.admit(events([source]))  # the consumer's own run starts it
         (crashed,) = pipeline.drain_backlog()
         pipeline.handler_hook = None
@@ -192,7 +196,8 @@ def test_an_execution_that_ends_without_a_word_is_marked_failed_for_retry(
 
 
 def test_every_run_writes_the_backlogs_age_even_with_nothing_pending(clock: VirtualClock) -> None:
-    """The DispatcherSilent alarm's heartbeat: a run that finds nothing still writes OldestPendingAgeSeconds."""
+    """The dashboard's backlog age: a run that finds nothing still writes OldestPendingAgeSeconds, 0 (the
+    DispatcherSilent alarm's heartbeat is BacklogLateSeconds: tests/test_backlog_lateness.py)."""
     with local_pipeline(clock=clock) as pipeline:
         runs = [pipeline.dispatch() for _ in range(2)]
         documents = emf_documents(pipeline.logs.getvalue())
@@ -318,33 +323,40 @@ def test_a_name_whose_execution_succeeded_with_the_entry_still_pending_moves_to_
 def test_started_entries_whose_executions_timed_out_or_were_aborted_fail_and_a_running_one_is_left_alone(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:
-    """Three executions held at their first step, their entries STARTED: one aborted by hand, one timed out, one
-    still running when the dispatcher looks, an hour on. The ended ones are settled FAILED, for `ops.cli retry`."""
-    aborted, timed_out, running = seed_imports(quota_emulator, 3)
-    release = {source: threading.Event() for source in (aborted, timed_out, running)}
+    """Three executions started by one run, their entries STARTED: the first held at its first function step
+    (StartCopy: the dispatcher's input is a plan with its slot) and still running when the dispatcher looks, an
+    hour on; the two after it, waiting for their slots, one aborted by hand and one timed out. The ended ones are
+    settled FAILED, for `ops.cli retry`; the running one is left alone."""
+    sources = seed_imports(quota_emulator, 3)
+    release = threading.Event()
+    held: list[str] = []
+    reached = threading.Event()
 
-    def held_at_validate(event: dict[str, Any]) -> None:
-        if event.get("action") == "validate":
-            release[event["input"]["admitted"]["sourceImageSetId"]].wait()
+    def held_at_start(event: dict[str, Any]) -> None:
+        if event.get("action") == "start_copy":
+            held.append(event["request"]["sourceImageSetId"])
+            reached.set()
+            release.wait()
 
     with local_pipeline(quota_emulator, clock) as pipeline:
         admitted_without_a_run(pipeline, clock)
-        pipeline.handler_hook = held_at_validate
+        pipeline.handler_hook = held_at_start
         try:
             started = {arn.rsplit(":", 1)[1].split("-")[0]: arn for arn in pipeline.dispatch()}
+            assert reached.wait(timeout=60), "no execution reached StartCopy"
+            (running,) = held  # the first slot's; the others wait for theirs while it is held
+            aborted, timed_out = (source for source in sources if source != running)
             boto3.client("stepfunctions").stop_execution(executionArn=started[aborted])
             pipeline.time_out(started[timed_out])
-            for source in (aborted, timed_out):
-                release[source].set()
+            clock.advance(3_700)  # past the hour a copy may legitimately take: their waits end, and so do they
             ended = [pipeline.wait(started[source]).status for source in (aborted, timed_out)]
-            clock.advance(3_700)  # past the hour a copy may legitimately take
             dispatcher_run(pipeline)  # settles what ended
             entries = {s: journal_entries(table_name=TABLE, image_set_id=s) for s in (aborted, timed_out, running)}
+            still_held = list(held)
         finally:
-            for gate in release.values():  # never leave an execution held
-                gate.set()
+            release.set()  # never leave an execution held
         record = pipeline.wait(started[running])
-    assert ended == ["ABORTED", "TIMED_OUT"]
+    assert ended == ["ABORTED", "TIMED_OUT"] and still_held == [running]  # neither ended one reached StartCopy
     assert {s: [(e["journalStatus"], e.get("error")) for e in found] for s, found in entries.items()} == {
         aborted: [("FAILED", "ExecutionAborted")],
         timed_out: [("FAILED", "ExecutionTimedOut")],
@@ -356,7 +368,9 @@ def test_started_entries_whose_executions_timed_out_or_were_aborted_fail_and_a_r
 def test_the_backlogs_age_is_how_long_its_oldest_entry_has_waited(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:
-    """OldestPendingAgeSeconds (the BacklogAge alarm's metric), written by the dispatcher and by reconciliation."""
+    """OldestPendingAgeSeconds (the dashboard's), written by the dispatcher and by reconciliation; and
+    BacklogLateSeconds (the BacklogLate alarm's), by the dispatcher alone: no copy was planned ahead of these
+    entries, so they were due when admitted, and are as late as they are old."""
     seed_imports(quota_emulator, 2)
     with local_pipeline(quota_emulator, clock) as pipeline:
         admitted_without_a_run(pipeline, clock)
@@ -369,6 +383,8 @@ def test_the_backlogs_age_is_how_long_its_oldest_entry_has_waited(
         documents = emf_documents(pipeline.logs.getvalue()[written:])
         pending = journal_entries(table_name=TABLE, status="PENDING")
     ages = [d["OldestPendingAgeSeconds"] for d in documents if "OldestPendingAgeSeconds" in d]
+    late = [d["BacklogLateSeconds"] for d in documents if "BacklogLateSeconds" in d]
     assert (run["started"], sweep["missed"], len(pending)) == ([], 0, 2)
     assert ages == [[90.0], [90.0]]
+    assert late == [[90.0]]
     assert run["oldest_pending_seconds"] == sweep["oldest_pending_seconds"] == 90.0

@@ -677,6 +677,54 @@ def test_a_destination_deleted_mid_copy_gets_nothing(
     assert status(client, study["consistent"]) == ("1", "ACTIVE", "CREATED")
 
 
+# --- copy outcome events: what HealthImaging sends to EventBridge when a copy lands -------------------
+def test_a_copy_that_lands_announces_itself_about_its_destination_and_the_version_it_made(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    heard: list[dict[str, Any]] = []
+    scheduled: list[float] = []
+    emulator.event_listeners.append(heard.append)
+    emulator.timeline_listeners.append(scheduled.append)
+    t0 = clock.now()
+    new = copy(client, study["consistent"])["destinationImageSetProperties"]["imageSetId"]
+    clock.advance(4)  # the next CopyImageSet token
+    emulator.faults.copy_faults.append("fail-later:Frame storage error")
+    copy(client, study["inconsistent"], study["primary"], force=True)
+    assert scheduled == [t0 + 45, t0 + 49] and heard == []  # told when, announced only when it happens
+    clock.advance(45)
+    emulator.settle()
+    assert [(e["detail-type"], e["detail"]["imageSetId"], e["detail"]["imageSetWorkflowStatus"]) for e in heard] == [
+        ("Image Set Copied", new, "COPIED"),
+        ("Image Set Copy Failed", study["primary"], "COPY_FAILED"),
+    ]
+    (copied, failed) = heard
+    assert (copied["source"], copied["time"]) == ("aws.medical-imaging", "2026-01-01T00:00:45Z")
+    assert copied["detail"] == {  # the developer guide's example's fields (event-notifications)
+        "imagingVersion": "1.0",
+        "datastoreId": DS,
+        "imageSetId": new,
+        "imageSetVersion": "1",
+        "isPrimary": False,
+        "imageSetState": "ACTIVE",
+        "imageSetWorkflowStatus": "COPIED",
+    }
+    primary = client.get_image_set(datastoreId=DS, imageSetId=study["primary"])
+    assert (failed["detail"]["imageSetVersion"], failed["detail"]["isPrimary"]) == (primary["versionId"], True)
+
+
+def test_another_writers_copy_is_announced_too_and_a_deleted_destination_not_at_all(
+    client: Any, study: dict[str, str], emulator: HealthImagingEmulator, clock: VirtualClock
+) -> None:
+    heard: list[dict[str, Any]] = []
+    emulator.event_listeners.append(heard.append)
+    emulator.schedule_copy(clock.now(), study["inconsistent"], study["primary"], force=True)
+    copy(client, study["consistent"])
+    emulator.delete_image_set(DS, emulator.accepted[-1].destination_id)
+    clock.advance(60)
+    emulator.settle()
+    assert [e["detail"]["imageSetId"] for e in heard] == [study["primary"]]
+
+
 def test_large_documents_are_served_as_seeded_and_merged_instance_by_instance(
     emulator: HealthImagingEmulator, client: Any, clock: VirtualClock
 ) -> None:

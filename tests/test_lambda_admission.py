@@ -15,7 +15,7 @@ from function_stubs import DATASTORE, FUNCTION_ENV, Function
 from hypothesis import given
 from hypothesis import strategies as st
 
-from copier import admission, pacing
+from copier import admission, dispatcher, pacing
 from offline.clock import VirtualClock
 
 RATE = 0.24
@@ -116,6 +116,95 @@ def test_every_plan_is_inside_its_period_spaced_by_the_rate_and_as_full_as_allow
         assert first + len(starts) / rate >= now + period - 1e-9 * max(1.0, now)
 
 
+# --- permits: the data store's concurrent-copy quota --------------------------------------------
+@given(
+    capacity=st.integers(min_value=1, max_value=50),
+    busy=st.lists(st.floats(min_value=0, max_value=200, allow_nan=False), max_size=80),
+    copy_seconds=st.floats(min_value=1, max_value=120),
+    rate=st.floats(min_value=0.05, max_value=50.0),
+    pending=st.integers(min_value=0, max_value=500),
+)
+def test_no_plan_puts_more_copies_in_flight_than_the_quota(
+    capacity: int, busy: list[float], copy_seconds: float, rate: float, pending: int
+) -> None:
+    permits = admission.Permits(capacity, tuple(busy), copy_seconds)
+    starts = admission.plan_starts(0.0, 0.0, pending, rate, 67.0, permits=permits)
+    spans = [(-1.0, end) for end in busy] + [(start, start + copy_seconds) for start in starts]
+    for at in [0.0, *starts]:  # in flight at each call: never more than the quota, counting the new one
+        assert sum(1 for begin, end in spans if begin <= at < end) <= max(capacity, len([e for e in busy if e > at]))
+    assert all(later - earlier >= 1 / rate - 1e-9 for earlier, later in itertools.pairwise(starts))
+    assert all(0.0 <= start < 67.0 for start in starts) and len(starts) <= pending
+
+
+def test_a_full_quota_waits_for_the_first_copy_to_land() -> None:
+    permits = admission.Permits(2, (30.0, 50.0), 45.0)
+    assert admission.plan_starts(0.0, 0.0, 3, 10.0, 67.0, permits=permits) == [30.0, 50.0]  # 75.0: next run's
+
+
+def test_free_permits_start_at_the_pace() -> None:
+    permits = admission.Permits(100, (), 45.0)
+    assert admission.plan_starts(0.0, 2.0, 3, 4.0, 67.0, permits=permits) == pytest.approx([2.0, 2.25, 2.5])
+
+
+# --- the adaptive pace (AIMD): a quota shared with other clients -------------------------------
+def test_pushbacks_slow_the_pace_to_the_share_that_went_through_at_most_halving_it() -> None:
+    assert pacing.slowed(10.0, 10.0, pushbacks=100, calls=600) == pytest.approx(10.0 * (500 / 600) * 0.98)
+    assert pacing.slowed(10.0, 10.0, pushbacks=550, calls=600) == 5.0  # at most halved
+    assert pacing.slowed(0.6, 10.0, pushbacks=9, calls=10) == 0.5  # never under the floor (5% of the rate)
+
+
+def test_quiet_runs_speed_the_pace_up_by_a_doubling_step_up_to_the_rate() -> None:
+    steps = [pacing.recovered(5.0, 10.0, quiet_runs=quiet) - 5.0 for quiet in range(7)]
+    assert steps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 1.6, 1.6])
+    assert pacing.recovered(9.9, 10.0, quiet_runs=4) == 10.0
+
+
+def test_a_run_adapts_from_the_counts_on_the_pacing_item() -> None:
+    assert pacing.adapted({}, 0.24) == (0.24, 1)  # nothing known: the configured rate
+    assert pacing.adapted({"pace": 0.2, "quietRuns": 2}, 0.24) == (pytest.approx(0.2096), 3)
+    slowed, quiet = pacing.adapted({"pace": 0.24, "pushbacks": 3, "handed": 12, "quietRuns": 5}, 0.24)
+    assert slowed == pytest.approx(0.24 * 0.75 * 0.98) and quiet == 0
+    assert pacing.adapted({"pace": 50.0}, 1.0) == (1.0, 1)  # a lowered copyRatePerSecond takes effect at once
+
+
+# --- how late the backlog is (alarm BacklogLate): what its size does not explain ----------------
+def test_a_backlog_served_at_the_promised_rate_is_never_late_however_large() -> None:
+    """A 1M backfill admitted at once (50 a second for 5.6 h) and started at 0.24/s, a minute's copies a run:
+    its oldest copy waits up to 48 days and is never late."""
+    admitted = [i / 50 for i in range(1_000_000)]
+    due, now, worst, total = None, 0.0, 0.0, 0
+    while total < len(admitted) and now < 60 * 86_400:
+        # The run's slots: 1/rate apart, on from the last run's, up to the horizon.
+        slots = int((now + dispatcher.HORIZON_SECONDS) * RATE) - total
+        due = dispatcher.due_after(due, admitted[total : total + slots], RATE)
+        total = min(total + slots, len(admitted))
+        head = admitted[total] if total < len(admitted) and admitted[total] <= now else None
+        worst = max(worst, dispatcher.lateness(due, head, now))
+        now += dispatcher.PERIOD_SECONDS
+    assert total == len(admitted) and now > 48 * 86_400  # drained, after 48 days
+    assert worst <= dispatcher.PERIOD_SECONDS
+
+
+def test_a_backlog_nothing_starts_is_late_by_the_time_nothing_started() -> None:
+    due = dispatcher.due_after(None, [100.0, 100.0], RATE)
+    assert due == pytest.approx(100.0 + 2 * INTERVAL)
+    assert dispatcher.lateness(due, 100.0, now=100.0 + 2 * INTERVAL) == 0.0  # the third copy: due now
+    assert dispatcher.lateness(due, 100.0, now=3_700.0 + 2 * INTERVAL) == pytest.approx(3_600.0)  # an hour stopped
+    assert dispatcher.lateness(due, None, now=10_000.0) == 0.0  # no backlog: nothing late
+    assert dispatcher.lateness(None, 500.0, now=560.0) == 60.0  # the first copy ever: due when admitted
+
+
+def test_a_copy_admitted_after_the_backlog_drained_is_due_when_admitted() -> None:
+    due = dispatcher.due_after(None, [0.0], RATE)
+    assert dispatcher.due_after(due, [1_000.0], RATE) == pytest.approx(1_000.0 + INTERVAL)
+    assert dispatcher.lateness(due, 1_000.0, now=1_030.0) == 30.0
+
+
+def test_the_promised_rate_is_the_setting_or_the_concurrent_copy_quota_over_a_copys_duration() -> None:
+    assert dispatcher.promised_rate(0.24, 100, 45.0) == 0.24
+    assert dispatcher.promised_rate(9.9, 100, 45.0) == pytest.approx(100 / 45)
+
+
 # --- the dispatcher's runs: one schedule, kept from run to run --------------------------------------
 # A run starts the backlog's oldest entries on slots 1/rate apart, from the later of now + the hold lead and
 # one interval after the last slot the previous run planned, up to the next run's first (now + the horizon).
@@ -152,7 +241,7 @@ def function_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def dispatcher(function: Function) -> Iterator[Dispatcher]:
+def dispatcher_runs(function: Function) -> Iterator[Dispatcher]:
     boto3.client("stepfunctions").create_state_machine(
         name="copy",
         definition=json.dumps({"StartAt": "Copy", "States": {"Copy": {"Type": "Pass", "End": True}}}),
@@ -163,23 +252,25 @@ def dispatcher(function: Function) -> Iterator[Dispatcher]:
         yield Dispatcher(function, clock, clock.now())
 
 
-def test_each_run_plans_on_from_the_last_slot_the_run_before_planned(dispatcher: Dispatcher) -> None:
-    dispatcher.admit(40)
+def test_each_run_plans_on_from_the_last_slot_the_run_before_planned(dispatcher_runs: Dispatcher) -> None:
+    dispatcher_runs.admit(40)
     # 2 s to 64.5 s: 16 slots; then from 64.5 + 4.17 s (not from 52 s: 16 more) to 117 s: 12.
-    assert [dispatcher.run_at(0), dispatcher.run_at(50)] == [16, 12]
+    assert [dispatcher_runs.run_at(0), dispatcher_runs.run_at(50)] == [16, 12]
 
 
-def test_the_next_run_plans_on_from_the_last_copy_started_not_the_last_slot_planned(dispatcher: Dispatcher) -> None:
-    dispatcher.admit(3)
-    first = dispatcher.run_at(0)  # 3 of 16 slots: the last one used is at 10.3 s
-    dispatcher.admit(20)
+def test_the_next_run_plans_on_from_the_last_copy_started_not_the_last_slot_planned(
+    dispatcher_runs: Dispatcher,
+) -> None:
+    dispatcher_runs.admit(3)
+    first = dispatcher_runs.run_at(0)  # 3 of 16 slots: the last one used is at 10.3 s
+    dispatcher_runs.admit(20)
     # From 10.3 + 4.17 s to 73 s: 15 (from the plan's last slot, 64.5 s, it would be 2).
-    assert [first, dispatcher.run_at(6)] == [3, 15]
+    assert [first, dispatcher_runs.run_at(6)] == [3, 15]
 
 
-def test_a_run_that_starts_nothing_keeps_the_schedule(dispatcher: Dispatcher) -> None:
-    dispatcher.admit(3)
-    runs = [dispatcher.run_at(0), dispatcher.run_at(5)]  # the second finds nothing to start
-    dispatcher.admit(20)
-    runs.append(dispatcher.run_at(6))  # still from 10.3 + 4.17 s: 15 (a forgotten schedule: 16, from 8 s)
+def test_a_run_that_starts_nothing_keeps_the_schedule(dispatcher_runs: Dispatcher) -> None:
+    dispatcher_runs.admit(3)
+    runs = [dispatcher_runs.run_at(0), dispatcher_runs.run_at(5)]  # the second finds nothing to start
+    dispatcher_runs.admit(20)
+    runs.append(dispatcher_runs.run_at(6))  # still from 10.3 + 4.17 s: 15 (a forgotten schedule: 16, from 8 s)
     assert runs == [3, 0, 15]

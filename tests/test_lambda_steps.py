@@ -509,6 +509,22 @@ def test_slots_are_spaced_by_the_configured_rate(function: Function, monkeypatch
     assert [slot["waitSeconds"] for slot in slots] == [0, 4, 8, 12]  # whole seconds, ending 2 s or less before
 
 
+def test_the_previous_release_s_reservation_payload_is_read_and_bounded(
+    function: Function, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0.1.0's ReserveCopySlot sends {"action": "reserve_slot", "reservations": n} (an execution in flight across
+    the upgrade): the count is this copy's slots so far, and bounds its pushbacks as `slot.reservations` does."""
+    monkeypatch.setattr(function.modules.clock, "now", lambda: 1_000.0)
+    reserved = function.invoke({"action": "reserve_slot", "reservations": 3})
+    assert (reserved["at"], reserved["reservations"], reserved["waitSeconds"]) == (1_002.0, 4, 0)
+    with pytest.raises(Exception) as stopped:
+        function.invoke({"action": "reserve_slot", "reservations": 5 + 10})  # its own 5, throttleRetryAttempts 10
+    assert type(stopped.value).__name__ == "CopyThrottled" and "15 reserved slots" in str(stopped.value)
+    with pytest.raises(Exception) as refused:  # the payload's other fields are still refused
+        function.invoke({"action": "reserve_slot", "reservations": 3, "waitSeconds": 4})
+    assert type(refused.value).__name__ == "InvalidCopyRequest" and "waitSeconds" in str(refused.value)
+
+
 # --- dispatch (the schedule rule's action) -----------------------------------------------
 def test_a_dispatch_without_its_state_machine_fails_naming_the_setting_before_any_call(function: Function) -> None:
     with pytest.raises(Exception) as raised:

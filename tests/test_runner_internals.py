@@ -16,14 +16,25 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.table import Table
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk,
+    state_task_service_callback,
+    state_task_service_sfn,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, CallbackPoolManager
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution import Execution
@@ -68,9 +79,45 @@ def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
         "items",
     ]
     assert "cast_value <" in inspect.getsource(dynamodb_models.DynamoType.__lt__)
+    # The callback pattern (AwaitCopy): the wait for a task token, its notification, the end of its task; the
+    # real-time wait around every task; a timestamp Wait's seconds; the SDK integration's client.
+    assert list(inspect.signature(CallbackEndpoint.wait).parameters) == ["self", "timeout"]
+    assert list(inspect.signature(CallbackEndpoint.notify).parameters) == ["self", "outcome"]
+    assert "callback_endpoint.wait(" in inspect.getsource(
+        state_task_service_callback.StateTaskServiceCallback._wait_for_task_token_timeout
+    )
+    assert "callback_endpoint.interrupt_all()" in inspect.getsource(
+        state_task_service_callback.StateTaskServiceCallback._eval_integration_pattern
+    )
+    assert "consumer_error" in inspect.getsource(CallbackPoolManager.notify)  # a closed task's token is refused
+    source = inspect.getsource(execute_state.ExecutionState._evaluate_with_timeout)
+    assert "threading.Event()" in source and "terminated_event.wait(timeout_seconds)" in source
+    assert list(inspect.signature(Timestamp._get_wait_seconds).parameters) == ["self", "env"]
+    assert "datetime.datetime.now()" in inspect.getsource(Timestamp._get_wait_seconds)
+    assert state_task_service_aws_sdk.boto_client_for is lambda_eval_utils.boto_client_for
     # Called by LocalPipeline.time_out: an execution's worker, its environment, and the time-out moto sets.
     assert list(inspect.signature(Environment.set_timed_out).parameters) == ["self"]
     assert "exec_worker" in inspect.get_annotations(Execution) and "env" in inspect.getsource(ExecutionWorker.__init__)
+
+
+def test_states_all_takes_any_error_but_the_terminal_ones_as_step_functions_does() -> None:
+    """moto's States.ALL takes States.Runtime too (an intrinsic function failing on the state's data): the
+    runner's does not, so a workflow that would fail on AWS fails here."""
+    error_equals = runner._error_equals(ErrorEqualsDecl._eval_body)
+    runtime = StatesErrorName(typ=StatesErrorNameType.StatesRuntime)
+
+    def matches(caught: list[Any], error: Any) -> bool:
+        env = mock.Mock(stack=[error])
+        error_equals(ErrorEqualsDecl(caught), env)
+        (matched,) = env.stack
+        return bool(matched)
+
+    states_all = [StatesErrorName(typ=StatesErrorNameType.StatesALL)]
+    assert not matches(states_all, runtime)
+    assert not matches(states_all, StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded))
+    assert matches(states_all, CustomErrorName("CopyThrottled"))
+    assert matches(states_all, StatesErrorName(typ=StatesErrorNameType.StatesTimeout))
+    assert matches([runtime], runtime)  # named, it is caught
 
 
 def test_the_runners_sorts_give_motos_order() -> None:

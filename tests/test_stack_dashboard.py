@@ -94,7 +94,8 @@ def test_the_dashboard_plots_every_metric_the_function_emits_and_nothing_else(te
     expected_dimensions = [part for name in dimension_names for part in (name, document[name])]
     for metric in ours:
         assert metric[2:-1] == expected_dimensions, metric
-        assert metric[-1]["stat"] == ("Maximum" if metric[1] in metrics.BACKLOG else "Sum")
+        gauges = {**dict.fromkeys(metrics.BACKLOG, "Maximum"), **dict.fromkeys(metrics.PACE, "Minimum")}
+        assert metric[-1]["stat"] == gauges.get(metric[1], "Sum")
 
 
 def test_the_dashboard_shows_executions_by_status_function_throttles_dlq_depth_and_alarms(
@@ -123,7 +124,7 @@ def test_the_dashboard_url_is_an_output(template: dict[str, Any]) -> None:
 def test_the_backlog_row_shows_its_way_in_its_way_out_and_its_age(template: dict[str, Any]) -> None:
     (backlog,) = [w for w in _widgets(template) if w["properties"].get("title", "").startswith("Backlog: oldest")]
     plotted = [metric[1] for metric in backlog["properties"]["metrics"]]
-    assert plotted == ["OldestPendingAgeSeconds", "ApproximateNumberOfMessagesVisible"]
+    assert plotted == ["OldestPendingAgeSeconds", "BacklogLateSeconds", "ApproximateNumberOfMessagesVisible"]
     (queue_metric,) = [m for m in backlog["properties"]["metrics"] if m[0] == "AWS/SQS"]
     admission_queue = next(name for name in resources(template, "AWS::SQS::Queue") if "AdmissionQueue" in name)
     assert admission_queue in json.dumps(queue_metric)

@@ -52,7 +52,12 @@ def test_only_the_import_rule_may_send_to_the_admission_queue_and_use_its_key(te
     (import_rule,) = [
         refs[f"{rule_id}.Arn"]
         for rule_id, rule in resources(template, "AWS::Events::Rule").items()
-        if "EventPattern" in rule["Properties"]
+        if "Image Set Created" in rule["Properties"].get("EventPattern", {}).get("detail-type", [])
+    ]
+    (completion_rule,) = [
+        refs[f"{rule_id}.Arn"]
+        for rule_id, rule in resources(template, "AWS::Events::Rule").items()
+        if "Image Set Copied" in rule["Properties"].get("EventPattern", {}).get("detail-type", [])
     ]
     ((key_id, key),) = resources(template, "AWS::KMS::Key").items()
     key_policy = resolved(key["Properties"]["KeyPolicy"], refs)
@@ -63,6 +68,7 @@ def test_only_the_import_rule_may_send_to_the_admission_queue_and_use_its_key(te
     strangers = (
         f"arn:aws:events:{REGION}:444455556666:rule/someone-elses",  # another account's rule
         f"arn:aws:events:{REGION}:{ACCOUNT}:rule/another-rule",  # another rule of this account
+        completion_rule,  # the stack's own copy outcome events: never admitted (copy storm)
     )
     for stranger in strangers:
         assert decide([policy], _events("sqs:SendMessage", queue_arn, stranger)) == Decision.EXPLICIT_DENY

@@ -34,6 +34,13 @@ pytestmark = pytest.mark.slow
 
 RELEASE = Path(__file__).resolve().parent / "fixtures" / "v0.1.0"
 STATEFUL = ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::KMS::Key", "AWS::Logs::LogGroup", "AWS::SNS::Topic")
+# Resources of the previous release this one removes on purpose, and why. Stateless only: a deploy deletes them
+# and loses nothing (the test below refuses a stateful one here).
+INTENDED_REMOVALS = {
+    # The backlog's age alarm, replaced by BacklogLate (alarm MonitoringBacklogLate...): a 1M backfill's age is
+    # weeks on time, so the alarm watches how late the oldest copy is instead (docs/operations.md, Alarms).
+    "MonitoringBacklogAge056EF81C": "AWS::CloudWatch::Alarm",
+}
 
 
 def release_resources() -> dict[str, dict[str, str]]:
@@ -49,7 +56,10 @@ def current_resources() -> dict[str, Any]:
 def test_every_resource_of_the_previous_release_keeps_its_logical_id_and_type() -> None:
     before = {logical_id: resource["Type"] for logical_id, resource in release_resources().items()}
     now = {logical_id: resource["Type"] for logical_id, resource in current_resources().items()}
-    assert {k: v for k, v in before.items() if now.get(k) != v} == {}, "renamed or retyped: an upgrade replaces them"
+    changed = {k: v for k, v in before.items() if now.get(k) != v}
+    assert changed == INTENDED_REMOVALS, "renamed or retyped: an upgrade replaces them"
+    assert not set(INTENDED_REMOVALS) & set(now)  # removed, not kept under another type
+    assert not any(kind in STATEFUL for kind in INTENDED_REMOVALS.values())
     assert sum(kind in STATEFUL for kind in before.values()) == 8  # table, 2 queues, key, 3 log groups, topic
 
 
@@ -146,6 +156,13 @@ def deploy_current_definition(pipeline: LocalPipeline) -> None:
     )
 
 
+def table_item(key: str) -> dict[str, Any] | None:
+    item: dict[str, Any] | None = (
+        boto3.client("dynamodb", region_name=REGION).get_item(TableName=TABLE, Key={"id": {"S": key}}).get("Item")
+    )
+    return item
+
+
 def journal_status(image_set_id: str) -> str:
     (entry,) = journal_entries(table_name=TABLE, image_set_id=image_set_id)
     return str(entry["journalStatus"])
@@ -176,7 +193,8 @@ def test_a_pending_journal_entry_is_dispatched_and_copied_once() -> None:
 
 def test_an_execution_waiting_for_its_slot_copies_once_and_the_backlog_follows() -> None:
     """0.1.0's execution resumes at WaitForCopySlot on its pacing item; the current dispatcher reads 0.1.0's
-    schedule item and starts the entry 0.1.0 left PENDING, on the current definition."""
+    pacing item (nextSlot alone), finishes its schedule item and starts the entry 0.1.0 left PENDING, on the
+    current definition (with its plan and slot: RouteCopy, then straight to WaitForCopySlot)."""
     name = RECORDS["dispatched"]["execution"]["name"]
     with pipeline_on("dispatched", "waitingForSlot", resumed("copy", "WaitForCopySlot")) as (pipeline, emulator):
         assert (journal_status(PRIMARY), journal_status(SECOND_STUDY)) == ("STARTED", "PENDING")
@@ -186,9 +204,36 @@ def test_an_execution_waiting_for_its_slot_copies_once_and_the_backlog_follows()
         assert waited.status == "SUCCEEDED", f"0.1.0's execution at WaitForCopySlot: {waited.error} {waited.cause}"
         (following,) = pipeline.drain_backlog()
         assert following.status == "SUCCEEDED", f"0.1.0's PENDING entry: {following.error} {following.cause}"
-        assert "ValidateInput" in following.states_entered()  # the current definition, from its start
+        # The current definition, from its start (0.1.0's started at ValidateInput, and had no AwaitCopy).
+        assert following.states_entered()[:2] == ["RouteCopy", "WaitForCopySlot"]
+        assert "AwaitCopy" in following.states_entered()
+        assert table_item("dispatcher#schedule") is None  # 0.1.0's schedule item: finished
         assert (journal_status(PRIMARY), journal_status(SECOND_STUDY)) == ("COPIED", "COPIED")
     assert [len(emulator.accepted_copies(source)) for source in (PRIMARY, SECOND_STUDY)] == [1, 1]
+
+
+def test_a_dispatcher_run_of_the_previous_release_under_way_at_the_deploy_is_waited_for() -> None:
+    """0.1.0's dispatcher leased its runs on its schedule item: a run of it still under way at the deploy (its
+    lease 30 s from its end) keeps the current dispatcher from starting anything until the lease ends; then the
+    current dispatcher starts the entry 0.1.0 left PENDING, once, and removes 0.1.0's item."""
+    with pipeline_on("dispatched", "waitingForSlot") as (pipeline, emulator):
+        lease_until = pipeline.clock.now() + 30
+        boto3.client("dynamodb", region_name=REGION).update_item(
+            TableName=TABLE,
+            Key={"id": {"S": "dispatcher#schedule"}},
+            UpdateExpression="SET leaseUntil = :until",
+            ExpressionAttributeValues={":until": {"N": str(lease_until)}},
+        )
+        held_off = pipeline.call_function({"action": "dispatch"})
+        still_there = table_item("dispatcher#schedule")
+        pipeline.clock.advance(30)
+        (following,) = pipeline.drain_backlog()
+        assert following.status == "SUCCEEDED", f"0.1.0's PENDING entry: {following.error} {following.cause}"
+        assert journal_status(SECOND_STUDY) == "COPIED"
+        assert table_item("dispatcher#schedule") is None
+    assert (held_off["ran"], held_off["started"]) == (False, [])
+    assert still_there is not None and still_there["leaseUntil"] == {"N": str(lease_until)}
+    assert len(emulator.accepted_copies(SECOND_STUDY)) == 1
 
 
 def test_an_execution_waiting_for_its_copy_finishes_on_the_copy_it_started() -> None:
@@ -225,6 +270,19 @@ def test_a_start_repeated_after_the_upgrade_is_answered_by_the_previous_release_
     assert emulator.copy_image_set_calls() == []
     suppressed = emf_metrics(logs).get("DuplicatesSuppressed")
     assert suppressed == (1 if answered_by == "idempotency record" else None)
+
+
+def test_a_start_answered_by_the_previous_release_s_idempotency_record_waits_on_the_current_definition() -> None:
+    """A new execution of a request 0.1.0 started (an operator's retry after the deploy): StartCopy's answer is
+    0.1.0's, kept for copyRecordRetentionDays, and has no wakeSince; the current definition's AwaitCopy needs
+    one (a missing path fails the execution with States.Runtime, which no catch takes): the wait starts now."""
+    with pipeline_on("dispatched", "waitingForCopy") as (pipeline, emulator):
+        record = pipeline.run(saved_state("dispatched", "executionInput"))
+        assert record.status == "SUCCEEDED", f"0.1.0's answer on the current definition: {record.error} {record.cause}"
+        assert "AwaitCopy" in record.states_entered()
+        logs = pipeline.logs.getvalue()
+    assert emulator.copy_image_set_calls() == []
+    assert emf_metrics(logs).get("DuplicatesSuppressed") == 1  # 0.1.0's answer it was
 
 
 def test_an_unconfirmed_copy_is_confirmed_from_the_previous_release_s_copy_record() -> None:

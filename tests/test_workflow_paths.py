@@ -175,7 +175,7 @@ def test_bad_input_fails_fast_naming_the_field(
     with local_pipeline(emulator, clock) as pipeline:
         record = pipeline.run(bad)
     assert (record.status, record.error) == ("FAILED", "InvalidCopyRequest")
-    assert record.states_entered() == ["ValidateInput", "InvalidInput"]
+    assert record.states_entered() == ["RouteCopy", "ValidateInput", "InvalidInput"]
     cause = json.loads(record.cause or "{}")
     assert cause["errorMessage"].startswith("invalid")
     assert emulator.calls == []  # no HealthImaging call at all

@@ -1,25 +1,44 @@
-"""Admission by one paced dispatcher: how many queued copies to start in this dispatch, and when.
+"""How many backlog copies one dispatcher run starts, and the slot of each: the pace, and the data
+store's concurrent-copy quota.
 
-Copies wait in a durable backlog, not in executions. One scheduled dispatcher (the only writer
-of the schedule: no contention on a shared item) runs every period and starts the next copies,
-each with its own start time 1/rate after the previous one. Whatever the backlog's size, the
-CopyImageSet calls are spaced by the quota, no execution waits longer than about one period
-(far inside its timeout), and the Lambda concurrency the executions need stays small.
+The slots of a run are 1/pace apart from the first free one, all before the next run's (`horizon`). A copy
+holds one of the data store's concurrent copies from its call until it lands; HealthImaging refuses a
+call over the quota (ServiceQuotaExceededException), so a run also gives each copy a permit: `Permits`
+says how many there are, when the copies in flight or already planned should give theirs back, and how
+long a copy holds one (measured by the dispatcher, copier.dispatcher). A slot waits for the earliest
+permit free at its time, so whatever the pace, copies in flight never exceed the quota; at a pace above
+quota / copy duration, the permits set the schedule instead.
 
-Chosen by `python -m benchmarks.scale`, which drives this function; copier.dispatcher calls it in the
-deployed stack, and keeps the schedule between its runs (the last slot it planned) itself.
+Pure functions: `python -m benchmarks.scale` drives these same ones; copier.dispatcher calls them in the
+deployed stack, and keeps the schedule between its runs (the pacing item's next free slot) itself.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Permits:
+    capacity: int  # the data store's concurrent-copy quota
+    busy_until: tuple[float, ...]  # when each copy in flight or planned should give its permit back
+    copy_seconds: float  # how long a new copy holds one
 
 
 def plan_starts(
-    now: float, next_free_slot: float, pending: int, rate_per_second: float, period_seconds: float
+    now: float,
+    next_free_slot: float,
+    pending: int,
+    rate_per_second: float,
+    period_seconds: float,
+    *,
+    permits: Permits | None = None,
 ) -> list[float]:
-    """Start times for this dispatch, oldest copy first: from the later of `now` and the next free
-    slot, 1/rate apart, all before the next dispatch (`now + period_seconds`), at most `pending`."""
+    """Start times for this run, oldest copy first: from the later of `now` and the next free slot, at least
+    1/rate apart (the adapted pace), each when a permit is free (if `permits`), all before the next run's
+    (`now + period_seconds`: the horizon), at most `pending`."""
     if rate_per_second <= 0 or period_seconds <= 0:
         raise ValueError("rate_per_second and period_seconds must be positive")
     interval = 1.0 / rate_per_second
@@ -27,8 +46,24 @@ def plan_starts(
     end = now + period_seconds
     if pending <= 0 or first >= end:
         return []
-    count = min(pending, math.ceil((end - first) / interval))
-    # Multiplied, not accumulated, so float error does not drift the last slot of a long plan; a quotient
-    # rounded up past a whole number can add one start at the period's end: that one is the next dispatch's.
-    starts = [first + index * interval for index in range(count)]
-    return [start for start in starts if start < end]
+    if permits is None:
+        count = min(pending, math.ceil((end - first) / interval))
+        # Multiplied, not accumulated, so float error does not drift the last slot of a long plan; a quotient
+        # rounded up past a whole number can add one start at the horizon's end: that one is the next run's.
+        starts = [first + index * interval for index in range(count)]
+        return [start for start in starts if start < end]
+    # Free permits are free now; the others when their copies should land (with more copies in flight than
+    # permits, the first to land free none: only the latest `capacity` of them count). Each slot takes the
+    # earliest free permit, which its copy then holds for copy_seconds.
+    free_at = sorted([now] * max(0, permits.capacity - len(permits.busy_until)) + list(permits.busy_until))
+    free_at = free_at[len(free_at) - permits.capacity :] if permits.capacity > 0 else []
+    starts = []
+    candidate = first
+    while free_at and len(starts) < pending:
+        start = max(candidate, free_at[0])
+        if start >= end:
+            break
+        heapq.heapreplace(free_at, start + permits.copy_seconds)
+        starts.append(start)
+        candidate = start + interval
+    return starts

@@ -93,6 +93,14 @@ def by_id(record_id: str) -> CopyRecord | None:
     return CopyRecord.model_validate(item) if item else None
 
 
+class RecordExists(Exception):
+    """begin_call found a record of this request where it expected none (read it with the write)."""
+
+    def __init__(self, record: CopyRecord) -> None:
+        super().__init__(record.id)
+        self.record = record
+
+
 def begin_call(
     request: CopyRequest,
     *,
@@ -101,7 +109,9 @@ def begin_call(
     baseline_version_id: str | None,
     execution_id: str | None,
 ) -> CopyRecord:
-    """Record that CopyImageSet is about to be called. Fails if another call was recorded meanwhile."""
+    """Record that CopyImageSet is about to be called. With no `previous`, the write is the read too: a
+    record of this request found instead raises RecordExists with it. Fails (CopyConflict) if another call
+    was recorded since `previous`."""
     record = CopyRecord(
         id=request_key(request),
         status=CopyStatus.CALLING,
@@ -117,7 +127,10 @@ def begin_call(
         execution_id=execution_id,
     )
     if previous is None:
-        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(id)"}
+        condition: dict[str, Any] = {
+            "ConditionExpression": "attribute_not_exists(id)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
     else:
         condition = {
             "ConditionExpression": "calls = :calls AND #status IN (:refused, :not_accepted)",
@@ -129,6 +142,8 @@ def begin_call(
     try:
         table.call("put_item", Item=record.item(), **condition)
     except TableUnavailable as error:
+        if table.is_condition_failure(error) and previous is None and error.item:
+            raise RecordExists(CopyRecord.model_validate(error.item)) from None
         if table.is_condition_failure(error):
             # Powertools idempotency serialises starts of one request; this is the rare race past it.
             raise CopyConflict("another execution is starting this same copy") from None

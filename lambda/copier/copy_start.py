@@ -71,15 +71,18 @@ def persistence() -> DynamoDBPersistenceLayer:
 
 
 def progress_of(record: CopyRecord) -> CopyProgress:
-    """The wait loop's view of an accepted copy."""
+    """The wait loop's view of an accepted copy: it waits for the completion event from the call on."""
+    called = int(record.requested_at)
     return CopyProgress(
         status="COPYING",
         destination_image_set_id=record.destination_image_set_id,
         destination_version_id=record.destination_version_id,
         baseline_version_id=record.baseline_version_id,
         source_version_id=record.source_version_id,
-        next_poll_seconds=load_settings().poll_initial_seconds,
+        next_poll_seconds=load_settings().completion_wait_seconds,
         forced=record.forced,
+        started_at=called,
+        wake_since=called,
     )
 
 
@@ -120,10 +123,25 @@ def _baseline_version(request: CopyRequest, destination: dict[str, Any]) -> str:
     return latest
 
 
-def start_copy(*, request: CopyRequest, execution_id: str | None = None, slot_at: float | None = None) -> CopyProgress:
-    """Start the copy once, calling CopyImageSet on its slot (`slot_at`, from ReserveCopySlot); later calls
-    with the same request get this answer (Powertools idempotency: keyed on the request alone)."""
-    return _idempotent_start_copy()(request=request, execution_id=execution_id, slot_at=slot_at)
+def start_copy(
+    *,
+    request: CopyRequest,
+    execution_id: str | None = None,
+    slot_at: float | None = None,
+    planned: bool = False,
+    first_attempt: bool = True,
+) -> CopyProgress:
+    """Start the copy once, calling CopyImageSet on its slot (`slot_at`: the dispatcher's, `planned`, or one
+    ReserveCopySlot reserved); later calls with the same request get this answer (Powertools idempotency:
+    keyed on the request alone)."""
+    progress: CopyProgress = _idempotent_start_copy()(
+        request=request, execution_id=execution_id, slot_at=slot_at, planned=planned, first_attempt=first_attempt
+    )
+    if progress.wake_since is None:
+        # An answer the previous release saved (kept copyRecordRetentionDays) has none, and AwaitCopy's condition
+        # needs one (a missing one fails the execution: States.Runtime, which no catch takes): from now on.
+        return progress.model_copy(update={"wake_since": int(clock.now())})
+    return progress
 
 
 @lru_cache(maxsize=1)
@@ -137,40 +155,54 @@ def _idempotent_start_copy() -> Callable[..., CopyProgress]:
     )(_start_copy)
 
 
-def _start_copy(*, request: CopyRequest, execution_id: str | None, slot_at: float | None) -> CopyProgress:
-    previous = copy_record.load(request)
-    if previous is not None and previous.status is CopyStatus.ACCEPTED:
-        logger.info("Copy already accepted: no new CopyImageSet", extra={"calls": previous.calls})
-        return progress_of(previous)
-    if previous is not None and previous.status is CopyStatus.CALLING:
-        raise CopyOutcomeUnknown(
-            f"an earlier CopyImageSet of {request.source_image_set_id} has no recorded answer: confirming it"
-        )
-    if previous is not None and previous.unanswered >= MAX_UNANSWERED_CALLS:
-        raise CopyFailed(
-            f"{previous.unanswered} CopyImageSet calls of {request.source_image_set_id} got no answer and landed"
-            " nothing: HealthImaging is failing; start the copy again later"
-        )
+def _unread(request: CopyRequest, *, planned: bool, first_attempt: bool) -> bool:
+    """The dispatcher's snapshot copy, first attempt: the backlog admitted its source version, and a new image
+    set has no baseline to read. Nothing is read before the call: CopyImageSet's own answer says whether the
+    source is locked, moved on or gone (a refusal is retried, reading first), and neither is the copy record
+    (the write that begins the call reads it). The reads are GetImageSet calls, whose own quota (25 TPS by
+    default) every copy a second shares, and DynamoDB calls that every copy would pay for a rare repeat."""
+    return planned and first_attempt and request.source_version_id is not None and not request.destination_image_set_id
 
+
+def _versions(request: CopyRequest) -> tuple[str, str | None]:
+    """The source version to copy and the destination's baseline, read."""
     source = healthimaging.get_image_set(request.datastore_id, request.source_image_set_id)
     _usable(source, "source")
     source_version = _source_version(source, request.source_version_id)
-    baseline_version: str | None = None
-    if request.destination_image_set_id:
-        destination = healthimaging.get_image_set(request.datastore_id, request.destination_image_set_id)
-        _usable(destination, "destination")
-        baseline_version = _baseline_version(request, destination)
+    if not request.destination_image_set_id:
+        return source_version, None
+    destination = healthimaging.get_image_set(request.datastore_id, request.destination_image_set_id)
+    _usable(destination, "destination")
+    return source_version, _baseline_version(request, destination)
 
+
+def _start_copy(
+    *, request: CopyRequest, execution_id: str | None, slot_at: float | None, planned: bool, first_attempt: bool
+) -> CopyProgress:
+    unread = _unread(request, planned=planned, first_attempt=first_attempt)
+    previous = None
+    if not unread:
+        # What the copy record settles is answered before any read: an accepted copy, a call to confirm.
+        previous = copy_record.load(request)
+        accepted = _settled(previous, request)
+        if accepted is not None:
+            return _already_accepted(accepted)
+    source_version, baseline_version = (str(request.source_version_id), None) if unread else _versions(request)
     force_policy.ensure_force_allowed(request)
     # Held here, after the reads whose durations vary: the calls land on their slots, 1/rate apart.
     clock.sleep(pacing.hold_seconds(slot_at, clock.now()))
-    record = copy_record.begin_call(
-        request,
-        previous=previous,
-        source_version_id=source_version,
-        baseline_version_id=baseline_version,
-        execution_id=execution_id,
-    )
+    if unread:
+        record = _begin_unread_call(request, source_version, execution_id)
+        if record.status is CopyStatus.ACCEPTED:
+            return _already_accepted(record)
+    else:
+        record = copy_record.begin_call(
+            request,
+            previous=previous,
+            source_version_id=source_version,
+            baseline_version_id=baseline_version,
+            execution_id=execution_id,
+        )
     try:
         response = healthimaging.copy_image_set(
             datastore_id=request.datastore_id,
@@ -206,16 +238,17 @@ def _start_copy(*, request: CopyRequest, execution_id: str | None, slot_at: floa
         # The table's own retries are spent: the answer survives in the log, and confirmation finds it.
         logger.error("CopyImageSet answered but its answer could not be recorded", extra=answer)
         raise CopyOutcomeUnknown(f"the answer to CopyImageSet could not be recorded ({lost})") from None
-    journal.for_request(
-        request,
-        JournalStatus.STARTED,
-        plan=CopyPlan(request=request.model_copy(update={"force": False})),  # a console request's
-        decision="copy",
-        executionId=execution_id,
-        copiedIntoImageSetId=record.destination_image_set_id,
-        copiedIntoVersionId=record.destination_version_id,
-        forced=request.force,
-    )
+    if not planned:  # the dispatcher's copies are journaled STARTED already; their destination is at COPIED
+        journal.for_request(
+            request,
+            JournalStatus.STARTED,
+            plan=CopyPlan(request=request.model_copy(update={"force": False})),  # a console request's
+            decision="copy",
+            executionId=execution_id,
+            copiedIntoImageSetId=record.destination_image_set_id,
+            copiedIntoVersionId=record.destination_version_id,
+            forced=request.force,
+        )
     metrics.add_metric(name="CopiesStarted", unit=MetricUnit.Count, value=1)
     if request.force:
         metrics.add_metric(name="ForcedCopies", unit=MetricUnit.Count, value=1)
@@ -230,3 +263,53 @@ def _start_copy(*, request: CopyRequest, execution_id: str | None, slot_at: floa
         },
     )
     return progress_of(record)
+
+
+def _settled(previous: CopyRecord | None, request: CopyRequest) -> CopyRecord | None:
+    """What an earlier record of the request settles: ACCEPTED, its record (no second CopyImageSet); CALLING,
+    an answer never recorded (the workflow confirms it); MAX_UNANSWERED_CALLS unanswered, a failure; None
+    when a new call is safe (none yet, or the last certainly did not land)."""
+    if previous is None or previous.status in (CopyStatus.REFUSED, CopyStatus.NOT_ACCEPTED):
+        if previous is not None and previous.unanswered >= MAX_UNANSWERED_CALLS:
+            raise CopyFailed(
+                f"{previous.unanswered} CopyImageSet calls of {request.source_image_set_id} got no answer and"
+                " landed nothing: HealthImaging is failing; start the copy again later"
+            )
+        return None
+    if previous.status is CopyStatus.CALLING:
+        raise CopyOutcomeUnknown(
+            f"an earlier CopyImageSet of {request.source_image_set_id} has no recorded answer: confirming it"
+        )
+    return previous
+
+
+def _already_accepted(record: CopyRecord) -> CopyProgress:
+    logger.info("Copy already accepted: no new CopyImageSet", extra={"calls": record.calls})
+    return progress_of(record)
+
+
+def _begin_unread_call(request: CopyRequest, source_version: str, execution_id: str | None) -> CopyRecord:
+    """The copy record CALLING, written just before an unread call; an ACCEPTED one, if the request has one.
+
+    The write expects no record and reads the one it finds (one DynamoDB call for the usual first call); a
+    record found settles as ever (_settled), or a new call is recorded on condition no other was meanwhile."""
+    try:
+        return copy_record.begin_call(
+            request,
+            previous=None,
+            source_version_id=source_version,
+            baseline_version_id=None,
+            execution_id=execution_id,
+        )
+    except copy_record.RecordExists as found:
+        previous = found.record
+    accepted = _settled(previous, request)
+    if accepted is not None:
+        return accepted
+    return copy_record.begin_call(
+        request,
+        previous=previous,
+        source_version_id=source_version,
+        baseline_version_id=None,
+        execution_id=execution_id,
+    )

@@ -1,7 +1,10 @@
-"""Polling a started copy until its own version is COPIED or COPY_FAILED, with growing waits and a bound.
+"""Looking at a started copy until its own version is COPIED or COPY_FAILED, within maxWaitSeconds.
 
-The outcome is read from the version this copy produces (GetImageSet with versionId), never from
-the image set's latest state: other writers may move the image set on before we look.
+The execution waits in AwaitCopy until HealthImaging's completion event wakes it (copier.wake) or, events
+being best effort, its fallback wait runs out: completionWaitSeconds first, then twice as long each time up
+to pollMaxSeconds. Either way it looks here, and the outcome is read from the version this copy produces
+(GetImageSet with versionId), never from the image set's latest state or from the event: other writers
+may move the image set on, or send an event about their own copy into it, before we look.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from copier import healthimaging, inconsistency, journal
+from copier import clock, healthimaging, inconsistency, journal
 from copier.errors import CopyWaitTimedOut, ImageSetNotFound, InvalidCopyRequest
 from copier.journal import JournalStatus
 from copier.models import CopyProgress, CopyRequest
@@ -35,13 +38,36 @@ def _produced_version(request: CopyRequest, image_set_id: str, version_id: str) 
     return produced
 
 
-def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
+# AwaitCopy fails with this when a completion event newer than the copy's wakeSince was already recorded: an
+# AWS SDK integration's error is `<Service>.<ErrorName>`, "DynamoDb." here: the error's own name is matched, so
+# that a spelling of the service's part cannot turn every such look into a second one.
+EVENT_ALREADY_RECORDED = ".ConditionalCheckFailedException"
+
+
+def fallback_wait(previous: int, waited: int, *, initial: int, cap: int, max_wait: int) -> int:
+    """The next wait for a copy that no event has woken yet: twice the last (at least `initial`), at most
+    `cap`, never past maxWaitSeconds. Growing waits keep the state transitions per copy small however long a
+    copy takes when the events do not come."""
+    return max(1, min(max(previous * 2, initial), cap, max_wait - waited))
+
+
+def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = None) -> CopyProgress:
+    """`wake`: what ended AwaitCopy (`{"wokenBy": "event"}`, or its error: States.Timeout, an event already
+    recorded); None from a definition that polled with Wait states."""
     if progress.destination_image_set_id is None or progress.destination_version_id is None:
         raise InvalidCopyRequest("copy.destinationVersionId: missing; the copy was not started")
     settings = load_settings()
+    now = clock.now()
     produced = _produced_version(request, progress.destination_image_set_id, progress.destination_version_id)
     workflow = produced.get("imageSetWorkflowStatus") if produced else "NOT_VISIBLE"
-    waited = progress.waited_seconds + progress.next_poll_seconds
+    if progress.started_at is None:  # saved by a release that counted its polls' waits
+        waited = progress.waited_seconds + progress.next_poll_seconds
+    else:
+        waited = max(progress.waited_seconds, int(now) - progress.started_at)
+    timed_out = isinstance(wake, dict) and wake.get("Error") == "States.Timeout"
+    if timed_out and workflow in ("COPIED", "COPY_FAILED"):
+        # The copy ended before this look and no event said so (best effort): counted, not an error.
+        metrics.add_metric(name="CompletionEventsMissed", unit=MetricUnit.Count, value=1)
     context = {
         "destinationImageSetId": progress.destination_image_set_id,
         "destinationVersionId": progress.destination_version_id,
@@ -57,12 +83,16 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
         metrics.add_metric(name="CopiesCompleted", unit=MetricUnit.Count, value=1)
         forced = bool(produced.get("overrides", {}).get("forced")) or progress.forced
         logger.info("Copy completed", extra={**context, "forced": forced})
+        event_at = wake.get("eventAt") if isinstance(wake, dict) else None
         journal.for_request(
             request,
             JournalStatus.FORCED if forced else JournalStatus.COPIED,
             copiedIntoImageSetId=progress.destination_image_set_id,
             copiedIntoVersionId=progress.destination_version_id,
             forced=forced,
+            # By the end of the event's second the copy had landed: how long copies hold a concurrent copy
+            # (the dispatcher's permits), without this look's own delay.
+            landedAt=int(event_at) + 1 if isinstance(event_at, int | float) else None,
         )
         return progress.model_copy(
             update={
@@ -79,14 +109,25 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress) -> CopyProgress:
             f"copy into {progress.destination_image_set_id} version {progress.destination_version_id}"
             f" still {workflow} after {waited} s (maxWaitSeconds {settings.max_wait_seconds})"
         )
-    # Growing waits keep the state transitions per copy small however long it takes.
-    next_wait = min(max(progress.next_poll_seconds * 2, settings.poll_initial_seconds), settings.poll_max_seconds)
-    next_wait = min(next_wait, settings.max_wait_seconds - waited)
+    next_wait = fallback_wait(
+        progress.next_poll_seconds,
+        waited,
+        initial=settings.poll_initial_seconds,
+        cap=settings.poll_max_seconds,
+        max_wait=settings.max_wait_seconds,
+    )
+    # The next AwaitCopy waits for events from this look on, and for none it has looked at: the one that woke
+    # it (its second: events are per second), or one already recorded when AwaitCopy began (the same second
+    # as this look at most). Without that, an event of this second would end the next wait at once.
+    already_recorded = isinstance(wake, dict) and str(wake.get("Error", "")).endswith(EVENT_ALREADY_RECORDED)
+    event_at = wake.get("eventAt") if isinstance(wake, dict) else None
+    looked_at = int(event_at) + 1 if isinstance(event_at, int | float) else int(now) + (1 if already_recorded else 0)
     return progress.model_copy(
         update={
             "status": "COPYING",
             "waited_seconds": waited,
             "polls": progress.polls + 1,
-            "next_poll_seconds": max(next_wait, 1),
+            "next_poll_seconds": next_wait,
+            "wake_since": max(int(now), looked_at),
         }
     )

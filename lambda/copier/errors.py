@@ -62,11 +62,13 @@ class SearchTokenRefused(CopyError):
 
 
 class TableUnavailable(HealthImagingUnavailable):
-    """DynamoDB did not answer; nothing was sent to HealthImaging."""
+    """DynamoDB did not answer; nothing was sent to HealthImaging. `item`: the item a refused conditional
+    write found, when it asked for it (ReturnValuesOnConditionCheckFailure)."""
 
-    def __init__(self, message: str, code: str = "") -> None:
+    def __init__(self, message: str, code: str = "", item: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.item = item
 
 
 class CopyRecordChanged(CopyError):

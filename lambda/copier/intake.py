@@ -35,7 +35,7 @@ def plan_copy(raw: Any, *, execution_id: str | None = None) -> CopyPlan:
     if isinstance(raw, dict) and "admitted" in raw:
         return _plan_admitted(parse(AdmittedCopy, raw, "dispatched input"))
     request = parse(CopyRequest, raw, "console input")
-    _check_datastore(request.datastore_id, "datastoreId")
+    check_datastore(request.datastore_id, "datastoreId")
     return CopyPlan(request=request)
 
 
@@ -46,7 +46,7 @@ def admit_event(raw: Any) -> CopyPlan:
     return _plan_for_event(raw, started_by=None)
 
 
-def _check_datastore(datastore_id: str, field: str) -> None:
+def check_datastore(datastore_id: str, field: str) -> None:
     configured = load_settings().datastore_id
     if datastore_id != configured:
         raise InvalidCopyRequest(f"{field}: {datastore_id} is not this stack's data store ({configured})")
@@ -57,7 +57,7 @@ def _plan_for_event(raw: dict[str, Any], *, started_by: str | None) -> CopyPlan:
         raise InvalidCopyRequest(f"source: expected {EVENT_SOURCE!r}")
     event = parse(HealthImagingEvent, raw, "HealthImaging event")
     detail = event.detail
-    _check_datastore(detail.datastore_id, "detail.datastoreId")
+    check_datastore(detail.datastore_id, "detail.datastoreId")
     if event.detail_type not in load_settings().trigger_detail_types:
         return _skip(
             detail.image_set_id, detail.image_set_version, f"detail-type {event.detail_type!r} does not trigger copies"
@@ -80,7 +80,7 @@ def _plan_admitted(admitted: AdmittedCopy) -> CopyPlan:
             f"admitted: no admitted copy of {version.source_image_set_id} version {version.source_version_id}"
             " in the copy journal"
         )
-    _check_datastore(plan.request.datastore_id, "admitted: the plan's datastoreId")
+    check_datastore(plan.request.datastore_id, "admitted: the plan's datastoreId")
     if entry["journalStatus"] in journal.FINAL:
         return CopyPlan(skip=True, reason=f"already copied (copy journal: {entry['journalStatus']})")
     return plan

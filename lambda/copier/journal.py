@@ -58,7 +58,7 @@ def record(
     *,
     plan: CopyPlan | None = None,
     only_from: tuple[JournalStatus | None, ...] | None = None,
-    **fields: str | bool | int | list[str] | None,
+    **fields: str | bool | int | Decimal | list[str] | None,
 ) -> bool:
     """Write the entry's new status and fields; False when the entry is not in a status it may leave
     (`only_from`, None standing for "no entry yet"; by default any but a landed copy: a late duplicate).
@@ -224,6 +224,46 @@ def count_backfill_change(old: dict[str, Any], new_status: str) -> None:
     raise TableUnavailable(f"backfill counters of {old['id']}: the transaction kept being cancelled")
 
 
+# What TransactWriteItems takes at most.
+MARKS_PER_TRANSACTION = 100
+
+
+def mark_started(started: list[tuple[dict[str, Any], str, float]]) -> None:
+    """The dispatcher's entries STARTED, each with its execution and slot, on condition each is still PENDING:
+    up to MARKS_PER_TRANSACTION in one transaction (one call, not one each). A transaction that is cancelled
+    (an entry moved on meanwhile: a copy started by hand) is redone entry by entry, skipping the ones that
+    moved; an entry a backfill admitted is marked on its own, its backfill's counters moving with it."""
+    counted = [mark for mark in started if "backfillId" in mark[0]]
+    plain = [mark for mark in started if "backfillId" not in mark[0]]
+    for chunk in (plain[i : i + MARKS_PER_TRANSACTION] for i in range(0, len(plain), MARKS_PER_TRANSACTION)):
+        try:
+            table.transact_write([("Update", _started(*mark)) for mark in chunk])
+        except TableUnavailable as error:
+            if error.code != "TransactionCanceledException":
+                raise
+            counted.extend(chunk)
+    for entry, execution_arn, slot in counted:
+        record(
+            str(entry["journalSourceId"]),
+            str(entry["sourceVersionId"]),
+            JournalStatus.STARTED,
+            only_from=(JournalStatus.PENDING,),
+            executionId=execution_arn,
+            slotAt=Decimal(repr(slot)),
+        )
+
+
+def _started(entry: dict[str, Any], execution_arn: str, slot: float) -> dict[str, Any]:
+    return _update(
+        str(entry["journalSourceId"]),
+        str(entry["sourceVersionId"]),
+        JournalStatus.STARTED,
+        plan=None,
+        only_from=(JournalStatus.PENDING,),
+        fields={"executionId": execution_arn, "slotAt": Decimal(repr(slot))},
+    )
+
+
 def pending(limit: int) -> list[dict[str, Any]]:
     """The oldest PENDING entries, oldest first: what the dispatcher starts next."""
     return oldest(JournalStatus.PENDING, limit)
@@ -237,14 +277,50 @@ def oldest(status: JournalStatus, limit: int, *, changed_before: float | None = 
     if changed_before is not None:
         condition += " AND updatedAt < :before"
         values[":before"] = Decimal(repr(changed_before))  # type: ignore[assignment]
-    page = table.call(
-        "query",
-        IndexName=BY_STATUS_INDEX,
-        KeyConditionExpression=condition,
-        ExpressionAttributeValues=table.to_dynamodb(values),
-        Limit=limit,
+    return _query(condition, values, limit=limit)
+
+
+def started_slots() -> list[float]:
+    """When the STARTED entries' copies were to be called (the dispatcher's slot; the entry's last change for
+    a copy started otherwise): the copies in flight, or about to be (the concurrent-copy quota's permits)."""
+    found = _query("journalStatus = :status", {":status": JournalStatus.STARTED.value}, projection="slotAt, updatedAt")
+    return [float(item.get("slotAt", item["updatedAt"])) for item in found]
+
+
+def landed_since(since: float) -> list[float]:
+    """How long the dispatcher's copies that landed (COPIED) since `since` took: from their slot to the end of
+    their completion event's second (`landedAt`), or, when no event woke them, to the look that found them."""
+    found = _query(
+        "journalStatus = :status AND updatedAt > :since",
+        {":status": JournalStatus.COPIED.value, ":since": Decimal(repr(since))},
+        projection="slotAt, landedAt, updatedAt",
     )
-    return [table.from_dynamodb(item) for item in page.get("Items", [])]
+    return [
+        float(item.get("landedAt", item["updatedAt"])) - float(item["slotAt"]) for item in found if "slotAt" in item
+    ]
+
+
+def _query(
+    condition: str, values: dict[str, Any], *, limit: int | None = None, projection: str | None = None
+) -> list[dict[str, Any]]:
+    """journalByStatus's entries matching the condition, oldest change first, every page (up to `limit`)."""
+    found: list[dict[str, Any]] = []
+    start: dict[str, Any] | None = None
+    while limit is None or len(found) < limit:
+        page = table.call(
+            "query",
+            IndexName=BY_STATUS_INDEX,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=table.to_dynamodb(values),
+            **({"Limit": limit - len(found)} if limit is not None else {}),
+            **({"ProjectionExpression": projection} if projection else {}),
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        found.extend(table.from_dynamodb(item) for item in page.get("Items", []))
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            break
+    return found
 
 
 def entries(

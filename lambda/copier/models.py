@@ -137,6 +137,11 @@ class CopyProgress(WireModel):
     polls: int = 0
     attempts: int = Field(default=1, ge=1)  # StartCopy task attempts (Step Functions retries + 1)
     forced: bool = False
+    # When CopyImageSet was called (epoch second): what the wait is measured from. Absent in the answers
+    # saved by releases before the completion events woke copies (they counted their waits instead).
+    started_at: int | None = None
+    # AwaitCopy's condition: a completion event at or after this second (epoch) was not yet looked at.
+    wake_since: int | None = None
 
 
 def field_errors(error: ValidationError, prefix: str = "") -> str:

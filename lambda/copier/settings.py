@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from copier.errors import FunctionMisconfigured
 
 DatastoreId = Annotated[str, Field(pattern=r"^[0-9a-z]{32}$")]
+# The highest copyRatePerSecond the pipeline is built for (issue 16; infra/settings.py says the same).
+MAX_COPY_RATE_PER_SECOND = 50.0
 
 
 class CopyPolicy(StrEnum):
@@ -54,14 +56,22 @@ class Settings(TableSettings):
     copy_policy: CopyPolicy = Field(alias="COPY_POLICY", default=CopyPolicy.SNAPSHOT)
     force_policy: ForcePolicy = Field(alias="FORCE_POLICY", default=ForcePolicy.SAME_PATIENT)
     trigger_detail_types: tuple[str, ...] = Field(alias="TRIGGER_DETAIL_TYPES", default=("Image Set Created",))
-    copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=1)
-    # A throttled CopyImageSet goes back for a new slot, this many times at most.
+    # The pace CopyImageSet calls are shaped to (the account's applied quota, less a margin: docs/configuration.md).
+    copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=MAX_COPY_RATE_PER_SECOND)
+    # The data store's concurrent-copy quota: the dispatcher keeps the copies in flight under it.
+    concurrent_copy_quota: int = Field(alias="CONCURRENT_COPY_QUOTA", default=100, ge=1)
+    # A CopyImageSet throttled or refused for quota goes back for a new slot, this many times at most.
     throttle_retry_attempts: int = Field(alias="THROTTLE_RETRY_ATTEMPTS", default=10, ge=0)
+    # The queue HealthImaging's copy outcome events arrive on (they wake the executions waiting for them).
+    completion_queue_arn: str | None = Field(alias="COMPLETION_QUEUE_ARN", default=None)
     # Reconciliation (its own function): the sweep's interval and the state machine it starts.
     reconciliation_interval_minutes: int = Field(alias="RECONCILIATION_INTERVAL_MINUTES", default=15, ge=1)
     state_machine_arn: str | None = Field(alias="STATE_MACHINE_ARN", default=None)
     poll_initial_seconds: int = Field(alias="POLL_INITIAL_SECONDS", default=5, ge=1)
     poll_max_seconds: int = Field(alias="POLL_MAX_SECONDS", default=120, ge=1)
+    # A copy waits for its completion event this long before looking anyway (events are best effort),
+    # then twice as long each time, up to pollMaxSeconds, within maxWaitSeconds.
+    completion_wait_seconds: int = Field(alias="COMPLETION_WAIT_SECONDS", default=60, ge=1)
     max_wait_seconds: int = Field(alias="MAX_WAIT_SECONDS", default=3_600, ge=1)
 
     @field_validator("trigger_detail_types", mode="before")

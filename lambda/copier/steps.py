@@ -15,7 +15,10 @@
 | backfill_page    | BackfillPage       | PageResult     |
 | prune_versions   | (a schedule rule)  | PruneResult    |
 
-And the admission queue's batches (SQS records holding HealthImaging events): `admit_batch`.
+And two queues' batches of SQS records holding HealthImaging events: the admission queue's (`admit_batch`:
+new image sets into the backlog) and the completion queue's (`wake_batch`: copy outcome events waking the
+executions that wait for them). Records are told apart by the queue they come from, so a copy outcome
+event never reaches admission.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ from copier import (
     pacing,
     reconciliation,
     versions,
+    wake,
 )
 from copier.errors import CopyConflict, CopyError, CopyQuotaExceeded, CopyThrottled, InvalidCopyRequest
 from copier.journal import JournalStatus
 from copier.models import CopyPlan, CopyProgress, CopyRequest, parse
+from copier.settings import load_settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BatchProcessor
@@ -88,7 +93,12 @@ class StepCall(BaseModel):
     error: Any = None
     retry_count: int = Field(default=0, ge=0, alias="retryCount")
     slot_at: float | None = Field(default=None, alias="slotAt")
+    planned: bool = False  # the dispatcher's slot (StartCopy)
+    # The previous release's (0.1.0) ReserveCopySlot payload, {"action": "reserve_slot", "reservations": n}: its
+    # executions in flight across the upgrade still send it (tests/test_upgrade.py); this release sends `slot`.
     reservations: int = Field(default=0, ge=0)
+    slot: Any = None  # the copy's slot, handed through FindPrimaryOfSeries
+    wake: Any = None  # what ended AwaitCopy (CheckCopy)
 
 
 def run_step(event: Any) -> dict[str, Any]:
@@ -110,9 +120,10 @@ def run_step(event: Any) -> dict[str, Any]:
 
 def _dispatch(call: StepCall) -> dict[str, Any]:
     if call.action == "validate":
-        return intake.plan_copy(call.input, execution_id=call.execution_id).wire()
+        # A plan, and its slot still to reserve (the dispatcher's input comes with both).
+        return {**intake.plan_copy(call.input, execution_id=call.execution_id).wire(), "slot": {"reservations": 0}}
     if call.action == "reserve_slot":
-        return pacing.reserve_copy_slot(call.reservations).wire()
+        return pacing.reserve_copy_slot(call.slot, reservations=call.reservations).wire()
     if call.action == "reconcile":
         return asdict(reconciliation.sweep())
     if call.action == "dispatch":
@@ -122,10 +133,19 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
     if call.action == "backfill_page":
         return backfill.backfill_page(call.input, execution_id=call.execution_id).wire()
     request = parse(CopyRequest, call.request, "step payload", prefix="request.")
+    # The dispatcher hands its plan straight to the workflow (no ValidateInput): checked here, as there.
+    intake.check_datastore(request.datastore_id, "request.datastoreId")
     if call.action == "find_primary":
-        return destination.find_primary_of_series(request).wire()
+        found = destination.find_primary_of_series(request).wire()
+        return found if call.slot is None else {**found, "slot": call.slot}
     if call.action == "start_copy":
-        progress = copy_start.start_copy(request=request, execution_id=call.execution_id, slot_at=call.slot_at)
+        progress = copy_start.start_copy(
+            request=request,
+            execution_id=call.execution_id,
+            slot_at=call.slot_at,
+            planned=call.planned,
+            first_attempt=call.retry_count == 0,
+        )
         return progress.model_copy(update={"attempts": call.retry_count + 1}).wire()
     if call.action == "confirm_copy":
         return confirm.confirm_copy(request=request).wire()
@@ -142,7 +162,39 @@ def _dispatch(call: StepCall) -> dict[str, Any]:
         )
         return {}
     progress = parse(CopyProgress, call.copy_, "step payload", prefix="copy.")
-    return copy_status.check_copy(request=request, progress=progress).wire()
+    return copy_status.check_copy(request=request, progress=progress, wake=call.wake).wire()
+
+
+def run_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A batch from one of the function's two queues, told apart by the queue it comes from."""
+    records = event.get("Records") or [{}]
+    completion_queue = load_settings().completion_queue_arn
+    if completion_queue and records[0].get("eventSourceARN") == completion_queue:
+        return wake_batch(event, context)
+    return admit_batch(event, context)
+
+
+def wake_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The completion queue's batch: each copy outcome event wakes the execution waiting for it, if one
+    does (failed messages are reported, for SQS to redeliver, then dead-letter)."""
+    from aws_lambda_powertools.utilities.batch import process_partial_response  # noqa: PLC0415 (see _batch)
+
+    return dict(process_partial_response(event=event, record_handler=wake_message, processor=_batch(), context=context))
+
+
+def wake_message(record: SQSRecord) -> None:
+    try:
+        wake.on_copy_event(_body(record))
+    except CopyError as error:
+        logger.warning("Completion event not used", extra={"error": type(error).__name__, "reason": str(error)})
+        raise
+
+
+def _body(record: SQSRecord) -> Any:
+    try:
+        return json.loads(record.body)
+    except json.JSONDecodeError:
+        raise InvalidCopyRequest("message body: not JSON") from None
 
 
 def admit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -162,7 +214,7 @@ def admit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _batch() -> BatchProcessor:
-    """Built on the first admission batch: the batch utilities add ~60 ms to an import, which every copy
+    """Built on the first queue batch: the batch utilities add ~60 ms to an import, which every copy
     step's cold start would pay for nothing."""
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType  # noqa: PLC0415
 
@@ -173,11 +225,7 @@ def admit_message(record: SQSRecord) -> None:
     """One admission queue message: a HealthImaging event into the backlog (or skipped, journaled).
     Raising makes it a batch item failure: SQS redelivers it, then moves it to the dead-letter queue."""
     try:
-        try:
-            raw = json.loads(record.body)
-        except json.JSONDecodeError:
-            raise InvalidCopyRequest("message body: not JSON") from None
-        plan = intake.admit_event(raw)
+        plan = intake.admit_event(_body(record))
     except CopyError as error:
         logger.warning("Message not admitted", extra={"error": type(error).__name__, "reason": str(error)})
         raise

@@ -47,7 +47,10 @@ def _call(operation: str, **params: Any) -> dict[str, Any]:
         return result
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
-        raise TableUnavailable(f"DynamoDB {operation} failed: {code}", code) from None
+        item = error.response.get("Item")
+        raise TableUnavailable(
+            f"DynamoDB {operation} failed: {code}", code, from_dynamodb(item) if item else None
+        ) from None
     except BotoCoreError as error:
         raise TableUnavailable(f"DynamoDB {operation} failed: {type(error).__name__}") from None
 
