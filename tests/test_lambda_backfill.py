@@ -308,6 +308,29 @@ def test_a_backfill_resumed_after_its_token_expired_goes_on_from_its_position(ba
     assert (pages, searched_again) == (3, 3)
 
 
+def test_a_position_keeps_a_bounded_number_of_image_sets_of_one_instant_and_still_admits_each_once(
+    backfill: Backfill, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of image sets created in one second (the 10,000-image-set scale run's, at one virtual instant,
+    overflowed the progress item's 400 KB): the position keeps MAX_POSITION_IDS of them; after a refused token,
+    those it did not keep are read again and found in the journal."""
+    monkeypatch.setattr(backfill.modules.backfill, "MAX_POSITION_IDS", 10)
+    backfill.emulator.search_token_max_age_seconds = TOKEN_LIFETIME
+    early = seed_image_sets(backfill.emulator, 30, study=1)
+    backfill.clock.advance(10)
+    tied = seed_image_sets(backfill.emulator, 60, study=2)
+    backfill.clock.advance(60)
+    backfill.page()  # the 30 early ones and 20 of the tied: 10 of those kept
+    (kept,) = [json.loads(backfill.progress()["cursor"])["position"]["imageSetIds"]]
+    backfill.clock.advance(3 * 86_400)
+    backfill.run()
+    entries = backfill.journal()
+    progress = backfill.progress()
+    assert refused_searches(backfill.emulator) == 1 and len(kept) == 10
+    assert sorted(e["journalSourceId"] for e in entries) == sorted(early + tied)  # none twice
+    assert (progress["seen"], progress["admitted"], progress["alreadyJournaled"]) == (100, 90, 10)
+
+
 def test_a_cursor_without_a_position_starts_its_search_again_and_admits_nothing_twice(backfill: Backfill) -> None:
     """A cursor saved before positions existed (0.1.0: search and nextToken only), its token refused: the search
     starts from its beginning; what the backfill admitted already is found in the journal, not admitted again."""

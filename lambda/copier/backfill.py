@@ -39,6 +39,10 @@ logger = Logger(child=True)
 metrics = Metrics()
 
 PAGES_PER_EXECUTION = 1_000  # about 5 history events a page: well under Step Functions' 25,000
+# The image sets a position keeps of one createdAt instant (an import can create thousands in one second): ~36 KB
+# of the progress item, whose DynamoDB limit is 400 KB. Past it, those of that instant read again after a refused
+# token are found in the journal (counted seen twice, alreadyJournaled), never admitted twice.
+MAX_POSITION_IDS = 1_000
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # before any HealthImaging image set (the service dates from 2023)
 RUNNING, STOPPED, DONE = "RUNNING", "STOPPED", "DONE"
 
@@ -178,6 +182,8 @@ def _epoch(created_at: object) -> float:
 
 def _moved(position: BackfillPosition | None, created_at: float, image_set_id: str) -> BackfillPosition:
     if position is not None and position.created_at == created_at:
+        if len(position.image_set_ids) >= MAX_POSITION_IDS:
+            return position  # the rest of this instant is found in the journal if it is read again
         return position.model_copy(update={"image_set_ids": [*position.image_set_ids, image_set_id]})
     return BackfillPosition(created_at=created_at, image_set_ids=[image_set_id])
 
