@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+
+from .schedules import scheduled_action
 
 PERIOD = Duration.minutes(1)  # copier.dispatcher.PERIOD_SECONDS
 
@@ -25,17 +26,13 @@ class Dispatcher(Construct):
         execution_arn_prefix: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.rule = events.Rule(
-            self,
-            "Rule",
-            description="Starts the copy journal's pending copies at the CopyImageSet quota's pace",
-            schedule=events.Schedule.rate(PERIOD),
-        )
         # A run that fails is the next run's work: the backlog is durable, and a lease keeps runs apart.
-        self.rule.add_target(
-            targets.LambdaFunction(
-                function, event=events.RuleTargetInput.from_object({"action": "dispatch"}), retry_attempts=0
-            )
+        self.rule = scheduled_action(
+            self,
+            action="dispatch",
+            schedule=events.Schedule.rate(PERIOD),
+            description="Starts the copy journal's pending copies at the CopyImageSet quota's pace",
+            function=function,
         )
         # A policy of its own, not the function's default one: the function must not depend on the
         # state machine, which depends on the function.

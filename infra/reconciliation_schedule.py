@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+
+from .schedules import scheduled_action
 
 
 class ReconciliationSchedule(Construct):
@@ -15,15 +16,11 @@ class ReconciliationSchedule(Construct):
         self, scope: Construct, construct_id: str, *, function: lambda_.IFunction, interval_minutes: int
     ) -> None:
         super().__init__(scope, construct_id)
-        self.rule = events.Rule(
-            self,
-            "Rule",
-            description="Finds image sets whose HealthImaging event never arrived and admits their copies",
-            schedule=events.Schedule.rate(Duration.minutes(interval_minutes)),
-        )
         # A sweep that fails is simply the next sweep's work: its window overlaps this one's.
-        self.rule.add_target(
-            targets.LambdaFunction(
-                function, event=events.RuleTargetInput.from_object({"action": "reconcile"}), retry_attempts=0
-            )
+        self.rule = scheduled_action(
+            self,
+            action="reconcile",
+            schedule=events.Schedule.rate(Duration.minutes(interval_minutes)),
+            description="Finds image sets whose HealthImaging event never arrived and admits their copies",
+            function=function,
         )

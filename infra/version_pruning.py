@@ -5,26 +5,23 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+
+from .schedules import scheduled_action
 
 
 class VersionPruning(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, function: lambda_.Function) -> None:
         super().__init__(scope, construct_id)
-        self.rule = events.Rule(
-            self,
-            "Rule",
-            description="Deletes copy function versions that no execution can still be running",
-            schedule=events.Schedule.rate(Duration.days(1)),
-        )
         # A run that fails is the next day's work.
-        self.rule.add_target(
-            targets.LambdaFunction(
-                function, event=events.RuleTargetInput.from_object({"action": "prune_versions"}), retry_attempts=0
-            )
+        self.rule = scheduled_action(
+            self,
+            action="prune_versions",
+            schedule=events.Schedule.rate(Duration.days(1)),
+            description="Deletes copy function versions that no execution can still be running",
+            function=function,
         )
         # A policy of its own (the function's default policy cannot name the function: a cycle); versions only,
         # never the function itself.
