@@ -236,10 +236,8 @@ class LocalPipeline:
         self.lambda_calls = 0
         self.remaining_millis = 60_000  # what the fake Lambda context reports (idempotency in-progress expiry)
         self.logs = io.StringIO()  # everything the function logged (JSON lines) and its EMF metrics
-        self._handler_lock = threading.Lock()  # one invocation at a time: stdout is captured
-        self._stdout_lock = threading.Lock()
-        self._invocations = 0  # under way, holding their calls or not
-        self._terminal: TextIO = sys.stdout
+        self._handler_lock = threading.Lock()  # one invocation at a time
+        self._stdout = _InvocationStdout(self.logs)
         self._started_by_hand: set[str] = set()
         self._reported: set[str] = set()  # executions drain_backlog returned already
         self.events = EventDelivery()  # how copy outcome events reach the function (tests change it)
@@ -342,6 +340,7 @@ class LocalPipeline:
             )["stateMachineArn"]
         self.emulator.timeline_listeners.append(lambda at: self.bus.at(at, self.emulator.settle))
         self.emulator.event_listeners.append(self._announce)
+        self._stack.enter_context(self._stdout.installed())
         self.bus.start()
         self._stack.callback(self._stop_bus)
         return self
@@ -436,26 +435,8 @@ class LocalPipeline:
         )
         if self.handler_hook:
             self.handler_hook(event)
-        with self._handler_lock, self._capturing_stdout():
+        with self._handler_lock, self._stdout.capturing():
             return self.handler(event, context)
-
-    @contextlib.contextmanager
-    def _capturing_stdout(self) -> Iterator[None]:
-        """stdout into `logs` while any invocation is under way: one holding its call (_sleep_in_handler) lets
-        others run, and a per-call redirect_stdout ending in one of them would send the others' output (EMF
-        metrics among it) back to the terminal."""
-        with self._stdout_lock:
-            if self._invocations == 0:
-                self._terminal = sys.stdout
-                sys.stdout = self.logs
-            self._invocations += 1
-        try:
-            yield
-        finally:
-            with self._stdout_lock:
-                self._invocations -= 1
-                if self._invocations == 0:
-                    sys.stdout = self._terminal
 
     # --- the backlog: admission queue, dispatcher ---------------------------------------
     def admit(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -703,6 +684,47 @@ def _sqs_record(message_id: str, event: dict[str, Any], *, source_arn: str | Non
         "eventSourceARN": source_arn or f"arn:aws:sqs:{REGION}:{ACCOUNT}:admission",
         "awsRegion": REGION,
     }
+
+
+class _InvocationStdout(io.TextIOBase):
+    """sys.stdout while a pipeline runs: what a thread writes during an invocation (the function's EMF
+    metrics) goes to `logs`, anything else to the stdout found on entry. sys.stdout is one object for every
+    thread: swapping it per invocation sent what the test's own thread printed meanwhile (an operator CLI's
+    answer) into the function's logs."""
+
+    def __init__(self, logs: io.StringIO) -> None:
+        self._logs = logs
+        self._terminal: TextIO = sys.stdout
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        self._terminal, sys.stdout = sys.stdout, self
+        try:
+            yield
+        finally:
+            sys.stdout = self._terminal
+
+    @contextlib.contextmanager
+    def capturing(self) -> Iterator[None]:
+        """This thread's writes go to `logs` until the invocation ends (nested invocations count)."""
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.depth -= 1
+
+    def _target(self) -> TextIO:
+        return self._logs if getattr(self._local, "depth", 0) else self._terminal
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return self._target().isatty()
 
 
 class _UntimedEvent(threading.Event):
