@@ -31,7 +31,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from copier import clock, healthimaging, intake, journal, table
-from copier.errors import InvalidCopyRequest, SearchTokenRefused, TableUnavailable
+from copier.errors import InvalidCopyRequest, SearchTokenRefused
 from copier.models import BackfillCursor, BackfillFilters, BackfillInput, BackfillPosition, parse
 from copier.settings import CopyPolicy, load_settings
 
@@ -218,18 +218,15 @@ def _progress(run: BackfillInput, me: str) -> dict[str, Any]:
         "updatedAt": now,
     }
     names = {f"#{name}": name for name in item if name != "id"}
-    try:
-        table.call(
-            "update_item",
-            Key={"id": {"S": key}},
-            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in item if name != "id"),
-            ConditionExpression="attribute_not_exists(filters)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=table.to_dynamodb({f":{k}": v for k, v in item.items() if k != "id"}),
-        )
-    except TableUnavailable as error:
-        if not table.is_condition_failure(error):
-            raise
+    created = table.call_if(
+        "update_item",
+        Key={"id": {"S": key}},
+        UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in item if name != "id"),
+        ConditionExpression="attribute_not_exists(filters)",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=table.to_dynamodb({f":{k}": v for k, v in item.items() if k != "id"}),
+    )
+    if created is None:
         return _progress(run, me)  # created meanwhile (a retried first page): read it
     logger.info("Backfill started", extra={"backfillId": run.backfill_id})
     return item
@@ -264,20 +261,15 @@ def _advance(
         additions = [*(f"#{name} :{name}" for name in counts), "executionPages :one_page"]
         values[":one_page"] = 1
     values.update({f":{name}": value for name, value in counts.items()})
-    try:
-        table.call(
-            "update_item",
-            Key={"id": {"S": journal.backfill_key(backfill_id)}},
-            UpdateExpression=f"SET {', '.join(assignments)} ADD {', '.join(additions)}",
-            ConditionExpression="#cursor = :old AND executionName = :me AND backfillState = :running",
-            ExpressionAttributeNames={"#cursor": "cursor", **{f"#{name}": name for name in counts}},
-            ExpressionAttributeValues=table.to_dynamodb(values),
-        )
-    except TableUnavailable as error:
-        if table.is_condition_failure(error):
-            return False
-        raise
-    return True
+    moved = table.call_if(
+        "update_item",
+        Key={"id": {"S": journal.backfill_key(backfill_id)}},
+        UpdateExpression=f"SET {', '.join(assignments)} ADD {', '.join(additions)}",
+        ConditionExpression="#cursor = :old AND executionName = :me AND backfillState = :running",
+        ExpressionAttributeNames={"#cursor": "cursor", **{f"#{name}": name for name in counts}},
+        ExpressionAttributeValues=table.to_dynamodb(values),
+    )
+    return moved is not None
 
 
 # --- an operator's moves (ops.cli backfill stop|resume|status) ------------------------------------------------
@@ -288,20 +280,17 @@ def read_progress(backfill_id: str) -> dict[str, Any] | None:
 def stop(backfill_id: str) -> str | None:
     """Mark a running backfill STOPPED: its page in flight finishes, its cursor stays where that page began.
     The name of the execution that ran it (to stop too), None when it was not running."""
-    try:
-        item = table.call(
-            "update_item",
-            Key={"id": {"S": journal.backfill_key(backfill_id)}},
-            UpdateExpression="SET backfillState = :stopped",
-            ConditionExpression="backfillState = :running",
-            ExpressionAttributeValues=table.to_dynamodb({":stopped": STOPPED, ":running": RUNNING}),
-            ReturnValues="ALL_NEW",
-        )["Attributes"]
-    except TableUnavailable as error:
-        if table.is_condition_failure(error):
-            return None
-        raise
-    return str(table.from_dynamodb(item)["executionName"])
+    stopped = table.call_if(
+        "update_item",
+        Key={"id": {"S": journal.backfill_key(backfill_id)}},
+        UpdateExpression="SET backfillState = :stopped",
+        ConditionExpression="backfillState = :running",
+        ExpressionAttributeValues=table.to_dynamodb({":stopped": STOPPED, ":running": RUNNING}),
+        ReturnValues="ALL_NEW",
+    )
+    if stopped is None:
+        return None
+    return str(table.from_dynamodb(stopped["Attributes"])["executionName"])
 
 
 def hand_over(backfill_id: str, progress: dict[str, Any]) -> str | None:
@@ -309,26 +298,21 @@ def hand_over(backfill_id: str, progress: dict[str, Any]) -> str | None:
     `progress` was read. The new execution's name (to start), None when it changed meanwhile."""
     number = int(progress.get("executions", 0)) + 1
     name = execution_name(backfill_id, number)
-    try:
-        table.call(
-            "update_item",
-            Key={"id": {"S": journal.backfill_key(backfill_id)}},
-            UpdateExpression="SET backfillState = :running, executionName = :name, executions = :number,"
-            " executionPages = :zero",
-            ConditionExpression="executionName = :current AND backfillState = :state",
-            ExpressionAttributeValues=table.to_dynamodb(
-                {
-                    ":running": RUNNING,
-                    ":name": name,
-                    ":number": number,
-                    ":zero": 0,
-                    ":current": str(progress["executionName"]),
-                    ":state": str(progress["backfillState"]),
-                }
-            ),
-        )
-    except TableUnavailable as error:
-        if table.is_condition_failure(error):
-            return None
-        raise
-    return name
+    handed_over = table.call_if(
+        "update_item",
+        Key={"id": {"S": journal.backfill_key(backfill_id)}},
+        UpdateExpression="SET backfillState = :running, executionName = :name, executions = :number,"
+        " executionPages = :zero",
+        ConditionExpression="executionName = :current AND backfillState = :state",
+        ExpressionAttributeValues=table.to_dynamodb(
+            {
+                ":running": RUNNING,
+                ":name": name,
+                ":number": number,
+                ":zero": 0,
+                ":current": str(progress["executionName"]),
+                ":state": str(progress["backfillState"]),
+            }
+        ),
+    )
+    return None if handed_over is None else name

@@ -174,12 +174,8 @@ def _update_params(record: CopyRecord, changes: dict[str, Any], expect: CopyStat
 
 
 def _update(record: CopyRecord, *, expect: CopyStatus | None = None, **changes: Any) -> CopyRecord:
-    try:
-        table.call("update_item", **_update_params(record, changes, expect))
-    except TableUnavailable as error:
-        if table.is_condition_failure(error):
-            raise CopyRecordChanged(f"copy record {record.id} changed meanwhile: read it again") from None
-        raise
+    if table.call_if("update_item", **_update_params(record, changes, expect)) is None:
+        raise CopyRecordChanged(f"copy record {record.id} changed meanwhile: read it again")
     return record.model_copy(update=changes)
 
 

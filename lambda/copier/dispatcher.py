@@ -198,12 +198,8 @@ def _planned(
         rate = promised_rate(settings.copy_rate_per_second, settings.concurrent_copy_quota, plan.copy_seconds)
         admitted = [float(entry["updatedAt"]) for entry in entries[: len(plan.slots)]]
         plan = replace(plan, due=due_after(_float(state.get("dueAt")), admitted, rate))
-        try:
-            _write_plan(state, plan, pace, quiet_runs, settled=settled)
+        if _write_plan(state, plan, pace, quiet_runs, settled=settled):
             return plan
-        except TableUnavailable as error:
-            if not table.is_condition_failure(error):
-                raise
         state = table.get_item(pacing.PACING_KEY) or {}
     raise TableUnavailable("could not plan the run's slots: the schedule kept moving")
 
@@ -312,9 +308,9 @@ def after_run(
     return fields
 
 
-def _write_plan(state: dict[str, Any], plan: Plan, pace: float, quiet_runs: int, *, settled: bool) -> None:
-    """after_run's fields in one conditional write on the pacing item (on condition no slot was handed out since
-    the lease's read: a copy that reserved one meanwhile makes the run plan again)."""
+def _write_plan(state: dict[str, Any], plan: Plan, pace: float, quiet_runs: int, *, settled: bool) -> bool:
+    """after_run's fields in one conditional write on the pacing item, on condition no slot was handed out since
+    the lease's read; False when one was (a copy that reserved one meanwhile makes the run plan again)."""
     fields = after_run(state, plan, pace=pace, quiet_runs=quiet_runs, now=clock.now(), settled=settled)
     added = {name: fields.pop(name) for name in ADDED_FIELDS}
     values: dict[str, Any] = {f":{name}": _number(value) for name, value in {**fields, **added}.items()}
@@ -329,13 +325,14 @@ def _write_plan(state: dict[str, Any], plan: Plan, pace: float, quiet_runs: int,
         else:
             condition = {"ConditionExpression": "nextSlot = :previous"}
             values[":previous"] = _number(previous)
-    table.call(
+    written = table.call_if(
         "update_item",
         Key={"id": {"S": pacing.PACING_KEY}},
         UpdateExpression=f"SET {', '.join(assignments)} ADD " + ", ".join(f"{name} :{name}" for name in added),
         ExpressionAttributeValues=table.to_dynamodb(values),
         **condition,
     )
+    return written is not None
 
 
 def _float(value: Any) -> float | None:
@@ -500,20 +497,15 @@ def is_idle() -> bool:
 
 def _take_lease(now: float, until: float) -> dict[str, Any] | None:
     """The pacing item, leased to this run until `until`; None when another run holds it."""
-    try:
-        answer = table.call(
-            "update_item",
-            Key={"id": {"S": pacing.PACING_KEY}},
-            UpdateExpression="SET leaseUntil = :until",
-            ConditionExpression="attribute_not_exists(leaseUntil) OR leaseUntil <= :now",
-            ExpressionAttributeValues=table.to_dynamodb({":now": Decimal(repr(now)), ":until": Decimal(repr(until))}),
-            ReturnValues="ALL_NEW",
-        )
-    except TableUnavailable as error:
-        if table.is_condition_failure(error):
-            return None
-        raise
-    return table.from_dynamodb(answer["Attributes"])
+    leased = table.call_if(
+        "update_item",
+        Key={"id": {"S": pacing.PACING_KEY}},
+        UpdateExpression="SET leaseUntil = :until",
+        ConditionExpression="attribute_not_exists(leaseUntil) OR leaseUntil <= :now",
+        ExpressionAttributeValues=table.to_dynamodb({":now": Decimal(repr(now)), ":until": Decimal(repr(until))}),
+        ReturnValues="ALL_NEW",
+    )
+    return None if leased is None else table.from_dynamodb(leased["Attributes"])
 
 
 def _previous_release_schedule_ended(now: float) -> bool:
@@ -522,33 +514,25 @@ def _previous_release_schedule_ended(now: float) -> bool:
     this release's runs hand out, so no slot is shared and nothing else is left to read from it). Until a run of
     this release has run (no `runAt` on the pacing item), a run deletes that item, on condition that no run of
     0.1.0 still holds its lease (one under way at the deploy); False while one does."""
-    try:
-        table.call(
-            "delete_item",
-            Key={"id": {"S": PREVIOUS_RELEASE_SCHEDULE_KEY}},
-            ConditionExpression="attribute_not_exists(leaseUntil) OR leaseUntil <= :now",
-            ExpressionAttributeValues=table.to_dynamodb({":now": Decimal(repr(now))}),
-        )
-    except TableUnavailable as error:
-        if table.is_condition_failure(error):
-            return False
-        raise
-    return True
+    deleted = table.call_if(
+        "delete_item",
+        Key={"id": {"S": PREVIOUS_RELEASE_SCHEDULE_KEY}},
+        ConditionExpression="attribute_not_exists(leaseUntil) OR leaseUntil <= :now",
+        ExpressionAttributeValues=table.to_dynamodb({":now": Decimal(repr(now))}),
+    )
+    return deleted is not None
 
 
 def _give_back_lease(until: float) -> None:
     """This run's lease, unless it ran out and the next run took it: that one is the next run's to give back."""
-    try:
-        table.call(
-            "update_item",
-            Key={"id": {"S": pacing.PACING_KEY}},
-            UpdateExpression="REMOVE leaseUntil",
-            ConditionExpression="leaseUntil = :mine",
-            ExpressionAttributeValues=table.to_dynamodb({":mine": Decimal(repr(until))}),
-        )
-    except TableUnavailable as error:
-        if not table.is_condition_failure(error):
-            raise
+    given_back = table.call_if(
+        "update_item",
+        Key={"id": {"S": pacing.PACING_KEY}},
+        UpdateExpression="REMOVE leaseUntil",
+        ConditionExpression="leaseUntil = :mine",
+        ExpressionAttributeValues=table.to_dynamodb({":mine": Decimal(repr(until))}),
+    )
+    if given_back is None:
         logger.warning("The dispatch run outlasted its lease: another run holds it now")
 
 

@@ -66,12 +66,10 @@ def record(
     kept from the first write that names one: the dispatcher starts it, `ops.cli retry` re-admits it.
     An entry a backfill admitted moves its backfill's counters along (count_backfill_change)."""
     update = _update(source_image_set_id, source_version_id, status, plan=plan, only_from=only_from, fields=fields)
-    try:
-        old = table.call("update_item", ReturnValues="ALL_OLD", **update).get("Attributes")
-    except TableUnavailable as error:
-        if table.is_condition_failure(error):
-            return False  # the entry is elsewhere: a late duplicate, or someone else moved it on
-        raise
+    answer = table.call_if("update_item", ReturnValues="ALL_OLD", **update)
+    if answer is None:
+        return False  # the entry is elsewhere: a late duplicate, or someone else moved it on
+    old = answer.get("Attributes")
     if old and "backfillId" in old:
         count_backfill_change(table.from_dynamodb(old), status.value)
     return True

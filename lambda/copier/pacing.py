@@ -147,17 +147,14 @@ def reserve_copy_slot(slot: dict[str, Any] | None = None, *, reservations: int =
         if previous is not None:
             values[":previous"] = Decimal(repr(previous))
         counts = "handed :one, pushbacks :one" if pushback in PUSHBACKS else "handed :one"
-        try:
-            table.call(
-                "update_item",
-                Key={"id": {"S": PACING_KEY}},
-                UpdateExpression=f"SET nextSlot = :slot, expiration = :expiration ADD {counts}",
-                ConditionExpression=condition,
-                ExpressionAttributeValues=table.to_dynamodb(values),
-            )
-        except TableUnavailable as error:
-            if table.is_condition_failure(error):
-                continue  # another copy, or the dispatcher, took that slot: read again
-            raise
+        taken = table.call_if(
+            "update_item",
+            Key={"id": {"S": PACING_KEY}},
+            UpdateExpression=f"SET nextSlot = :slot, expiration = :expiration ADD {counts}",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=table.to_dynamodb(values),
+        )
+        if taken is None:
+            continue  # another copy, or the dispatcher, took that slot: read again
         return CopySlot(at=at, wait_seconds=wait_seconds(at, now), reservations=reserved_before + 1)
     raise TableUnavailable("could not reserve a copy slot: too much contention")

@@ -59,6 +59,17 @@ def is_condition_failure(error: TableUnavailable) -> bool:
     return error.code == "ConditionalCheckFailedException"
 
 
+def call_if(operation: str, **params: Any) -> dict[str, Any] | None:
+    """A conditional call on the pipeline's table: its answer, or None when its ConditionExpression failed
+    (someone else moved the item on: each caller says what that means). Any other failure raises."""
+    try:
+        return call(operation, **params)
+    except TableUnavailable as error:
+        if is_condition_failure(error):
+            return None
+        raise
+
+
 def get_item(key: str) -> dict[str, Any] | None:
     """One item as plain Python values, read consistently."""
     item = call("get_item", Key={"id": {"S": key}}, ConsistentRead=True).get("Item")

@@ -67,27 +67,24 @@ def on_copy_event(raw: Any) -> bool:
         raise InvalidCopyRequest(f"completion event: detail-type {event.detail_type!r} is not a copy outcome")
     check_datastore(event.detail.datastore_id, "detail.datastoreId")
     at = int(event.time.timestamp())
-    try:
-        old = table.call(
-            "update_item",
-            Key={"id": {"S": wake_key(event.detail.image_set_id)}},
-            UpdateExpression="SET eventAt = :at, expiration = :expiration REMOVE #token",
-            # Newer than the event recorded, and not older than the copy waiting (if one is).
-            ConditionExpression=(
-                "(attribute_not_exists(eventAt) OR eventAt < :at) AND (attribute_not_exists(#token) OR since <= :at)"
-            ),
-            ExpressionAttributeNames={"#token": "token"},
-            ExpressionAttributeValues=table.to_dynamodb(
-                {":at": Decimal(at), ":expiration": Decimal(at + EXPIRES_AFTER_SECONDS)}
-            ),
-            ReturnValues="ALL_OLD",
-        ).get("Attributes", {})
-    except TableUnavailable as error:
-        if table.is_condition_failure(error):
-            metrics.add_metric(name="CompletionEventsIgnored", unit=MetricUnit.Count, value=1)
-            return False  # a duplicate, a late one, or older than the copy that waits now
-        raise
-    previous = table.from_dynamodb(old)
+    recorded = table.call_if(
+        "update_item",
+        Key={"id": {"S": wake_key(event.detail.image_set_id)}},
+        UpdateExpression="SET eventAt = :at, expiration = :expiration REMOVE #token",
+        # Newer than the event recorded, and not older than the copy waiting (if one is).
+        ConditionExpression=(
+            "(attribute_not_exists(eventAt) OR eventAt < :at) AND (attribute_not_exists(#token) OR since <= :at)"
+        ),
+        ExpressionAttributeNames={"#token": "token"},
+        ExpressionAttributeValues=table.to_dynamodb(
+            {":at": Decimal(at), ":expiration": Decimal(at + EXPIRES_AFTER_SECONDS)}
+        ),
+        ReturnValues="ALL_OLD",
+    )
+    if recorded is None:
+        metrics.add_metric(name="CompletionEventsIgnored", unit=MetricUnit.Count, value=1)
+        return False  # a duplicate, a late one, or older than the copy that waits now
+    previous = table.from_dynamodb(recorded.get("Attributes", {}))
     token = previous.get("token")
     if token is None:
         return False  # nobody waits (yet): a copy that registers later finds this event and looks at once
