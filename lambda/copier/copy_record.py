@@ -203,20 +203,17 @@ def adopt(record: CopyRecord, *, destination_image_set_id: str, destination_vers
         "recordId": record.id,
         "expiration": int(clock.now()) + table_settings().copy_record_retention_seconds,
     }
-    try:
-        table.transact_write(
-            [
-                ("Update", _update_params(record, changes, CopyStatus.CALLING)),
-                ("Put", {"Item": table.to_dynamodb(claim), "ConditionExpression": "attribute_not_exists(id)"}),
-            ]
+    claimed = table.transact_write(
+        [
+            ("Update", _update_params(record, changes, CopyStatus.CALLING)),
+            ("Put", {"Item": table.to_dynamodb(claim), "ConditionExpression": "attribute_not_exists(id)"}),
+        ]
+    )
+    if not claimed:
+        raise CopyRecordChanged(
+            f"version {destination_version_id} of {destination_image_set_id} is claimed by another copy record,"
+            f" or copy record {record.id} changed meanwhile"
         )
-    except TableUnavailable as error:
-        if error.code == "TransactionCanceledException":
-            raise CopyRecordChanged(
-                f"version {destination_version_id} of {destination_image_set_id} is claimed by another copy record,"
-                f" or copy record {record.id} changed meanwhile"
-            ) from None
-        raise
     return record.model_copy(update=changes)
 
 

@@ -158,13 +158,12 @@ def admit(source_image_set_id: str, source_version_id: str, plan: CopyPlan, **fi
         only_from=(None,),
         fields={"decision": "copy", "countedStatus": pending, **fields},
     )
-    try:
-        table.transact_write([("Update", entry), ("Update", _counters(backfill_id, {"admitted": 1, pending: 1}))])
-    except TableUnavailable as error:
-        if error.code == "TransactionCanceledException" and is_recorded(source_image_set_id, source_version_id):
-            return False  # the entry exists: already decided about
-        raise
-    return True
+    if table.transact_write([("Update", entry), ("Update", _counters(backfill_id, {"admitted": 1, pending: 1}))]):
+        return True
+    if is_recorded(source_image_set_id, source_version_id):
+        return False  # the entry exists: already decided about
+    # A conflict with another transaction on the backfill's item: the page is retried.
+    raise TableUnavailable(f"backfill {backfill_id}: an admission was cancelled", "TransactionCanceledException")
 
 
 # --- a backfill's counters: how many of the entries it admitted are in each status ----------------------
@@ -206,14 +205,10 @@ def count_backfill_change(old: dict[str, Any], new_status: str) -> None:
             "ConditionExpression": "countedStatus = :old",
             "ExpressionAttributeValues": table.to_dynamodb({":new": new_status, ":old": counted}),
         }
-        try:
-            table.transact_write(
-                [("Update", mark), ("Update", _counters(str(old["backfillId"]), {str(counted): -1, new_status: 1}))]
-            )
+        if table.transact_write(
+            [("Update", mark), ("Update", _counters(str(old["backfillId"]), {str(counted): -1, new_status: 1}))]
+        ):
             return
-        except TableUnavailable as error:
-            if error.code != "TransactionCanceledException":
-                raise
         # Cancelled: counted meanwhile by another write of this entry (nothing to move), or a conflict
         # with another transaction on the backfill's item (hot while it runs): look again.
         latest = table.get_item(str(old["id"])) or {}
@@ -234,11 +229,7 @@ def mark_started(started: list[tuple[dict[str, Any], str, float]]) -> None:
     counted = [mark for mark in started if "backfillId" in mark[0]]
     plain = [mark for mark in started if "backfillId" not in mark[0]]
     for chunk in (plain[i : i + MARKS_PER_TRANSACTION] for i in range(0, len(plain), MARKS_PER_TRANSACTION)):
-        try:
-            table.transact_write([("Update", _started(*mark)) for mark in chunk])
-        except TableUnavailable as error:
-            if error.code != "TransactionCanceledException":
-                raise
+        if not table.transact_write([("Update", _started(*mark)) for mark in chunk]):
             counted.extend(chunk)
     for entry, execution_arn, slot in counted:
         record(

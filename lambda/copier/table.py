@@ -35,10 +35,19 @@ def call(operation: str, **params: Any) -> dict[str, Any]:
     return _call(operation, TableName=table_settings().table_name, **params)
 
 
-def transact_write(actions: list[tuple[str, dict[str, Any]]]) -> None:
-    """Writes that succeed or fail together: (action, parameters) pairs, e.g. ("Update", {...})."""
+def transact_write(actions: list[tuple[str, dict[str, Any]]]) -> bool:
+    """Writes that succeed or fail together: (action, parameters) pairs, e.g. ("Update", {...}). False when
+    DynamoDB cancelled them (a condition failed, or a conflicting transaction: each caller says what it means);
+    any other failure raises."""
     name = table_settings().table_name
-    _call("transact_write_items", TransactItems=[{action: {"TableName": name, **params}} for action, params in actions])
+    items = [{action: {"TableName": name, **params}} for action, params in actions]
+    try:
+        _call("transact_write_items", TransactItems=items)
+    except TableUnavailable as error:
+        if error.code == "TransactionCanceledException":
+            return False
+        raise
+    return True
 
 
 def _call(operation: str, **params: Any) -> dict[str, Any]:
