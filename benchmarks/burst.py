@@ -12,7 +12,7 @@ journal saying COPIED.
 
     python -m benchmarks.burst [--quota 0.25] [--imports N] [--rate R] [--concurrent-copies 100]
 
---quota sets the emulator's CopyImageSet quota (its burst: 4 s of it, at least 1, as benchmarks/scale.py
+--quota sets the emulator's CopyImageSet quota (its burst: 4 s of it, at least 1, as benchmarks/scale/limits.py
 assumes) and the stack's copyRatePerSecond by docs/configuration.md's rule (0.96 x the quota at burst 1, 0.99 x above).
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import boto3
 
-from benchmarks.scale import default_burst, default_rate
+from benchmarks.scale.limits import default_burst, default_rate
 from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator

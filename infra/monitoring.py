@@ -17,7 +17,7 @@ from . import metrics
 
 # The backlog's oldest copy this much later than the rate the settings promise explains: trouble, whatever the
 # backlog's size (a 1M backfill is never late for its size alone). Another client taking half the quota for an
-# hour makes a 50k burst at 10 TPS 24 min late (benchmarks/scale.py --shared): not alarmed; for hours, it is.
+# hour makes a 50k burst at 10 TPS 24 min late (python -m benchmarks.scale --shared): not alarmed; for hours, it is.
 BACKLOG_LATE_ALARM_SECONDS = 3600
 
 

@@ -29,7 +29,7 @@ MAX_RECEIVES = 5
 # EventBridge retries a target for at most this long (and 185 times) before dead-lettering the event.
 MAX_EVENT_AGE = Duration.hours(24)
 # The function's SQS event sources: up to ten messages an invocation, gathered for up to a second, so a
-# burst's events arrive ten to an invocation rather than one each (benchmarks/scale.py models the same).
+# burst's events arrive ten to an invocation rather than one each (benchmarks/scale/stack.py models the same).
 BATCH_SIZE = 10
 BATCHING_WINDOW_SECONDS = 1
 

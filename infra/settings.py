@@ -51,7 +51,7 @@ class StackSettings(BaseModel):
     force_policy: Literal["never", "same-patient", "always"] = "same-patient"
     trigger_detail_types: tuple[str, ...] = ("Image Set Created",)
     # The applied CopyImageSet quota less a margin (docs/configuration.md, "Choosing copyRatePerSecond"); 50 is what the
-    # dispatcher, the journal's indexes and the pacing item are sized for (benchmarks/scale.py).
+    # dispatcher, the journal's indexes and the pacing item are sized for (benchmarks/scale/).
     copy_rate_per_second: float = Field(default=0.24, gt=0, le=50)
     # HealthImaging's "Maximum concurrent CopyImageSet requests per data store" (AWS General Reference, HealthImaging
     # endpoints and quotas: 100 in each Region, adjustable, Service Quotas code L-0D1B2633).

@@ -1,22 +1,24 @@
-"""The scale model's own invariants at a small N (benchmarks/scale.py): what it must never let happen, and
+"""The scale model's own invariants at a small N (benchmarks/scale/): what it must never let happen, and
 the project code it drives. Its figures are printed by `python -m benchmarks.scale`, never asserted here."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks import scale
+from benchmarks.scale.limits import Limits
+from benchmarks.scale.outcome import Outcome
+from benchmarks.scale.scenarios import simulate
 
 N, WINDOW = 1_000, 60.0
 
 
 @pytest.fixture(scope="module", params=[0.25, 10.0], ids=["default quota", "10 TPS"])
-def run(request: pytest.FixtureRequest) -> tuple[scale.Limits, scale.Outcome]:
-    limits = scale.Limits.at(request.param)
-    return limits, scale.simulate(limits, N, WINDOW, seed=7)
+def run(request: pytest.FixtureRequest) -> tuple[Limits, Outcome]:
+    limits = Limits.at(request.param)
+    return limits, simulate(limits, N, WINDOW, seed=7)
 
 
-def test_every_admitted_copy_ends_copied_failed_or_lost(run: tuple[scale.Limits, scale.Outcome]) -> None:
+def test_every_admitted_copy_ends_copied_failed_or_lost(run: tuple[Limits, Outcome]) -> None:
     _, outcome = run
     assert outcome.copies_pending == 0
     assert outcome.copied + outcome.copies_failed + outcome.copies_lost == N
@@ -24,7 +26,7 @@ def test_every_admitted_copy_ends_copied_failed_or_lost(run: tuple[scale.Limits,
 
 
 def test_no_call_beyond_the_bucket_and_no_copy_beyond_the_concurrent_quota(
-    run: tuple[scale.Limits, scale.Outcome],
+    run: tuple[Limits, Outcome],
 ) -> None:
     limits, outcome = run
     if limits.copy_burst == 1:  # every accepted pair at least 1/quota apart
@@ -33,7 +35,7 @@ def test_no_call_beyond_the_bucket_and_no_copy_beyond_the_concurrent_quota(
 
 
 def test_the_dispatcher_meets_the_targets_and_the_first_copy_does_not_wait_for_the_schedule(
-    run: tuple[scale.Limits, scale.Outcome],
+    run: tuple[Limits, Outcome],
 ) -> None:
     _, outcome = run
     assert outcome.unmet() == [] and outcome.copied == N
@@ -43,21 +45,21 @@ def test_the_dispatcher_meets_the_targets_and_the_first_copy_does_not_wait_for_t
 
 def test_a_copy_takes_eight_transitions_when_its_event_comes() -> None:
     """RouteCopy, WaitForCopySlot, StartCopy, AwaitCopy, CheckCopy, CopyFinished?, ReportResult, Copied."""
-    outcome = scale.simulate(scale.Limits.at(0.25), 100, 10.0, seed=3)
+    outcome = simulate(Limits.at(0.25), 100, 10.0, seed=3)
     assert outcome.transitions == 8 * 100
 
 
 def test_with_every_completion_event_dropped_every_copy_is_still_copied_after_its_fallback_wait() -> None:
-    limits = scale.Limits.at(0.25, event_drop=1.0)
-    outcome = scale.simulate(limits, 200, 10.0, seed=5)
+    limits = Limits.at(0.25, event_drop=1.0)
+    outcome = simulate(limits, 200, 10.0, seed=5)
     assert outcome.copied == 200 and outcome.executions_failed == 0
     assert outcome.calls["states:SendTaskSuccess"] == 0
     assert max(outcome.end_to_copied) <= limits.completion_wait  # the first fallback look finds it
 
 
 def test_a_client_taking_half_the_quota_for_a_while_slows_the_pace_which_recovers_after_it() -> None:
-    limits = scale.Limits.at(10.0, concurrent_copies=1_000)
-    outcome = scale.simulate(limits, 12_000, 60.0, seed=11, others=((5.0, 30.0, 600.0),))
+    limits = Limits.at(10.0, concurrent_copies=1_000)
+    outcome = simulate(limits, 12_000, 60.0, seed=11, others=((5.0, 30.0, 600.0),))
     assert outcome.copied == 12_000 and outcome.executions_failed == 0
     assert outcome.throttled > 0  # the other client was there
     assert outcome.lowest_pace < 0.6 * limits.copy_rate  # AIMD: down to about the share it left
@@ -69,7 +71,7 @@ def test_the_event_sources_figures_are_the_stacks() -> None:
     """Limits copies the SQS event sources' figures (importing the constructs loads the CDK)."""
     from infra import copy_completion, import_trigger, queues
 
-    limits = scale.Limits()
+    limits = Limits()
     assert limits.admission_concurrency == import_trigger.ADMISSION_CONCURRENCY
     assert limits.wake_events_per_second_per_batch == copy_completion.EVENTS_PER_SECOND_PER_BATCH
     assert limits.admission_batch == limits.wake_batch == queues.BATCH_SIZE
@@ -80,7 +82,7 @@ def test_the_pipeline_alone_never_runs_more_copies_than_the_data_store_allows() 
     """A TPS quota far above what 100 concurrent copies carry (40 TPS; 100 / 45 s = 2.2 copies/s): the
     dispatcher's permits keep every call inside the concurrent-copy quota, even with runs following each
     other within seconds (a run's copies are counted only once it marked them: it holds the lease until then)."""
-    limits = scale.Limits.at(40.0)
-    outcome = scale.simulate(limits, 3_000, 60.0, seed=2)
+    limits = Limits.at(40.0)
+    outcome = simulate(limits, 3_000, 60.0, seed=2)
     assert outcome.copied == 3_000 and outcome.executions_failed == 0
     assert outcome.over_quota == 0 and outcome.lowest_pace == limits.copy_rate

@@ -1,0 +1,72 @@
+"""What one stack's run of one scenario measured (`Outcome`): the figures the print-out shows, and the model's
+invariants tests read (copies lost, duplicates, the gap between two accepted calls)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Outcome:
+    """One stack's run of one scenario: the printed figures and the model's invariants."""
+
+    label: str
+    quota: float
+    n: int
+    physical_limit: float  # copies a second at best, for this stack
+    concurrent_copies: int  # the data store's concurrent-copy quota
+    allowed: float = 0.0  # seconds the quota (what it left this stack) allows for N
+    drain: float | None = None  # first event to the last CopyImageSet accepted, if every copy was made
+    copied: int = 0
+    copies_failed: int = 0
+    copies_lost: int = 0
+    copies_pending: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    timed_out: int = 0
+    duplicates: int = 0
+    throttled: int = 0  # CopyImageSet calls throttled
+    over_quota: int = 0  # CopyImageSet calls refused over the concurrent-copy quota
+    transitions: int = 0
+    invocations: int = 0
+    calls: Counter[str] = field(default_factory=Counter)
+    end_to_copied: list[float] = field(default_factory=list)
+    min_accept_gap: float = math.inf  # between two accepted CopyImageSet calls of this stack
+    first_call: float = math.nan  # the first event to the first CopyImageSet accepted
+    longest_wait: float = 0.0
+    peak_late: float = 0.0  # the dispatcher's BacklogLateSeconds, at its highest (alarm BacklogLate: 1 h)
+    peak_lambda: int = 0
+    peak_in_flight: int = 0
+    peak_starts: int = 0
+    peak_transitions: int = 0
+    transition_delay: float = 0.0
+    peak_reads: int = 0
+    peak_wakes: int = 0
+    peak_pacing_writes: int = 0
+    peak_pending_writes: int = 0
+    lowest_pace: float = math.inf
+    last_pace: float = math.nan  # the pace of the run that started the last copies
+    real_seconds: float = 0.0
+
+    @property
+    def executions_failed(self) -> int:
+        return sum(self.failed.values()) + self.timed_out
+
+    def drain_ratio(self) -> float | None:
+        return None if self.drain is None else self.drain / self.allowed
+
+    def pushbacks_per_copy(self) -> float:
+        return (self.throttled + self.over_quota) / self.n
+
+    def unmet(self) -> list[str]:
+        """Issue 16's targets this run misses."""
+        ratio = self.drain_ratio()
+        checks = {
+            "drain": ratio is not None and ratio <= 1.05,
+            "failed": self.executions_failed == 0,
+            "lost": self.copies_lost == 0,
+            "dup": self.duplicates == 0,
+            "throttled": self.throttled / self.n <= 0.05,
+        }
+        return [name for name, met in checks.items() if not met]
