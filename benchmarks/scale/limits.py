@@ -115,7 +115,7 @@ class Limits:
                 "--concurrent-copies; HealthImaging service quotas (100 per data store by default, adjustable:"
                 " L-0D1B2633)",
             ),
-            ("a copy's duration", f"{self.copy_seconds:g} s", "--copy-seconds; offline/emulator.py default"),
+            ("a copy's duration", f"{self.copy_seconds:g} s", "--copy-seconds; offline.emulator default"),
             (
                 "physical limit",
                 f"{self.physical_limit:g} copies/s",
