@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from offline import seed
@@ -86,10 +87,12 @@ def run_scenario(
 def main() -> int:
     logging.getLogger("moto").setLevel(logging.CRITICAL)  # its interpreter logs every caught error; we print them
     print("Synthesizing the CDK app (copyPolicy snapshot and merge-into-primary)...")
-    snapshot_workflow = WorkflowDefinition.from_template(synthesize({"datastoreId": seed.DATASTORE_ID}))
-    merge_workflow = WorkflowDefinition.from_template(
-        synthesize({"datastoreId": seed.DATASTORE_ID, "copyPolicy": "merge-into-primary"})
-    )
+    contexts = [
+        {"datastoreId": seed.DATASTORE_ID},
+        {"datastoreId": seed.DATASTORE_ID, "copyPolicy": "merge-into-primary"},
+    ]
+    with ThreadPoolExecutor() as synths:  # each synth is app.py's own process: all at once
+        snapshot_workflow, merge_workflow = map(WorkflowDefinition.from_template, synths.map(synthesize, contexts))
 
     clock = VirtualClock()
     emulator = HealthImagingEmulator(clock=clock.now)

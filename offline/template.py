@@ -1,23 +1,44 @@
 """Reads what the local runner needs from the CDK app's synthesized template: the state machine's
 definition, the function's environment and the table's keys and indexes, with the intrinsic
-functions they use resolved for a local account."""
+functions they use resolved for a local account.
+
+The template comes from the CDK app's entry point run as the CDK CLI runs it (`synthesize`: app.py in a
+process of its own), or from a caller that synthesized it (tests/workflow.py, in process): offline/ never
+imports infra/."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+APP = Path(__file__).resolve().parent.parent / "app.py"  # the CDK app's entry point (cdk.json's "app")
 
 
 def synthesize(context: dict[str, Any]) -> dict[str, Any]:
-    """The first stack's CloudFormation template for these context settings (no bundling)."""
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    from infra.app import build_app  # noqa: PLC0415 (jsii starts node: only when asked)
-
-    app = build_app({**context, "aws:cdk:bundling-stacks": []}, nag=False)
-    template: dict[str, Any] = app.synth().stacks[0].template
-    return template
+    """The first stack's CloudFormation template for these context settings (no bundling): app.py run as
+    `cdk synth` runs it, the context in CDK_CONTEXT_JSON, the cloud assembly written to a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="cdk.out-") as assembly:
+        environment = {
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            **os.environ,
+            "CDK_CONTEXT_JSON": json.dumps({**context, "aws:cdk:bundling-stacks": []}),
+            "CDK_OUTDIR": assembly,
+        }
+        run = subprocess.run(
+            [sys.executable, str(APP)], cwd=APP.parent, env=environment, capture_output=True, text=True, check=False
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"{APP.name} did not synthesize (exit {run.returncode}): {run.stderr or run.stdout}")
+        manifest = json.loads(Path(assembly, "manifest.json").read_text())
+        stacks = [a for a in manifest["artifacts"].values() if a["type"] == "aws:cloudformation:stack"]
+        template: dict[str, Any] = json.loads(Path(assembly, stacks[0]["properties"]["templateFile"]).read_text())
+        return template
 
 
 def _resources(template: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
 from offline.runner import LocalPipeline
-from offline.template import WorkflowDefinition, synthesize
+from offline.template import WorkflowDefinition
 
 DS = seed.DATASTORE_ID
 
@@ -56,8 +56,11 @@ def seed_study(emulator: HealthImagingEmulator, series_part: SeriesPart = small_
 
 @cache
 def workflow(**context: object) -> WorkflowDefinition:
-    """Synthesized once per distinct context for the whole session (synth takes seconds)."""
-    return WorkflowDefinition.from_template(synthesize({"datastoreId": DS, **context}))
+    """The state machines of the app synthesized with these settings: in process, once per distinct context for
+    the whole session (synth takes seconds), shared with the CDK assertion tests (stack_app.py)."""
+    from stack_app import synthesize  # the CDK, only when a test runs the workflow (not on the Lambda runtime's venv)
+
+    return WorkflowDefinition.from_template(synthesize(**context)[1].to_json())
 
 
 @contextmanager
