@@ -1,6 +1,6 @@
 """The paced dispatcher's schedule: every minute the copy function runs its `dispatch` action, which
 starts the copy journal's oldest PENDING copies, as many as the CopyImageSet quota has slots for
-before the next run (lambda/copier/dispatcher.py). The only starter of executions besides people."""
+before the next run (lambda/copier/dispatcher/). The only starter of executions besides people."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from constructs import Construct
 
 from .schedules import scheduled_action
 
-PERIOD = Duration.minutes(1)  # copier.dispatcher.PERIOD_SECONDS
+PERIOD = Duration.minutes(1)  # copier.dispatcher.schedule.PERIOD_SECONDS
 
 
 class Dispatcher(Construct):

@@ -26,7 +26,7 @@ RECONCILIATION = ("MissedEventsFound",)
 BACKFILL = ("BackfillImageSetsSeen",)
 # Written by each dispatcher run: the age of the oldest PENDING journal entry (each reconciliation sweep
 # writes it too), and how late it is: how long it waited beyond what the copies admitted before it explain at
-# the rate the settings promise (copier.dispatcher.lateness; only the dispatcher writes it).
+# the rate the settings promise (copier.dispatcher.planning.lateness; only the dispatcher writes it).
 BACKLOG = ("OldestPendingAgeSeconds", "BacklogLateSeconds")
 # Written by each dispatcher run: the adaptive CopyImageSet pace (copies a second), at most copyRatePerSecond.
 PACE = ("CopyPace",)

@@ -84,7 +84,7 @@ class Monitoring(Construct):
                 1,
                 "Reconciliation admitted copies whose HealthImaging event never arrived (they are copied)",
             ),
-            # The oldest pending copy later than the backlog ahead of it explains (copier.dispatcher.lateness):
+            # The oldest pending copy later than the backlog ahead of it explains (copier.dispatcher.planning.lateness):
             # the age alone says nothing (a 1M backfill's last copy waits 46 days at 0.24/s and is on time).
             self._alarm(
                 "BacklogLate",

@@ -22,7 +22,7 @@ requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
   matches, comparing DynamoType objects (each comparison converts both values again): with 10,000 image sets
   journaled, the dispatcher's queries alone took minutes. The runner sorts by the same converted values, once
   each (the same order, the same items), and not the whole table for a query, which orders its matches itself;
-- (the function, not moto) copier.dispatcher.START_WORKERS is 1: moto's DynamoDB is not safe for calls from
+- (the function, not moto) copier.dispatcher.starting.START_WORKERS is 1: moto's DynamoDB is not safe for calls from
   several threads of one invocation at once;
 - jsonpath_ng's parse, where moto's paths call it: it builds a new parser (yacc tables) for every path of
   every state (~10%); the runner parses each path once (a parsed path keeps no state between finds);
@@ -398,13 +398,14 @@ class LocalPipeline:
         for name in [m for m in sys.modules if m in {"handler", "copier"} or m.startswith("copier.")]:
             del sys.modules[name]
         handler_module = importlib.import_module("handler")
-        from copier import clock, dispatcher, healthimaging  # noqa: PLC0415
+        from copier import clock, healthimaging  # noqa: PLC0415
+        from copier.dispatcher import starting  # noqa: PLC0415
 
         attach(healthimaging.read_client(), self.emulator)
         attach(healthimaging.copy_client(), self.emulator)
         # moto's DynamoDB is not safe for calls from several threads at once (its transactions roll back by
         # patching a module, offline/runner.py's too): the dispatcher starts its copies one at a time here.
-        self._stack.enter_context(mock.patch.object(dispatcher, "START_WORKERS", 1))
+        self._stack.enter_context(mock.patch.object(starting, "START_WORKERS", 1))
         self._stack.enter_context(mock.patch.object(clock, "now", self.clock.now))
         self._stack.enter_context(mock.patch.object(clock, "sleep", self._sleep_in_handler))
         for log_handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
@@ -459,7 +460,8 @@ class LocalPipeline:
         runs. Returns the records of the executions the backlog started since the last drain (by these
         runs, or by the admission queue's consumer dispatching at once), in the order they started;
         `history=False` leaves their events out (reading 10,000 histories from moto takes minutes)."""
-        from copier import dispatcher, journal  # noqa: PLC0415 (this pipeline's fresh modules)
+        from copier import journal  # noqa: PLC0415 (this pipeline's fresh modules)
+        from copier.dispatcher import schedule  # noqa: PLC0415
 
         self.clock.join()  # the schedule is a participant: the clock does not jump past its next run
         try:
@@ -467,7 +469,7 @@ class LocalPipeline:
                 self.dispatch()
                 if not self._executions(status="RUNNING") and not journal.pending(limit=1):
                     break
-                self.clock.sleep(dispatcher.PERIOD_SECONDS)
+                self.clock.sleep(schedule.PERIOD_SECONDS)
         finally:
             self.clock.leave()
         arns = [a for a in self._executions() if a not in self._reported and a not in self._started_by_hand]
@@ -515,13 +517,14 @@ class LocalPipeline:
         def count(model: Any, **_: Any) -> None:
             calls[f"{model.service_model.service_name}:{model.name}"] += 1
 
-        from copier import dispatcher, wake  # noqa: PLC0415
+        from copier import wake  # noqa: PLC0415
+        from copier.dispatcher import starting  # noqa: PLC0415
 
         for client in (
             healthimaging.read_client(),
             healthimaging.copy_client(),
             table.client(),  # idempotency's too
-            dispatcher._step_functions(),
+            starting.step_functions(),
             wake._step_functions(),
             _task_client(REGION, "dynamodb"),  # Step Functions' own (AwaitCopy)
         ):

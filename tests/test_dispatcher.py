@@ -115,9 +115,10 @@ def test_a_copy_started_by_hand_during_a_backlog_takes_the_next_free_slot(
 def test_two_runs_at_once_start_nothing_twice(quota_emulator: HealthImagingEmulator, clock: VirtualClock) -> None:
     sources = seed_imports(quota_emulator, 3)
     with local_pipeline(quota_emulator, clock) as pipeline:
-        import copier.dispatcher  # the pipeline's fresh module
+        import copier.dispatcher  # the pipeline's fresh modules
+        import copier.journal
 
-        read_backlog = copier.dispatcher.journal.pending
+        read_backlog = copier.journal.pending
         overlapping: list[object] = []
 
         def backlog_read_while_another_run_arrives(limit: int) -> list[dict[str, object]]:
@@ -126,9 +127,9 @@ def test_two_runs_at_once_start_nothing_twice(quota_emulator: HealthImagingEmula
                 overlapping[0] = copier.dispatcher.dispatch()  # a duplicated or late schedule delivery
             return read_backlog(limit)
 
-        copier.dispatcher.journal.pending = backlog_read_while_another_run_arrives  # type: ignore[assignment]
+        copier.journal.pending = backlog_read_while_another_run_arrives  # type: ignore[assignment]
         pipeline.admit(events(sources))  # the idle schedule: the consumer's own run starts them
-        copier.dispatcher.journal.pending = read_backlog  # type: ignore[assignment]
+        copier.journal.pending = read_backlog  # type: ignore[assignment]
         records = pipeline.drain_backlog()
     (second,) = overlapping
     assert (second.started, second.ran) == ([], False)  # type: ignore[attr-defined]  # the lease
@@ -141,17 +142,18 @@ def test_a_run_that_dies_between_starting_and_marking_starts_nothing_twice(
 ) -> None:
     (source,) = seed_imports(quota_emulator, 1)
     with local_pipeline(quota_emulator, clock) as pipeline:
-        import copier.dispatcher  # the pipeline's fresh module
+        import copier.errors  # the pipeline's fresh modules
+        import copier.journal
 
-        original = copier.dispatcher.journal.mark_started
+        original = copier.journal.mark_started
 
         def lost_mark(*args: object, **kwargs: object) -> None:
-            raise copier.dispatcher.TableUnavailable("DynamoDB transact_write_items failed: InternalServerError")
+            raise copier.errors.TableUnavailable("DynamoDB transact_write_items failed: InternalServerError")
 
         clock.join()  # the execution stays at its first steps while the runs happen
-        copier.dispatcher.journal.mark_started = lost_mark  # type: ignore[assignment]
+        copier.journal.mark_started = lost_mark  # type: ignore[assignment]
         pipeline.admit(events([source]))  # the consumer's own run starts it, then dies marking it
-        copier.dispatcher.journal.mark_started = original  # type: ignore[assignment]
+        copier.journal.mark_started = original  # type: ignore[assignment]
         (pending,) = journal_entries(table_name=TABLE, status="PENDING")
         # The next run (the lease was given back): the entry is still PENDING, its execution RUNNING, held
         # before its call by the clock this test holds (advancing it would let the execution record itself).
@@ -212,7 +214,8 @@ def test_a_run_that_dies_holding_the_lease_stops_every_run_until_the_lease_ends(
     do nothing, the first one at it proceeds."""
     (source,) = seed_imports(quota_emulator, 1)
     with local_pipeline(quota_emulator, clock) as pipeline:
-        import copier.dispatcher  # the pipeline's fresh modules
+        import copier.dispatcher.lease  # the pipeline's fresh modules
+        import copier.journal
         import copier.table
 
         killed: list[str] = []
@@ -224,20 +227,20 @@ def test_a_run_that_dies_holding_the_lease_stops_every_run_until_the_lease_ends(
                 raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
 
         copier.table.client().meta.events.register_first("before-call.dynamodb", nothing_lands_once_killed)
-        read_backlog = copier.dispatcher.journal.pending
+        read_backlog = copier.journal.pending
 
         def killed_reading_the_backlog(limit: int) -> list[dict[str, object]]:
             killed.append("timed out")  # with the lease taken
             return read_backlog(limit)
 
-        copier.dispatcher.journal.pending = killed_reading_the_backlog  # type: ignore[assignment]
+        copier.journal.pending = killed_reading_the_backlog  # type: ignore[assignment]
         with pytest.raises(Exception) as died:
             dispatcher_run(pipeline)
-        copier.dispatcher.journal.pending = read_backlog  # type: ignore[assignment]
+        copier.journal.pending = read_backlog  # type: ignore[assignment]
         killed.clear()
         pipeline.admit(events([source]))  # the idle schedule: the consumer's own run, refused by the lease
         at_admission = executions(pipeline)
-        clock.advance(copier.dispatcher.LEASE_SECONDS - 1)
+        clock.advance(copier.dispatcher.lease.LEASE_SECONDS - 1)
         before = dispatcher_run(pipeline)
         (waiting,) = journal_entries(table_name=TABLE, status="PENDING")
         clock.advance(1)  # leaseUntil

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.copy_function import RUNTIME, PipBundling
+from infra.copy_function import LAMBDA_SOURCE, RUNTIME, PipBundling
 from infra.function_bundle import CONSTRAINTS, LOCK, REQUIREMENTS, canonical_name
 
 pytestmark = pytest.mark.slow
@@ -59,6 +59,8 @@ def test_the_bundle_is_the_locked_wheels_and_the_code_without_bytecode(bundles: 
     assert (bundle / "handler.py").is_file() and (bundle / "copier" / "steps.py").is_file()
     assert not (bundle / "requirements.txt").exists()
     files = [f for f in bundle.rglob("*") if f.is_file()]
+    code = {path.relative_to(LAMBDA_SOURCE) for path in LAMBDA_SOURCE.rglob("*.py")}
+    assert code - {f.relative_to(bundle) for f in files} == set()  # subpackages too (copier/dispatcher/)
     assert [f for f in files if f.suffix == ".pyc" or "__pycache__" in f.parts] == []
     assert sum(f.stat().st_size for f in files) < LAMBDA_UNZIPPED_LIMIT
 

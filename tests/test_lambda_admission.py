@@ -15,7 +15,8 @@ from function_stubs import DATASTORE, FUNCTION_ENV, Function
 from hypothesis import given
 from hypothesis import strategies as st
 
-from copier import admission, dispatcher, pacing
+from copier import admission, pacing
+from copier.dispatcher import planning, schedule
 from offline.clock import VirtualClock
 
 RATE = 0.24
@@ -175,34 +176,34 @@ def test_a_backlog_served_at_the_promised_rate_is_never_late_however_large() -> 
     due, now, worst, total = None, 0.0, 0.0, 0
     while total < len(admitted) and now < 60 * 86_400:
         # The run's slots: 1/rate apart, on from the last run's, up to the horizon.
-        slots = int((now + dispatcher.HORIZON_SECONDS) * RATE) - total
-        due = dispatcher.due_after(due, admitted[total : total + slots], RATE)
+        slots = int((now + schedule.HORIZON_SECONDS) * RATE) - total
+        due = planning.due_after(due, admitted[total : total + slots], RATE)
         total = min(total + slots, len(admitted))
         head = admitted[total] if total < len(admitted) and admitted[total] <= now else None
-        worst = max(worst, dispatcher.lateness(due, head, now))
-        now += dispatcher.PERIOD_SECONDS
+        worst = max(worst, planning.lateness(due, head, now))
+        now += schedule.PERIOD_SECONDS
     assert total == len(admitted) and now > 48 * 86_400  # drained, after 48 days
-    assert worst <= dispatcher.PERIOD_SECONDS
+    assert worst <= schedule.PERIOD_SECONDS
 
 
 def test_a_backlog_nothing_starts_is_late_by_the_time_nothing_started() -> None:
-    due = dispatcher.due_after(None, [100.0, 100.0], RATE)
+    due = planning.due_after(None, [100.0, 100.0], RATE)
     assert due == pytest.approx(100.0 + 2 * INTERVAL)
-    assert dispatcher.lateness(due, 100.0, now=100.0 + 2 * INTERVAL) == 0.0  # the third copy: due now
-    assert dispatcher.lateness(due, 100.0, now=3_700.0 + 2 * INTERVAL) == pytest.approx(3_600.0)  # an hour stopped
-    assert dispatcher.lateness(due, None, now=10_000.0) == 0.0  # no backlog: nothing late
-    assert dispatcher.lateness(None, 500.0, now=560.0) == 60.0  # the first copy ever: due when admitted
+    assert planning.lateness(due, 100.0, now=100.0 + 2 * INTERVAL) == 0.0  # the third copy: due now
+    assert planning.lateness(due, 100.0, now=3_700.0 + 2 * INTERVAL) == pytest.approx(3_600.0)  # an hour stopped
+    assert planning.lateness(due, None, now=10_000.0) == 0.0  # no backlog: nothing late
+    assert planning.lateness(None, 500.0, now=560.0) == 60.0  # the first copy ever: due when admitted
 
 
 def test_a_copy_admitted_after_the_backlog_drained_is_due_when_admitted() -> None:
-    due = dispatcher.due_after(None, [0.0], RATE)
-    assert dispatcher.due_after(due, [1_000.0], RATE) == pytest.approx(1_000.0 + INTERVAL)
-    assert dispatcher.lateness(due, 1_000.0, now=1_030.0) == 30.0
+    due = planning.due_after(None, [0.0], RATE)
+    assert planning.due_after(due, [1_000.0], RATE) == pytest.approx(1_000.0 + INTERVAL)
+    assert planning.lateness(due, 1_000.0, now=1_030.0) == 30.0
 
 
 def test_the_promised_rate_is_the_setting_or_the_concurrent_copy_quota_over_a_copys_duration() -> None:
-    assert dispatcher.promised_rate(0.24, 100, 45.0) == 0.24
-    assert dispatcher.promised_rate(9.9, 100, 45.0) == pytest.approx(100 / 45)
+    assert planning.promised_rate(0.24, 100, 45.0) == 0.24
+    assert planning.promised_rate(9.9, 100, 45.0) == pytest.approx(100 / 45)
 
 
 # --- the dispatcher's runs: one schedule, kept from run to run --------------------------------------

@@ -97,19 +97,20 @@ def test_a_run_holds_the_lease_until_its_copies_are_marked_started(clock: Virtua
     sources = imports(emulator, 3)
     with local_pipeline(emulator, clock) as pipeline:
         from copier import dispatcher  # the pipeline's fresh modules
+        from copier.dispatcher import starting
 
         during: list[bool] = []
-        start_all = dispatcher._start_all
+        start_all = starting.start_all
 
         def start_all_and_run_again(*args: object) -> list[str]:
             during.append(dispatcher.dispatch().ran)
             return start_all(*args)  # type: ignore[arg-type]
 
-        dispatcher._start_all = start_all_and_run_again  # type: ignore[assignment]
+        starting.start_all = start_all_and_run_again  # type: ignore[assignment]
         try:
             records = through_the_backlog(pipeline, sources)
         finally:
-            dispatcher._start_all = start_all  # type: ignore[assignment]
+            starting.start_all = start_all  # type: ignore[assignment]
         after = dispatcher.dispatch().ran
     assert during and not any(during) and after  # refused while starting; given back after
     assert all((r.output or {}).get("status") == "COPIED" for r in records)
@@ -123,9 +124,10 @@ def test_a_run_past_its_lease_leaves_the_lease_the_next_run_took(clock: VirtualC
     sources = imports(emulator, 3)
     with local_pipeline(emulator, clock) as pipeline:
         from copier import dispatcher  # the pipeline's fresh modules
+        from copier.dispatcher import lease, starting
 
-        next_runs_lease = str(int(clock.now()) + 10 * dispatcher.LEASE_SECONDS)
-        start_all = dispatcher._start_all
+        next_runs_lease = str(int(clock.now()) + 10 * lease.LEASE_SECONDS)
+        start_all = starting.start_all
         overran: list[list[str]] = []
 
         def start_all_while_the_next_run_takes_the_lease(*args: object) -> list[str]:
@@ -138,14 +140,14 @@ def test_a_run_past_its_lease_leaves_the_lease_the_next_run_took(clock: VirtualC
             overran.append(start_all(*args))  # type: ignore[arg-type]
             return overran[-1]
 
-        dispatcher._start_all = start_all_while_the_next_run_takes_the_lease  # type: ignore[assignment]
+        starting.start_all = start_all_while_the_next_run_takes_the_lease  # type: ignore[assignment]
         try:  # the admission's own run (the schedule is idle) is the slow one
             assert (
                 pipeline.admit([seed.image_set_created_event(DS, s, event_id=str(n)) for n, s in enumerate(sources)])
                 == []
             )
         finally:
-            dispatcher._start_all = start_all  # type: ignore[assignment]
+            starting.start_all = start_all  # type: ignore[assignment]
         left = pacing_item().get("leaseUntil")
         third = dispatcher.dispatch().ran
     assert [len(started) for started in overran] == [3]  # the slow run did start its copies

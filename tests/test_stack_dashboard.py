@@ -25,7 +25,7 @@ def emitted_metric_names() -> set[str]:
     is looked up in the string values of the module's dict literals (steps.py counts errors that way);
     a module with a computed name and no such dict fails, rather than hiding a metric."""
     names: set[str] = set()
-    for path in sorted([LAMBDA_SOURCE / "handler.py", *LAMBDA_SOURCE.glob("copier/*.py")]):
+    for path in sorted([LAMBDA_SOURCE / "handler.py", *LAMBDA_SOURCE.glob("copier/**/*.py")]):
         tree = ast.parse(path.read_text())
         for call in ast.walk(tree):
             if not (isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "add_metric"):
@@ -47,7 +47,7 @@ def emitted_metric_names() -> set[str]:
 
 
 def test_the_functions_code_declares_no_dimension_the_dashboard_would_miss() -> None:
-    for path in [LAMBDA_SOURCE / "handler.py", *LAMBDA_SOURCE.glob("copier/*.py")]:
+    for path in [LAMBDA_SOURCE / "handler.py", *LAMBDA_SOURCE.glob("copier/**/*.py")]:
         assert "add_dimension" not in path.read_text(), f"{path.name}: plot the new dimension on the dashboard"
 
 

@@ -2,7 +2,7 @@
 
 Virtual time, one heapq event queue per run, no threads, no moto: a run is one process's loop, and the
 runs share the machine's two cores. The model drives the project's own decision code: the dispatcher's
-plan (`copier.dispatcher.plan_run`, `after_run`, with `copier.admission.plan_starts` and its permits of the
+plan (`copier.dispatcher.planning.plan_run`, `after_run`, with `copier.admission.plan_starts` and its permits of the
 concurrent-copy quota), the pacing (`copier.pacing.next_slot`, `wait_until`, `hold_seconds`, and the adaptive
 pace, `pacing.adapted`), the copy's fallback waits (`copier.copy_status.fallback_wait`) and the dispatcher's
 constants (horizon, StartExecution rate). What it replicates is the services: the account's CopyImageSet

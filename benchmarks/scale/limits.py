@@ -9,7 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from copier import dispatcher, pacing
+from copier import pacing
+from copier.dispatcher import schedule, starting
 from infra.settings import EXECUTION_TIMEOUT_DAYS, StackSettings
 
 DAY = 86_400.0
@@ -61,7 +62,7 @@ class Limits:
     max_wait: int = SETTINGS.max_wait_seconds
     execution_timeout: float = EXECUTION_TIMEOUT_DAYS * DAY
     reservations: int = pacing.RESERVATIONS_WITHOUT_THROTTLING + SETTINGS.throttle_retry_attempts
-    dispatch_period: float = float(dispatcher.PERIOD_SECONDS)
+    dispatch_period: float = float(schedule.PERIOD_SECONDS)
     dispatch_jitter: float = 1.0
     start_call: float = 0.03
     ddb_read: float = 0.004
@@ -186,10 +187,10 @@ class Limits:
             ),
             (
                 "dispatch run",
-                f"rate(1 minute) +0-{self.dispatch_jitter:g} s; lease, plan (dispatcher.plan_run), one pacing write,"
-                f" starts at {dispatcher.START_RATE:g}/s ({self.start_call * 1000:g} ms each,"
-                f" {dispatcher.START_WORKERS} at a time), STARTED marks, lease back",
-                "copier/dispatcher.py",
+                f"rate(1 minute) +0-{self.dispatch_jitter:g} s; lease, plan (planning.plan_run), one pacing write,"
+                f" starts at {starting.START_RATE:g}/s ({self.start_call * 1000:g} ms each,"
+                f" {starting.START_WORKERS} at a time), STARTED marks, lease back",
+                "copier/dispatcher/",
             ),
             (
                 "admission",

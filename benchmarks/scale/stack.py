@@ -16,7 +16,8 @@ from typing import Any
 from benchmarks.scale.limits import DAY, Limits
 from benchmarks.scale.outcome import Outcome
 from benchmarks.scale.services import Account, LambdaPool, PerSecond
-from copier import copy_status, dispatcher, journal, pacing
+from copier import copy_status, journal, pacing
+from copier.dispatcher import planning, schedule, settling, starting
 
 PENDING, COPIED, FAILED = range(3)
 
@@ -176,10 +177,10 @@ class Stack:
 
     def _admitted(self, _: object) -> None:
         """dispatcher.is_idle: the pacing item read, unless this environment knows a plan runs past now."""
-        if not self.seen or dispatcher.wants_a_run(self.seen, self.account.now):
+        if not self.seen or schedule.wants_a_run(self.seen, self.account.now):
             self._call("dynamodb:GetItem")
             self.seen = dict(self.pacing)
-        if dispatcher.wants_a_run(self.pacing, self.account.now):
+        if schedule.wants_a_run(self.pacing, self.account.now):
             self._run(admission=True)
         else:
             self._end_admission()
@@ -213,16 +214,16 @@ class Stack:
         self.leased = True
         now = account.now
         self._pacing_write()  # the lease (its answer is the pacing item)
-        settled = now - float(self.pacing.get("settledAt", 0)) >= dispatcher.SETTLE_EVERY_SECONDS
+        settled = now - float(self.pacing.get("settledAt", 0)) >= settling.SETTLE_EVERY_SECONDS
         if settled:
             self._call("dynamodb:Query")  # ended executions to settle
         pace, quiet = pacing.adapted(self.pacing, limits.copy_rate)
         self.result.lowest_pace = min(self.result.lowest_pace, pace)
         if self.backlog:
             self.result.last_pace = pace
-        most = math.ceil(pace * dispatcher.HORIZON_SECONDS) + 1
+        most = math.ceil(pace * schedule.HORIZON_SECONDS) + 1
         self._call("dynamodb:Query", 1 + most // 1_500)  # the backlog's oldest, a page per 1 MB
-        plan = dispatcher.plan_run(
+        plan = planning.plan_run(
             self.pacing,
             now,
             pace=pace,
@@ -231,20 +232,20 @@ class Stack:
             started_slots=self._started_slots,
             landed_since=self._landed_since,
         )
-        rate = dispatcher.promised_rate(limits.copy_rate, limits.concurrent_copies, plan.copy_seconds)
+        rate = planning.promised_rate(limits.copy_rate, limits.concurrent_copies, plan.copy_seconds)
         admitted = [self.arrivals[copy] for copy in itertools.islice(self.backlog, len(plan.slots))]
-        plan = dataclasses.replace(plan, due=dispatcher.due_after(self.pacing.get("dueAt"), admitted, rate))
-        fields = dispatcher.after_run(self.pacing, plan, pace=pace, quiet_runs=quiet, now=now, settled=settled)
+        plan = dataclasses.replace(plan, due=planning.due_after(self.pacing.get("dueAt"), admitted, rate))
+        fields = planning.after_run(self.pacing, plan, pace=pace, quiet_runs=quiet, now=now, settled=settled)
         for name, value in fields.items():
-            self.pacing[name] = self.pacing.get(name, 0) + value if name in dispatcher.ADDED_FIELDS else value
+            self.pacing[name] = self.pacing.get(name, 0) + value if name in planning.ADDED_FIELDS else value
         self._pacing_write()  # the plan
         self.seen = dict(self.pacing)
         copies = [self.backlog.popleft() for _ in range(len(plan.slots))]
         head = self.arrivals[self.backlog[0]] if self.backlog else None
-        self.result.peak_late = max(self.result.peak_late, dispatcher.lateness(plan.due, head, now))
+        self.result.peak_late = max(self.result.peak_late, planning.lateness(plan.due, head, now))
         self._call("dynamodb:TransactWriteItems", math.ceil(len(copies) / journal.MARKS_PER_TRANSACTION))
         when = now + 3 * limits.ddb_read + 2 * limits.ddb_write
-        interval = max(1.0 / dispatcher.START_RATE, limits.start_call / dispatcher.START_WORKERS)
+        interval = max(1.0 / starting.START_RATE, limits.start_call / starting.START_WORKERS)
         for index, (copy, slot) in enumerate(zip(copies, plan.slots, strict=True)):
             account.at(when + index * interval + limits.start_call, self._start, (copy, slot, 0))
         end = when + len(copies) * interval + limits.start_call
