@@ -6,9 +6,9 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 test-scale lint synth diagram lock bench bench-scale clean upgrade-fixtures
+.PHONY: setup demo test test-lambda-py313 test-scale lint synth deploy diagram lock bench bench-scale clean upgrade-fixtures
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/bin/healthimaging-copy
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.txt infra/function-constraints.txt requirements-checkov.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt lambda/requirements.tx
 	$(PYTHON) -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
+
+# The operator CLI of this checkout, as the installed package's console script (`. .venv/bin/activate`, or
+# .venv/bin/healthimaging-copy): it runs ops/cli.py from here, so it is never a stale copy.
+$(VENV)/bin/healthimaging-copy: $(VENV)/.installed
+	printf '#!/bin/sh\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m ops.cli "$$@"\n' "$(CURDIR)" "$(CURDIR)/$(PY)" > $@
+	chmod +x $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
@@ -60,6 +66,15 @@ lint: setup
 synth: setup node_modules/.installed  ## the CDK CLI, offline (bundles the locked wheels with pip), then the bundle's size
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --no-notices -c datastoreId=$(DEMO_DATASTORE) --quiet
 	$(PY) -m infra.function_bundle size cdk.out
+
+# Deploys with this checkout's environment and the pinned CDK CLI, to the account and Region of the current AWS
+# credentials (bootstrapped once: docs/deploy.md). Never run by CI. Settings: cdk.json, DATASTORE_ID, and any
+# other `-c key=value` in CONTEXT; STACKS names stacks of the `stacks` setting (default: every stack).
+DATASTORE_ID ?=
+CONTEXT ?=
+STACKS ?= --all
+deploy: setup node_modules/.installed  ## make deploy DATASTORE_ID=<id> [CONTEXT="-c copyPolicy=merge-into-primary"]
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk deploy --no-notices $(if $(DATASTORE_ID),-c datastoreId=$(DATASTORE_ID)) $(CONTEXT) $(STACKS)
 
 diagram: setup  ## redraw docs/design.md's state machine picture from the synthesized definition
 	$(PY) -m infra.workflow_diagram

@@ -7,7 +7,7 @@ schedule (ReconciliationSchedule) --> copy Lambda `reconcile`: missed events int
 ops.cli backfill --> state machine (BackfillWorkflow) --> copy Lambda `backfill_page`: existing image sets into it
 state machine --> copy Lambda (CopyFunction) --> HealthImaging (one data store), DynamoDB (IdempotencyTable)
 Monitoring: alarms to an SNS topic; an operations dashboard. One KMS key encrypts logs, table, queues,
-topic and the function's environment.
+topic and the function's environment. Outputs: the names the operator CLI reads (infra/outputs.py).
 
 Props are the settings of docs/configuration.md as Python keywords, validated by the same model as the
 app's context (infra/settings.py); a prop left out (None) takes its default. `alarm_topic` takes a topic
@@ -30,7 +30,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from . import naming
+from . import naming, outputs
 from .backfill_workflow import BackfillWorkflow
 from .copy_completion import CopyCompletion
 from .copy_function import CopyFunction
@@ -270,6 +270,7 @@ class HealthImagingCopy(Construct):
         if self.monitoring.own_topic:
             self._let_alarms_notify(self.monitoring.own_topic)
         self._accept_findings()
+        outputs.publish(self)
 
     def _accept_findings(self) -> None:
         stack = Stack.of(self)

@@ -41,6 +41,12 @@ def name_prefix(construct: Construct) -> str:
     return f"{prefix[: MAX_PREFIX_LENGTH - 9]}-{digest}"
 
 
+def output_prefix(construct: Construct) -> str:
+    """What a construct's CloudFormation outputs' logical ids start with: its path in the stack, without
+    `Default` and without what logical ids cannot hold (empty for the app's own construct)."""
+    return "".join(re.sub(r"[^0-9A-Za-z]", "", part) for part in path_in_stack(construct))
+
+
 def service_name(construct: Construct) -> str:
     """Powertools' service name, the dimension of the function's metrics: its own per construct of a stack
     (alarms must not see another data store's copies); `healthimaging-copy` for the app's own."""

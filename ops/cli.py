@@ -1,23 +1,24 @@
-"""Operator CLI for a deployed stack: start a copy, redrive dead-lettered events, read and re-admit the journal.
+"""Operator CLI for a deployed pipeline: start a copy, redrive dead-lettered events, read and re-admit the journal.
 
-    python -m ops.cli start --state-machine-arn ARN --source-image-set-id ID [--destination-image-set-id ID]
-                            [--copiable-attributes JSON] [--force] [--promote-to-primary]
-    python -m ops.cli redrive --queue-url DLQ_URL --admission-queue-url URL
-    python -m ops.cli resolve --table-name NAME --record-id copy#... (--not-accepted | --accepted-into ID:VERSION)
-    python -m ops.cli status --table-name NAME IMAGE_SET_ID
-    python -m ops.cli list --table-name NAME --status failed [--since 2026-11-01T00:00:00Z]
-    python -m ops.cli retry --table-name NAME --status failed [--since ...]
-    python -m ops.cli backfill start --state-machine-arn BACKFILL_ARN --table-name NAME
-                            (--created-after ISO --created-before ISO | --study-instance-uid UID ... | --everything)
-                            [--id NAME]
-    python -m ops.cli backfill stop|resume --state-machine-arn BACKFILL_ARN --table-name NAME --id NAME
-    python -m ops.cli backfill status --table-name NAME --id NAME [--watch]
+    healthimaging-copy start --source-image-set-id ID [--destination-image-set-id ID]
+                             [--copiable-attributes JSON] [--force] [--promote-to-primary]
+    healthimaging-copy redrive
+    healthimaging-copy resolve --record-id copy#... (--not-accepted | --accepted-into ID:VERSION)
+    healthimaging-copy status IMAGE_SET_ID
+    healthimaging-copy list --status failed [--since 2026-11-01T00:00:00Z]
+    healthimaging-copy retry --status failed [--since 2026-11-01T00:00:00Z]
+    healthimaging-copy backfill start (--created-after ISO [--created-before ISO] | --study-instance-uid UID ...
+                                       | --everything) [--id NAME]
+    healthimaging-copy backfill stop|resume|status --id NAME [--watch]
 
-Installed (`pip install`), the same is the console script `healthimaging-copy start ...`. `start` uses the
-same input contract as the console (docs/operations.md, "Starting a copy by hand").
-Execution names are derived from the input, so starting the same thing twice while it runs,
-or after it succeeded, returns that execution; a copy whose last execution FAILED, TIMED_OUT
-or ABORTED is started anew (the copy record still keeps an accepted copy from being repeated).
+Each command finds the names it takes (state machines, table, queues, data store) in the outputs of the stack
+`--stack NAME[/PATH]` names (ops/stack_outputs.py; default $HEALTHIMAGING_COPY_STACK, else HealthImagingCopy), in
+the account and Region of the usual AWS configuration (AWS_PROFILE, AWS_REGION); `--table-name`, ... give a name
+directly. The console script of the installed package; in a clone, `python -m ops.cli` (make setup puts
+`healthimaging-copy` into .venv/bin). `start` uses the same input contract as the console (docs/operations.md,
+"Starting a copy by hand"). Execution names are derived from the input, so starting the same thing twice while it
+runs, or after it succeeded, returns that execution; a copy whose last execution FAILED, TIMED_OUT or ABORTED is
+started anew (the copy record still keeps an accepted copy from being repeated).
 """
 
 from __future__ import annotations
@@ -30,12 +31,24 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+from .stack_outputs import (
+    ADMISSION_QUEUE,
+    BACKFILL_STATE_MACHINE,
+    DATASTORE,
+    DEAD_LETTER_QUEUE,
+    STATE_MACHINE,
+    TABLE,
+    StackName,
+    StackNamesError,
+    add_stack_options,
+    names_of,
+)
 
 NAME_UNSAFE = re.compile(r"[^0-9A-Za-z_-]")
 
@@ -189,7 +202,9 @@ def backfill_start(
     if not BACKFILL_ID.fullmatch(backfill_id):
         raise SystemExit("--id: 1 to 40 characters of [0-9A-Za-z_-]")
     if backfill_progress(table_name=table_name, backfill_id=backfill_id):
-        raise SystemExit(f"backfill {backfill_id} exists: resume it (ops.cli backfill resume), or choose another --id")
+        raise SystemExit(
+            f"backfill {backfill_id} exists: resume it (healthimaging-copy backfill resume), or choose another --id"
+        )
     sfn = client or boto3.client("stepfunctions")
     try:
         answer = sfn.start_execution(
@@ -214,7 +229,7 @@ def backfill_stop(*, state_machine_arn: str, table_name: str, backfill_id: str, 
     sfn = client or boto3.client("stepfunctions")
     try:
         sfn.stop_execution(
-            executionArn=_execution_arn(state_machine_arn, name), cause="stopped by ops.cli backfill stop"
+            executionArn=_execution_arn(state_machine_arn, name), cause="stopped by healthimaging-copy backfill stop"
         )
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("ExecutionDoesNotExist", "ValidationException"):
@@ -278,26 +293,57 @@ def backfill_line(backfill_id: str, progress: dict[str, Any] | None) -> str:
     )
 
 
-def backfill_filters(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+def backfill_filters(args: argparse.Namespace) -> dict[str, Any]:
     if args.everything:
         return {"everything": True}
     if args.study_instance_uid:
         return {"studyInstanceUids": args.study_instance_uid}
-    if args.created_after or args.created_before:
-        for name in ("created_after", "created_before"):
-            value = getattr(args, name)
-            if value is not None and value.tzinfo is None:
-                parser.error(f"--{name.replace('_', '-')}: give a time zone (e.g. 2026-01-01T00:00:00Z)")
-        return {
-            name: value.isoformat()
-            for name, value in (("createdAfter", args.created_after), ("createdBefore", args.created_before))
-            if value is not None
-        }
-    parser.error("backfill start: give --created-after/--created-before, --study-instance-uid or --everything")
-    raise AssertionError  # parser.error exits
+    return {
+        name: value.isoformat()
+        for name, value in (("createdAfter", args.created_after), ("createdBefore", args.created_before))
+        if value is not None
+    }
 
 
-def _add_backfill_commands(commands: Any) -> None:
+# --- the command line -------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """Every command, each with `--stack` and the options of the names it takes (ops/stack_outputs.py)."""
+    parser = argparse.ArgumentParser(prog="healthimaging-copy", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, text: str, *names: StackName, within: Any = commands) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = within.add_parser(name, help=text, description=text)
+        add_stack_options(sub, *names)
+        sub.set_defaults(names=names)
+        return sub
+
+    start_parser = command("start", "start one copy", STATE_MACHINE, DATASTORE)
+    start_parser.add_argument("--source-image-set-id", required=True)
+    for option in (
+        "--source-version-id",
+        "--destination-image-set-id",
+        "--destination-version-id",
+        "--copiable-attributes",
+    ):
+        start_parser.add_argument(option)
+    start_parser.add_argument("--force", action="store_true")
+    start_parser.add_argument("--promote-to-primary", action="store_true")
+    command("redrive", "move dead-lettered events back to the admission queue", DEAD_LETTER_QUEUE, ADMISSION_QUEUE)
+    resolve_parser = command("resolve", "settle a copy ConfirmCopy could not decide", TABLE)
+    resolve_parser.add_argument("--record-id", required=True, help="copy#..., named in the CopyOutcomeUndecided cause")
+    outcome = resolve_parser.add_mutually_exclusive_group(required=True)
+    outcome.add_argument("--not-accepted", action="store_true", help="no image set holds the copy")
+    outcome.add_argument("--accepted-into", metavar="IMAGE_SET_ID:VERSION", help="the version that holds the copy")
+    status_parser = command("status", "the copy journal of one image set, every version", TABLE)
+    status_parser.add_argument("image_set_id")
+    list_parser = command("list", "copy journal entries in one status", TABLE)
+    statuses = [status.value for status in function_module("journal").JournalStatus]
+    list_parser.add_argument("--status", required=True, type=str.upper, choices=statuses)
+    list_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: entries changed since then")
+    retry_parser = command("retry", "re-admit failed copies to the backlog (copy journal)", TABLE)
+    retry_parser.add_argument("--status", required=True, type=str.upper, choices=("FAILED",))
+    retry_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: failures since then")
+
     backfill = commands.add_parser("backfill", help="copy image sets that already exist (at the quota's pace)")
     actions = backfill.add_subparsers(dest="backfill_command", required=True)
     for action, text in (
@@ -306,10 +352,8 @@ def _add_backfill_commands(commands: Any) -> None:
         ("resume", "resume a stopped (or failed) backfill from its last page"),
         ("status", "a backfill's progress"),
     ):
-        sub = actions.add_parser(action, help=text)
-        sub.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
-        if action != "status":
-            sub.add_argument("--state-machine-arn", required=True, help="the stack's output BackfillStateMachineArn")
+        names = (TABLE,) if action == "status" else (BACKFILL_STATE_MACHINE, TABLE)
+        sub = command(action, text, *names, within=actions)
         if action == "start":
             sub.add_argument("--id", help="a name for it, [0-9A-Za-z_-], 40 characters at most (default: the time)")
             sub.add_argument("--created-after", type=datetime.fromisoformat, help="ISO time, with a zone")
@@ -321,32 +365,118 @@ def _add_backfill_commands(commands: Any) -> None:
         if action == "status":
             sub.add_argument("--watch", action="store_true", help="refresh until done or stopped")
             sub.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes")
+    return parser
 
 
-def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.backfill_command == "start":
+def check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """What the parser cannot say itself, before any AWS call (tests/test_doc_commands.py runs it on the docs)."""
+    if args.command == "resolve" and args.accepted_into is not None:
+        image_set_id, _, version = args.accepted_into.partition(":")
+        if not image_set_id or not version:
+            parser.error("--accepted-into: expected IMAGE_SET_ID:VERSION")
+    if args.command == "backfill" and args.backfill_command == "start":
         ranged = bool(args.created_after or args.created_before)
         if sum((bool(args.everything), bool(args.study_instance_uid), ranged)) != 1:
             parser.error("backfill start: give exactly one of a createdAt range, --study-instance-uid, --everything")
+        for name in ("created_after", "created_before"):
+            value = getattr(args, name)
+            if value is not None and value.tzinfo is None:
+                parser.error(f"--{name.replace('_', '-')}: give a time zone (e.g. 2026-01-01T00:00:00Z)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check(args, parser)
+    try:
+        names = names_of(args, args.names, client_factory=_cloudformation)
+        return run(args, names)
+    except StackNamesError as error:
+        parser.exit(2, f"{parser.prog}: {error}\n")
+    except (NoRegionError, NoCredentialsError) as error:
+        parser.exit(2, f"{parser.prog}: {error}: AWS_PROFILE and AWS_REGION choose the account and Region\n")
+
+
+def _cloudformation() -> Any:
+    return boto3.client("cloudformation")
+
+
+def run(args: argparse.Namespace, names: dict[StackName, str]) -> int:
+    if args.command == "backfill":
+        return _backfill(args, names)
+    if args.command == "retry":
+        readmitted, without_plan = retry(table_name=names[TABLE], since=args.since.timestamp() if args.since else 0.0)
+        for entry_id in readmitted:
+            print(entry_id)
+        print(
+            f"re-admitted {len(readmitted)} cop(ies) to the backlog; {len(without_plan)} failed entr(ies) hold no"
+            " plan (console copies that never reached StartCopy: start them again with healthimaging-copy start)"
+        )
+        for entry_id in without_plan:
+            print(f"  no plan: {entry_id}")
+        return 0
+    if args.command in ("status", "list"):
+        entries = journal_entries(
+            table_name=names[TABLE],
+            image_set_id=getattr(args, "image_set_id", None),
+            status=getattr(args, "status", None),
+            since=args.since.timestamp() if getattr(args, "since", None) else 0.0,
+        )
+        for entry in entries:
+            print(_journal_line(entry))
+        print(f"{len(entries)} journal entr{'y' if len(entries) == 1 else 'ies'}")
+        return 0
+    if args.command == "resolve":
+        into = None
+        if args.accepted_into:
+            image_set_id, _, version = args.accepted_into.partition(":")
+            into = (image_set_id, version)
+        print(resolve(table_name=names[TABLE], record_id=args.record_id, accepted_into=into))
+        return 0
+    if args.command == "redrive":
+        moved = redrive(queue_url=names[DEAD_LETTER_QUEUE], admission_queue_url=names[ADMISSION_QUEUE])
+        print(f"moved {moved} event(s) to the admission queue")
+        return 0
+    copy_input: dict[str, Any] = {
+        "datastoreId": names[DATASTORE],
+        "sourceImageSetId": args.source_image_set_id,
+        "force": args.force,
+        "promoteToPrimary": args.promote_to_primary,
+    }
+    for key in ("source_version_id", "destination_image_set_id", "destination_version_id", "copiable_attributes"):
+        value = getattr(args, key)
+        if value is not None:
+            copy_input["".join(p.capitalize() if i else p for i, p in enumerate(key.split("_")))] = value
+    print(start(state_machine_arn=names[STATE_MACHINE], copy_input=copy_input))
+    return 0
+
+
+def _backfill(args: argparse.Namespace, names: dict[StackName, str]) -> int:
+    table_name = names[TABLE]
+    if args.backfill_command == "start":
         backfill_id = args.id or datetime.now(tz=UTC).strftime("backfill-%Y%m%dT%H%M%S")
         arn = backfill_start(
-            state_machine_arn=args.state_machine_arn,
-            table_name=args.table_name,
+            state_machine_arn=names[BACKFILL_STATE_MACHINE],
+            table_name=table_name,
             backfill_id=backfill_id,
-            filters=backfill_filters(args, parser),
+            filters=backfill_filters(args),
         )
         print(f"backfill {backfill_id} started: {arn}")
         return 0
     if args.backfill_command == "stop":
-        name = backfill_stop(state_machine_arn=args.state_machine_arn, table_name=args.table_name, backfill_id=args.id)
-        print(f"backfill {args.id} stopped ({name}); resume it with ops.cli backfill resume")
+        name = backfill_stop(
+            state_machine_arn=names[BACKFILL_STATE_MACHINE], table_name=table_name, backfill_id=args.id
+        )
+        print(f"backfill {args.id} stopped ({name}); resume it with healthimaging-copy backfill resume --id {args.id}")
         return 0
     if args.backfill_command == "resume":
-        arn = backfill_resume(state_machine_arn=args.state_machine_arn, table_name=args.table_name, backfill_id=args.id)
+        arn = backfill_resume(
+            state_machine_arn=names[BACKFILL_STATE_MACHINE], table_name=table_name, backfill_id=args.id
+        )
         print(f"backfill {args.id} resumed: {arn}")
         return 0
     while True:
-        progress = backfill_progress(table_name=args.table_name, backfill_id=args.id)
+        progress = backfill_progress(table_name=table_name, backfill_id=args.id)
         line = backfill_line(args.id, progress)
         if not args.watch:
             print(line)
@@ -358,99 +488,6 @@ def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print()
             return 0
         time.sleep(args.interval)
-
-
-def main(argv: list[str] | None = None) -> int:
-    # `healthimaging-copy` when installed (console script), `python -m ops.cli` in the repository.
-    prog = "healthimaging-copy" if Path(sys.argv[0]).name == "healthimaging-copy" else "python -m ops.cli"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    start_parser = commands.add_parser("start", help="start one copy")
-    start_parser.add_argument("--state-machine-arn", required=True)
-    start_parser.add_argument("--datastore-id", required=True)
-    start_parser.add_argument("--source-image-set-id", required=True)
-    for option in (
-        "--source-version-id",
-        "--destination-image-set-id",
-        "--destination-version-id",
-        "--copiable-attributes",
-    ):
-        start_parser.add_argument(option)
-    start_parser.add_argument("--force", action="store_true")
-    start_parser.add_argument("--promote-to-primary", action="store_true")
-    redrive_parser = commands.add_parser("redrive", help="move dead-lettered events back to the admission queue")
-    redrive_parser.add_argument("--queue-url", required=True, help="the stack's output DeadLetterQueueUrl")
-    redrive_parser.add_argument("--admission-queue-url", required=True, help="the stack's output AdmissionQueueUrl")
-    resolve_parser = commands.add_parser("resolve", help="settle a copy ConfirmCopy could not decide")
-    resolve_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
-    resolve_parser.add_argument("--record-id", required=True, help="copy#..., named in the CopyOutcomeUndecided cause")
-    outcome = resolve_parser.add_mutually_exclusive_group(required=True)
-    outcome.add_argument("--not-accepted", action="store_true", help="no image set holds the copy")
-    outcome.add_argument("--accepted-into", metavar="IMAGE_SET_ID:VERSION", help="the version that holds the copy")
-    status_parser = commands.add_parser("status", help="the copy journal of one image set, every version")
-    status_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
-    status_parser.add_argument("image_set_id")
-    list_parser = commands.add_parser("list", help="copy journal entries in one status")
-    list_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
-    statuses = [status.value for status in function_module("journal").JournalStatus]
-    list_parser.add_argument("--status", required=True, type=str.upper, choices=statuses)
-    list_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: entries changed since then")
-    retry_parser = commands.add_parser("retry", help="re-admit failed copies to the backlog (copy journal)")
-    retry_parser.add_argument("--table-name", required=True, help="the stack's output CopyTableName")
-    retry_parser.add_argument("--status", required=True, type=str.upper, choices=("FAILED",))
-    retry_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: failures since then")
-    _add_backfill_commands(commands)
-    args = parser.parse_args(argv)
-
-    if args.command == "backfill":
-        return _backfill(args, parser)
-    if args.command == "retry":
-        readmitted, without_plan = retry(
-            table_name=args.table_name, since=args.since.timestamp() if args.since else 0.0
-        )
-        for entry_id in readmitted:
-            print(entry_id)
-        print(
-            f"re-admitted {len(readmitted)} cop(ies) to the backlog; {len(without_plan)} failed entr(ies) hold no"
-            " plan (console copies that never reached StartCopy: start them again with ops.cli start)"
-        )
-        for entry_id in without_plan:
-            print(f"  no plan: {entry_id}")
-        return 0
-    if args.command in ("status", "list"):
-        entries = journal_entries(
-            table_name=args.table_name,
-            image_set_id=getattr(args, "image_set_id", None),
-            status=getattr(args, "status", None),
-            since=args.since.timestamp() if getattr(args, "since", None) else 0.0,
-        )
-        for entry in entries:
-            print(_journal_line(entry))
-        print(f"{len(entries)} journal entr{'y' if len(entries) == 1 else 'ies'}")
-        return 0
-    if args.command == "resolve":
-        into = tuple(args.accepted_into.split(":", 1)) if args.accepted_into else None
-        if into is not None and (len(into) != 2 or not all(into)):
-            parser.error("--accepted-into: expected IMAGE_SET_ID:VERSION")
-        print(resolve(table_name=args.table_name, record_id=args.record_id, accepted_into=into))  # type: ignore[arg-type]
-        return 0
-
-    if args.command == "redrive":
-        moved = redrive(queue_url=args.queue_url, admission_queue_url=args.admission_queue_url)
-        print(f"moved {moved} event(s) to the admission queue")
-        return 0
-    copy_input: dict[str, Any] = {
-        "datastoreId": args.datastore_id,
-        "sourceImageSetId": args.source_image_set_id,
-        "force": args.force,
-        "promoteToPrimary": args.promote_to_primary,
-    }
-    for key in ("source_version_id", "destination_image_set_id", "destination_version_id", "copiable_attributes"):
-        value = getattr(args, key)
-        if value is not None:
-            copy_input["".join(p.capitalize() if i else p for i, p in enumerate(key.split("_")))] = value
-    print(start(state_machine_arn=args.state_machine_arn, copy_input=copy_input))
-    return 0
 
 
 if __name__ == "__main__":

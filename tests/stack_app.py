@@ -1,6 +1,7 @@
 """The CDK app, synthesized in process once per distinct context for the whole session (a synth
-takes seconds), shared by the tests/test_stack*.py modules. No bundling: the function's code
-asset is not built here (tests/test_function_bundle.py builds it)."""
+takes seconds), shared by the tests/test_stack*.py modules; and a host app's stack holding two
+HealthImagingCopy constructs, once. No bundling: the function's code asset is not built here
+(tests/test_function_bundle.py builds it)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import json
 from functools import cache
 from typing import Any
 
+import aws_cdk as cdk
 from aws_cdk.assertions import Template
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
 from infra.app import build_app
+from infra.healthimaging_copy import HealthImagingCopy
 from infra.stack import CopyPipelineStack
 from offline.seed import DATASTORE_ID as DS
 
@@ -47,6 +51,23 @@ def _synthesize(context: str) -> tuple[CopyPipelineStack, Template]:
     app = build_app(json.loads(context))
     (stack,) = (child for child in app.node.children if isinstance(child, CopyPipelineStack))
     return stack, Template.from_stack(stack)
+
+
+FIRST, SECOND = "a" * 32, "b" * 32
+NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
+
+
+@cache
+def two_in_one_stack() -> tuple[cdk.Stack, HealthImagingCopy, HealthImagingCopy, dict[str, Any]]:
+    """Two data stores' pipelines in one stack of a host app, with cdk-nag's packs: synth raises on a finding
+    that is not acknowledged."""
+    app = cdk.App(context=NO_BUNDLING)
+    stack = cdk.Stack(app, "Imaging", env=cdk.Environment(account="111122223333", region="eu-west-1"))
+    research = HealthImagingCopy(stack, "Research", datastore_id=FIRST)
+    clinical = HealthImagingCopy(stack, "Clinical", datastore_id=SECOND, copy_policy="merge-into-primary")
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+    template = app.synth().get_stack_by_name("Imaging").template
+    return stack, research, clinical, template
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:

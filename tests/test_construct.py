@@ -6,35 +6,18 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from functools import cache
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
-from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
+from stack_app import FIRST, NO_BUNDLING, SECOND, two_in_one_stack
 
 from infra.healthimaging_copy import HealthImagingCopy
 from infra.settings import CONSTRUCT_PROPS, SettingsError, StackSettings
 
 pytestmark = pytest.mark.slow
-
-FIRST, SECOND = "a" * 32, "b" * 32
-NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
-
-
-@cache
-def two_in_one_stack() -> tuple[cdk.Stack, HealthImagingCopy, HealthImagingCopy, dict[str, Any]]:
-    """Two data stores' pipelines in one stack of a host app, with cdk-nag's packs: synth raises on a finding
-    that is not acknowledged."""
-    app = cdk.App(context=NO_BUNDLING)
-    stack = cdk.Stack(app, "Imaging", env=cdk.Environment(account="111122223333", region="eu-west-1"))
-    research = HealthImagingCopy(stack, "Research", datastore_id=FIRST)
-    clinical = HealthImagingCopy(stack, "Clinical", datastore_id=SECOND, copy_policy="merge-into-primary")
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
-    template = app.synth().get_stack_by_name("Imaging").template
-    return stack, research, clinical, template
 
 
 def physical_names(template: dict[str, Any]) -> list[str]:
