@@ -49,14 +49,9 @@ def build_app(context: dict[str, Any] | None = None, *, nag: bool = True) -> cdk
 
 
 def _context_of(app: cdk.App) -> dict[str, Any]:
-    from .settings import SETTING_NAMES  # noqa: PLC0415
-
-    context = {}
-    for key in (*SETTING_NAMES, *OBSOLETE_SETTINGS, "stacks"):
-        value = app.node.try_get_context(key)
-        if value is not None:
-            context[key] = value
-    return context
+    """The whole context, as the CDK CLI passes it (cdk.json, cdk.context.json, `-c`, and CDK's own keys): every
+    key is read, so a mistyped setting stops synth instead of being ignored (infra/settings.py)."""
+    return dict(app.node.get_all_context())
 
 
 def _env_context() -> dict[str, Any]:

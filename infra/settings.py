@@ -7,6 +7,7 @@ as strings; numbers and lists are parsed from them.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from typing import Any, Literal
@@ -155,6 +156,8 @@ OBSOLETE_SETTINGS = {
     "throttleRetryMaxDelaySeconds": "a call throttled or refused over the concurrent-copy quota takes a new "
     "paced slot (throttleRetryAttempts bounds how many), it is not retried on a timer",
 }
+# Context keys the CDK CLI itself reads or writes that look like no other of its keys (cdk.json, cdk.context.json).
+CDK_OWN_KEYS = ("cli-telemetry", "acknowledged-issue-numbers")
 # Where a stack deploys is the stack's business: the HealthImagingCopy construct takes every other setting.
 STACK_ONLY = ("account", "region")
 CONSTRUCT_PROPS = tuple(name for name in StackSettings.model_fields if name not in STACK_ONLY)
@@ -178,25 +181,37 @@ def validate(values: dict[str, Any], *, where: str, python_names: bool = False) 
 
 
 def stack_settings_from_context(context: dict[str, Any]) -> dict[str, StackSettings]:
-    """Stack name -> settings. Raises SettingsError naming every bad key; drops the obsolete ones."""
+    """Stack name -> settings, from the whole context (CDK's own keys left alone). Raises SettingsError naming
+    every unknown key (and the setting it is likely meant to be) or bad value; drops the obsolete ones."""
     stacks = _stacks(context)
-    common = {k: v for k, v in context.items() if k in SETTING_NAMES}  # '-c' strings: pydantic parses numbers
-    unknown_top = [
-        k for k in context if k not in (*SETTING_NAMES, *OBSOLETE_SETTINGS, "stacks") and _looks_like_ours(k)
-    ]
-    if unknown_top:
-        raise SettingsError(f"unknown setting(s) {unknown_top}; known: {list(SETTING_NAMES)}")
-    if not stacks:
-        stacks = {DEFAULT_STACK_NAME: {}}
-    if not isinstance(stacks, dict):
+    if stacks is not None and not isinstance(stacks, dict):
         raise SettingsError("stacks: must be an object of stack name -> settings")
-    result = {}
-    for name, overrides in stacks.items():
+    for name, overrides in (stacks or {}).items():
         if not isinstance(overrides, dict):
             raise SettingsError(f"stacks.{name}: must be an object of settings")
+    unknown = _unknown_keys(context, where="", allowed=(*SETTING_NAMES, *OBSOLETE_SETTINGS, "stacks"))
+    for name, overrides in (stacks or {}).items():
+        unknown += _unknown_keys(overrides, where=f"stacks.{name}.", allowed=(*SETTING_NAMES, *OBSOLETE_SETTINGS))
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {'; '.join(unknown)} (every setting: docs/configuration.md)")
+    common = {k: v for k, v in context.items() if k in SETTING_NAMES}  # '-c' strings: pydantic parses numbers
+    result = {}
+    for name, overrides in (stacks or {DEFAULT_STACK_NAME: {}}).items():
         current = {k: v for k, v in overrides.items() if k not in OBSOLETE_SETTINGS}
         result[name] = validate({**common, **current}, where=f"stack {name}")
     return result
+
+
+def _unknown_keys(values: dict[str, Any], *, where: str, allowed: tuple[str, ...]) -> list[str]:
+    """Each key that is neither a setting nor CDK's own, with the setting it is likely a typo of."""
+    by_lower = {name.lower(): name for name in allowed}
+    found = []
+    for key in values:
+        if key in allowed or _cdk_own(key):
+            continue
+        nearest = difflib.get_close_matches(key.lower(), by_lower, n=1, cutoff=0.75)
+        found.append(f"{where}{key}" + (f" (did you mean {by_lower[nearest[0]]}?)" if nearest else ""))
+    return found
 
 
 def obsolete_settings_in(context: dict[str, Any], stack_name: str) -> list[str]:
@@ -213,12 +228,7 @@ def _stacks(context: dict[str, Any]) -> object:
     return json.loads(stacks) if isinstance(stacks, str) else stacks
 
 
-def _looks_like_ours(key: str) -> bool:
-    """CDK and its feature flags use 'aws:' / '@aws-cdk/' keys; ours are plain camelCase."""
-    return (
-        ":" not in key
-        and "/" not in key
-        and not key.startswith("@")
-        and key[:1].islower()
-        and key not in ("cli-telemetry", "acknowledged-issue-numbers")
-    )
+def _cdk_own(key: str) -> bool:
+    """CDK's context: the CLI's and the toolkit's keys (`aws:cdk:...`, `aws-cdk:...`), feature flags
+    (`@aws-cdk/...`), cached lookups (`availability-zones:account=...`), and the CLI's plain ones."""
+    return ":" in key or key.startswith("@") or key in CDK_OWN_KEYS
