@@ -43,6 +43,7 @@ def publish(pipeline: HealthImagingCopy) -> None:
         "DashboardUrl": f"https://{console}/cloudwatch/home?region={stack.region}"
         f"#dashboards/dashboard/{pipeline.dashboard.dashboard_name}",
         "CopyFunctionName": pipeline.function.function_name,
+        "CopyFunctionLogGroupName": pipeline.copy_function.log_group.log_group_name,
         "DeadLetterQueueUrl": pipeline.dead_letter_queue.queue_url,
         "AdmissionQueueUrl": pipeline.admission_queue.queue_url,
         "CopyTableName": pipeline.table.table_name,

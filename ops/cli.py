@@ -308,11 +308,12 @@ def backfill_filters(args: argparse.Namespace) -> dict[str, Any]:
 # --- the command line -------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """Every command, each with `--stack` and the options of the names it takes (ops/stack_outputs.py)."""
-    parser = argparse.ArgumentParser(prog="healthimaging-copy", description=__doc__.splitlines()[0])
+    # No abbreviated options: a script's `--table` must not start meaning another option when one is added.
+    parser = argparse.ArgumentParser(prog="healthimaging-copy", description=__doc__.splitlines()[0], allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, text: str, *names: StackName, within: Any = commands) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = within.add_parser(name, help=text, description=text)
+        sub: argparse.ArgumentParser = within.add_parser(name, help=text, description=text, allow_abbrev=False)
         add_stack_options(sub, *names)
         sub.set_defaults(names=names)
         return sub
@@ -344,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry_parser.add_argument("--status", required=True, type=str.upper, choices=("FAILED",))
     retry_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: failures since then")
 
-    backfill = commands.add_parser("backfill", help="copy image sets that already exist (at the quota's pace)")
+    backfill = commands.add_parser(
+        "backfill", help="copy image sets that already exist (at the quota's pace)", allow_abbrev=False
+    )
     actions = backfill.add_subparsers(dest="backfill_command", required=True)
     for action, text in (
         ("start", "start a backfill"),

@@ -261,7 +261,7 @@ def test_content_that_was_already_there_cannot_decide_and_tells_the_operator_wha
 
     assert type(raised.value).__name__ == "CopyOutcomeUndecided"
     cause = str(raised.value)
-    assert f"versions after 1 of image set {DESTINATION}" in cause and "ops.cli start" in cause
+    assert f"versions after 1 of image set {DESTINATION}" in cause and "healthimaging-copy start" in cause
 
 
 def test_the_expected_version_written_by_a_metadata_update_means_ours_was_refused(function: Function) -> None:

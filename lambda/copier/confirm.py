@@ -99,8 +99,8 @@ def _operator_cause(request: CopyRequest, record: CopyRecord, finding: Finding) 
         f"cannot tell whether CopyImageSet of {request.source_image_set_id} version {record.source_version_id}"
         f" called at {called} was accepted ({finding.reason}; {record.looks} looks). Check {where}"
         f" (ListImageSetVersions, SearchImageSets), then settle copy record {record.id}:"
-        " `python -m ops.cli resolve --record-id ID --accepted-into IMAGE_SET_ID:VERSION` if one holds this copy,"
-        " or `--not-accepted` if none does; then start the copy again (python -m ops.cli start)."
+        " `healthimaging-copy resolve --record-id ID --accepted-into IMAGE_SET_ID:VERSION` if one holds this copy,"
+        " or `--not-accepted` if none does; then start the copy again (healthimaging-copy start)."
     )
 
 

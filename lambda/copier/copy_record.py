@@ -11,7 +11,7 @@ Lifecycle (`status`):
 
 A record that confirmation adopts claims the adopted version (claim#<imageSetId>#<versionId>, in
 the same transaction), so no two records can adopt one version. An operator settles a record
-confirmation could not decide with `python -m ops.cli resolve`. Records are never deleted by the
+confirmation could not decide with `healthimaging-copy resolve`. Records are never deleted by the
 function: they expire `copyRecordRetentionDays` after the last call, which the stack keeps longer
 than dead-lettered events can be redriven. The index `byDestination` (destinationImageSetId,
 destinationVersionId) lets the copy-storm guard and confirmation ask "did this pipeline write

@@ -6,7 +6,7 @@ SKIPPED, STARTED, COPIED, FORCED, FAILED), the destination and the version the c
 (`copiedIntoImageSetId` / `copiedIntoVersionId`: never the copy records' attribute names, which would
 put journal entries in the byDestination index), the execution, the force audit (policy, inconsistent
 element NAMES) and timestamps. Two indexes answer
-the operator's questions (`python -m ops.cli status|list` reads them): `journalBySource` (all versions
+the operator's questions (`healthimaging-copy status` and `list` read them): `journalBySource` (all versions
 of one image set) and `journalByStatus` (e.g. every FAILED entry, oldest first). Entries expire
 `journalRetentionDays` after their last change, except PENDING ones: the backlog waits as long as it takes.
 
