@@ -85,7 +85,7 @@ class Monitoring(Construct):
                 "Reconciliation admitted copies whose HealthImaging event never arrived (they are copied)",
             ),
             # The oldest pending copy later than the backlog ahead of it explains (copier.dispatcher.planning.lateness):
-            # the age alone says nothing (a 1M backfill's last copy waits 46 days at 0.24/s and is on time).
+            # the age alone says nothing (a 1M backfill's last copy waits 48 days at 0.24/s and is on time).
             self._alarm(
                 "BacklogLate",
                 metrics.function_metric(
