@@ -308,6 +308,23 @@ def test_copy_image_set_quota_is_one_burst_then_a_quarter_per_second(
     assert copy(client, study["consistent"])
 
 
+def test_another_client_of_the_account_s_quota_takes_its_tokens(
+    client: Any, study: dict[str, str], clock: VirtualClock, emulator: HealthImagingEmulator
+) -> None:
+    """A client sharing the account's quota (takes_quota) takes a token for each call, or is throttled; another
+    writer without it stands outside the pipeline's bucket."""
+    theirs = emulator.schedule_copy(clock.now(), study["primary"], takes_quota=True)
+    assert error_of(lambda: copy(client, study["consistent"])) == ("ThrottlingException", 429)  # they took it
+    refused = emulator.schedule_copy(clock.now() + 1, study["inconsistent"], takes_quota=True)
+    outside = emulator.schedule_copy(clock.now() + 2, study["inconsistent"])
+    clock.advance(4)
+    assert copy(client, study["consistent"])  # a token again, 4 s after theirs
+    assert theirs.accepted is not None and theirs.refusal is None
+    assert refused.accepted is None and refused.refusal is not None and refused.refusal.code == "ThrottlingException"
+    assert outside.accepted is not None  # no token taken
+    assert emulator.copy_image_set_calls() == [429, 200]  # the pipeline's own calls only
+
+
 def test_search_by_study_and_primary_flag(client: Any, study: dict[str, str]) -> None:
     found = client.search_image_sets(
         datastoreId=DS,

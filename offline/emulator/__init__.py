@@ -38,7 +38,8 @@ at the time they were scheduled for. At one instant what completes goes before w
 starts, and an action scheduled for the current instant runs before the next call.
 Another writer's copy follows the same rules as the pipeline's (locks, versions,
 inconsistency, the concurrency quota) but takes no token from the CopyImageSet bucket,
-which stands for the pipeline's own rate. A metadata update makes a version LOCKED /
+which stands for the pipeline's own rate, unless it is another client of the account's quota
+(`takes_quota`): then it takes one, or is refused ThrottlingException. A metadata update makes a version LOCKED /
 UPDATING for `update_seconds`, then ACTIVE / UPDATED. `accepted` records every copy the
 service took on and who asked (`by`: "pipeline" for calls through `call()`);
 `accepted_copies`, `instances` and `forced` are what tests read.

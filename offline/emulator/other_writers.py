@@ -1,6 +1,7 @@
 """Other writers: another client's CopyImageSet or UpdateImageSetMetadata, scheduled for a time and issued
 when the clock reaches it, on the versions latest then. A copy follows the pipeline's rules (locks, versions,
-inconsistency, the concurrency quota) but takes no token from the CopyImageSet bucket; an update makes a version
+inconsistency, the concurrency quota) but takes no token from the CopyImageSet bucket, unless it is another client
+of the account's quota (`takes_quota`: it takes one, or is refused ThrottlingException); an update makes a version
 LOCKED / UPDATING for `update_seconds`, then ACTIVE / UPDATED. Each records what became of it (`accepted` or
 `version_id`, or `refusal`)."""
 
@@ -30,6 +31,7 @@ class ScheduledCopy:
     failure: str | None  # the COPY_FAILED message it is to end with, if it is to fail
     force: bool
     by: str
+    takes_quota: bool = False  # another client of the account's CopyImageSet quota: it takes a token
     accepted: AcceptedCopy | None = None  # once issued, if the service took it on
     refusal: ServiceError | None = None  # once issued, if the service refused it
 
@@ -62,8 +64,10 @@ class OtherWriters(Copies):
         message: str | None = None,
         force: bool = False,
         by: str = OTHER_WRITER,
+        takes_quota: bool = False,
     ) -> ScheduledCopy:
-        """Another writer's CopyImageSet at `at`, under the pipeline's rules but outside its token bucket.
+        """Another writer's CopyImageSet at `at`, under the pipeline's rules but outside its token bucket
+        unless `takes_quota` (a client sharing the account's quota: refused ThrottlingException without a token).
 
         It names the latest versions of that moment and is refused (see `refusal`) or accepted
         (see `accepted`) like any copy: locks, versions, inconsistency, the concurrency quota.
@@ -74,7 +78,7 @@ class OtherWriters(Copies):
         failure = checked_message(message or "Image set copy failed") if outcome == "COPY_FAILED" else None
         with self._lock:
             datastore_id = self._future_write(at, by, source_id, destination_id)
-            scheduled = ScheduledCopy(at, datastore_id, source_id, destination_id, failure, force, by)
+            scheduled = ScheduledCopy(at, datastore_id, source_id, destination_id, failure, force, by, takes_quota)
             self._schedule(at, WRITE, partial(self._issue_copy, scheduled))
             return scheduled
 
@@ -116,6 +120,8 @@ class OtherWriters(Copies):
                 "latestVersionId": str(destination.version_id),
             }
         try:
+            if scheduled.takes_quota:
+                self._take_copy_token(at)
             scheduled.accepted = self._start_copy(
                 scheduled.datastore_id,
                 scheduled.source_id,

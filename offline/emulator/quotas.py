@@ -1,7 +1,7 @@
 """CopyImageSet's quotas: the account's token bucket (0.25 TPS, burst 1 by default) answering
 ThrottlingException, and the concurrent copies per data store (100 by default) answering
-ServiceQuotaExceededException. Another writer's copy counts against the concurrency quota but takes no token:
-the bucket stands for the pipeline's own rate."""
+ServiceQuotaExceededException. Another writer's copy counts against the concurrency quota but takes no token (the
+bucket stands for the pipeline's own rate), unless it is another client of the account's quota (`takes_quota`)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ class CopyQuotas(Timeline):
     _tokens: float
     _tokens_at: float
 
-    def _take_copy_token(self) -> None:
-        now = self.clock()
-        self._tokens = min(self.copy_burst, self._tokens + (now - self._tokens_at) * self.copy_rate_per_second)
-        self._tokens_at = now
+    def _take_copy_token(self, at: float | None = None) -> None:
+        now = self.clock() if at is None else at  # another client's call is issued at its own instant
+        self._tokens = min(self.copy_burst, self._tokens + max(now - self._tokens_at, 0) * self.copy_rate_per_second)
+        self._tokens_at = max(now, self._tokens_at)
         if self._tokens < 1.0 - 1e-9:
             raise ServiceError("ThrottlingException", "CopyImageSet rate exceeded")
         self._tokens -= 1.0
