@@ -34,7 +34,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
-demo: setup  ## the main job, offline: import event -> snapshot, merge with conflict, forced merge
+demo: setup  ## the main job, offline, every path: import event, by hand, backfill, throttled, conflict, force
 	$(PY) -m offline.demo
 
 test: setup  ## every test: unit, emulator, workflow paths, faults, CDK assertions, cdk-nag, cfn-lint, checkov, statelint

@@ -543,6 +543,11 @@ class LocalPipeline:
         self._started_by_hand.add(arn)
         return arn
 
+    def started_by_hand(self, execution_arn: str) -> None:
+        """An execution started by hand outside `start` (the operator CLI's `start`): not the backlog's, so
+        drain_backlog does not report it."""
+        self._started_by_hand.add(execution_arn)
+
     def wait(self, execution_arn: str, timeout: float = 120.0, *, history: bool = True) -> ExecutionRecord:
         sfn = boto3.client("stepfunctions", region_name=REGION)
         deadline = time.monotonic() + timeout
