@@ -264,3 +264,14 @@ def test_no_page_restates_a_long_duration_figures_md_does_not_check() -> None:
         " RESTATED (tests/test_docs.py) with the scale table's row it comes from; a setting or an AWS limit goes in"
         " NOT_MEASURED"
     )
+
+
+@pytest.mark.slow  # synthesizes the app (shared with tests/test_stack*.py)
+def test_the_deploy_page_lists_every_output_of_the_stack() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text().split("## Read the outputs", 1)[1].split("\n## ", 1)[0]
+    listed = [name for row in re.findall(r"^\| (.+?) \|", text, re.MULTILINE) for name in re.findall(r"`(\w+)`", row)]
+    outputs = set(synthesize()[1].to_json()["Outputs"])
+    assert sorted(listed) == sorted(outputs), (
+        "docs/deploy.md's outputs table (## Read the outputs) and the stack's outputs (infra/outputs.py) differ:"
+        f" listed only {sorted(set(listed) - outputs)}, not listed {sorted(outputs - set(listed))}"
+    )
