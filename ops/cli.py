@@ -397,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     except StackNamesError as error:
         parser.exit(2, f"{parser.prog}: {error}\n")
     except (NoRegionError, NoCredentialsError) as error:
-        parser.exit(2, f"{parser.prog}: {error}: AWS_PROFILE and AWS_REGION choose the account and Region\n")
+        parser.exit(
+            2, f"{parser.prog}: {str(error).rstrip('.')}: AWS_PROFILE and AWS_REGION choose the account and Region\n"
+        )
 
 
 def _cloudformation() -> Any:

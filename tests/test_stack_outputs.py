@@ -192,3 +192,19 @@ def test_an_output_an_earlier_release_did_not_publish_is_named_with_the_option_t
     status, given, error = run_cli(["start", "--source-image-set-id", "a" * 32], client, monkeypatch, capsys)
     assert (status, given) == (2, {})
     assert "stack HealthImagingCopy has no output DatastoreId" in error and "give --datastore-id" in error
+
+
+def test_without_a_region_the_cli_says_what_chooses_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    for variable in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))  # no profile's region either
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["list", "--status", "failed"])
+    assert exit_.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("You must specify a region: AWS_PROFILE and AWS_REGION choose the account and Region")
+    )
