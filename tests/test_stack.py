@@ -17,6 +17,7 @@ from infra.app import build_app
 from infra.settings import SettingsError, stack_settings_from_context
 from infra.stack import CopyPipelineStack
 from offline.template import WorkflowDefinition, function_refs, resolve, state_machine
+from offline.template import synthesize as synthesize_app_py
 
 pytestmark = pytest.mark.slow
 
@@ -466,46 +467,37 @@ def test_dash_c_strings_and_several_stacks() -> None:
     assert (stacks["Prod"].datastore_id, stacks["Prod"].force_policy) == ("f" * 32, "never")
 
 
-def run_app_as_the_cdk_cli_does(out: Path, **dash_c: str) -> subprocess.CompletedProcess[str]:
-    """`python3 app.py` as `npx cdk synth -c key=value ...` runs it: the context in CDK_CONTEXT_JSON, cdk.json's
-    first, the `-c` values as strings, then the keys the CLI adds itself (aws-cdk 2.1148, read from its
-    environment), plus what cdk.context.json and the CLI's acknowledgements may hold."""
+def as_the_cdk_cli_passes_it(**dash_c: str) -> dict[str, object]:
+    """The context `npx cdk synth -c key=value ...` passes app.py in CDK_CONTEXT_JSON: cdk.json's first, the `-c`
+    values as strings, then the keys the CLI adds itself (aws-cdk 2.1148, read from its environment), plus what
+    cdk.context.json and the CLI's acknowledgements may hold. offline.template.synthesize runs app.py with it."""
     root = Path(__file__).resolve().parent.parent
-    context = {
+    return {
         **json.loads((root / "cdk.json").read_text())["context"],
         **dash_c,
         "aws:cdk:enable-path-metadata": True,
         "aws:cdk:enable-asset-metadata": True,
         "aws:cdk:version-reporting": True,
-        "aws:cdk:bundling-stacks": [],  # the CLI passes ["**"]: no bundling here
         "@aws-cdk/core:failSynthOnValidationErrors": False,
         "acknowledged-issue-numbers": [32775],
         "availability-zones:account=111122223333:region=eu-west-1": ["eu-west-1a"],
     }
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(out)}
-    return subprocess.run([sys.executable, "app.py"], capture_output=True, text=True, check=False, cwd=root, env=env)
 
 
-def test_app_py_stops_on_a_mistyped_setting_naming_it_and_the_setting_it_is_likely_meant_to_be(
-    tmp_path: Path,
-) -> None:
+def test_app_py_stops_on_a_mistyped_setting_naming_it_and_the_setting_it_is_likely_meant_to_be() -> None:
     """`npx cdk synth -c copyRatePerSecnd=10` used to synthesize at the default 0.24/s: app.py read only the keys
     it knew. Now every key is read, top-level and each stack's, CDK's own left alone."""
-    typed = run_app_as_the_cdk_cli_does(
-        tmp_path,
-        datastoreId=DS,
-        copyRatePerSecnd="10",
-        stacks=json.dumps({"CopyProd": {"forcepolicy": "never"}, "CopyDev": {"throttleRetryIntervalSeconds": "5"}}),
-    )
-    assert typed.returncode == 1, typed.stderr
-    assert typed.stderr.strip().splitlines()[-1] == (
-        "cdk.json / -c settings: unknown setting(s): copyRatePerSecnd (did you mean copyRatePerSecond?);"
+    stacks = json.dumps({"CopyProd": {"forcepolicy": "never"}, "CopyDev": {"throttleRetryIntervalSeconds": "5"}})
+    with pytest.raises(RuntimeError) as refused:
+        synthesize_app_py(as_the_cdk_cli_passes_it(datastoreId=DS, copyRatePerSecnd="10", stacks=stacks))
+    assert str(refused.value).strip() == (
+        "app.py did not synthesize (exit 1): cdk.json / -c settings: unknown setting(s): copyRatePerSecnd"
+        " (did you mean copyRatePerSecond?);"
         " stacks.CopyProd.forcepolicy (did you mean forcePolicy?) (every setting: docs/configuration.md)"
     )
-    assert not list(tmp_path.glob("*.template.json"))  # nothing synthesized
 
 
-def test_python_app_py_reports_bad_settings_clearly_and_synthesizes_good_ones(tmp_path: Path) -> None:
+def test_python_app_py_reports_bad_settings_clearly_and_synthesizes_good_ones() -> None:
     root = Path(__file__).resolve().parent.parent
     bad = subprocess.run(
         [sys.executable, "app.py"],
@@ -517,9 +509,7 @@ def test_python_app_py_reports_bad_settings_clearly_and_synthesizes_good_ones(tm
     )
     assert bad.returncode != 0
     assert "datastoreId" in bad.stderr
-    good = run_app_as_the_cdk_cli_does(tmp_path, datastoreId=DS)  # with every key CDK's CLI adds
-    assert good.returncode == 0, good.stderr
-    template = json.loads((tmp_path / "HealthImagingCopy.template.json").read_text())
+    template = synthesize_app_py(as_the_cdk_cli_passes_it(datastoreId=DS))  # with every key CDK's CLI adds
     assert any(r["Type"] == "AWS::StepFunctions::StateMachine" for r in template["Resources"].values())
 
 
