@@ -31,6 +31,9 @@ requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
   refused afterwards, as Step Functions refuses it (moto would accept it silently); execute_state's
   threading.Event, the real-time wait around every task, waits for the task itself instead (the virtual
   clock times it out); Timestamp._get_wait_seconds counts from the virtual clock, not datetime.now().
+  SendTaskSuccess for a task that ended while its execution runs on: moto raises TaskTimedOut() or
+  TaskDoesNotExist() without the message its exception class requires (a TypeError, answered as a 500); the
+  runner raises them with one, as Step Functions answers.
 
 HealthImaging's copy outcome events are delivered as EventBridge and the completion queue would deliver
 them: the emulator announces each copy that lands (offline.emulator.copy_outcome_event), and the runner's
@@ -75,8 +78,10 @@ from unittest import mock
 import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.exceptions import AWSError
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import table as dynamodb_table
+from moto.stepfunctions.parser import models as sfn_models
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
@@ -110,6 +115,11 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE = "healthimaging-copy-idempotency"
 ADMISSION_BATCH = 10  # infra/queues.py's BATCH_SIZE (both event sources')
+# What Step Functions answers SendTaskSuccess for a token whose task ended (moto raises these without a message).
+STALE_TOKEN_ANSWERS = {
+    "TaskTimedOut": "Task Timed Out: 'Provided task does not exist anymore'",
+    "TaskDoesNotExist": "Task does not exist anymore",
+}
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
@@ -314,6 +324,8 @@ class LocalPipeline:
             mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", _transact_keeping_items)
         )
         stack.enter_context(mock.patch.object(ExecutionWorker, "start", execution_start))
+        for code, message in STALE_TOKEN_ANSWERS.items():
+            stack.enter_context(mock.patch.object(sfn_models, code, functools.partial(AWSError, message, code)))
         stack.enter_context(mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", _parsed_once))
         stack.enter_context(mock.patch.object(dynamodb_table.Table, "all_items", _all_items))
         stack.enter_context(mock.patch.object(dynamodb_table.Table, "sorted_items", _sorted_items))

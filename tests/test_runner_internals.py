@@ -16,6 +16,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.table import Table
+from moto.stepfunctions.parser import models as sfn_models
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
@@ -90,6 +91,9 @@ def test_patched_moto_internals_are_where_the_runner_expects_them() -> None:
         state_task_service_callback.StateTaskServiceCallback._eval_integration_pattern
     )
     assert "consumer_error" in inspect.getsource(CallbackPoolManager.notify)  # a closed task's token is refused
+    # ... with these, which moto raises without a message (the runner gives them Step Functions' answers).
+    refusal = inspect.getsource(sfn_models.StepFunctionsParserBackend.send_task_success)
+    assert all(f"raise {code}()" in refusal for code in runner.STALE_TOKEN_ANSWERS)
     source = inspect.getsource(execute_state.ExecutionState._evaluate_with_timeout)
     assert "threading.Event()" in source and "terminated_event.wait(timeout_seconds)" in source
     assert list(inspect.signature(Timestamp._get_wait_seconds).parameters) == ["self", "env"]
