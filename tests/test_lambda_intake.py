@@ -127,6 +127,10 @@ def test_policy_off_skips_events_but_serves_the_console(function: Function) -> N
         ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "sourceVersionId": "v1"}, "sourceVersionId"),
         ({"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "destinationVersionId": "2"}, "destinationVersionId"),
         (
+            {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "destinationImageSetId": SOURCE},
+            "destinationImageSetId: is the source image set",
+        ),
+        (
             {"datastoreId": DATASTORE, "sourceImageSetId": SOURCE, "copiableAttributes": "{not json"},
             "copiableAttributes",
         ),

@@ -71,6 +71,14 @@ class CopyRequest(WireModel):
             raise ValueError(f"is {len(text)} characters; the API allows {COPIABLE_ATTRIBUTES_MAX_CHARS}")
         return text
 
+    @field_validator("destination_image_set_id")
+    @classmethod
+    def _another_image_set(cls, value: str | None, info: Any) -> str | None:
+        # The service refuses it too, but only once called; AwaitCopy's two wake items would be one.
+        if value is not None and value == info.data.get("source_image_set_id"):
+            raise ValueError("is the source image set: a copy goes into another image set")
+        return value
+
     @field_validator("destination_version_id")
     @classmethod
     def _version_needs_destination(cls, value: str | None, info: Any) -> str | None:
