@@ -8,7 +8,8 @@ Written top-down in the order a copy runs (JSONPath: moto runs it offline):
                                                                 quota: back to ReserveCopySlot
 3. [ConfirmCopy <-> WaitBeforeLookingAgain]                     the call's answer never came
 4. AwaitCopy <-> CheckCopy -> ReportResult -> Copied            woken by the completion event (or its
-                                                                fallback wait), judged on its own version
+   [WaitBeforeAwaitingAgain]                                    fallback wait), judged on its own version;
+                                                                AwaitCopy's write refused: a wait first
 5. InconsistentMetadata -> AlreadyForced? -> AuthoriseForce     force branch, back to 2
 """
 
@@ -93,6 +94,9 @@ class CopyWorkflow(Construct):
             "CheckCopy", "check_copy", {"request": "$.request", "copy": "$.copy", "wake": "$.wake"}, "$.copy"
         )
         finished = sfn.Choice(self, "CopyFinished?")
+        await_again = sfn.Wait(
+            self, "WaitBeforeAwaitingAgain", time=sfn.WaitTime.seconds_path("$.copy.nextPollSeconds")
+        )
         report = sfn.Pass(
             self,
             "ReportResult",
@@ -155,10 +159,17 @@ class CopyWorkflow(Construct):
         confirmed.when(sfn.Condition.string_equals("$.copy.status", "NOT_ACCEPTED"), reserve)
         confirmed.otherwise(look_again.next(confirm))
         await_copy.next(check)
-        # Timed out (no event came), an event already recorded (it came first), or the table unavailable: look.
+        # Timed out (no event came), an event already recorded (it came first), or its write refused: look.
         await_copy.add_catch(check, errors=["States.ALL"], result_path="$.wake")
         check.next(finished)
         finished.when(sfn.Condition.string_equals("$.copy.status", "COPIED"), report.next(sfn.Succeed(self, "Copied")))
+        # AwaitCopy's write failed (not its condition): a growing wait before it tries again, never straight back.
+        finished.when(
+            sfn.Condition.and_(
+                sfn.Condition.is_present("$.copy.awaitFailed"), sfn.Condition.boolean_equals("$.copy.awaitFailed", True)
+            ),
+            await_again.next(await_copy),
+        )
         finished.otherwise(await_copy)
         for step in (start, check):
             step.add_catch(already_forced, errors=["InconsistentMetadata"], result_path="$.error")
@@ -192,34 +203,47 @@ class CopyWorkflow(Construct):
         )
 
     def _await_copy(self, table: dynamodb.ITable) -> sfn.CustomState:
-        """The copy's task token onto its destination's wake item, unless a completion event newer than the
-        copy's wakeSince is there already (then it fails at once, and the copy is looked at); then a wait for
-        the event (copier.wake sends the token back) or the fallback wait, whichever ends first."""
-        key = f"States.Format('{WAKE_KEY_PREFIX}{{}}', $.copy.destinationImageSetId)"
+        """The copy's task token onto the wake items of its destination and its source (one transaction: an
+        event may name either, copier.wake), unless a completion event newer than the copy's wakeSince is on
+        either already (then the transaction is cancelled at once, and the copy is looked at); then a wait for
+        an event (copier.wake sends the token back) or the fallback wait, whichever ends first."""
+        images = {"destination": "$.copy.destinationImageSetId", "source": "$.request.sourceImageSetId"}
         expiration = f"States.Format('{{}}', States.MathAdd($.copy.wakeSince, {WAKE_EXPIRES_AFTER_SECONDS}))"
-        return sfn.CustomState(
-            self,
-            "AwaitCopy",
-            state_json={
-                "Type": "Task",
-                "Comment": "Waits for the copy's completion event (copier.wake), or its fallback wait",
-                "Resource": f"arn:{Stack.of(self).partition}:states:::aws-sdk:dynamodb:updateItem.waitForTaskToken",
-                "Parameters": {
+
+        def leave_token(image: str, partner: str) -> dict[str, Any]:
+            return {
+                "Update": {
                     "TableName": table.table_name,
-                    "Key": {"id": {"S.$": key}},
-                    "UpdateExpression": "SET #token = :token, #since = :since, #expiration = :expiration",
+                    "Key": {"id": {"S.$": f"States.Format('{WAKE_KEY_PREFIX}{{}}', {images[image]})"}},
+                    "UpdateExpression": "SET #token = :token, #since = :since, #expiration = :expiration,"
+                    " #partner = :partner",
                     "ConditionExpression": "attribute_not_exists(#eventAt) OR #eventAt < :since",
                     "ExpressionAttributeNames": {
                         "#token": "token",
                         "#since": "since",
                         "#eventAt": "eventAt",
                         "#expiration": "expiration",
+                        "#partner": "partner",
                     },
                     "ExpressionAttributeValues": {
                         ":token": {"S.$": "$$.Task.Token"},
                         ":since": {"N.$": "States.Format('{}', $.copy.wakeSince)"},
                         ":expiration": {"N.$": expiration},
+                        ":partner": {"S.$": images[partner]},
                     },
+                }
+            }
+
+        partition = Stack.of(self).partition
+        return sfn.CustomState(
+            self,
+            "AwaitCopy",
+            state_json={
+                "Type": "Task",
+                "Comment": "Waits for the copy's completion event (copier.wake), or its fallback wait",
+                "Resource": f"arn:{partition}:states:::aws-sdk:dynamodb:transactWriteItems.waitForTaskToken",
+                "Parameters": {
+                    "TransactItems": [leave_token("destination", "source"), leave_token("source", "destination")]
                 },
                 "TimeoutSecondsPath": "$.copy.nextPollSeconds",
                 "ResultPath": "$.wake",
@@ -227,7 +251,9 @@ class CopyWorkflow(Construct):
         )
 
     def _allow_await_copy(self, table: dynamodb.ITable, key: kms.IKey) -> None:
-        """AwaitCopy writes wake items only (their keys begin wake#), encrypted with the stack's key."""
+        """AwaitCopy writes wake items only (their keys begin wake#), encrypted with the stack's key. An Update of
+        TransactWriteItems is authorised as dynamodb:UpdateItem, each item's key against the condition (DynamoDB
+        developer guide, "Using IAM with DynamoDB transactions")."""
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(
                 sid="LeaveTaskTokensOnWakeItems",

@@ -31,8 +31,15 @@ BACKLOG = ("OldestPendingAgeSeconds", "BacklogLateSeconds")
 # Written by each dispatcher run: the adaptive CopyImageSet pace (copies a second), at most copyRatePerSecond.
 PACE = ("CopyPace",)
 # HealthImaging's copy outcome events (copier.wake): copies woken, events that woke none, tokens no longer
-# waited on; and, from CheckCopy, copies found ended when their fallback wait ran out (no event came).
-COMPLETION = ("CopiesWoken", "CompletionEventsIgnored", "StaleWakeTokens", "CompletionEventsMissed")
+# waited on; and, from CheckCopy, copies found ended when their fallback wait ran out (no event came), and
+# AwaitCopy's writes that failed other than on their condition (the copy waited before it tried again).
+COMPLETION = (
+    "CopiesWoken",
+    "CompletionEventsIgnored",
+    "StaleWakeTokens",
+    "CompletionEventsMissed",
+    "AwaitCopyFailures",
+)
 
 
 def function_metric(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+from unittest import mock
 
 import pytest
 from function_stubs import (
@@ -13,6 +16,7 @@ from function_stubs import (
     FUNCTION_ENV,
     SOURCE,
     Function,
+    emf_metrics,
     expect_metadata,
     image_set,
     step,
@@ -174,6 +178,98 @@ def test_destination_deleted_mid_copy(function: Function) -> None:
         function.invoke(step("check_copy", request=request(), copy=progress()))
 
     assert type(raised.value).__name__ == "ImageSetNotFound"
+
+
+# --- CheckCopy after AwaitCopy: what ended the wait decides what comes next -------------------------------
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+CANCELLED = "Transaction cancelled, please refer cancellation reasons for specific reasons [{}] (Service: DynamoDb)"
+
+
+@pytest.mark.parametrize(
+    "wake",
+    [
+        {"Error": "DynamoDb.TransactionCanceledException", "Cause": CANCELLED.format("None, ConditionalCheckFailed")},
+        {"Error": "DynamoDb.TransactionCanceledException", "Cause": CANCELLED.format("TransactionConflict, None")},
+        {"Error": "DynamoDb.ConditionalCheckFailedException", "Cause": "The conditional request failed"},
+    ],
+    ids=["condition failed", "the event's write at the same moment", "the previous definition's condition"],
+)
+def test_an_event_recorded_before_the_token_is_no_failure_and_the_next_wait_starts_after_it(
+    function: Function, capsys: pytest.CaptureFixture[str], wake: dict[str, str]
+) -> None:
+    expect_get(function, DESTINATION, "2", state="LOCKED", workflow="COPYING")  # another writer's event, say
+    with freeze(function, T0 + 30):
+        answer = function.invoke(step("check_copy", request=request(), copy=progress(startedAt=T0), wake=wake))
+    assert (answer["awaitFailed"], answer["wakeSince"], answer["nextPollSeconds"]) == (False, T0 + 31, 10)
+    assert "AwaitCopyFailures" not in emf_metrics(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    "wake",
+    [
+        {"Error": "DynamoDb.AccessDeniedException", "Cause": "not authorized to perform: dynamodb:UpdateItem"},
+        {"Error": "DynamoDb.TransactionCanceledException", "Cause": CANCELLED.format("ThrottlingError, None")},
+        {"Error": "DynamoDb.KmsException", "Cause": "The key is disabled"},
+        {"Error": "States.TaskFailed", "Cause": "no reasons given"},
+    ],
+    ids=["access denied", "throttled", "key disabled", "anything else"],
+)
+def test_a_failed_await_copy_is_counted_and_the_copy_waits_a_growing_while_before_it_tries_again(
+    function: Function, capsys: pytest.CaptureFixture[str], wake: dict[str, str]
+) -> None:
+    """Not straight back to AwaitCopy (WaitBeforeAwaitingAgain): a refused write would loop AwaitCopy -> CheckCopy
+    with no wait, an invocation and a GetImageSet each turn, until maxWaitSeconds."""
+    waits = []
+    state = progress(startedAt=T0, nextPollSeconds=60)
+    for n in range(4):
+        expect_get(function, DESTINATION, "2", state="LOCKED", workflow="COPYING")
+        with freeze(function, T0 + 60 * n):
+            state = function.invoke(step("check_copy", request=request(), copy=state, wake=wake))
+        assert state["awaitFailed"] is True and state["status"] == "COPYING"
+        waits.append(state["nextPollSeconds"])
+    assert waits == [120, 120, 120, 120]  # the fallback's growing waits (from completionWaitSeconds), capped
+    assert emf_metrics(capsys.readouterr().out)["AwaitCopyFailures"] == 4
+    expect_get(function, DESTINATION, "2", state="LOCKED", workflow="COPYING")
+    with freeze(function, T0 + 300):
+        state = function.invoke(step("check_copy", request=request(), copy=state, wake={"Error": "States.Timeout"}))
+    assert state["awaitFailed"] is False  # AwaitCopy waited again: back to the usual loop
+
+
+@pytest.mark.parametrize(
+    ("updated_at", "wake", "landed_at"),
+    [
+        (T0 + 40.2, {"Error": "States.Timeout"}, T0 + 41),  # no event: the version's own record
+        (T0 + 40.2, {"wokenBy": "event", "eventAt": T0 + 45}, T0 + 41),  # the earlier of the two
+        (T0 + 40.2, {"wokenBy": "event", "eventAt": T0 + 38}, T0 + 39),
+        (T0 - 5.0, {"wokenBy": "event", "eventAt": T0 + 45}, T0 + 46),  # not after the call: not believed
+        (T0 - 5.0, {"Error": "States.Timeout"}, None),  # nothing to believe: the journal keeps the look's time
+        (None, {"Error": "States.Timeout"}, None),
+    ],
+)
+def test_a_copy_landed_when_its_version_says_not_when_it_was_looked_at(
+    function: Function, updated_at: float | None, wake: dict[str, Any], landed_at: int | None
+) -> None:
+    """The dispatcher measures how long copies hold a concurrent copy from when they landed: a copy no event
+    woke must not count its fallback wait (its look comes up to a minute later)."""
+    answer = image_set(DESTINATION, version="2", workflow="COPIED")
+    if updated_at is not None:
+        answer["updatedAt"] = at(updated_at)
+    function.reads.add_response(
+        "get_image_set", answer, {"datastoreId": DATASTORE, "imageSetId": DESTINATION, "versionId": "2"}
+    )
+    with freeze(function, T0 + 100):
+        copied = function.invoke(
+            step("check_copy", request=request(sourceVersionId="1"), copy=progress(startedAt=T0), wake=wake)
+        )
+        assert copied["status"] == "COPIED"
+        (entry,) = function.modules.journal.entries(image_set_id=SOURCE)
+    assert entry.get("landedAt") == landed_at
+
+
+@contextmanager
+def freeze(function: Function, now: float) -> Iterator[None]:
+    with mock.patch.object(function.modules.clock, "now", lambda: now):
+        yield
 
 
 # --- ConfirmCopy: adopt on proof, start again when nothing landed, else stop ----------------

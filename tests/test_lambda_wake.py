@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from function_stubs import DATASTORE, DESTINATION, FUNCTION_ENV, TABLE, Function, emf_metrics
+from function_stubs import DATASTORE, DESTINATION, FUNCTION_ENV, SOURCE, TABLE, Function, emf_metrics
 
 from offline.emulator import copy_outcome_event
 
@@ -57,16 +57,53 @@ def copied(at: int, image_set_id: str = DESTINATION, **detail: Any) -> dict[str,
     return event
 
 
-def wait_for_it(token: str, since: int, image_set_id: str = DESTINATION) -> None:
-    """What AwaitCopy writes (infra/copy_workflow.py), on the same condition."""
+def wait_for_it(token: str, since: int, destination: str = DESTINATION, source: str = SOURCE) -> None:
+    """What AwaitCopy writes (infra/copy_workflow.py): the token on the destination's wake item and the
+    source's, each naming the other, on the same condition, in one transaction."""
+
+    def leave_token(image_set_id: str, partner: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": TABLE,
+                "Key": {"id": {"S": f"wake#{image_set_id}"}},
+                "UpdateExpression": "SET #token = :token, #since = :since, #partner = :partner",
+                "ConditionExpression": "attribute_not_exists(#eventAt) OR #eventAt < :since",
+                "ExpressionAttributeNames": {
+                    "#token": "token",
+                    "#since": "since",
+                    "#eventAt": "eventAt",
+                    "#partner": "partner",
+                },
+                "ExpressionAttributeValues": {
+                    ":token": {"S": token},
+                    ":since": {"N": str(since)},
+                    ":partner": {"S": partner},
+                },
+            }
+        }
+
+    boto3.client("dynamodb").transact_write_items(
+        TransactItems=[leave_token(destination, source), leave_token(source, destination)]
+    )
+
+
+def wait_for_it_on_the_destination_only(token: str, since: int) -> None:
+    """What the previous definition's AwaitCopy wrote (an UpdateItem of the destination's wake item)."""
     boto3.client("dynamodb").update_item(
         TableName=TABLE,
-        Key={"id": {"S": f"wake#{image_set_id}"}},
+        Key={"id": {"S": f"wake#{DESTINATION}"}},
         UpdateExpression="SET #token = :token, #since = :since",
         ConditionExpression="attribute_not_exists(#eventAt) OR #eventAt < :since",
         ExpressionAttributeNames={"#token": "token", "#since": "since", "#eventAt": "eventAt"},
         ExpressionAttributeValues={":token": {"S": token}, ":since": {"N": str(since)}},
     )
+
+
+def wake_item(image_set_id: str) -> dict[str, Any]:
+    item: dict[str, Any] = (
+        boto3.client("dynamodb").get_item(TableName=TABLE, Key={"id": {"S": f"wake#{image_set_id}"}}).get("Item", {})
+    )
+    return item
 
 
 def test_an_event_for_the_waiting_copy_sends_its_token_back_once_with_the_events_second(
@@ -97,10 +134,58 @@ def test_an_event_older_than_the_waiting_copy_wakes_nothing_and_either_spelling_
     step_functions.assert_no_pending_responses()
 
 
-def test_an_event_before_any_token_is_recorded_so_that_the_token_is_not_stored(function: Function) -> None:
-    function.invoke(batch(copied(T0 + 45)))
-    with pytest.raises(boto3.client("dynamodb").exceptions.ConditionalCheckFailedException):
+@pytest.mark.parametrize("named", [DESTINATION, SOURCE], ids=["naming the destination", "naming the source"])
+def test_an_event_before_any_token_is_recorded_so_that_the_token_is_not_stored(function: Function, named: str) -> None:
+    function.invoke(batch(copied(T0 + 45, image_set_id=named)))
+    with pytest.raises(boto3.client("dynamodb").exceptions.TransactionCanceledException) as cancelled:
         wait_for_it("token-3", since=T0 + 10)  # AwaitCopy fails at once: the workflow looks at the copy
+    # The message names each item's reason: what CheckCopy reads to tell this from a failure of AwaitCopy's.
+    assert "ConditionalCheckFailed" in str(cancelled.value)
+    assert "token" not in wake_item(DESTINATION) and "token" not in wake_item(SOURCE)
+
+
+def test_an_event_naming_the_source_wakes_the_copy_and_takes_its_token_off_the_destination_too(
+    function: Function, step_functions: Stubber, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whichever image set the account's events name: the first wakes the copy; the second (an account whose
+    events name both) is recorded and wakes nothing, without a SendTaskSuccess for a task that moved on."""
+    wait_for_it("token-6", since=T0)
+    step_functions.add_response(
+        "send_task_success",
+        {},
+        {"taskToken": "token-6", "output": json.dumps({"wokenBy": "event", "eventAt": T0 + 45})},
+    )
+    assert function.invoke(batch(copied(T0 + 45, image_set_id=SOURCE))) == {"batchItemFailures": []}
+    assert "token" not in wake_item(DESTINATION)  # taken off the partner
+    assert function.invoke(batch(copied(T0 + 45, image_set_id=DESTINATION))) == {"batchItemFailures": []}
+    step_functions.assert_no_pending_responses()  # one SendTaskSuccess
+    assert {wake_item(image)["eventAt"]["N"] for image in (SOURCE, DESTINATION)} == {str(T0 + 45)}  # both recorded
+    metrics = emf_metrics(capsys.readouterr().out)
+    assert metrics["CopiesWoken"] == 1 and "StaleWakeTokens" not in metrics
+
+
+def test_a_partner_item_waited_on_by_another_copy_since_keeps_that_copys_token(
+    function: Function, step_functions: Stubber
+) -> None:
+    """The partner's token is taken off only if it is still this copy's: the source may be waited on by a later
+    copy of ours (another token) by the time the destination's event comes."""
+    wait_for_it("token-7", since=T0)
+    wait_for_it("token-8", since=T0 + 5, destination="e" * 32)  # a later copy from the same source
+    step_functions.add_response("send_task_success", {}, {"taskToken": "token-7", "output": ANY})
+    function.invoke(batch(copied(T0 + 45, image_set_id=DESTINATION)))
+    step_functions.assert_no_pending_responses()
+    assert wake_item(SOURCE)["token"] == {"S": "token-8"}
+
+
+def test_a_copy_waiting_on_the_previous_definitions_item_is_woken_as_before(
+    function: Function, step_functions: Stubber, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An execution started by the previous definition waits on its destination's item alone (no partner)."""
+    wait_for_it_on_the_destination_only("token-9", since=T0)
+    step_functions.add_response("send_task_success", {}, {"taskToken": "token-9", "output": ANY})
+    assert function.invoke(batch(copied(T0 + 45))) == {"batchItemFailures": []}
+    step_functions.assert_no_pending_responses()
+    assert emf_metrics(capsys.readouterr().out)["CopiesWoken"] == 1
 
 
 @pytest.mark.parametrize("code", ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"])

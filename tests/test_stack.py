@@ -186,13 +186,43 @@ def test_await_copy_may_write_wake_items_only_and_the_function_may_send_task_tok
     # SendTaskSuccess has no resource type (Service Authorization Reference): the token names the task.
     wake = statements["WakeWaitingCopies"]
     assert (wake["Action"], wake["Resource"]) == ("states:SendTaskSuccess", "*")
-    states = json.loads(_definition(template))["States"]
-    assert states["AwaitCopy"]["Resource"] == "arn:aws:states:::aws-sdk:dynamodb:updateItem.waitForTaskToken"
-    assert states["AwaitCopy"]["Parameters"]["Key"] == {
-        "id": {"S.$": "States.Format('wake#{}', $.copy.destinationImageSetId)"}
+    # The state machine's only DynamoDB permission: the transaction's Updates are each authorised as UpdateItem,
+    # their keys against LeadingKeys (DynamoDB developer guide, "Using IAM with DynamoDB transactions").
+    _, machine = state_machine(template.to_json())
+    role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    dynamodb_actions = {
+        action
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if policy["Properties"]["Roles"] == [{"Ref": role}]
+        for statement in _list(policy["Properties"]["PolicyDocument"]["Statement"])
+        for action in _list(statement["Action"])
+        if str(action).startswith("dynamodb:")
     }
-    assert [c["ErrorEquals"] for c in states["AwaitCopy"]["Catch"]] == [["States.ALL"]]  # no event, or one before
-    assert states["AwaitCopy"]["Next"] == states["AwaitCopy"]["Catch"][0]["Next"] == "CheckCopy"
+    assert dynamodb_actions == {"dynamodb:UpdateItem"}
+    states = json.loads(_definition(template))["States"]
+    await_copy = states["AwaitCopy"]
+    assert await_copy["Resource"] == "arn:aws:states:::aws-sdk:dynamodb:transactWriteItems.waitForTaskToken"
+    # Its token on the destination's wake item and the source's, each naming the other: an event may name either.
+    destination, source = (item["Update"] for item in await_copy["Parameters"]["TransactItems"])
+    assert destination["Key"] == {"id": {"S.$": "States.Format('wake#{}', $.copy.destinationImageSetId)"}}
+    assert source["Key"] == {"id": {"S.$": "States.Format('wake#{}', $.request.sourceImageSetId)"}}
+    assert destination["ExpressionAttributeValues"][":partner"] == {"S.$": "$.request.sourceImageSetId"}
+    assert source["ExpressionAttributeValues"][":partner"] == {"S.$": "$.copy.destinationImageSetId"}
+    for item in (destination, source):
+        assert item["ConditionExpression"] == "attribute_not_exists(#eventAt) OR #eventAt < :since"
+        assert item["ExpressionAttributeValues"][":token"] == {"S.$": "$$.Task.Token"}
+    assert [c["ErrorEquals"] for c in await_copy["Catch"]] == [["States.ALL"]]  # no event, one before, a failure
+    assert await_copy["Next"] == await_copy["Catch"][0]["Next"] == "CheckCopy"
+    # A failed AwaitCopy (not its condition: CheckCopy says which) waits before it tries again.
+    (copied, await_failed) = states["CopyFinished?"]["Choices"]
+    assert copied["Next"] == "ReportResult" and states["CopyFinished?"]["Default"] == "AwaitCopy"
+    assert {c.get("Variable") for c in await_failed["And"]} == {"$.copy.awaitFailed"}
+    assert await_failed["Next"] == "WaitBeforeAwaitingAgain"
+    assert states["WaitBeforeAwaitingAgain"] == {
+        "Type": "Wait",
+        "SecondsPath": "$.copy.nextPollSeconds",
+        "Next": "AwaitCopy",
+    }
     # The wake items' key: DynamoDB encrypts them with the stack's key, for the state machine only through DynamoDB.
     wake_key = statements["WakeItemsEncryptedWithTheStacksKey"]
     via = {"Fn::Join": ["", ["dynamodb.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}

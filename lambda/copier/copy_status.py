@@ -5,10 +5,18 @@ being best effort, its fallback wait runs out: completionWaitSeconds first, then
 to pollMaxSeconds. Either way it looks here, and the outcome is read from the version this copy produces
 (GetImageSet with versionId), never from the image set's latest state or from the event: other writers
 may move the image set on, or send an event about their own copy into it, before we look.
+
+AwaitCopy itself can fail (its DynamoDB write refused: access denied after a key policy change, a disabled
+key, throttling): then the copy is looked at here and, still copying, waits a growing while before AwaitCopy
+tries again (`awaitFailed`: WaitBeforeAwaitingAgain), never straight back: that loop would cost a function
+invocation and a GetImageSet each turn until maxWaitSeconds. Counted (AwaitCopyFailures, alarmed).
 """
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -38,10 +46,58 @@ def _produced_version(request: CopyRequest, image_set_id: str, version_id: str) 
     return produced
 
 
-# AwaitCopy fails with this when a completion event newer than the copy's wakeSince was already recorded: an
-# AWS SDK integration's error is `<Service>.<ErrorName>`, "DynamoDb." here: the error's own name is matched, so
-# that a spelling of the service's part cannot turn every such look into a second one.
+# AwaitCopy fails with these when a completion event newer than the copy's wakeSince was recorded before its
+# token: an AWS SDK integration's error is `<Service>.<ErrorName>`, "DynamoDb." here: the error's own name is
+# matched, so that a spelling of the service's part cannot turn every such look into a failure. The previous
+# definition wrote one item (UpdateItem: its condition fails); this one writes two in a transaction, whose
+# cancellation names each item's reason in its message: a failed condition, or a conflict with the event's own
+# write of the same moment (copier.wake); any other reason (throttled, a validation error) is a failure.
 EVENT_ALREADY_RECORDED = ".ConditionalCheckFailedException"
+TRANSACTION_CANCELLED = ".TransactionCanceledException"
+EVENT_WROTE_FIRST = ("ConditionalCheckFailed", "TransactionConflict")
+
+
+class Wake(Enum):
+    """What ended AwaitCopy."""
+
+    EVENT = "event"  # a completion event sent its token back
+    TIMED_OUT = "timed out"  # its fallback wait ran out: no event came
+    EVENT_FIRST = "event first"  # an event newer than wakeSince was recorded before the token: look at once
+    FAILED = "failed"  # its write failed otherwise: look, then wait before AwaitCopy tries again
+    POLLED = "polled"  # a definition that polled with Wait states (no AwaitCopy)
+
+
+def wake_of(wake: object) -> Wake:
+    if not isinstance(wake, dict):
+        return Wake.POLLED
+    if wake.get("wokenBy") == "event":
+        return Wake.EVENT
+    error = str(wake.get("Error", ""))
+    if error == "States.Timeout":
+        return Wake.TIMED_OUT
+    if error.endswith(EVENT_ALREADY_RECORDED):
+        return Wake.EVENT_FIRST
+    if error.endswith(TRANSACTION_CANCELLED) and any(r in str(wake.get("Cause", "")) for r in EVENT_WROTE_FIRST):
+        return Wake.EVENT_FIRST
+    return Wake.FAILED
+
+
+def landed_at(produced: dict[str, Any], wake: object, progress: CopyProgress, now: float) -> int | None:
+    """When the copy landed, for the dispatcher's measure of how long copies hold a concurrent copy: the produced
+    version's own record (GetImageSet's updatedAt: when it became COPIED), bounded by the end of the event's
+    second when an event woke it; None (the journal keeps this look's time) when neither can be trusted. An
+    updatedAt not after the call (a service that did not move it when the copy landed) is not used: it would
+    make copies look instant and over-plan the data store's concurrent copies."""
+    candidates: list[int] = []
+    updated = produced.get("updatedAt")
+    if isinstance(updated, datetime):
+        updated = updated.timestamp()
+    if isinstance(updated, int | float) and progress.started_at is not None and progress.started_at < updated <= now:
+        candidates.append(math.ceil(updated))
+    event_at = wake.get("eventAt") if isinstance(wake, dict) else None
+    if isinstance(event_at, int | float):
+        candidates.append(int(event_at) + 1)  # by the end of the event's second the copy had landed
+    return min(candidates) if candidates else None
 
 
 def fallback_wait(previous: int, waited: int, *, initial: int, cap: int, max_wait: int) -> int:
@@ -52,20 +108,27 @@ def fallback_wait(previous: int, waited: int, *, initial: int, cap: int, max_wai
 
 
 def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = None) -> CopyProgress:
-    """`wake`: what ended AwaitCopy (`{"wokenBy": "event"}`, or its error: States.Timeout, an event already
-    recorded); None from a definition that polled with Wait states."""
+    """`wake`: what ended AwaitCopy (`{"wokenBy": "event", "eventAt": ...}`, or its error: States.Timeout, an event
+    already recorded, a failed write); None from a definition that polled with Wait states."""
     if progress.destination_image_set_id is None or progress.destination_version_id is None:
         raise InvalidCopyRequest("copy.destinationVersionId: missing; the copy was not started")
     settings = load_settings()
     now = clock.now()
+    woken = wake_of(wake)
+    if woken is Wake.FAILED:
+        # Not an error of the copy's: it is looked at all the same, and waits before AwaitCopy tries again.
+        metrics.add_metric(name="AwaitCopyFailures", unit=MetricUnit.Count, value=1)
+        error = wake.get("Error") if isinstance(wake, dict) else None
+        logger.warning(
+            "AwaitCopy failed", extra={"error": str(error), "destinationImageSetId": progress.destination_image_set_id}
+        )
     produced = _produced_version(request, progress.destination_image_set_id, progress.destination_version_id)
     workflow = produced.get("imageSetWorkflowStatus") if produced else "NOT_VISIBLE"
     if progress.started_at is None:  # saved by a release that counted its polls' waits
         waited = progress.waited_seconds + progress.next_poll_seconds
     else:
         waited = max(progress.waited_seconds, int(now) - progress.started_at)
-    timed_out = isinstance(wake, dict) and wake.get("Error") == "States.Timeout"
-    if timed_out and workflow in ("COPIED", "COPY_FAILED"):
+    if woken is Wake.TIMED_OUT and workflow in ("COPIED", "COPY_FAILED"):
         # The copy ended before this look and no event said so (best effort): counted, not an error.
         metrics.add_metric(name="CompletionEventsMissed", unit=MetricUnit.Count, value=1)
     context = {
@@ -83,16 +146,14 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = N
         metrics.add_metric(name="CopiesCompleted", unit=MetricUnit.Count, value=1)
         forced = bool(produced.get("overrides", {}).get("forced")) or progress.forced
         logger.info("Copy completed", extra={**context, "forced": forced})
-        event_at = wake.get("eventAt") if isinstance(wake, dict) else None
         journal.for_request(
             request,
             JournalStatus.FORCED if forced else JournalStatus.COPIED,
             copiedIntoImageSetId=progress.destination_image_set_id,
             copiedIntoVersionId=progress.destination_version_id,
             forced=forced,
-            # By the end of the event's second the copy had landed: how long copies hold a concurrent copy
-            # (the dispatcher's permits), without this look's own delay.
-            landedAt=int(event_at) + 1 if isinstance(event_at, int | float) else None,
+            # How long copies hold a concurrent copy (the dispatcher's permits), without this look's own delay.
+            landedAt=landed_at(produced, wake, progress, now),
         )
         return progress.model_copy(
             update={
@@ -101,6 +162,7 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = N
                 "polls": progress.polls + 1,
                 "forced": forced,
                 "next_poll_seconds": 0,
+                "await_failed": False,
             }
         )
     if waited >= settings.max_wait_seconds:
@@ -119,9 +181,8 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = N
     # The next AwaitCopy waits for events from this look on, and for none it has looked at: the one that woke
     # it (its second: events are per second), or one already recorded when AwaitCopy began (the same second
     # as this look at most). Without that, an event of this second would end the next wait at once.
-    already_recorded = isinstance(wake, dict) and str(wake.get("Error", "")).endswith(EVENT_ALREADY_RECORDED)
     event_at = wake.get("eventAt") if isinstance(wake, dict) else None
-    looked_at = int(event_at) + 1 if isinstance(event_at, int | float) else int(now) + (1 if already_recorded else 0)
+    looked_at = int(event_at) + 1 if isinstance(event_at, int | float) else int(now) + (woken is Wake.EVENT_FIRST)
     return progress.model_copy(
         update={
             "status": "COPYING",
@@ -129,5 +190,6 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = N
             "polls": progress.polls + 1,
             "next_poll_seconds": next_wait,
             "wake_since": max(int(now), looked_at),
+            "await_failed": woken is Wake.FAILED,
         }
     )

@@ -150,6 +150,8 @@ class CopyProgress(WireModel):
     started_at: int | None = None
     # AwaitCopy's condition: a completion event at or after this second (epoch) was not yet looked at.
     wake_since: int | None = None
+    # AwaitCopy's last write failed (not its condition): wait nextPollSeconds before it tries again.
+    await_failed: bool = False
 
 
 def field_errors(error: ValidationError, prefix: str = "") -> str:

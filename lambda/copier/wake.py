@@ -1,24 +1,30 @@
 """Waking a copy's execution when HealthImaging says its copy ended, instead of polling for it.
 
 A started copy waits in `AwaitCopy` (infra/copy_workflow.py), a `.waitForTaskToken` task that writes its
-task token to `wake#<destination image set id>` in the pipeline's table, on condition that no event newer
-than the copy's `wakeSince` is recorded there, and times out after the copy's fallback wait. HealthImaging's
-"Image Set Copied" / "Image Set Copy Failed" events (best effort) reach this module through the completion
-queue. For each, one conditional write records the event's time on the same item and takes the token:
+task token to two wake items in the pipeline's table, `wake#<destination image set id>` and
+`wake#<source image set id>`, in one transaction, each on condition that no event newer than the copy's
+`wakeSince` is recorded there, and times out after the copy's fallback wait. Both, because AWS's event reference
+defines an event's image set only as "the image set ID associated with the status change event", and a copy
+changes the status of its source and its destination: whichever the account's events name, the copy is woken
+(`healthimaging-copy doctor --canary` tells which). Each item names the other (`partner`). HealthImaging's
+"Image Set Copied" / "Image Set Copy Failed" events (best effort) reach this module through the completion queue.
+For each, one conditional write records the event's time on its image set's item and takes the token:
 
-- token stored first, event second: the event takes it and sends it back (SendTaskSuccess);
-- event first, token second: the token's conditional write fails (an event at or after wakeSince is
-  recorded) and the execution looks at once;
+- token stored first, event second: the event takes it and sends it back (SendTaskSuccess), then takes the same
+  token off the partner item, so that an event naming the other image set finds nobody waiting;
+- event first, token second: the token's transaction is cancelled (an event at or after wakeSince is recorded
+  on one of its items) and the execution looks at once;
 - an event older than the waiting copy (`wakeSince`: a late or duplicated one, the previous writer's) or
   no newer than the one recorded takes nothing.
 
 An event is never proof: whatever woke it, CheckCopy reads the version this copy produced, and a wake-up
-for another writer's copy into the same image set only makes it look, then wait again. The item is per image
-set, not per version: the developer guide's example events carry `imageSetVersion`, but the EventBridge schema
-(aws.medical-imaging@ImageSetCopied) names none, so nothing here relies on it; a copy into an image set holds it
-locked, so one copy of ours at a time waits on it. A token that is no longer waited on
-(its task timed out, or another event woke it first) is refused by Step Functions (TaskTimedOut,
-TaskDoesNotExist, InvalidToken): counted as StaleWakeTokens, not an error.
+for another writer's copy into (or out of) the same image set only makes it look, then wait again. The item is
+per image set, not per version: the developer guide's example events carry `imageSetVersion`, but the
+EventBridge schema (aws.medical-imaging@ImageSetCopied) names none, so nothing here relies on it; a copy holds its
+source and its destination locked, so one copy of ours at a time waits on either. A token that is no longer
+waited on (its task timed out, or another event woke it first) is refused by Step Functions (TaskTimedOut,
+TaskDoesNotExist, InvalidToken): counted as StaleWakeTokens, not an error. Items the previous definition wrote
+(the destination's alone, no partner) are woken the same way.
 """
 
 from __future__ import annotations
@@ -98,9 +104,31 @@ def on_copy_event(raw: Any) -> bool:
             _undo(event.detail.image_set_id, previous, at)
             raise  # SQS redelivers the event, which finds the item as it was and sends the token again
         metrics.add_metric(name="StaleWakeTokens", unit=MetricUnit.Count, value=1)
+        _release_partner(previous)
         return False
     metrics.add_metric(name="CopiesWoken", unit=MetricUnit.Count, value=1)
+    _release_partner(previous)
     return True
+
+
+def _release_partner(taken: dict[str, Any]) -> None:
+    """The token just used, taken off the other image set's wake item too (if it is still there): the copy's
+    event about that image set (accounts whose events name both) then wakes nothing, rather than spend a
+    SendTaskSuccess on a task that has moved on. Best effort: a token left there is refused as stale."""
+    partner = taken.get("partner")
+    if partner is None:
+        return  # an item of the previous definition: the destination's alone
+    try:
+        table.call_if(
+            "update_item",
+            Key={"id": {"S": wake_key(str(partner))}},
+            UpdateExpression="REMOVE #token",
+            ConditionExpression="#token = :token",
+            ExpressionAttributeNames={"#token": "token"},
+            ExpressionAttributeValues=table.to_dynamodb({":token": taken["token"]}),
+        )
+    except TableUnavailable as error:
+        logger.warning("Wake token not taken off the partner item", extra={"error": type(error).__name__})
 
 
 def _undo(image_set_id: str, previous: dict[str, Any], at: int) -> None:

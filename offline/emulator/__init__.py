@@ -45,11 +45,12 @@ service took on and who asked (`by`: "pipeline" for calls through `call()`);
 `accepted_copies`, `instances` and `forced` are what tests read.
 
 Events. A copy that lands (COPIED or COPY_FAILED) is announced as HealthImaging announces it to
-EventBridge: an "Image Set Copied" / "Image Set Copy Failed" event about the destination image set,
-detail `imagingVersion`, `datastoreId`, `imageSetId`, `imageSetState`, `imageSetWorkflowStatus` and no
-version (the service's event schema), `time` the landing's second. Listeners (`event_listeners`) get
-each one when the emulator settles; `timeline_listeners` are told when something will happen at a
-time, so a driver can settle the emulator then (`settle()`) rather than at the next call.
+EventBridge: an "Image Set Copied" / "Image Set Copy Failed" event about the destination image set (or the
+source, or both, or none: `copy_events`, as AWS does not say which), detail `imagingVersion`, `datastoreId`,
+`imageSetId`, `imageSetState`, `imageSetWorkflowStatus` and no version (the service's event schema), `time`
+the landing's second. Listeners (`event_listeners`) get each one when the emulator settles;
+`timeline_listeners` are told when something will happen at a time, so a driver can settle the emulator then
+(`settle()`) rather than at the next call.
 
 Operations take and return the wire shapes (camelCase dicts, parameters under the
 botocore model's member names); `offline.wire` puts them behind HTTP so a real boto3
@@ -77,7 +78,7 @@ from typing import Any
 
 from offline.emulator.copies import PIPELINE, AcceptedCopy, CopyOutcome, FaultPlan, InconsistencyMode
 from offline.emulator.errors import NoAnswer, ServiceError
-from offline.emulator.events import copy_outcome_event
+from offline.emulator.events import CopyEvents, copy_outcome_event
 from offline.emulator.other_writers import OTHER_WRITER, OtherWriters, ScheduledCopy, ScheduledUpdate
 from offline.emulator.reads import Reads
 from offline.emulator.store import ImageSet, ImageSetVersion
@@ -86,6 +87,7 @@ __all__ = [
     "OTHER_WRITER",
     "PIPELINE",
     "AcceptedCopy",
+    "CopyEvents",
     "CopyOutcome",
     "FaultPlan",
     "HealthImagingEmulator",
@@ -119,6 +121,7 @@ class HealthImagingEmulator(OtherWriters, Reads):
         max_concurrent_copies: int = 100,
         inconsistency_mode: InconsistencyMode = "deferred",
         search_token_max_age_seconds: float | None = None,
+        copy_events: CopyEvents = "destination",
     ) -> None:
         self.clock = clock
         self.account = account
@@ -130,6 +133,7 @@ class HealthImagingEmulator(OtherWriters, Reads):
         self.max_concurrent_copies = max_concurrent_copies
         self.inconsistency_mode = inconsistency_mode
         self.search_token_max_age_seconds = search_token_max_age_seconds
+        self.copy_events = copy_events
         self.faults = FaultPlan()
         self.datastores = set()
         self.image_sets = {}

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any, Literal
 
 from offline.emulator.errors import NoAnswer, ServiceError
-from offline.emulator.events import copy_outcome_event
+from offline.emulator.events import CopyEvents, copy_outcome_event
 from offline.emulator.metadata import (
     inconsistency_message,
     inconsistent_elements,
@@ -83,6 +83,7 @@ class Copies(ImageSetStore, CopyQuotas):
     faults: FaultPlan
     accepted: list[AcceptedCopy]  # every copy the service took on, answered or not, by anyone
     event_listeners: list[Callable[[dict[str, Any]], None]]  # copy outcome events, as they happen
+    copy_events: CopyEvents  # which image set a copy's outcome events name
 
     def _op_CopyImageSet(
         self,
@@ -233,18 +234,25 @@ class Copies(ImageSetStore, CopyQuotas):
             accepted.outcome = "COPIED"
             if accepted.promote:
                 destination.is_primary = True
-        event = copy_outcome_event(
-            accepted.datastore_id,
-            destination.image_set_id,
-            produced.workflow,
-            at,
-            account=self.account,
-            region=self.region,
-            version_id=produced.version_id,
-            is_primary=destination.is_primary,
-        )
-        for listener in self.event_listeners:
-            listener(event)
+        named = {
+            "destination": [(destination, produced)],
+            "source": [(source, source.latest)],
+            "both": [(destination, produced), (source, source.latest)],
+            "none": [],
+        }[self.copy_events]
+        for image_set, version in named:
+            event = copy_outcome_event(
+                accepted.datastore_id,
+                image_set.image_set_id,
+                produced.workflow,
+                at,
+                account=self.account,
+                region=self.region,
+                version_id=version.version_id,
+                is_primary=image_set.is_primary,
+            )
+            for listener in self.event_listeners:
+                listener(event)
 
     def _copy_properties(self, image_set: ImageSet, version: ImageSetVersion) -> dict[str, Any]:
         return {

@@ -1,11 +1,15 @@
 """The events HealthImaging sends EventBridge when a copy lands ("Image Set Copied", "Image Set Copy Failed").
-The emulator hands each to its `event_listeners` as it settles the copy."""
+The emulator hands each to its `event_listeners` as it settles the copy. AWS defines an event's image set only as
+"the image set associated with the status change", and a copy changes its source's status too: `CopyEvents` says
+which image set a copy's events name (the emulator's `copy_events`: one event each for "both", none for "none")."""
 
 from __future__ import annotations
 
 import datetime
 import secrets
-from typing import Any
+from typing import Any, Literal
+
+CopyEvents = Literal["destination", "source", "both", "none"]
 
 
 def copy_outcome_event(
