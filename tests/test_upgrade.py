@@ -22,9 +22,10 @@ from function_stubs import emf_metrics
 from stack_app import synthesize
 from workflow import DS, workflow
 
+from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator, ImageSet, ImageSetVersion
-from offline.runner import ACCOUNT, REGION, TABLE, LocalPipeline
+from offline.runner import ACCOUNT, REGION, TABLE, LocalPipeline, _task_client
 from offline.template import WorkflowDefinition, resolve
 from ops.cli import backfill_progress, journal_entries
 
@@ -323,3 +324,70 @@ def test_the_previous_release_s_console_input_runs_on_the_current_definition() -
     with pipeline_on("confirming", "waitingBeforeLookingAgain") as (pipeline, _):
         record = pipeline.run(execution_input)
     assert record.status == "SUCCEEDED", f"0.1.0's console input: {record.error} {record.cause}"
+
+
+# --- executions of the definition before issue 24 (still running at the deploy): ---------------------------------
+# Its AwaitCopy left the token on the destination's wake item alone (an UpdateItem); the current one leaves it on
+# the source's too, in a transaction, and waits before trying again when its write fails. Written from main at
+# cbdcb93 by `tests/upgrade_fixtures.py --release-source <git archive cbdcb93> --out tests/fixtures/main-cbdcb93
+# --only workflows`. Its executions invoke the function version they started with for their steps; the completion
+# queue's consumer (copier.wake) is the latest function's: it must wake them, and the current steps still read
+# what their AwaitCopy answers.
+PREVIOUS_DEFINITION: dict[str, Any] = json.loads((RELEASE.parent / "main-cbdcb93" / "workflows.json").read_text())
+
+
+def on_previous_definition() -> WorkflowDefinition:
+    """The current workflow (environment, table) with the previous copy definition, which invokes the function
+    version it was deployed with (another logical id: the version's hash), resolved as the current one is."""
+    current = workflow()
+    (version,) = {
+        part["Ref"]
+        for part in PREVIOUS_DEFINITION["copy"]["Fn::Join"][1]
+        if isinstance(part, dict) and "CurrentVersion" in str(part.get("Ref", ""))
+    }
+    previous_refs = {**refs(current), version: f"{FUNCTION_ARN}:1"}
+    definition = json.loads(str(resolve(PREVIOUS_DEFINITION["copy"], previous_refs)))
+    assert definition["States"]["AwaitCopy"]["Resource"].endswith(":dynamodb:updateItem.waitForTaskToken")
+    return dataclasses.replace(current, definition=json.dumps(json.dumps(definition)))  # as release_definition
+
+
+@pytest.mark.parametrize("event_first", [False, True], ids=["event after the token", "event before the token"])
+def test_a_copy_of_the_previous_definition_is_woken_by_its_event_and_finishes(event_first: bool) -> None:
+    """The previous AwaitCopy's item (the destination's, no partner) woken by the current consumer; or, the event
+    recorded before its token, its UpdateItem's failed condition read as "event already recorded" (looked at
+    once), not as a failure of AwaitCopy's (that would wait first)."""
+    clock = VirtualClock()
+    emulator = HealthImagingEmulator(clock=clock.now, copy_seconds=0 if event_first else 45)
+    emulator.create_datastore(DS)
+    source = emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[1]))
+    announced: list[dict[str, Any]] = []
+    delivered_first: list[int] = []
+    with LocalPipeline(on_previous_definition(), emulator, clock) as pipeline:
+
+        def event_first_hook(params: dict[str, Any], **_: Any) -> None:  # just before AwaitCopy's UpdateItem
+            if params.get("Key", {}).get("id", {}).get("S", "").startswith("wake#") and not delivered_first:
+                emulator.settle()
+                delivered_first.append(len(pipeline.deliver_events(list(announced))))
+
+        hook = "provide-client-params.dynamodb.UpdateItem"
+        if event_first:  # the copy lands at once, and its event is recorded before the token's write
+            pipeline.events.drop = lambda event: True
+            emulator.event_listeners.append(announced.append)
+            _task_client(REGION, "dynamodb").meta.events.register(hook, event_first_hook)
+        try:
+            assert pipeline.admit([seed.image_set_created_event(DS, source, event_id="1", is_primary=True)]) == []
+            (record,) = pipeline.drain_backlog()
+        finally:
+            _task_client(REGION, "dynamodb").meta.events.unregister(hook, event_first_hook)
+        metrics = emf_metrics(pipeline.logs.getvalue())
+        CAPTURED_OUTPUT.append(pipeline.logs.getvalue())
+    assert delivered_first == ([0] if event_first else [])  # the event came first (delivered, used)
+    output = record.output or {}
+    assert record.status == "SUCCEEDED" and output["status"] == "COPIED", f"{record.error} {record.cause}"
+    assert len(emulator.accepted_copies(source)) == 1
+    assert "AwaitCopyFailures" not in metrics and "CompletionEventsMissed" not in metrics
+    if event_first:
+        assert "DynamoDb.ConditionalCheckFailedException" in record.task_failures()
+        assert output["waitedSeconds"] == 0
+    else:
+        assert metrics["CopiesWoken"] == 1 and output["waitedSeconds"] <= emulator.copy_seconds + 2

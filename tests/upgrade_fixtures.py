@@ -194,6 +194,9 @@ def records(template: dict[str, Any]) -> dict[str, Any]:
     return scenarios
 
 
+FILES = ("logical-ids", "workflows", "records")
+
+
 def write(path: Path, content: Any) -> None:
     path.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
     print(f"wrote {path}")
@@ -203,7 +206,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--release-source", type=Path, required=True, help="the release's files (git archive)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=FILES,
+        help="write only these (e.g. workflows, for a definition executions in flight may still run)",
+    )
     arguments = parser.parse_args()
+    wanted = arguments.only or FILES
     source = arguments.release_source.resolve()
     sys.path[:0] = [str(source), str(source / "lambda")]
     arguments.out.mkdir(parents=True, exist_ok=True)
@@ -211,9 +221,9 @@ def main() -> None:
     from offline.template import synthesize  # the release's
 
     template = synthesize({"datastoreId": DATASTORE_ID})
-    write(arguments.out / "logical-ids.json", logical_ids(template))
-    write(arguments.out / "workflows.json", workflows(template))
-    write(arguments.out / "records.json", records(template))
+    for name, content in (("logical-ids", logical_ids), ("workflows", workflows), ("records", records)):
+        if name in wanted:
+            write(arguments.out / f"{name}.json", content(template))
 
 
 if __name__ == "__main__":
