@@ -224,6 +224,7 @@ class HealthImagingCopy(Construct):
             backfill_state_machine=self.backfill.state_machine,
             function=self.copy_function.function,
             dead_letter_queue=self.trigger.dead_letter_queue,
+            completion_dead_letter_queue=self.completion.dead_letter_queue,
             alarm_topic=alarm_topic,
             alarm_name_prefix=f"{self.name_prefix}-",
             service=self.service,

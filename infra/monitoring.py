@@ -1,5 +1,6 @@
-"""Alarms on what needs a person: failed or timed-out copies, undecided outcomes, undelivered events,
-a backfill that ended before its end, a dispatcher that stopped running, function errors."""
+"""Alarms on what needs a person: failed or timed-out copies, undecided outcomes, undelivered events (either
+dead-letter queue), copies carried by their fallback wait rather than their completion events, AwaitCopy's
+write failing, a backfill that ended before its end, a dispatcher that stopped running, function errors."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ from . import metrics
 # backlog's size (a 1M backfill is never late for its size alone). Another client taking half the quota for an
 # hour makes a 50k burst at 10 TPS 24 min late (python -m benchmarks.scale --shared): not alarmed; for hours, it is.
 BACKLOG_LATE_ALARM_SECONDS = 3600
+# Copies found ended by their fallback look (no completion event woke them) over those completed, per hour: events
+# are best effort, so one lost is nothing; half of an hour's copies for three hours in a row is events not arriving
+# (the completion rule disabled, events naming neither image set, a delivery failing). Hours with fewer copies than
+# this decide nothing (a quiet pipeline's one missed event is not half of anything).
+FALLBACK_SHARE_ALARM_PERCENT = 50
+FALLBACK_SHARE_MIN_COPIES = 10
+FALLBACK_SHARE_HOURS = 3
 
 
 class Monitoring(Construct):
@@ -31,6 +39,7 @@ class Monitoring(Construct):
         backfill_state_machine: sfn.StateMachine,
         function: lambda_.Function,
         dead_letter_queue: sqs.IQueue,
+        completion_dead_letter_queue: sqs.IQueue,
         alarm_topic: sns.ITopic | None,
         alarm_name_prefix: str,
         service: str,
@@ -42,6 +51,7 @@ class Monitoring(Construct):
         self.own_topic = None if alarm_topic else sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
         self.topic: sns.ITopic = alarm_topic or self.own_topic  # type: ignore[assignment]
         five_minutes = Duration.minutes(5)
+        hour = Duration.hours(1)
         self.alarms = [
             self._alarm(
                 "ExecutionsFailed",
@@ -64,6 +74,49 @@ class Monitoring(Construct):
                 1,
                 "HealthImaging events were not delivered: redrive them (docs/operations.md)",
             ),
+            # Copy outcome events the function could not use (or EventBridge could not deliver): their copies were
+            # looked at after their fallback wait; a bad event or a permission keeps the next ones failing too.
+            self._alarm(
+                "CompletionDeadLetters",
+                completion_dead_letter_queue.metric_approximate_number_of_messages_visible(period=five_minutes),
+                1,
+                1,
+                "Copy outcome events were not delivered to the copies waiting for them: fix the cause, then"
+                " healthimaging-copy redrive --queue completion (docs/operations.md)",
+            ),
+            # Copies carried by their fallback wait instead of their events: each waits completionWaitSeconds
+            # or more for nothing (and the events' wake-ups are what the throughput figures assume).
+            self._alarm(
+                "CompletionEventsNotArriving",
+                cloudwatch.MathExpression(
+                    expression=(
+                        f"IF(FILL(completed, 0) >= {FALLBACK_SHARE_MIN_COPIES},"
+                        " 100 * FILL(missed, 0) / FILL(completed, 0), 0)"
+                    ),
+                    using_metrics={
+                        name: metrics.function_metric(metric, service=service, statistic="Sum", period=hour)
+                        for name, metric in (("missed", "CompletionEventsMissed"), ("completed", "CopiesCompleted"))
+                    },
+                    label="Copies found by their fallback look, % of those completed",
+                    period=hour,
+                ),
+                FALLBACK_SHARE_ALARM_PERCENT,
+                FALLBACK_SHARE_HOURS,
+                f"Over {FALLBACK_SHARE_ALARM_PERCENT}% of the copies of each of the last {FALLBACK_SHARE_HOURS} hours"
+                " ended unannounced (their fallback wait ran out): copy outcome events are not arriving; run"
+                " healthimaging-copy doctor (docs/operations.md)",
+            ),
+            # AwaitCopy's write refused (not its condition): copies are looked at after growing waits instead.
+            self._alarm(
+                "AwaitCopyFailing",
+                metrics.function_metric(
+                    "AwaitCopyFailures", service=service, statistic="Sum", period=Duration.minutes(15)
+                ),
+                1,
+                2,
+                "AwaitCopy's DynamoDB write keeps failing (access denied, the key disabled, throttled): copies wait"
+                " their fallback instead of their events; see AwaitCopy's error in an execution (docs/operations.md)",
+            ),
             # ConfirmCopy could not tell whether a copy was accepted: an operator must look (docs/operations.md).
             self._alarm(
                 "UndecidedCopyOutcomes",
@@ -77,9 +130,7 @@ class Monitoring(Construct):
             # HealthImaging's events are best effort: reconciliation found copies no event announced.
             self._alarm(
                 "MissedEvents",
-                metrics.function_metric(
-                    service=service, name=metrics.RECONCILIATION[0], statistic="Sum", period=Duration.hours(1)
-                ),
+                metrics.function_metric(service=service, name=metrics.RECONCILIATION[0], statistic="Sum", period=hour),
                 1,
                 1,
                 "Reconciliation admitted copies whose HealthImaging event never arrived (they are copied)",

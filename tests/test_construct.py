@@ -33,7 +33,7 @@ def physical_names(template: dict[str, Any]) -> list[str]:
 def test_two_constructs_in_one_stack_synthesize_clean_and_name_nothing_twice() -> None:
     _, research, clinical, template = two_in_one_stack()
     names = physical_names(template)
-    assert len(names) == 2 * (2 + 9 + 1 + 2), names  # per construct: 2 state machines, 9 alarms, 1 dashboard, 2 logs
+    assert len(names) == 2 * (2 + 12 + 1 + 2), names  # per construct: 2 state machines, 12 alarms, 1 dashboard, 2 logs
     assert [name for name, count in Counter(names).items() if count > 1] == []
     assert (research.name_prefix, clinical.name_prefix) == ("Imaging-Research", "Imaging-Clinical")
     assert research.service != clinical.service  # their alarms read their own function's metrics
@@ -111,7 +111,7 @@ def test_it_takes_the_host_app_s_alarm_topic() -> None:
     actions = [
         r["Properties"]["AlarmActions"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
     ]
-    assert len(actions) == 9 and all(a == [{"Ref": topics[0]}] for a in actions)
+    assert len(actions) == 12 and all(a == [{"Ref": topics[0]}] for a in actions)
     with pytest.raises(SettingsError, match="alarm_topic or alarm_topic_arn"):
         HealthImagingCopy(
             stack,
@@ -130,5 +130,5 @@ def test_public_attributes_let_the_host_wire_more() -> None:
                      "dead_letter_queue", "completion_queue", "completion_dead_letter_queue", "dashboard", "key")
     }  # fmt: skip
     assert len(set(resolved.values())) == len(resolved)
-    assert len(research.alarms) == 9
+    assert len(research.alarms) == 12
     assert research.alarm_topic is research.monitoring.own_topic

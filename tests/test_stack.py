@@ -37,7 +37,7 @@ def test_one_of_each_part(template: Template) -> None:
         "AWS::SQS::Queue": 4,  # admission and its dead letters, completion and its dead letters
         "AWS::Lambda::EventSourceMapping": 2,  # admission queue -> function, completion queue -> function
         "AWS::KMS::Key": 1,
-        "AWS::CloudWatch::Alarm": 9,
+        "AWS::CloudWatch::Alarm": 12,
         "AWS::SNS::Topic": 1,
     }.items():
         template.resource_count_is(kind, count)
@@ -751,6 +751,41 @@ def test_the_backlog_alarm_watches_how_late_the_oldest_copy_is_not_its_age(templ
         2,
     )
     assert (late["ComparisonOperator"], late["Threshold"]) == ("GreaterThanOrEqualToThreshold", 3600)
+
+
+def test_copies_carried_by_their_fallback_and_await_copy_failing_raise_alarms(template: Template) -> None:
+    """Events not arriving: over half of the copies completed in each of three hours found by their fallback look
+    (no event woke them), hours of fewer than ten copies deciding nothing. AwaitCopy's write failing: in two
+    quarter-hours running. The completion queue's dead letters, as the admission queue's."""
+    alarms = {
+        a["Properties"]["AlarmName"].split("-")[-1]: a["Properties"]
+        for a in resources(template.to_json(), "AWS::CloudWatch::Alarm").values()
+    }
+    fallback = alarms["CompletionEventsNotArriving"]
+    (expression,) = [m for m in fallback["Metrics"] if "Expression" in m]
+    assert expression["Expression"] == "IF(FILL(completed, 0) >= 10, 100 * FILL(missed, 0) / FILL(completed, 0), 0)"
+    watched = {
+        m["Id"]: (m["MetricStat"]["Metric"]["MetricName"], m["MetricStat"]["Stat"], m["MetricStat"]["Period"])
+        for m in fallback["Metrics"]
+        if "MetricStat" in m
+    }
+    assert watched == {"missed": ("CompletionEventsMissed", "Sum", 3600), "completed": ("CopiesCompleted", "Sum", 3600)}
+    assert (fallback["Threshold"], fallback["EvaluationPeriods"], fallback["ComparisonOperator"]) == (
+        50,
+        3,
+        "GreaterThanOrEqualToThreshold",
+    )
+    failing = alarms["AwaitCopyFailing"]
+    assert (failing["MetricName"], failing["Statistic"], failing["Period"]) == ("AwaitCopyFailures", "Sum", 900)
+    assert (failing["Threshold"], failing["EvaluationPeriods"]) == (1, 2)
+    completion_dlq = alarms["CompletionDeadLetters"]
+    assert completion_dlq["Dimensions"] == [
+        {
+            "Name": "QueueName",
+            "Value": {"Fn::GetAtt": [_queue(template, "DeadLetterQueue", "CopyCompletion"), "QueueName"]},
+        }
+    ]
+    assert all(alarm["AlarmActions"] for alarm in (fallback, failing, completion_dlq))
 
 
 def test_what_cdk_destroy_keeps_and_what_it_deletes(template: Template) -> None:

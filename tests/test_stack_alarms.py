@@ -86,7 +86,7 @@ def _alarm_arns(template: dict[str, Any]) -> set[str]:
 def test_every_alarm_notifies_an_encrypted_topic_of_the_stack(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm").values()
     # Alarms with an action, not actions: two on one alarm must not hide another alarm that has none.
-    assert [len(alarm["Properties"].get("AlarmActions", [])) for alarm in alarms] == 9 * [1]
+    assert [len(alarm["Properties"].get("AlarmActions", [])) for alarm in alarms] == 12 * [1]
     assert {path[0] for path in _alarm_paths(template)} == _alarm_arns(template)  # each to a topic of the stack
 
 
@@ -97,7 +97,7 @@ def test_cloudwatch_may_publish_each_alarm_to_its_topic_and_use_the_topic_key(te
         for action in ("kms:GenerateDataKey", "kms:Decrypt"):
             assert decide(key_policies, _cloudwatch(action, key_arn, alarm_arn)) == Decision.ALLOW, (alarm_arn, action)
         allowed.add(alarm_arn)
-    assert len(allowed) == 9 and allowed == _alarm_arns(template)  # every alarm decided, none left out
+    assert len(allowed) == 12 and allowed == _alarm_arns(template)  # every alarm decided, none left out
 
 
 def test_cloudwatch_may_not_act_for_alarms_of_other_stacks_or_accounts(template: dict[str, Any]) -> None:
@@ -119,7 +119,7 @@ def test_a_topic_brought_by_the_user_gets_the_alarms_and_no_grant_on_the_stack_k
     raw = template.to_json()
     assert resources(raw, "AWS::SNS::Topic") == resources(raw, "AWS::SNS::TopicPolicy") == {}
     alarms = resources(raw, "AWS::CloudWatch::Alarm").values()
-    assert [alarm["Properties"]["AlarmActions"] for alarm in alarms] == 9 * [[TOPIC_ARN]]
+    assert [alarm["Properties"]["AlarmActions"] for alarm in alarms] == 12 * [[TOPIC_ARN]]
     refs = _refs(raw)
     ((key_id, key),) = resources(raw, "AWS::KMS::Key").items()
     key_policies = [resolved(key["Properties"]["KeyPolicy"], refs)]
@@ -129,4 +129,4 @@ def test_a_topic_brought_by_the_user_gets_the_alarms_and_no_grant_on_the_stack_k
             request = _cloudwatch(action, refs[f"{key_id}.Arn"], alarm_arn)
             assert decide(key_policies, request) == Decision.IMPLICIT_DENY, (alarm_arn, action)
         decided.append(alarm_arn)
-    assert len(decided) == 9
+    assert len(decided) == 12
