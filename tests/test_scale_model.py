@@ -57,6 +57,17 @@ def test_with_every_completion_event_dropped_every_copy_is_still_copied_after_it
     assert max(outcome.end_to_copied) <= limits.completion_wait  # the first fallback look finds it
 
 
+def test_with_no_completion_events_at_a_raised_quota_the_drain_stays_within_1_05_of_the_limit() -> None:
+    """10 TPS with the default 100 concurrent copies (the concurrent copies bind): a copy holds its permit from its
+    slot to its landing, its produced version's updatedAt, not to the look that found it COPIED a fallback wait
+    later (the dispatcher's measure of a copy's duration would grow by it: 1.33 x the limit)."""
+    outcome = simulate(Limits.at(10.0, event_drop=1.0), 3_000, 60.0, seed=7)
+    assert outcome.calls["states:SendTaskSuccess"] == 0 and outcome.copied == 3_000  # no event woke any copy
+    assert outcome.peak_in_flight == 100  # the concurrent copies bound
+    ratio = outcome.drain_ratio()
+    assert ratio is not None and ratio <= 1.05 and outcome.unmet() == []
+
+
 def test_a_client_taking_half_the_quota_for_a_while_slows_the_pace_which_recovers_after_it() -> None:
     limits = Limits.at(10.0, concurrent_copies=1_000)
     outcome = simulate(limits, 12_000, 60.0, seed=11, others=((5.0, 30.0, 600.0),))

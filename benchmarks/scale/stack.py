@@ -30,7 +30,6 @@ class Execution:
         "copy",
         "deadline",
         "event_at",
-        "landed_at",
         "lands_at",
         "next_wait",
         "reservations",
@@ -38,6 +37,7 @@ class Execution:
         "slot",
         "transient",
         "waiting",
+        "woken_by",
     )
 
     def __init__(self, copy: int, slot: float, deadline: float) -> None:
@@ -46,7 +46,7 @@ class Execution:
         self.transient = 0
         self.accepted_at = self.lands_at = -1.0
         self.event_at = -math.inf  # the latest completion event recorded on its wake item
-        self.landed_at: float | None = None  # the end of the event's second that woke it (journaled at COPIED)
+        self.woken_by: float | None = None  # the second of the event that woke it (CheckCopy's wake.eventAt)
         self.since = 0.0  # AwaitCopy's wakeSince
         self.next_wait = 0
         self.waiting = 0  # the wait under way (a generation: a stale timeout finds another)
@@ -403,11 +403,12 @@ class Stack:
 
     # --- waiting for the copy: the completion event, or the fallback -----------------------------
     def _await(self, execution: Execution) -> None:
-        """AwaitCopy: its token on the wake item (Step Functions' own DynamoDB call), unless an event at or after
-        wakeSince is there already; then the event or the fallback wait."""
+        """AwaitCopy: its token on the wake items (Step Functions' own DynamoDB call, a transaction of the
+        destination's and the source's), unless an event at or after wakeSince is there already; then the event
+        or the fallback wait."""
         account = self.account
         ready = self._enter()
-        self._call("dynamodb:UpdateItem")
+        self._call("dynamodb:TransactWriteItems")  # its token on the destination's and the source's wake items
         if execution.event_at >= execution.since:  # the event came first: the condition fails, look now
             account.at(ready + self.limits.ddb_write, self._check, execution)
             return
@@ -470,8 +471,9 @@ class Stack:
             return  # a duplicate or a late one
         execution.event_at = at
         if execution.waiting % 2 == 1 and execution.since <= at:
-            execution.landed_at = at + 1
+            execution.woken_by = at
             self._call("states:SendTaskSuccess")
+            self._call("dynamodb:UpdateItem")  # the token taken off the other image set's wake item
             self.account.wakes.add(self.account.now)
             execution.waiting += 1
             self._check(execution)
@@ -517,8 +519,11 @@ class Stack:
         self._enter(3)  # CopyFinished?, ReportResult, Copied
         result.end_to_copied.append(account.now - execution.lands_at)
         slot = self.started.pop(execution.copy, None)
-        if slot is not None:  # journal.landed_since: to the end of the event's second, or to this look
-            self.landed.append((account.now, (execution.landed_at or account.now) - slot))
+        if slot is not None:  # journal.landed_since: to its landing (its version's updatedAt, the event), or this look
+            landed = copy_status.landed_at(
+                execution.lands_at, execution.woken_by, int(execution.accepted_at), account.now
+            )
+            self.landed.append((account.now, (landed or account.now) - slot))
         self.outcome_of[execution.copy] = COPIED
         self.done += 1
 

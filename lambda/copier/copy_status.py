@@ -82,19 +82,17 @@ def wake_of(wake: object) -> Wake:
     return Wake.FAILED
 
 
-def landed_at(produced: dict[str, Any], wake: object, progress: CopyProgress, now: float) -> int | None:
+def landed_at(updated_at: object, event_at: object, called: int | None, now: float) -> int | None:
     """When the copy landed, for the dispatcher's measure of how long copies hold a concurrent copy: the produced
-    version's own record (GetImageSet's updatedAt: when it became COPIED), bounded by the end of the event's
+    version's own record (GetImageSet's `updatedAt`: when it became COPIED), bounded by the end of the event's
     second when an event woke it; None (the journal keeps this look's time) when neither can be trusted. An
-    updatedAt not after the call (a service that did not move it when the copy landed) is not used: it would
-    make copies look instant and over-plan the data store's concurrent copies."""
+    updatedAt not after the call (`called`; a service that did not move it when the copy landed) is not used: it
+    would make copies look instant and over-plan the data store's concurrent copies. benchmarks/scale models
+    copies' landings with it."""
     candidates: list[int] = []
-    updated = produced.get("updatedAt")
-    if isinstance(updated, datetime):
-        updated = updated.timestamp()
-    if isinstance(updated, int | float) and progress.started_at is not None and progress.started_at < updated <= now:
+    updated = updated_at.timestamp() if isinstance(updated_at, datetime) else updated_at
+    if isinstance(updated, int | float) and called is not None and called < updated <= now:
         candidates.append(math.ceil(updated))
-    event_at = wake.get("eventAt") if isinstance(wake, dict) else None
     if isinstance(event_at, int | float):
         candidates.append(int(event_at) + 1)  # by the end of the event's second the copy had landed
     return min(candidates) if candidates else None
@@ -115,6 +113,7 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = N
     settings = load_settings()
     now = clock.now()
     woken = wake_of(wake)
+    event_at = wake.get("eventAt") if isinstance(wake, dict) else None  # the second of the event that woke it
     if woken is Wake.FAILED:
         # Not an error of the copy's: it is looked at all the same, and waits before AwaitCopy tries again.
         metrics.add_metric(name="AwaitCopyFailures", unit=MetricUnit.Count, value=1)
@@ -153,7 +152,7 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = N
             copiedIntoVersionId=progress.destination_version_id,
             forced=forced,
             # How long copies hold a concurrent copy (the dispatcher's permits), without this look's own delay.
-            landedAt=landed_at(produced, wake, progress, now),
+            landedAt=landed_at(produced.get("updatedAt"), event_at, progress.started_at, now),
         )
         return progress.model_copy(
             update={
@@ -181,7 +180,6 @@ def check_copy(*, request: CopyRequest, progress: CopyProgress, wake: object = N
     # The next AwaitCopy waits for events from this look on, and for none it has looked at: the one that woke
     # it (its second: events are per second), or one already recorded when AwaitCopy began (the same second
     # as this look at most). Without that, an event of this second would end the next wait at once.
-    event_at = wake.get("eventAt") if isinstance(wake, dict) else None
     looked_at = int(event_at) + 1 if isinstance(event_at, int | float) else int(now) + (woken is Wake.EVENT_FIRST)
     return progress.model_copy(
         update={
