@@ -1,0 +1,638 @@
+"""`healthimaging-copy doctor`: what the pipeline's design assumes of the account, checked on the account.
+
+Given a deployed pipeline (the names its stack's outputs give), each check reads the account and prints one line:
+`ok NAME: ...`, `note NAME: ...` (worth knowing, nothing wrong) or `FINDING NAME: ...` (what is wrong and what to
+do); any finding makes the exit status 1. A check the operator's credentials cannot read is a finding too
+(`unchecked-...`): an unread check is not a clean bill. It runs with the operator's own credentials; the stack
+holds no role for it (docs/operations.md lists the permissions).
+
+- quotas: each HealthImaging quota a setting depends on, as Service Quotas publishes it for the account (service
+  code medical-imaging), against the setting (QUOTA_CHECKS: an operation, its quota, the setting);
+- Lambda: the function's reserved concurrency, or the account's unreserved pool, against the environments the
+  scale model needs at copyRatePerSecond;
+- rules: every EventBridge rule feeding the pipeline (those targeting the admission queue, the completion queue,
+  the function) enabled; the import rule disabled only under copyPolicy off;
+- dead letters: the admission and completion dead-letter queues empty;
+- the alarm topic: a confirmed subscription;
+- the last day, from the function's metrics: copies woken by their completion events against those found by their
+  fallback look, throttled calls per copy, how late the backlog was, AwaitCopy's failures.
+
+`--canary IMAGE_SET_ID` (canary()) makes one snapshot copy of a chosen image set through the state machine (the
+console contract) and reports when its completion events came and which image sets they named: the wake items of
+the copy's source and destination record each event's time (copier.wake). That is how an operator learns whether
+this account's events name the source, the destination or both (AWS's event reference does not say).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+SERVICE_CODE = "medical-imaging"  # HealthImaging in Service Quotas
+ClientFactory = Callable[[str], Any]  # a boto3 client for a service name (tests give stubbed and moto ones)
+
+
+class Verdict(Enum):
+    OK = "ok"
+    NOTE = "note"
+    FINDING = "FINDING"
+
+
+@dataclass(frozen=True)
+class Line:
+    verdict: Verdict
+    name: str  # stable: what was checked (a finding's name says what is wrong)
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.verdict.value} {self.name}: {self.message}"
+
+
+def ok(name: str, message: str) -> Line:
+    return Line(Verdict.OK, name, message)
+
+
+def note(name: str, message: str) -> Line:
+    return Line(Verdict.NOTE, name, message)
+
+
+def finding(name: str, message: str) -> Line:
+    return Line(Verdict.FINDING, name, message)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The deployed pipeline's names (its stack's outputs)."""
+
+    function_name: str
+    table_name: str
+    state_machine_arn: str
+    admission_queue_url: str
+    dead_letter_queue_url: str
+    completion_dead_letter_queue_url: str
+    alarm_topic_arn: str
+
+
+@dataclass(frozen=True)
+class Function:
+    """What the deployed function says of the pipeline: its ARN and its settings (the stack's, as deployed)."""
+
+    arn: str
+    settings: Any  # copier.settings.Settings
+    service: str  # the metrics' dimension (Powertools' service name)
+    namespace: str
+
+
+# --- quotas ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QuotaCheck:
+    """A HealthImaging quota a setting depends on: the setting may not exceed what the account is given."""
+
+    name: str
+    operation: str  # what the quota limits
+    setting: str  # the setting compared with it (docs/configuration.md)
+    value: Callable[[Any], float]  # the setting's deployed value, from the function's settings
+    quota_code: str | None = None  # Service Quotas' code, when known
+    name_has: tuple[str, ...] = ()  # otherwise: words its QuotaName holds (case-insensitive)
+    per_second: bool = False  # a rate: the quota's Period converts it to a second's
+
+
+# One row per quota. Issue 24's read budgets (GetImageSet, GetImageSetMetadata, SearchImageSets against their
+# settings) belong here, one row each, once their settings exist.
+QUOTA_CHECKS = (
+    QuotaCheck(
+        name="concurrent-copies",
+        operation="CopyImageSet copies in flight per data store",
+        setting="concurrentCopyQuota",
+        value=lambda settings: float(settings.concurrent_copy_quota),
+        quota_code="L-0D1B2633",
+        name_has=("concurrent", "copyimageset"),
+    ),
+    QuotaCheck(
+        name="copy-rate",
+        operation="CopyImageSet requests a second (account and Region)",
+        setting="copyRatePerSecond",
+        value=lambda settings: float(settings.copy_rate_per_second),
+        name_has=("rate", "copyimageset"),
+        per_second=True,
+    ),
+)
+PERIOD_SECONDS = {"MICROSECOND": 1e-6, "MILLISECOND": 1e-3, "SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86_400}
+
+
+def check_quotas(clients: ClientFactory, function: Function) -> list[Line]:
+    quotas = clients("service-quotas")
+    datastore = function.settings.datastore_id
+    applied = _pages(quotas, "list_service_quotas", "Quotas", ServiceCode=SERVICE_CODE, QuotaAppliedAtLevel="ALL")
+    defaults = _pages(quotas, "list_aws_default_service_quotas", "Quotas", ServiceCode=SERVICE_CODE)
+    lines = []
+    for check in QUOTA_CHECKS:
+        quota, source = _quota_for(check, applied, datastore), "applied"
+        if quota is None:
+            quota, source = _quota_for(check, defaults, datastore), "AWS default, no raise applied"
+        setting = check.value(function.settings)
+        if quota is None:
+            lines.append(
+                note(
+                    check.name,
+                    f"Service Quotas publishes no quota for {check.operation}: {check.setting} {setting:g} is"
+                    " unchecked (AWS Support can say what the account is given)",
+                )
+            )
+            continue
+        value = _per_second(quota) if check.per_second else float(quota["Value"])
+        described = f"{quota.get('QuotaName', check.operation)} ({quota.get('QuotaCode')}, {source}): {value:g}"
+        if setting > value:
+            lines.append(
+                finding(
+                    check.name,
+                    f"{check.setting} {setting:g} is above {described}: the pipeline plans for more than the account"
+                    f" gives (calls pushed back, copies late); set {check.setting} <= {value:g}, or ask for a raise",
+                )
+            )
+        else:
+            lines.append(ok(check.name, f"{check.setting} {setting:g} <= {described}"))
+    return lines
+
+
+def _quota_for(check: QuotaCheck, quotas: list[dict[str, Any]], datastore: str) -> dict[str, Any] | None:
+    """The quota the check is about: by its code, else by its name's words; the data store's own value (a quota
+    applied at the resource level) before the account's."""
+    matching = [
+        quota
+        for quota in quotas
+        if (quota.get("QuotaCode") == check.quota_code)
+        or (check.name_has and all(word in str(quota.get("QuotaName", "")).lower() for word in check.name_has))
+    ]
+    for quota in matching:
+        if datastore in str(quota.get("QuotaContext", {}).get("ContextId", "")):
+            return quota
+    account = [quota for quota in matching if quota.get("QuotaContext", {}).get("ContextScope") != "RESOURCE"]
+    return account[0] if account else None
+
+
+def _per_second(quota: dict[str, Any]) -> float:
+    period = quota.get("Period") or {"PeriodValue": 1, "PeriodUnit": "SECOND"}
+    return float(quota["Value"]) / (float(period["PeriodValue"]) * PERIOD_SECONDS[period["PeriodUnit"]])
+
+
+# --- Lambda ---------------------------------------------------------------------------------------------------------
+# The function's concurrent environments the scale model needs, with its 1.25 x reserve (docs/figures.md, the most
+# any burst of a row's quota took; docs/configuration.md, reservedConcurrency): (copies a second, environments).
+LAMBDA_ENVIRONMENTS = ((0.25, 10), (1.0, 12), (10.0, 59), (40.0, 183))
+
+
+def lambda_environments_needed(rate: float) -> int:
+    """Linear between the scale model's rows (beyond the last, along its last segment)."""
+    rates = [r for r, _ in LAMBDA_ENVIRONMENTS]
+    at = min(max(bisect.bisect_left(rates, rate), 1), len(rates) - 1)
+    (r0, e0), (r1, e1) = LAMBDA_ENVIRONMENTS[at - 1], LAMBDA_ENVIRONMENTS[at]
+    return max(LAMBDA_ENVIRONMENTS[0][1], math.ceil(e0 + (rate - r0) * (e1 - e0) / (r1 - r0)))
+
+
+def check_lambda(clients: ClientFactory, deployment: Deployment, function: Function) -> list[Line]:
+    lambda_ = clients("lambda")
+    rate = function.settings.copy_rate_per_second
+    needed = lambda_environments_needed(rate)
+    reserved = lambda_.get_function_concurrency(FunctionName=deployment.function_name).get(
+        "ReservedConcurrentExecutions"
+    )
+    if reserved is not None:
+        if reserved < needed:
+            return [
+                finding(
+                    "lambda-reserved-concurrency",
+                    f"reservedConcurrency {reserved} is under the {needed} environments copyRatePerSecond {rate:g}"
+                    " needs (the scale model's peak x 1.25): invocations beyond it are throttled; raise it",
+                )
+            ]
+        return [ok("lambda-reserved-concurrency", f"reservedConcurrency {reserved} >= {needed} needed at {rate:g}/s")]
+    limits = lambda_.get_account_settings()["AccountLimit"]
+    unreserved = int(limits["UnreservedConcurrentExecutions"])
+    if unreserved < needed:
+        return [
+            finding(
+                "lambda-account-concurrency",
+                f"the account's unreserved concurrency {unreserved} (of {limits['ConcurrentExecutions']}) is under"
+                f" the {needed} environments copyRatePerSecond {rate:g} needs, before any other function's: ask"
+                " for a raise of Lambda's concurrent executions",
+            )
+        ]
+    return [
+        ok(
+            "lambda-account-concurrency",
+            f"the account's unreserved concurrency {unreserved} >= {needed} needed at {rate:g}/s"
+            " (shared with the account's other functions)",
+        )
+    ]
+
+
+# --- rules, dead letters, the alarm topic ---------------------------------------------------------------------------
+def check_rules(clients: ClientFactory, deployment: Deployment, function: Function) -> list[Line]:
+    """Every rule that targets the pipeline's queues or its function: the import rule (admission queue), the copy
+    outcome rule (completion queue), the schedules (the function: dispatcher, reconciliation, version pruning)."""
+    events, sqs = clients("events"), clients("sqs")
+    admission_arn = sqs.get_queue_attributes(QueueUrl=deployment.admission_queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    copy_policy = str(function.settings.copy_policy)
+    targets = (
+        ("admission", admission_arn, "HealthImaging's import events into the backlog"),
+        ("completion", function.settings.completion_queue_arn, "copy outcome events to the copies waiting for them"),
+        ("schedules", function.arn, "the dispatcher's, reconciliation's and version pruning's schedules"),
+    )
+    lines = []
+    for role, arn, what in targets:
+        names = _pages(events, "list_rule_names_by_target", "RuleNames", TargetArn=arn) if arn else []
+        if not names:
+            lines.append(finding(f"rules-{role}", f"no EventBridge rule targets {arn}: nothing sends {what}"))
+            continue
+        for name in names:
+            state = str(events.describe_rule(Name=name)["State"])
+            enabled = state.startswith("ENABLED")
+            if role == "admission" and copy_policy == "off":
+                verdict = note if not enabled else finding
+                text = "disabled, as copyPolicy off wants" if not enabled else "enabled, although copyPolicy is off"
+                lines.append(verdict(f"rules-{role}", f"{name} ({what}): {text}"))
+            elif enabled:
+                lines.append(ok(f"rules-{role}", f"{name} ({what}): {state}"))
+            else:
+                lines.append(
+                    finding(f"rules-{role}", f"{name} ({what}) is {state}: enable it (aws events enable-rule)")
+                )
+    return lines
+
+
+def check_dead_letters(clients: ClientFactory, deployment: Deployment) -> list[Line]:
+    sqs = clients("sqs")
+    lines = []
+    for queue, url in (
+        ("admission", deployment.dead_letter_queue_url),
+        ("completion", deployment.completion_dead_letter_queue_url),
+    ):
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        held = sum(
+            int(attributes.get(name, 0))
+            for name in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+        )
+        if held:
+            lines.append(
+                finding(
+                    f"dead-letters-{queue}",
+                    f"about {held} message(s) in the {queue} dead-letter queue: find why (the function's log), fix"
+                    f" it, then healthimaging-copy redrive --queue {queue}",
+                )
+            )
+        else:
+            lines.append(ok(f"dead-letters-{queue}", f"the {queue} dead-letter queue is empty"))
+    return lines
+
+
+def check_alarm_topic(clients: ClientFactory, deployment: Deployment) -> list[Line]:
+    subscriptions = _pages(
+        clients("sns"), "list_subscriptions_by_topic", "Subscriptions", TopicArn=deployment.alarm_topic_arn
+    )
+    confirmed = [s for s in subscriptions if str(s.get("SubscriptionArn", "")).startswith("arn:")]
+    if not confirmed:
+        pending = len(subscriptions) - len(confirmed)
+        return [
+            finding(
+                "alarm-topic",
+                f"{deployment.alarm_topic_arn} has no confirmed subscription ({pending} pending): no alarm reaches"
+                " anyone; subscribe (aws sns subscribe) and confirm",
+            )
+        ]
+    protocols = ", ".join(sorted({str(s.get("Protocol")) for s in confirmed}))
+    return [ok("alarm-topic", f"{len(confirmed)} confirmed subscription(s) ({protocols})")]
+
+
+# --- the last day, from the function's metrics ----------------------------------------------------------------------
+# The same judgements as the stack's alarms (infra/monitoring.py; tests/test_doctor.py keeps them equal).
+FALLBACK_SHARE_ALARM_PERCENT = 50
+FALLBACK_SHARE_MIN_COPIES = 10
+BACKLOG_LATE_ALARM_SECONDS = 3600
+# Issue 16's target: at most this many calls pushed back (throttled, over the concurrent-copy quota) a copy.
+PUSHED_BACK_PER_COPY = 0.05
+DAY_METRICS = {
+    "woken": ("CopiesWoken", "Sum"),
+    "missed": ("CompletionEventsMissed", "Sum"),
+    "completed": ("CopiesCompleted", "Sum"),
+    "started": ("CopiesStarted", "Sum"),
+    "throttled": ("CopyThrottles", "Sum"),
+    "overQuota": ("CopyQuotaExceeded", "Sum"),
+    "awaitFailures": ("AwaitCopyFailures", "Sum"),
+    "late": ("BacklogLateSeconds", "Maximum"),
+}
+
+
+def check_last_day(clients: ClientFactory, function: Function, now: datetime) -> list[Line]:
+    day = _last_day(clients("cloudwatch"), function, now)
+    lines = []
+    completed, woken, missed = day["completed"], day["woken"], day["missed"]
+    if completed == 0:
+        lines.append(
+            note("events", "no copy completed in the last day: whether copy events arrive is unknown (--canary)")
+        )
+    else:
+        share = 100 * missed / completed
+        counted = (
+            f"{completed:g} copies completed: {woken:g} woken by their events, {missed:g} found by their fallback look"
+        )
+        if completed >= FALLBACK_SHARE_MIN_COPIES and share >= FALLBACK_SHARE_ALARM_PERCENT:
+            lines.append(
+                finding(
+                    "events-not-arriving",
+                    f"{counted} ({share:.0f}%): copy outcome events are not reaching the copies (check the completion"
+                    " rule above; --canary shows which image sets this account's events name)",
+                )
+            )
+        else:
+            lines.append(ok("events", counted))
+    started, pushed_back = day["started"], day["throttled"] + day["overQuota"]
+    if started:
+        per_copy = pushed_back / started
+        text = (
+            f"{pushed_back:g} calls pushed back (throttled, over the concurrent-copy quota) for {started:g} copies"
+            f" started: {per_copy:.3f} a copy"
+        )
+        if per_copy > PUSHED_BACK_PER_COPY:
+            lines.append(
+                finding(
+                    "pushed-back",
+                    f"{text}: another client takes the account's quota, or copyRatePerSecond / concurrentCopyQuota"
+                    " exceed what the account gives (the quota lines above)",
+                )
+            )
+        else:
+            lines.append(ok("pushed-back", text))
+    late = day["late"]
+    if late >= BACKLOG_LATE_ALARM_SECONDS:
+        lines.append(
+            finding(
+                "backlog-late", f"the backlog was {late / 60:.0f} min late at worst (the BacklogLate alarm's runbook)"
+            )
+        )
+    else:
+        lines.append(ok("backlog-late", f"the backlog was {late:.0f} s late at worst"))
+    if day["awaitFailures"]:
+        lines.append(
+            finding(
+                "await-copy-failing",
+                f"AwaitCopy's write failed {day['awaitFailures']:g} time(s) (the AwaitCopyFailing alarm's runbook)",
+            )
+        )
+    else:
+        lines.append(ok("await-copy-failing", "AwaitCopy's writes did not fail"))
+    return lines
+
+
+def _last_day(cloudwatch: Any, function: Function, now: datetime) -> dict[str, float]:
+    queries = [
+        {
+            "Id": query_id,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": function.namespace,
+                    "MetricName": metric,
+                    "Dimensions": [{"Name": "service", "Value": function.service}],
+                },
+                "Period": 86_400,
+                "Stat": statistic,
+            },
+        }
+        for query_id, (metric, statistic) in DAY_METRICS.items()
+    ]
+    found: dict[str, float] = dict.fromkeys(DAY_METRICS, 0.0)
+    for result in _pages(
+        cloudwatch,
+        "get_metric_data",
+        "MetricDataResults",
+        MetricDataQueries=queries,
+        StartTime=now - timedelta(days=1),
+        EndTime=now,
+    ):
+        values = result.get("Values", [])
+        if values:
+            combine = max if DAY_METRICS[result["Id"]][1] == "Maximum" else sum
+            found[result["Id"]] = float(combine(values))
+    return found
+
+
+# --- the whole examination ------------------------------------------------------------------------------------------
+def read_function(clients: ClientFactory, deployment: Deployment, settings_model: Any) -> Function:
+    configuration = clients("lambda").get_function_configuration(FunctionName=deployment.function_name)
+    environment = configuration.get("Environment", {}).get("Variables", {})
+    return Function(
+        arn=str(configuration["FunctionArn"]),
+        settings=settings_model.model_validate({**environment, "IDEMPOTENCY_TABLE": deployment.table_name}),
+        service=str(environment.get("POWERTOOLS_SERVICE_NAME", "")),
+        namespace=str(environment.get("POWERTOOLS_METRICS_NAMESPACE", "")),
+    )
+
+
+def examine(
+    clients: ClientFactory, deployment: Deployment, function: Function, *, now: datetime | None = None
+) -> Iterator[Line]:
+    """Every check, in order; one that cannot read what it checks is a finding of its own."""
+    when = now or datetime.now(tz=UTC)
+    checks: tuple[tuple[str, Callable[[], Iterable[Line]]], ...] = (
+        ("quotas", lambda: check_quotas(clients, function)),
+        ("lambda", lambda: check_lambda(clients, deployment, function)),
+        ("rules", lambda: check_rules(clients, deployment, function)),
+        ("dead-letters", lambda: check_dead_letters(clients, deployment)),
+        ("alarm-topic", lambda: check_alarm_topic(clients, deployment)),
+        ("last-day", lambda: check_last_day(clients, function, when)),
+    )
+    for name, check in checks:
+        try:
+            yield from check()
+        except (ClientError, BotoCoreError) as error:
+            yield finding(f"unchecked-{name}", f"{_what_failed(error)} (docs/operations.md: doctor's permissions)")
+
+
+def _what_failed(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        return f"{code} on {error.operation_name}"
+    return type(error).__name__
+
+
+def _pages(client: Any, operation: str, key: str, **params: Any) -> list[Any]:
+    """Every page's `key` items (NextToken paging)."""
+    found: list[Any] = []
+    token: str | None = None
+    while True:
+        page = getattr(client, operation)(**params, **({"NextToken": token} if token else {}))
+        found.extend(page.get(key, []))
+        token = page.get("NextToken")
+        if not token:
+            return found
+
+
+# --- the canary -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Waiting:
+    """How the canary waits: the wall clock, or a test's virtual one."""
+
+    now: Callable[[], float]
+    sleep: Callable[[float], None]
+    poll_seconds: float = 5.0
+    copy_timeout_seconds: float = 3600.0  # maxWaitSeconds' default: the copy fails by then
+    events_seconds: float = 120.0  # after the copy's end: an event later than that changes no copy's wait
+
+
+ROLES = ("destination", "source")
+
+
+def canary(
+    clients: ClientFactory,
+    deployment: Deployment,
+    function: Function,
+    image_set_id: str,
+    *,
+    start_copy: Callable[[dict[str, Any]], str],
+    waiting: Waiting,
+) -> list[Line]:
+    """One snapshot copy of `image_set_id` (a new image set, through the state machine, journaled as any console
+    copy): how it ended, when its completion events came and which image sets they named."""
+    sfn = clients("stepfunctions")
+    arn = start_copy({"datastoreId": function.settings.datastore_id, "sourceImageSetId": image_set_id})
+    deadline = waiting.now() + waiting.copy_timeout_seconds
+    described = sfn.describe_execution(executionArn=arn)
+    while described["status"] == "RUNNING" and waiting.now() < deadline:
+        waiting.sleep(waiting.poll_seconds)
+        described = sfn.describe_execution(executionArn=arn)
+    name = described["name"]
+    if described["status"] == "RUNNING":
+        return [finding("canary-copy", f"execution {name} still running after {waiting.copy_timeout_seconds:g} s")]
+    if described["status"] != "SUCCEEDED":
+        return [
+            finding(
+                "canary-copy",
+                f"execution {name} {described['status']}: {described.get('error')} (see its history; the canary"
+                " needs an image set that can be copied)",
+            )
+        ]
+    output = json.loads(described["output"])
+    exits = _state_exits(sfn, arn)
+    started = json.loads(exits["StartCopy"][-1])["copy"] if exits.get("StartCopy") else {}
+    called = float(started.get("startedAt") or described["startDate"].timestamp())
+    destination = str(output["destinationImageSetId"])
+    lines = [
+        ok(
+            "canary-copy",
+            f"{image_set_id} copied into {destination} version {output['destinationVersionId']} ({name}), called at"
+            f" {_iso(called)}, {output['status']} after {output['waitedSeconds']} s",
+        )
+    ]
+    lines.append(_woken_by(exits.get("AwaitCopy", [])))
+    images = {"destination": destination, "source": image_set_id}
+    seen = _events_seen(clients("dynamodb"), deployment.table_name, images, called, waiting)
+    for role in ROLES:
+        if role in seen:
+            event_at, noticed = seen[role]
+            lines.append(
+                ok(
+                    f"canary-event-{role}",
+                    f"an event named the {role} image set {images[role]}: its time {_iso(event_at)}"
+                    f" ({event_at - called:.0f} s after the call), recorded by {_iso(noticed)}",
+                )
+            )
+        else:
+            lines.append(
+                note(
+                    f"canary-event-{role}",
+                    f"no event named the {role} image set {images[role]}"
+                    f" (watched {waiting.events_seconds:g} s after the copy)",
+                )
+            )
+    lines.append(_landed(clients, function, output, called))
+    named = [role for role in ROLES if role in seen]
+    if not named:
+        lines.append(
+            finding(
+                "canary-events",
+                "no copy outcome event named either image set: every copy waits its fallback (completionWaitSeconds)"
+                " and the events-not-arriving alarm will fire; check the completion rule and its dead-letter queue",
+            )
+        )
+    else:
+        lines.append(ok("canary-events", f"this account's copy outcome events name the {' and the '.join(named)}"))
+    return lines
+
+
+def _state_exits(sfn: Any, arn: str) -> dict[str, list[str]]:
+    """Each state's outputs as it exited, in order."""
+    exits: dict[str, list[str]] = {}
+    for event in _pages(sfn, "get_execution_history", "events", executionArn=arn, maxResults=1000):
+        details = event.get("stateExitedEventDetails")
+        if details:
+            exits.setdefault(details["name"], []).append(details.get("output", "{}"))
+    return exits
+
+
+def _woken_by(await_exits: list[str]) -> Line:
+    if not await_exits:
+        return note("canary-woken", "the copy did not wait in AwaitCopy")
+    wake = json.loads(await_exits[-1]).get("wake", {})
+    if wake.get("wokenBy") == "event":
+        return ok("canary-woken", "woken by its completion event")
+    error = str(wake.get("Error", ""))
+    if error == "States.Timeout":
+        return note("canary-woken", "found by its fallback look: no event woke it within its wait")
+    if error.endswith(("TransactionCanceledException", "ConditionalCheckFailedException")):
+        return ok("canary-woken", "its event came before it waited (looked at at once)")
+    return finding("canary-woken", f"AwaitCopy failed: {error} (the AwaitCopyFailing alarm's runbook)")
+
+
+def _events_seen(
+    dynamodb: Any, table: str, images: dict[str, str], called: float, waiting: Waiting
+) -> dict[str, tuple[float, float]]:
+    """For each image set an event named since the call: the event's time, and when the canary first saw it."""
+    seen: dict[str, tuple[float, float]] = {}
+    until = waiting.now() + waiting.events_seconds
+    while True:
+        for role, image_set_id in images.items():
+            if role in seen:
+                continue
+            item = dynamodb.get_item(TableName=table, Key={"id": {"S": f"wake#{image_set_id}"}}, ConsistentRead=True)
+            event_at = item.get("Item", {}).get("eventAt", {}).get("N")
+            if event_at is not None and float(event_at) >= math.floor(called):
+                seen[role] = (float(event_at), waiting.now())
+        if len(seen) == len(images) or waiting.now() >= until:
+            return seen
+        waiting.sleep(waiting.poll_seconds)
+
+
+def _landed(clients: ClientFactory, function: Function, output: dict[str, Any], called: float) -> Line:
+    """The produced version's own updatedAt: when the dispatcher believes the copy landed when no event says."""
+    try:
+        produced = clients("medical-imaging").get_image_set(
+            datastoreId=function.settings.datastore_id,
+            imageSetId=output["destinationImageSetId"],
+            versionId=output["destinationVersionId"],
+        )
+    except (ClientError, BotoCoreError) as error:
+        return note("canary-landed", f"the produced version not read ({_what_failed(error)})")
+    updated = produced.get("updatedAt")
+    if not isinstance(updated, datetime):
+        return note("canary-landed", "the produced version's record has no updatedAt")
+    return ok(
+        "canary-landed",
+        f"the produced version's updatedAt {updated.isoformat(timespec='seconds')}"
+        f" ({updated.timestamp() - called:.0f} s after the call): the landing the dispatcher measures copies by",
+    )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds")
