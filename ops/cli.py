@@ -91,9 +91,21 @@ def start(*, state_machine_arn: str, copy_input: dict[str, Any], client: Any = N
     raise RuntimeError(f"{MAX_RESTARTS} restarts of this copy have already ended without success: look first")
 
 
-def redrive(*, queue_url: str, admission_queue_url: str) -> int:
-    """Move every dead-lettered event back to the admission queue (admission is idempotent: an event
-    twice is one journal entry); a message is deleted only once sent. Returns how many moved."""
+# HealthImaging's copy outcome events (copier.wake.COPY_OUTCOMES): the completion queue's, never the admission queue's.
+COPY_OUTCOMES = ("Image Set Copied", "Image Set Copy Failed")
+
+
+def redrive(*, queue_url: str, admission_queue_url: str | None = None, completion_queue_url: str | None = None) -> int:
+    """Move dead-lettered events from `queue_url` back to the queue they were meant for, named by which is given:
+    the admission queue (import events: admission is idempotent, an event twice is one journal entry) or the
+    completion queue (copy outcome events: a wake-up is idempotent too). A copy outcome event never goes to the
+    admission queue (the pipeline's own copies announce themselves with it: admitted, it would be copied again, a
+    copy storm), nor anything else to the completion queue: those stay in the dead-letter queue. A message is
+    deleted only once sent. Returns how many moved."""
+    if (admission_queue_url is None) == (completion_queue_url is None):
+        raise ValueError("redrive: give the admission queue or the completion queue, one of them")
+    to_completion = completion_queue_url is not None
+    target = str(completion_queue_url if to_completion else admission_queue_url)
     sqs = boto3.client("sqs")
     moved = 0
     while True:
@@ -103,9 +115,19 @@ def redrive(*, queue_url: str, admission_queue_url: str) -> int:
         if not messages:
             return moved
         for message in messages:
-            sqs.send_message(QueueUrl=admission_queue_url, MessageBody=message["Body"])
+            if _is_copy_outcome(message["Body"]) != to_completion:
+                continue  # left where it is: visible again after the visibility timeout, for a person to look at
+            sqs.send_message(QueueUrl=target, MessageBody=message["Body"])
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             moved += 1
+
+
+def _is_copy_outcome(body: str) -> bool:
+    try:
+        event = json.loads(body)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get("detail-type") in COPY_OUTCOMES
 
 
 def resolve(*, table_name: str, record_id: str, accepted_into: tuple[str, str] | None) -> str:

@@ -14,11 +14,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
+from moto import mock_aws
 from workflow import DS, Study, local_pipeline
 
 from offline import seed
 from offline.clock import VirtualClock
-from offline.emulator import HealthImagingEmulator
+from offline.emulator import HealthImagingEmulator, copy_outcome_event
 from offline.runner import ExecutionRecord
 
 pytestmark = pytest.mark.slow
@@ -272,6 +273,40 @@ def test_failed_event_deliveries_can_be_redriven(
     assert moved == 2 and received == [event, event]  # what the admission queue got: the event, twice
     assert len(records) == 1 and records[0].status == "SUCCEEDED"
     assert accepted_per_source(emulator) == {study.primary: 1}
+
+
+@pytest.mark.parametrize("to", ["admission", "completion"])
+def test_a_redrive_sends_each_event_only_where_it_belongs(to: str) -> None:
+    """One dead-letter queue holding both kinds (as an operator's mix-up would make it): to the admission queue go
+    import events only (a copy outcome admitted would copy the pipeline's own copy again: a copy storm), to the
+    completion queue copy outcome events only; the rest stays in the dead-letter queue."""
+    from ops.cli import redrive
+
+    created = seed.image_set_created_event(DS, "a" * 32)
+    copied = copy_outcome_event(DS, "b" * 32, "COPIED", 1_767_225_600, account="123456789012", region="us-east-1")
+    failed = copy_outcome_event(DS, "c" * 32, "COPY_FAILED", 1_767_225_600, account="123456789012", region="us-east-1")
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        dead_letters, target = (sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("dlq", to))
+        for event in (created, copied, failed):
+            sqs.send_message(QueueUrl=dead_letters, MessageBody=_json(event))
+        moved = redrive(queue_url=dead_letters, **{f"{to}_queue_url": target})
+        received = [
+            json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=target, MaxNumberOfMessages=10)["Messages"]
+        ]
+        left = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    expected = [created] if to == "admission" else [copied, failed]
+    assert moved == len(expected) and sorted(map(_json, received)) == sorted(map(_json, expected))
+    assert int(left["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) == 3 - len(expected)  # kept, not deleted
+
+
+def test_a_redrive_names_exactly_one_queue_to_send_to() -> None:
+    from ops.cli import redrive
+
+    with pytest.raises(ValueError, match="one of them"):
+        redrive(queue_url="dlq", admission_queue_url="a", completion_queue_url="c")
+    with pytest.raises(ValueError, match="one of them"):
+        redrive(queue_url="dlq")
 
 
 def _json(value: Any) -> str:
