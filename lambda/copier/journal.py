@@ -277,8 +277,9 @@ def started_slots() -> list[float]:
 
 
 def landed_since(since: float) -> list[float]:
-    """How long the dispatcher's copies that landed (COPIED) since `since` took: from their slot to the end of
-    their completion event's second (`landedAt`), or, when no event woke them, to the look that found them."""
+    """How long the dispatcher's copies that landed (COPIED) since `since` took: from their slot to their landing
+    (`landedAt`: their produced version's updatedAt, or their event's second: copier.copy_status.landed_at), or,
+    when neither could be trusted, to the look that found them."""
     found = _query(
         "journalStatus = :status AND updatedAt > :since",
         {":status": JournalStatus.COPIED.value, ":since": Decimal(repr(since))},
