@@ -46,6 +46,9 @@ def publish(pipeline: HealthImagingCopy) -> None:
         "CopyFunctionLogGroupName": pipeline.copy_function.log_group.log_group_name,
         "DeadLetterQueueUrl": pipeline.dead_letter_queue.queue_url,
         "AdmissionQueueUrl": pipeline.admission_queue.queue_url,
+        "CompletionQueueUrl": pipeline.completion_queue.queue_url,
+        "CompletionDeadLetterQueueUrl": pipeline.completion_dead_letter_queue.queue_url,
+        "AlarmTopicArn": pipeline.alarm_topic.topic_arn,
         "CopyTableName": pipeline.table.table_name,
         "DatastoreId": pipeline.settings.datastore_id,
     }

@@ -44,6 +44,12 @@ BACKFILL_STATE_MACHINE = StackName("--state-machine-arn", "BackfillStateMachineA
 TABLE = StackName("--table-name", "CopyTableName", "the table of the copy journal and copy records")
 DEAD_LETTER_QUEUE = StackName("--queue-url", "DeadLetterQueueUrl", "the admission dead-letter queue")
 ADMISSION_QUEUE = StackName("--admission-queue-url", "AdmissionQueueUrl", "the admission queue")
+COMPLETION_DEAD_LETTER_QUEUE = StackName(
+    "--completion-dead-letter-queue-url", "CompletionDeadLetterQueueUrl", "the completion dead-letter queue"
+)
+COMPLETION_QUEUE = StackName("--completion-queue-url", "CompletionQueueUrl", "the completion queue")
+FUNCTION = StackName("--function-name", "CopyFunctionName", "the copy function")
+ALARM_TOPIC = StackName("--alarm-topic-arn", "AlarmTopicArn", "the topic the alarms notify")
 # Outputs every pipeline has: how a pipeline is recognised among a stack's outputs.
 PIPELINE_OUTPUTS = (TABLE.output, STATE_MACHINE.output, BACKFILL_STATE_MACHINE.output)
 

@@ -330,6 +330,9 @@ def test_outputs(template: Template) -> None:
         "CopyFunctionLogGroupName",
         "DeadLetterQueueUrl",
         "AdmissionQueueUrl",
+        "CompletionQueueUrl",
+        "CompletionDeadLetterQueueUrl",
+        "AlarmTopicArn",
         "CopyTableName",
         "DatastoreId",
     }
