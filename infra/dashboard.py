@@ -105,7 +105,11 @@ class OperationsDashboard(Construct):
                     cloudwatch.HorizontalAnnotation(value=copy_rate_per_second, label="copyRatePerSecond")
                 ],
             ),
-            self._graph("Completion events: wake-ups, ignored, stale tokens, missed", metrics.COMPLETION, width=8),
+            self._graph(
+                "Completion events: wake-ups, ignored, stale tokens, missed; AwaitCopy failures",
+                metrics.COMPLETION,
+                width=8,
+            ),
             cloudwatch.GraphWidget(
                 title="Completion events not used (copies looked at after their fallback wait)",
                 width=8,

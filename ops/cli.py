@@ -1,8 +1,10 @@
-"""Operator CLI for a deployed pipeline: start a copy, redrive dead-lettered events, read and re-admit the journal.
+"""Operator CLI for a deployed pipeline: start a copy, redrive dead-lettered events, read and re-admit the journal,
+check the account against what the design assumes (doctor).
 
     healthimaging-copy start --source-image-set-id ID [--destination-image-set-id ID]
                              [--copiable-attributes JSON] [--force] [--promote-to-primary]
-    healthimaging-copy redrive
+    healthimaging-copy redrive [--queue admission|completion]
+    healthimaging-copy doctor [--canary IMAGE_SET_ID]
     healthimaging-copy resolve --record-id copy#... (--not-accepted | --accepted-into ID:VERSION)
     healthimaging-copy status IMAGE_SET_ID
     healthimaging-copy list --status failed [--since 2026-11-01T00:00:00Z]
@@ -37,11 +39,16 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
+from . import doctor
 from .stack_outputs import (
     ADMISSION_QUEUE,
+    ALARM_TOPIC,
     BACKFILL_STATE_MACHINE,
+    COMPLETION_DEAD_LETTER_QUEUE,
+    COMPLETION_QUEUE,
     DATASTORE,
     DEAD_LETTER_QUEUE,
+    FUNCTION,
     STATE_MACHINE,
     TABLE,
     StackName,
@@ -70,10 +77,10 @@ ENDED_WITHOUT_SUCCESS = ("FAILED", "TIMED_OUT", "ABORTED")
 MAX_RESTARTS = 99
 
 
-def start(*, state_machine_arn: str, copy_input: dict[str, Any], client: Any = None) -> str:
-    """The execution of this copy: the running or succeeded one, or a new one."""
+def start(*, state_machine_arn: str, copy_input: dict[str, Any], client: Any = None, prefix: str = "console") -> str:
+    """The execution of this copy: the running or succeeded one, or a new one (named `<prefix>-<digest>`)."""
     sfn = client or boto3.client("stepfunctions")
-    base = execution_name("console", copy_input)
+    base = execution_name(prefix, copy_input)
     for restart in range(MAX_RESTARTS + 1):
         name = base if restart == 0 else f"{base[:76]}-r{restart:02d}"
         try:
@@ -351,7 +358,29 @@ def build_parser() -> argparse.ArgumentParser:
         start_parser.add_argument(option)
     start_parser.add_argument("--force", action="store_true")
     start_parser.add_argument("--promote-to-primary", action="store_true")
-    command("redrive", "move dead-lettered events back to the admission queue", DEAD_LETTER_QUEUE, ADMISSION_QUEUE)
+    redrive_parser = command(
+        "redrive",
+        "move dead-lettered events back to the queue they were meant for",
+        *(name for pair in REDRIVE_NAMES.values() for name in pair),
+    )
+    redrive_parser.add_argument(
+        "--queue",
+        choices=tuple(REDRIVE_NAMES),
+        default="admission",
+        help="which dead-letter queue: the admission queue's (import events; the default) or the completion"
+        " queue's (copy outcome events); each kind goes back to its own queue only",
+    )
+    doctor_parser = command(
+        "doctor",
+        "check what the design assumes against the account: quotas, Lambda concurrency, rules, dead letters,"
+        " the alarm topic, the last day's metrics; exit status 1 on a finding",
+        *DOCTOR_NAMES,
+    )
+    doctor_parser.add_argument(
+        "--canary",
+        metavar="IMAGE_SET_ID",
+        help="also make one snapshot copy of this image set (a new image set) and report its completion events",
+    )
     resolve_parser = command("resolve", "settle a copy ConfirmCopy could not decide", TABLE)
     resolve_parser.add_argument("--record-id", required=True, help="copy#..., named in the CopyOutcomeUndecided cause")
     outcome = resolve_parser.add_mutually_exclusive_group(required=True)
@@ -393,8 +422,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# redrive --queue: the dead-letter queue, and the queue its events go back to.
+REDRIVE_NAMES = {
+    "admission": (DEAD_LETTER_QUEUE, ADMISSION_QUEUE),
+    "completion": (COMPLETION_DEAD_LETTER_QUEUE, COMPLETION_QUEUE),
+}
+DOCTOR_NAMES = (
+    FUNCTION,
+    TABLE,
+    STATE_MACHINE,
+    ADMISSION_QUEUE,
+    DEAD_LETTER_QUEUE,
+    COMPLETION_DEAD_LETTER_QUEUE,
+    ALARM_TOPIC,
+)
+
+
 def check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """What the parser cannot say itself, before any AWS call (tests/test_doc_commands.py runs it on the docs)."""
+    if args.command == "redrive":
+        # Only the chosen queue's names: never an admission dead letter into the completion queue, or back.
+        for other in (queue for queue in REDRIVE_NAMES if queue != args.queue):
+            for given in REDRIVE_NAMES[other]:
+                if getattr(args, given.dest):
+                    parser.error(f"{given.option} is the {other} queue's: with --queue {args.queue}, give its own")
+        args.names = REDRIVE_NAMES[args.queue]
     if args.command == "resolve" and args.accepted_into is not None:
         image_set_id, _, version = args.accepted_into.partition(":")
         if not image_set_id or not version:
@@ -461,9 +513,17 @@ def run(args: argparse.Namespace, names: dict[StackName, str]) -> int:
         print(resolve(table_name=names[TABLE], record_id=args.record_id, accepted_into=into))
         return 0
     if args.command == "redrive":
-        moved = redrive(queue_url=names[DEAD_LETTER_QUEUE], admission_queue_url=names[ADMISSION_QUEUE])
-        print(f"moved {moved} event(s) to the admission queue")
+        dead_letters, target = (names[name] for name in REDRIVE_NAMES[args.queue])
+        moved = redrive(queue_url=dead_letters, **{f"{args.queue}_queue_url": target})
+        print(f"moved {moved} event(s) to the {args.queue} queue")
+        left = boto3.client("sqs").get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["All"])["Attributes"]
+        held = sum(int(left.get(f"ApproximateNumberOf{kind}", 0)) for kind in ("Messages", "MessagesNotVisible"))
+        if held:
+            other = "copy outcome events" if args.queue == "admission" else "not copy outcome events"
+            print(f"about {held} left in the dead-letter queue ({other}, or arrived meanwhile): look at them")
         return 0
+    if args.command == "doctor":
+        return _doctor(args, names)
     copy_input: dict[str, Any] = {
         "datastoreId": names[DATASTORE],
         "sourceImageSetId": args.source_image_set_id,
@@ -476,6 +536,43 @@ def run(args: argparse.Namespace, names: dict[StackName, str]) -> int:
             copy_input["".join(p.capitalize() if i else p for i, p in enumerate(key.split("_")))] = value
     print(start(state_machine_arn=names[STATE_MACHINE], copy_input=copy_input))
     return 0
+
+
+def _doctor(args: argparse.Namespace, names: dict[StackName, str]) -> int:
+    """Each check's line; 1 if any is a finding."""
+    deployment = doctor.Deployment(
+        function_name=names[FUNCTION],
+        table_name=names[TABLE],
+        state_machine_arn=names[STATE_MACHINE],
+        admission_queue_url=names[ADMISSION_QUEUE],
+        dead_letter_queue_url=names[DEAD_LETTER_QUEUE],
+        completion_dead_letter_queue_url=names[COMPLETION_DEAD_LETTER_QUEUE],
+        alarm_topic_arn=names[ALARM_TOPIC],
+    )
+    clients = boto3.client
+    function = doctor.read_function(clients, deployment, function_module("settings").Settings)
+    lines = list(doctor.examine(clients, deployment, function))
+    for line in lines:
+        print(line, flush=True)
+    if args.canary:
+        print(f"canary: copying {args.canary} (a new image set), then watching its events", flush=True)
+        try:
+            canary_lines = doctor.canary(
+                clients,
+                deployment,
+                function,
+                args.canary,
+                start_copy=lambda copy_input: start(
+                    state_machine_arn=deployment.state_machine_arn, copy_input=copy_input, prefix="canary"
+                ),
+                waiting=doctor.Waiting(now=time.time, sleep=time.sleep),
+            )
+        except ClientError as error:
+            canary_lines = [doctor.unchecked("canary", error)]
+        for line in canary_lines:
+            print(line)
+        lines += canary_lines
+    return 1 if any(line.verdict is doctor.Verdict.FINDING for line in lines) else 0
 
 
 def _backfill(args: argparse.Namespace, names: dict[StackName, str]) -> int:

@@ -5,8 +5,10 @@ design gives its own named finding, and nothing else does."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,16 +19,17 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 from moto import mock_aws
+from test_docs import RESERVE, scale_table
 from workflow import DS, local_pipeline
 
 from infra import monitoring
 from offline import seed
 from offline.clock import VirtualClock
-from offline.emulator import CopyEvents, HealthImagingEmulator
+from offline.emulator import CopyEvents, HealthImagingEmulator, copy_outcome_event
 from offline.runner import REGION as RUNNER_REGION
 from offline.runner import TABLE as RUNNER_TABLE
 from offline.wire import attach
-from ops import doctor
+from ops import cli, doctor
 from ops.cli import function_module, start
 from ops.doctor import Deployment, Verdict
 
@@ -37,6 +40,7 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 FUNCTION_NAME = "copy-image-set"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION_NAME}"
 CONCURRENT_COPIES = "L-0D1B2633"
+MAKE_CLIENT = boto3.client  # the real one: the command's test puts the account's factory in its place
 
 
 @dataclass
@@ -51,12 +55,13 @@ class Account:
     unreserved: int = 900
     refused: set[str] = field(default_factory=set)  # services that answer AccessDenied
 
-    def clients(self) -> Callable[[str], Any]:
-        """The factory doctor takes: stubbed Service Quotas and Lambda, loaded with this account's answers."""
+    def clients(self, *, configuration: bool = False) -> Callable[[str], Any]:
+        """The factory doctor takes: stubbed Service Quotas and Lambda, loaded with this account's answers (and,
+        `configuration`, the function's configuration first: the command reads the settings from it)."""
         stubbers: list[Stubber] = []
 
         def client(service: str) -> Any:
-            made = boto3.client(service, region_name=REGION)
+            made = MAKE_CLIENT(service, region_name=REGION)
             if service == "service-quotas":
                 stubber = Stubber(made)
                 if "service-quotas" in self.refused:
@@ -72,6 +77,22 @@ class Account:
                     )
             elif service == "lambda":
                 stubber = Stubber(made)
+                if configuration and not any(s.client.meta.service_model.service_name == "lambda" for s in stubbers):
+                    stubber.add_response(
+                        "get_function_configuration",
+                        {
+                            "FunctionName": FUNCTION_NAME,
+                            "FunctionArn": FUNCTION_ARN,
+                            "Environment": {
+                                "Variables": {
+                                    **self.environment,
+                                    "POWERTOOLS_SERVICE_NAME": SERVICE,
+                                    "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+                                }
+                            },
+                        },
+                        {"FunctionName": FUNCTION_NAME},
+                    )
                 stubber.add_response(
                     "get_function_concurrency",
                     {}
@@ -102,8 +123,8 @@ class Account:
             namespace=NAMESPACE,
         )
 
-    def metrics(self, **sums: float) -> None:
-        """The function's metrics over the last day, a few hours back."""
+    def metrics(self, at: datetime = NOW, **sums: float) -> None:
+        """The function's metrics over the last day, a few hours before `at`."""
         boto3.client("cloudwatch", region_name=REGION).put_metric_data(
             Namespace=NAMESPACE,
             MetricData=[
@@ -111,7 +132,7 @@ class Account:
                     "MetricName": name,
                     "Dimensions": [{"Name": "service", "Value": SERVICE}],
                     "Value": value,
-                    "Timestamp": NOW - timedelta(hours=3),
+                    "Timestamp": at - timedelta(hours=3),
                 }
                 for name, value in sums.items()
             ],
@@ -300,6 +321,64 @@ def test_the_lambda_environments_needed_follow_the_scale_models_rows(rate: float
     assert doctor.lambda_environments_needed(rate) == needed
 
 
+# --- the command: names as options (a script's), or from the stack's outputs; the exit status says whether to look
+def doctor_options(account: Account) -> list[str]:
+    deployment = account.deployment
+    return [
+        "doctor",
+        "--function-name",
+        deployment.function_name,
+        "--table-name",
+        deployment.table_name,
+        "--state-machine-arn",
+        deployment.state_machine_arn,
+        "--admission-queue-url",
+        deployment.admission_queue_url,
+        "--queue-url",
+        deployment.dead_letter_queue_url,
+        "--completion-dead-letter-queue-url",
+        deployment.completion_dead_letter_queue_url,
+        "--alarm-topic-arn",
+        deployment.alarm_topic_arn,
+    ]
+
+
+@pytest.mark.parametrize("dead_letter", [False, True], ids=["clean", "a completion dead letter"])
+def test_the_command_prints_a_line_a_check_and_exits_1_on_a_finding(
+    account: Account, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], dead_letter: bool
+) -> None:
+    account.metrics(datetime.now(tz=UTC), CopiesCompleted=12, CopiesWoken=12, CopiesStarted=12)  # the command's day
+    if dead_letter:
+        _dead_letter(account)
+    monkeypatch.setattr(cli.boto3, "client", account.clients(configuration=True))
+    assert cli.main(doctor_options(account)) == (1 if dead_letter else 0)
+    out = capsys.readouterr().out.splitlines()
+    assert all(line.split(" ", 1)[0] in ("ok", "note", "FINDING") for line in out), out
+    assert ("FINDING dead-letters-completion: about 1 message(s)" in "\n".join(out)) == dead_letter
+    assert any(line.startswith("ok events: 12 copies completed") for line in out)
+
+
+def test_redrive_chooses_its_queue_and_refuses_the_other_queues_names(
+    account: Account, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--queue completion` takes the completion queue's names (its dead-letter queue, back to the completion
+    queue); the admission queue's options beside it are refused before any call."""
+    deployment = account.deployment
+    sqs = boto3.client("sqs", region_name=REGION)
+    completion = sqs.create_queue(QueueName="completion-target")["QueueUrl"]
+    copied = copy_outcome_event(DATASTORE, "b" * 32, "COPIED", 1_767_225_600, account=ACCOUNT, region=REGION)
+    sqs.send_message(QueueUrl=deployment.completion_dead_letter_queue_url, MessageBody=json.dumps(copied))
+    options = ["--completion-dead-letter-queue-url", deployment.completion_dead_letter_queue_url]
+    assert cli.main(["redrive", "--queue", "completion", *options, "--completion-queue-url", completion]) == 0
+    assert "moved 1 event(s) to the completion queue" in capsys.readouterr().out
+    (moved,) = sqs.receive_message(QueueUrl=completion)["Messages"]
+    assert json.loads(moved["Body"]) == copied
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["redrive", "--queue", "completion", "--queue-url", deployment.dead_letter_queue_url])
+    assert refused.value.code == 2
+    assert "--queue-url is the admission queue's" in capsys.readouterr().err
+
+
 # --- the canary: one copy on the synthesized workflow (the local runner), events as the emulator is told to name them
 @pytest.mark.slow
 @pytest.mark.parametrize(
@@ -375,3 +454,12 @@ def test_the_canary_copies_once_and_says_which_image_sets_the_events_named(named
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds")
+
+
+def test_the_lambda_environments_are_the_scale_tables_reserves() -> None:
+    """doctor's LAMBDA_ENVIRONMENTS: for each quota, the most any row of docs/figures.md's scale table reserves."""
+    reserves: dict[float, int] = {}
+    for row in scale_table():
+        quota, reserve = float(row["Q (TPS)"]), int(re.search(r"reserve (\d+)", row[RESERVE])[1])  # type: ignore[index]
+        reserves[quota] = max(reserves.get(quota, 0), reserve)
+    assert dict(doctor.LAMBDA_ENVIRONMENTS) == reserves
