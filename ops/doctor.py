@@ -412,7 +412,7 @@ def _last_day(cloudwatch: Any, function: Function, now: datetime) -> dict[str, f
         }
         for query_id, (metric, statistic) in DAY_METRICS.items()
     ]
-    found: dict[str, float] = dict.fromkeys(DAY_METRICS, 0.0)
+    values: dict[str, list[float]] = {query_id: [] for query_id in DAY_METRICS}
     for result in _pages(
         cloudwatch,
         "get_metric_data",
@@ -421,11 +421,11 @@ def _last_day(cloudwatch: Any, function: Function, now: datetime) -> dict[str, f
         StartTime=now - timedelta(days=1),
         EndTime=now,
     ):
-        values = result.get("Values", [])
-        if values:
-            combine = max if DAY_METRICS[result["Id"]][1] == "Maximum" else sum
-            found[result["Id"]] = float(combine(values))
-    return found
+        values[result["Id"]].extend(result.get("Values", []))  # one query's values may come on several pages
+    return {
+        query_id: (max(found, default=0.0) if DAY_METRICS[query_id][1] == "Maximum" else float(sum(found)))
+        for query_id, found in values.items()
+    }
 
 
 # --- the whole examination ------------------------------------------------------------------------------------------
@@ -472,14 +472,14 @@ def _what_failed(error: Exception) -> str:
     return type(error).__name__
 
 
-def _pages(client: Any, operation: str, key: str, **params: Any) -> list[Any]:
-    """Every page's `key` items (NextToken paging)."""
+def _pages(client: Any, operation: str, key: str, *, token_key: str = "NextToken", **params: Any) -> list[Any]:
+    """Every page's `key` items (Step Functions spells its token nextToken)."""
     found: list[Any] = []
     token: str | None = None
     while True:
-        page = getattr(client, operation)(**params, **({"NextToken": token} if token else {}))
+        page = getattr(client, operation)(**params, **({token_key: token} if token else {}))
         found.extend(page.get(key, []))
-        token = page.get("NextToken")
+        token = page.get(token_key)
         if not token:
             return found
 
@@ -579,7 +579,9 @@ def canary(
 def _state_exits(sfn: Any, arn: str) -> dict[str, list[str]]:
     """Each state's outputs as it exited, in order."""
     exits: dict[str, list[str]] = {}
-    for event in _pages(sfn, "get_execution_history", "events", executionArn=arn, maxResults=1000):
+    for event in _pages(
+        sfn, "get_execution_history", "events", token_key="nextToken", executionArn=arn, maxResults=1000
+    ):
         details = event.get("stateExitedEventDetails")
         if details:
             exits.setdefault(details["name"], []).append(details.get("output", "{}"))
