@@ -669,27 +669,34 @@ _original_query = dynamodb_table.Table.query
 _original_transact = dynamodb_models.DynamoDBBackend.transact_write_items
 
 
+# One transaction at a time: AwaitCopy's (a Step Functions task's thread) and the function's (the dispatcher's marks)
+# can come at once, and each swaps moto's `copy` module for the no-op below. Two overlapping swaps, undone out of
+# order, would leave the no-op in place: every later transaction, in any test, would no longer roll back.
+_transactions = threading.Lock()
+
+
 def _transact_keeping_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
     """moto's TransactWriteItems, rolled back by restoring the items it names rather than whole tables."""
-    kept = []
-    for entry in transact_items:
-        (operation,) = entry.values()
-        table = backend.get_table(operation["TableName"])
-        key = operation.get("Key") or {table.hash_key_attr: operation["Item"][table.hash_key_attr]}
-        found = backend.get_item(operation["TableName"], key)
-        kept.append((operation["TableName"], key, found.to_json()["Attributes"] if found else None))
-    no_copy = SimpleNamespace(deepcopy=lambda table: table)  # moto's own rollback becomes a no-op
-    try:
-        with mock.patch.object(dynamodb_models, "copy", no_copy):
-            _original_transact(backend, transact_items)
-    except Exception:
-        for table_name, key, attributes in kept:
-            if attributes is None:
-                if backend.get_item(table_name, key) is not None:
-                    backend.delete_item(table_name, key)
-            else:
-                backend.put_item(table_name, attributes)
-        raise
+    with _transactions:
+        kept = []
+        for entry in transact_items:
+            (operation,) = entry.values()
+            table = backend.get_table(operation["TableName"])
+            key = operation.get("Key") or {table.hash_key_attr: operation["Item"][table.hash_key_attr]}
+            found = backend.get_item(operation["TableName"], key)
+            kept.append((operation["TableName"], key, found.to_json()["Attributes"] if found else None))
+        no_copy = SimpleNamespace(deepcopy=lambda table: table)  # moto's own rollback becomes a no-op
+        try:
+            with mock.patch.object(dynamodb_models, "copy", no_copy):
+                _original_transact(backend, transact_items)
+        except Exception:
+            for table_name, key, attributes in kept:
+                if attributes is None:
+                    if backend.get_item(table_name, key) is not None:
+                        backend.delete_item(table_name, key)
+                else:
+                    backend.put_item(table_name, attributes)
+            raise
 
 
 def _sqs_record(message_id: str, event: dict[str, Any], *, source_arn: str | None = None) -> dict[str, Any]:

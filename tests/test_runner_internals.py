@@ -4,8 +4,10 @@ fails loudly here rather than making the runner quietly sleep for real or echo p
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import random
+import threading
 from decimal import Decimal
 from typing import Any
 from unittest import mock
@@ -188,3 +190,54 @@ def _pages(client: Any, *, patched: bool = False) -> list[Any]:
         )
         scanned = client.get_paginator("scan").paginate(TableName="t", PaginationConfig={"PageSize": 11})
         return [(page["Items"], page.get("LastEvaluatedKey")) for page in (*queried, *scanned)]
+
+
+def test_overlapping_transactions_leave_motos_rollback_in_place() -> None:
+    """AwaitCopy's transaction (a Step Functions task's thread) and the dispatcher's (the function's) can come at
+    once. Each swaps moto's `copy` for a no-op while it runs: two overlapping, ending in the wrong order, would
+    leave the no-op for every later transaction of the session (none would roll back). Made to overlap here:
+    the first is held inside until the second has begun (or half a second has passed)."""
+    first_inside, second_inside, first_done = threading.Event(), threading.Event(), threading.Event()
+
+    def held(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+        if threading.current_thread().name == "first":
+            first_inside.set()
+            second_inside.wait(0.5)  # the second begins now, unless the runner keeps it out
+        else:
+            second_inside.set()
+            first_done.wait(0.5)  # and ends after the first
+        original(backend, transact_items)
+
+    original = runner._original_transact
+    with mock_aws(), mock.patch.object(dynamodb_models, "copy", copy):  # put back after, whatever happens
+        client = boto3.client("dynamodb")
+        client.create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        )
+
+        def transaction(item: str) -> None:
+            put = {"Put": {"TableName": "t", "Item": {"id": {"S": item}}}}
+            boto3.client("dynamodb").transact_write_items(TransactItems=[put])
+
+        def first() -> None:
+            transaction("a")
+            first_done.set()
+
+        def second() -> None:
+            first_inside.wait(2)
+            transaction("b")
+
+        with (
+            mock.patch.object(runner, "_original_transact", held),
+            mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", runner._transact_keeping_items),
+        ):
+            threads = [threading.Thread(target=first, name="first"), threading.Thread(target=second, name="second")]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert {item["id"]["S"] for item in client.scan(TableName="t")["Items"]} == {"a", "b"}  # both ran
+        assert dynamodb_models.copy is copy  # moto's own module, back in place
