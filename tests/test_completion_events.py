@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from function_stubs import emf_metrics
-from workflow import DS, Study, local_pipeline
+from workflow import DS, Study, before_each_task_call, local_pipeline
 
 from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import CopyEvents, HealthImagingEmulator, copy_outcome_event
-from offline.runner import REGION, TABLE, ExecutionRecord, LocalPipeline, _task_client
+from offline.runner import REGION, TABLE, ExecutionRecord, LocalPipeline
 from ops.cli import journal_entries
 
 pytestmark = pytest.mark.slow
@@ -165,18 +165,13 @@ def test_an_event_recorded_before_the_token_is_stored_makes_the_copy_look_at_onc
                 emulator.settle()
                 before_the_token.append(len(pipeline.deliver_events(list(announced))))
 
-        hook = "provide-client-params.dynamodb.TransactWriteItems"
-        _task_client(REGION, "dynamodb").meta.events.register(hook, event_first)
-        try:
+        with before_each_task_call("TransactWriteItems", event_first):
             (record,) = through_the_backlog(pipeline, [source])
-        finally:
-            _task_client(REGION, "dynamodb").meta.events.unregister(hook, event_first)
         metrics = emf_metrics(pipeline.logs.getvalue())
+    output = record.output or {}
     assert before_the_token == [0] and len(announced) == 1  # delivered, and used, before the token's write
-    assert announced[0]["detail"]["imageSetId"] == (
-        source if named == "source" else record.output["destinationImageSetId"]
-    )  # type: ignore[index]
-    assert record.status == "SUCCEEDED" and (record.output or {})["status"] == "COPIED"
+    assert announced[0]["detail"]["imageSetId"] == (source if named == "source" else output["destinationImageSetId"])
+    assert record.status == "SUCCEEDED" and output["status"] == "COPIED"
     assert "DynamoDb.TransactionCanceledException" in record.task_failures()
     assert record.states_entered() == COPY
     assert (record.output or {})["waitedSeconds"] == 0
@@ -232,14 +227,10 @@ def test_a_wake_write_refused_for_good_is_looked_at_a_bounded_number_of_times_a_
             if len(looks) > 200:
                 raise RuntimeError("AwaitCopy -> CheckCopy looped without waiting")
 
-    hook = "provide-client-params.dynamodb.TransactWriteItems"
     with local_pipeline(emulator, clock) as pipeline:
         pipeline.handler_hook = no_hot_loop
-        _task_client(REGION, "dynamodb").meta.events.register(hook, refuse)
-        try:
+        with before_each_task_call("TransactWriteItems", refuse):
             (record,) = through_the_backlog(pipeline, [source])
-        finally:
-            _task_client(REGION, "dynamodb").meta.events.unregister(hook, refuse)
         metrics = emf_metrics(pipeline.logs.getvalue())
     states = record.states_entered()
     output = record.output or {}

@@ -20,12 +20,12 @@ import pytest
 from captured_output import CAPTURED_OUTPUT
 from function_stubs import emf_metrics
 from stack_app import synthesize
-from workflow import DS, workflow
+from workflow import DS, before_each_task_call, workflow
 
 from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator, ImageSet, ImageSetVersion
-from offline.runner import ACCOUNT, REGION, TABLE, LocalPipeline, _task_client
+from offline.runner import ACCOUNT, REGION, TABLE, LocalPipeline
 from offline.template import WorkflowDefinition, resolve
 from ops.cli import backfill_progress, journal_entries
 
@@ -369,16 +369,12 @@ def test_a_copy_of_the_previous_definition_is_woken_by_its_event_and_finishes(ev
                 emulator.settle()
                 delivered_first.append(len(pipeline.deliver_events(list(announced))))
 
-        hook = "provide-client-params.dynamodb.UpdateItem"
         if event_first:  # the copy lands at once, and its event is recorded before the token's write
             pipeline.events.drop = lambda event: True
             emulator.event_listeners.append(announced.append)
-            _task_client(REGION, "dynamodb").meta.events.register(hook, event_first_hook)
-        try:
+        with before_each_task_call("UpdateItem", event_first_hook if event_first else lambda **_: None):
             assert pipeline.admit([seed.image_set_created_event(DS, source, event_id="1", is_primary=True)]) == []
             (record,) = pipeline.drain_backlog()
-        finally:
-            _task_client(REGION, "dynamodb").meta.events.unregister(hook, event_first_hook)
         metrics = emf_metrics(pipeline.logs.getvalue())
         CAPTURED_OUTPUT.append(pipeline.logs.getvalue())
     assert delivered_first == ([0] if event_first else [])  # the event came first (delivered, used)

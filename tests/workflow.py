@@ -13,7 +13,7 @@ from captured_output import CAPTURED_OUTPUT
 from offline import seed
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
-from offline.runner import LocalPipeline
+from offline.runner import REGION, LocalPipeline, _task_client
 from offline.template import WorkflowDefinition
 
 DS = seed.DATASTORE_ID
@@ -74,3 +74,15 @@ def local_pipeline(
             yield pipeline
         finally:
             CAPTURED_OUTPUT.append(pipeline.logs.getvalue())  # for the PHI check
+
+
+@contextmanager
+def before_each_task_call(operation: str, hook: Callable[..., None]) -> Iterator[None]:
+    """`hook(params=...)` before each call of DynamoDB's `operation` by the state machine's tasks (AwaitCopy's
+    write: TransactWriteItems, or the previous definition's UpdateItem): to come first, or to refuse it."""
+    client, event = _task_client(REGION, "dynamodb"), f"provide-client-params.dynamodb.{operation}"
+    client.meta.events.register(event, hook)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, hook)
