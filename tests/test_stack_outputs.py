@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -208,3 +209,35 @@ def test_without_a_region_the_cli_says_what_chooses_it(
         .err.strip()
         .endswith("You must specify a region: AWS_PROFILE and AWS_REGION choose the account and Region")
     )
+
+
+# (command line, the function it calls, the outputs it reads)
+NAMES_READ = [
+    (["doctor"], "_doctor", {"CopyFunctionName", "CopyTableName", "StateMachineArn", "AdmissionQueueUrl",
+                             "DeadLetterQueueUrl", "CompletionDeadLetterQueueUrl", "AlarmTopicArn"}),
+    (["redrive"], "redrive", {"DeadLetterQueueUrl", "AdmissionQueueUrl"}),
+    (["redrive", "--queue", "completion"], "redrive", {"CompletionDeadLetterQueueUrl", "CompletionQueueUrl"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", NAMES_READ, ids=lambda case: " ".join(case[0]))
+def test_doctor_and_each_redrive_find_their_names_in_the_stacks_outputs(
+    cloudformation: tuple[Any, Stubber],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: tuple[list[str], str, set[str]],
+) -> None:
+    """Each redrive reads only its own queue's pair (a completion dead letter never reaches the admission queue)."""
+    argv, called, names = case
+    client, stubber = cloudformation
+    stubber.add_response("describe_stacks", described(DEFAULT_STACK, app_output_keys()), {"StackName": DEFAULT_STACK})
+    given: list[Any] = []
+    monkeypatch.setattr(cli, called, lambda *args, **kwargs: given.append((args, kwargs)) or 0)
+    if called == "redrive":
+        monkeypatch.setattr(cli.boto3, "client", lambda *_, **__: SimpleNamespace(
+            get_queue_attributes=lambda **_: {"Attributes": {}}))  # fmt: skip
+    status, _, error = run_cli(argv, client, monkeypatch, capsys)
+    assert status == 0, error
+    ((args, kwargs),) = given
+    values = set(kwargs.values()) if kwargs else set(args[1].values())  # redrive's keywords, or _doctor's names
+    assert values == {f"value-of-{name}" for name in names}
