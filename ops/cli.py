@@ -39,7 +39,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
-from . import doctor
+from . import canary, doctor
 from .stack_outputs import (
     ADMISSION_QUEUE,
     ALARM_TOPIC,
@@ -557,7 +557,7 @@ def _doctor(args: argparse.Namespace, names: dict[StackName, str]) -> int:
     if args.canary:
         print(f"canary: copying {args.canary} (a new image set), then watching its events", flush=True)
         try:
-            canary_lines = doctor.canary(
+            canary_lines = canary.canary(
                 clients,
                 deployment,
                 function,
@@ -565,7 +565,7 @@ def _doctor(args: argparse.Namespace, names: dict[StackName, str]) -> int:
                 start_copy=lambda copy_input: start(
                     state_machine_arn=deployment.state_machine_arn, copy_input=copy_input, prefix="canary"
                 ),
-                waiting=doctor.Waiting(now=time.time, sleep=time.sleep),
+                waiting=canary.Waiting(now=time.time, sleep=time.sleep),
             )
         except ClientError as error:
             canary_lines = [doctor.unchecked("canary", error)]

@@ -29,7 +29,7 @@ from offline.emulator import CopyEvents, HealthImagingEmulator, copy_outcome_eve
 from offline.runner import REGION as RUNNER_REGION
 from offline.runner import TABLE as RUNNER_TABLE
 from offline.wire import attach
-from ops import cli, doctor
+from ops import canary, cli, doctor
 from ops.cli import function_module, start
 from ops.doctor import Deployment, Verdict
 
@@ -419,7 +419,7 @@ def test_the_canary_copies_once_and_says_which_image_sets_the_events_named(named
 
         clock.join()  # the canary waits on the pipeline's clock
         try:
-            lines = doctor.canary(
+            lines = canary.canary(
                 client,
                 deployment,
                 function,
@@ -427,7 +427,7 @@ def test_the_canary_copies_once_and_says_which_image_sets_the_events_named(named
                 start_copy=lambda copy_input: start(
                     state_machine_arn=pipeline.state_machine_arn, copy_input=copy_input
                 ),
-                waiting=doctor.Waiting(now=clock.now, sleep=clock.sleep),
+                waiting=canary.Waiting(now=clock.now, sleep=clock.sleep),
             )
         finally:
             clock.leave()
