@@ -99,7 +99,7 @@ def test_the_wheel_installs_apart_and_serves_a_host_app_and_the_cli(tmp_path: Pa
     assert (app_dir / "cdk.out" / source / "copier" / "journal.py").is_file()
 
     help_text = run(venv / "bin" / "healthimaging-copy", "--help", cwd=tmp_path, env=env)
-    for command in ("start", "redrive", "resolve", "status", "list", "retry", "backfill"):
+    for command in ("start", "redrive", "resolve", "status", "list", "retry", "backfill", "doctor"):
         assert command in help_text
     assert help_text.startswith("usage: healthimaging-copy")
     # The CLI runs the function's journal code, and the construct bundles the function, from the installed package.
