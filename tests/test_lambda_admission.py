@@ -227,7 +227,8 @@ class Dispatcher:
             request = models.CopyRequest(
                 datastore_id=DATASTORE, source_image_set_id=image_set_id, source_version_id="1"
             )
-            self.function.modules.journal.admit(image_set_id, "1", models.CopyPlan(request=request))
+            journal = self.function.modules.journal
+            journal.admit(image_set_id, "1", models.CopyPlan(request=request), lane=journal.Lane.LIVE)
         self.admitted += count
 
     def run_at(self, seconds: float) -> int:

@@ -590,11 +590,11 @@ def test_the_table_indexes_are_the_ones_the_function_and_its_tests_use(template:
     from function_stubs import COPY_TABLE_SCHEMA
 
     from copier.copy_record import BY_DESTINATION_INDEX
-    from copier.journal import BY_SOURCE_INDEX, BY_STATUS_INDEX
+    from copier.journal import BACKLOG_INDEX, BY_SOURCE_INDEX, BY_STATUS_INDEX
 
     (table,) = template.find_resources("AWS::DynamoDB::Table").values()
     indexes = {index["IndexName"]: index for index in table["Properties"]["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {BY_DESTINATION_INDEX, BY_SOURCE_INDEX, BY_STATUS_INDEX}
+    assert set(indexes) == {BY_DESTINATION_INDEX, BY_SOURCE_INDEX, BY_STATUS_INDEX, BACKLOG_INDEX}
     for expected in COPY_TABLE_SCHEMA["GlobalSecondaryIndexes"]:
         index = indexes[expected["IndexName"]]
         assert (index["KeySchema"], index["Projection"]) == (expected["KeySchema"], expected["Projection"])

@@ -126,6 +126,7 @@ def _name_in_use(entry: dict[str, Any], name: str, state_machine_arn: str) -> st
         version,
         JournalStatus.PENDING,
         only_from=(JournalStatus.PENDING,),
+        lane=journal.lane_of(entry),
         dispatches=int(entry.get("dispatches", 0)) + 1,
     )
     return None
