@@ -8,6 +8,7 @@ function's `copier` are imported from --release-source, i.e. the release's code 
 
 - logical-ids.json: the default app's resources (logical id -> type and deletion policies), for
   tests/test_upgrade.py's check that an upgrade replaces nothing stateful.
+- table.json: the table's keys and indexes (CloudFormation adds or removes one index per update).
 - workflows.json: the release's state machine definitions (ASL, intrinsic functions unresolved): an
   execution started before an upgrade keeps its definition, so the current code must serve it.
 - records.json: what the release left in the table and in its executions (tests/test_upgrade.py).
@@ -36,6 +37,13 @@ def logical_ids(template: dict[str, Any]) -> dict[str, dict[str, str]]:
     }
 
 
+def table(template: dict[str, Any]) -> dict[str, Any]:
+    ((logical_id, resource),) = [(k, v) for k, v in template["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"]
+    properties = resource["Properties"]
+    keys = ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")
+    return {"logicalId": logical_id, **{name: properties[name] for name in keys}}
+
+
 def workflows(template: dict[str, Any]) -> dict[str, Any]:
     from offline.template import state_machine  # the release's
 
@@ -46,6 +54,9 @@ def workflows(template: dict[str, Any]) -> dict[str, Any]:
 # Image sets with fixed ids, so that the test finds them by name.
 PRIMARY, CONSISTENT, SECOND_STUDY = "1a" * 16, "2b" * 16, "3c" * 16
 BACKFILLED = [f"{n:02d}" + "d" * 30 for n in range(55)]
+# The backlog as lanes meet it: an import after a backfill's admissions, a failed copy, a dispatcher run under way.
+IMPORTED, FAILING = "4e" * 16, "5f" * 16
+IN_BACKLOG = [f"{n:02d}" + "a" * 30 for n in range(20)]
 
 
 class Recorder:
@@ -191,7 +202,66 @@ def records(template: dict[str, Any]) -> dict[str, Any]:
         assert backfilled.status == "SUCCEEDED", backfilled.cause
         scenarios["backfill"] = {"snapshots": recorder.snapshots, "execution": {
             "name": backfilled.name, **_wait_inputs(backfilled)}}  # fmt: skip
+    scenarios["backlog"] = backlog(workflow, seeded)
     return scenarios
+
+
+def backlog(workflow: Any, seeded: Any) -> dict[str, Any]:
+    """4. The one backlog of a release before lanes: a copy that FAILED (its call refused), a backfill's 20 PENDING
+    entries, then an import's PENDING entry after them; then a dispatcher run under way: the table and the inputs
+    of the executions it started (each waiting for its slot, no copy called yet), the pacing item as it left it."""
+    import boto3
+
+    from offline import seed  # the release's, as everything below
+    from offline.clock import VirtualClock
+    from offline.emulator import HealthImagingEmulator
+    from offline.runner import TABLE, LocalPipeline
+    from ops.cli import backfill_start
+
+    clock = VirtualClock()
+    emulator = HealthImagingEmulator(clock=clock.now)
+    seeded(
+        emulator,
+        (FAILING, 30, (1,)),
+        *((image_set_id, 40 + n, (1,)) for n, image_set_id in enumerate(IN_BACKLOG)),
+    )
+    clock.advance(60)
+    with LocalPipeline(workflow, emulator, clock) as pipeline:
+        from copier import intake  # the release's function, loaded by the pipeline
+
+        recorder = Recorder(pipeline, emulator, clock)
+        emulator.faults.copy_faults.append("error:AccessDeniedException")
+        intake.admit_event(seed.image_set_created_event(DATASTORE_ID, FAILING, is_primary=True))
+        (failing,) = pipeline.dispatch()
+        failed = pipeline.wait(failing)
+        assert failed.status == "FAILED", failed.status
+        clock.advance(60)
+        arn = backfill_start(
+            state_machine_arn=pipeline.backfill_state_machine_arn,
+            table_name=TABLE,
+            backfill_id="bf",
+            filters={"everything": True},
+        )
+        backfilled = pipeline.wait(arn)
+        assert backfilled.status == "SUCCEEDED", backfilled.cause
+        clock.advance(10)
+        emulator.seed_image_set(
+            DATASTORE_ID,
+            seed.series_image_set_metadata(patient_number=1, study=90, series=1, instances=(1,)),
+            image_set_id=IMPORTED,
+        )
+        intake.admit_event(seed.image_set_created_event(DATASTORE_ID, IMPORTED, is_primary=True))
+        clock.advance(10)
+        clock.join()  # the run's executions wait for their slots while the snapshot is taken: no copy in flight
+        started = pipeline.dispatch()
+        recorder.take("runUnderWay")
+        sfn = boto3.client("stepfunctions")
+        inputs = {arn.rsplit(":", 1)[-1]: json.loads(sfn.describe_execution(executionArn=arn)["input"]) for arn in started}
+        clock.leave()
+        for arn in started:
+            copied = pipeline.wait(arn)
+            assert copied.status == "SUCCEEDED", copied.cause
+    return {"snapshots": recorder.snapshots, "executions": inputs}
 
 
 def write(path: Path, content: Any) -> None:
@@ -212,6 +282,7 @@ def main() -> None:
 
     template = synthesize({"datastoreId": DATASTORE_ID})
     write(arguments.out / "logical-ids.json", logical_ids(template))
+    write(arguments.out / "table.json", table(template))
     write(arguments.out / "workflows.json", workflows(template))
     write(arguments.out / "records.json", records(template))
 
