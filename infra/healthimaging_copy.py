@@ -94,6 +94,7 @@ class HealthImagingCopy(Construct):
         trigger_detail_types: Sequence[str] | None = None,
         copy_rate_per_second: float | None = None,
         concurrent_copy_quota: int | None = None,
+        bulk_minimum_share: float | None = None,
         conflict_retry_attempts: int | None = None,
         conflict_retry_interval_seconds: int | None = None,
         conflict_retry_max_delay_seconds: int | None = None,

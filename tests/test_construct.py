@@ -84,6 +84,7 @@ def test_the_props_are_the_settings_model_s_fields() -> None:
         ({"datastore_id": "not-a-data-store"}, "datastore_id"),
         ({"copy_rate_per_second": 51.0}, "copy_rate_per_second"),
         ({"concurrent_copy_quota": 0}, "concurrent_copy_quota"),
+        ({"bulk_minimum_share": 0.75}, "bulk_minimum_share"),
         ({"completion_wait_seconds": 0}, "completion_wait_seconds"),
         ({"copy_policy": "sometimes"}, "copy_policy"),
         ({"trigger_detail_types": ["Image Set Copied"]}, "trigger_detail_types"),

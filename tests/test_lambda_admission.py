@@ -147,6 +147,41 @@ def test_free_permits_start_at_the_pace() -> None:
     assert admission.plan_starts(0.0, 2.0, 3, 4.0, 67.0, permits=permits) == pytest.approx([2.0, 2.25, 2.5])
 
 
+# --- the lanes: a run's slots shared by new imports (live) and bulk work ------------------------------
+def test_the_live_lane_takes_the_first_slots_and_the_bulk_lane_what_is_left() -> None:
+    assert admission.split_lanes(16, live=3, bulk=1_000, bulk_minimum_share=0.1) == admission.LaneSplit(3, 13)
+    assert admission.split_lanes(16, live=0, bulk=1_000, bulk_minimum_share=0.1) == admission.LaneSplit(0, 16)
+    assert admission.split_lanes(16, live=3, bulk=0, bulk_minimum_share=0.1) == admission.LaneSplit(3, 0)
+    assert admission.split_lanes(0, live=3, bulk=5, bulk_minimum_share=0.1) == admission.LaneSplit(0, 0)
+
+
+def test_a_flood_of_live_copies_leaves_the_bulk_lane_its_minimum_share_rounded_up_to_a_whole_copy() -> None:
+    assert admission.split_lanes(16, live=500, bulk=1_000, bulk_minimum_share=0.1) == admission.LaneSplit(14, 2)
+    assert admission.split_lanes(20, live=500, bulk=1_000, bulk_minimum_share=0.1) == admission.LaneSplit(18, 2)
+    assert admission.split_lanes(148, live=500, bulk=1, bulk_minimum_share=0.1) == admission.LaneSplit(147, 1)
+    assert admission.split_lanes(1, live=5, bulk=5, bulk_minimum_share=0.1) == admission.LaneSplit(0, 1)
+
+
+@given(
+    slots=st.integers(min_value=0, max_value=3_000),
+    live=st.integers(min_value=0, max_value=5_000),
+    bulk=st.integers(min_value=0, max_value=5_000),
+    share=st.floats(min_value=0.01, max_value=0.5),
+)
+def test_every_split_uses_the_slots_it_can_and_keeps_each_lanes_promise(
+    slots: int, live: int, bulk: int, share: float
+) -> None:
+    split = admission.split_lanes(slots, live=live, bulk=bulk, bulk_minimum_share=share)
+    assert 0 <= split.live <= live and 0 <= split.bulk <= bulk
+    assert split.live + split.bulk == min(slots, live + bulk)  # no slot idle while a copy waits
+    assert split.bulk >= min(bulk, share * slots)  # the bulk lane's minimum share, while it has copies
+    assert split.live >= min(live, slots - max(1, 1 + share * slots))  # live takes all but that share, rounded
+    promised = split.bulk_rate(1.0, slots)  # of a rate of 1: the share of the rate the bulk lane is promised
+    assert promised == (pytest.approx(1.0 - split.live / slots) if slots else 1.0)
+    if bulk > split.bulk:  # copies left waiting in the bulk lane: promised at least its minimum share
+        assert promised >= share - 1e-12
+
+
 # --- the adaptive pace (AIMD): a quota shared with other clients -------------------------------
 def test_pushbacks_slow_the_pace_to_the_share_that_went_through_at_most_halving_it() -> None:
     assert pacing.slowed(10.0, 10.0, pushbacks=100, calls=600) == pytest.approx(10.0 * (500 / 600) * 0.98)

@@ -394,6 +394,8 @@ def _list(value: Any) -> list[Any]:
         ({"datastoreId": DS, "copyRatePerSecond": "51"}, "copyRatePerSecond"),
         ({"datastoreId": DS, "copyRatePerSecond": "0"}, "copyRatePerSecond"),
         ({"datastoreId": DS, "concurrentCopyQuota": "0"}, "concurrentCopyQuota"),
+        ({"datastoreId": DS, "bulkMinimumShare": "0"}, "bulkMinimumShare"),  # a flood of imports would stop bulk work
+        ({"datastoreId": DS, "bulkMinimumShare": "0.6"}, "bulkMinimumShare"),  # bulk work ahead of new imports
         ({"datastoreId": DS, "conflictRetryAttempts": "many"}, "conflictRetryAttempts"),
         ({"datastoreId": DS, "maxWaitSeconds": "5"}, "maxWaitSeconds"),
         ({"datastoreId": DS, "copyRecordRetentionDays": "14"}, "copyRecordRetentionDays"),  # < redrive window
@@ -414,6 +416,13 @@ def _list(value: Any) -> list[Any]:
 def test_bad_settings_are_named(context: dict[str, Any], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         stack_settings_from_context(context)
+
+
+def test_the_bulk_lanes_minimum_share_reaches_the_function() -> None:
+    (settings,) = stack_settings_from_context({"datastoreId": DS, "bulkMinimumShare": "0.25"}).values()
+    (default,) = stack_settings_from_context({"datastoreId": DS}).values()
+    assert settings.function_environment()["BULK_MINIMUM_SHARE"] == "0.25"
+    assert default.bulk_minimum_share == 0.1
 
 
 def test_any_rate_up_to_fifty_copies_a_second() -> None:

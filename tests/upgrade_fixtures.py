@@ -38,7 +38,8 @@ def logical_ids(template: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def table(template: dict[str, Any]) -> dict[str, Any]:
-    ((logical_id, resource),) = [(k, v) for k, v in template["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"]
+    tables = [(k, v) for k, v in template["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"]
+    ((logical_id, resource),) = tables
     properties = resource["Properties"]
     keys = ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")
     return {"logicalId": logical_id, **{name: properties[name] for name in keys}}
@@ -256,7 +257,8 @@ def backlog(workflow: Any, seeded: Any) -> dict[str, Any]:
         started = pipeline.dispatch()
         recorder.take("runUnderWay")
         sfn = boto3.client("stepfunctions")
-        inputs = {arn.rsplit(":", 1)[-1]: json.loads(sfn.describe_execution(executionArn=arn)["input"]) for arn in started}
+        described = [sfn.describe_execution(executionArn=arn) for arn in started]
+        inputs = {execution["name"]: json.loads(execution["input"]) for execution in described}
         clock.leave()
         for arn in started:
             copied = pipeline.wait(arn)
