@@ -236,6 +236,53 @@ def test_a_copy_admitted_after_the_backlog_drained_is_due_when_admitted() -> Non
     assert planning.lateness(due, 1_000.0, now=1_030.0) == 30.0
 
 
+def lanes_run(
+    state: dict[str, float], now: float, *, live: list[float], bulk: list[float], share: float = 0.1
+) -> planning.Plan:
+    """One run's plan shared by the lanes, its slots a minute of the rate from the last run's (as plan_run gives
+    them in a backlog), and the pacing item updated as after_run leaves it."""
+    first = max(now + pacing.HOLD_LEAD_SECONDS, state.get("nextSlot", -1e9) + INTERVAL)
+    slots = admission.plan_starts(now, first, len(live) + len(bulk), RATE, schedule.HORIZON_SECONDS)
+    plan = planning.shared_by_lanes(
+        planning.Plan(slots, 45.0, 0, counted=False), state, live=live, bulk=bulk, rate=RATE, bulk_minimum_share=share
+    )
+    state.update({k: v for k, v in planning.after_run(state, plan, pace=RATE, quiet_runs=0, now=now).items()})
+    return plan
+
+
+def test_a_backfill_given_what_a_flood_of_imports_leaves_it_is_never_late_against_its_share() -> None:
+    """A day of imports beyond the quota (live lane full: each run leaves the bulk lane its minimum share) over a
+    1M backfill admitted at once: the imports are late (they outrun the rate), the backfill is not, however old."""
+    state: dict[str, float] = {}
+    backfill = [0.0] * 1_000_000
+    imports = [n / 0.3 for n in range(int(86_400 * 0.3))]  # 0.3 a second: more than the 0.24 the quota gives
+    started = {"live": 0, "bulk": 0}
+    worst = {"live": 0.0, "bulk": 0.0}
+    for now in range(60, 86_400, schedule.PERIOD_SECONDS):
+        live = [at for at in imports[started["live"] :][:17] if at <= now]
+        plan = lanes_run(state, now, live=live, bulk=backfill[started["bulk"] :][:17])
+        started["live"] += plan.split.live
+        started["bulk"] += plan.split.bulk
+        heads = {"live": imports[started["live"]], "bulk": backfill[started["bulk"]]}
+        for lane, due in (("live", plan.live_due), ("bulk", plan.bulk_due)):
+            head = heads[lane] if heads[lane] <= now else None
+            worst[lane] = max(worst[lane], planning.lateness(due, head, now))
+    # Its minimum share, rounded up to 2 of the 14 or 15 slots a run has at 0.24 a second.
+    assert 0.1 <= started["bulk"] / (started["live"] + started["bulk"]) <= 2 / 14
+    assert worst["bulk"] <= schedule.PERIOD_SECONDS
+    assert worst["live"] > 3_600  # the flood: its lateness pages
+
+
+def test_the_first_runs_after_the_upgrade_go_on_from_the_schedule_0_2_0_left() -> None:
+    """0.2.0 kept one due time for its one backlog (`dueAt`, on time): a backfill it admitted days ago and served
+    as promised is not late for the new code's first run, whose lanes start from it."""
+    now = 5 * 86_400.0
+    state = {"dueAt": now - 5.0, "nextSlot": now - 1.0}
+    plan = lanes_run(state, now, live=[], bulk=[0.0] * 100)
+    assert planning.lateness(plan.bulk_due, 0.0, now) == 0.0
+    assert state["bulkDueAt"] == pytest.approx(now - 5.0 + 16 * INTERVAL)  # on from it, 16 copies later
+
+
 def test_the_promised_rate_is_the_setting_or_the_concurrent_copy_quota_over_a_copys_duration() -> None:
     assert planning.promised_rate(0.24, 100, 45.0) == 0.24
     assert planning.promised_rate(9.9, 100, 45.0) == pytest.approx(100 / 45)
@@ -254,22 +301,32 @@ class Dispatcher:
     start: float
     admitted: int = 0
 
-    def admit(self, count: int) -> None:
-        """`count` more image set versions into the backlog (PENDING), as the admission queue leaves them."""
-        models = self.function.modules.models
-        for number in range(self.admitted, self.admitted + count):
-            image_set_id = f"{number:032x}"
+    def admit(self, count: int, lane: str = "live") -> list[str]:
+        """`count` more image set versions into the backlog's lane (PENDING), as the admission queue (live) or a
+        backfill (bulk) leaves them; their image set ids."""
+        models, journal = self.function.modules.models, self.function.modules.journal
+        admitted = [f"{number:032x}" for number in range(self.admitted, self.admitted + count)]
+        for image_set_id in admitted:
             request = models.CopyRequest(
                 datastore_id=DATASTORE, source_image_set_id=image_set_id, source_version_id="1"
             )
-            journal = self.function.modules.journal
-            journal.admit(image_set_id, "1", models.CopyPlan(request=request), lane=journal.Lane.LIVE)
+            journal.admit(image_set_id, "1", models.CopyPlan(request=request), lane=journal.Lane(lane))
         self.admitted += count
+        return admitted
 
     def run_at(self, seconds: float) -> int:
         """One scheduled run, `seconds` after the first; how many executions it started."""
+        return len(self.started_at(seconds))
+
+    def started_at(self, seconds: float) -> dict[str, float]:
+        """One scheduled run, `seconds` after the first: the image sets it started, and the slot each was given
+        (its execution's input), seconds after the first run."""
         self.clock.advance(self.start + seconds - self.clock.now())
-        return len(self.function.invoke({"action": "dispatch"})["started"])
+        names = self.function.invoke({"action": "dispatch"})["started"]
+        sfn = boto3.client("stepfunctions")
+        prefix = STATE_MACHINE_ARN.replace(":stateMachine:", ":execution:")
+        inputs = [json.loads(sfn.describe_execution(executionArn=f"{prefix}:{n}")["input"]) for n in names]
+        return {i["admitted"]["sourceImageSetId"]: i["slot"]["at"] - self.start for i in inputs}
 
 
 @pytest.fixture
@@ -311,3 +368,21 @@ def test_a_run_that_starts_nothing_keeps_the_schedule(dispatcher_runs: Dispatche
     dispatcher_runs.admit(20)
     runs.append(dispatcher_runs.run_at(6))  # still from 10.3 + 4.17 s: 15 (a forgotten schedule: 16, from 8 s)
     assert runs == [3, 0, 15]
+
+
+def test_a_live_copy_admitted_just_after_a_run_takes_the_next_runs_first_slot_before_any_bulk_copy(
+    dispatcher_runs: Dispatcher,
+) -> None:
+    """A backfill of 100 waits in the bulk lane; a run hands 16 of them a minute of slots, up to its horizon (the next
+    run's first slot, 67 s). An import admitted a second later waits for the next run and the slots the first one
+    planned ahead of it, no more: its slot is the first after them, ahead of every bulk copy that run starts."""
+    backfilled = dispatcher_runs.admit(100, lane="bulk")
+    first = dispatcher_runs.started_at(0)
+    dispatcher_runs.clock.advance(1)
+    (imported,) = dispatcher_runs.admit(1)
+    second = dispatcher_runs.started_at(60)
+    assert set(first) == set(backfilled[:16]) and max(first.values()) < schedule.HORIZON_SECONDS
+    assert min(second, key=second.__getitem__) == imported
+    assert second[imported] == pytest.approx(max(first.values()) + INTERVAL)  # 68.7 s: 67.7 s after its admission
+    assert second[imported] < 60 + schedule.HORIZON_SECONDS - INTERVAL * 13  # then the bulk copies that run starts
+    assert set(second) - {imported} == set(backfilled[16:29]) and len(second) == 14

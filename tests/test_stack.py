@@ -37,7 +37,7 @@ def test_one_of_each_part(template: Template) -> None:
         "AWS::SQS::Queue": 4,  # admission and its dead letters, completion and its dead letters
         "AWS::Lambda::EventSourceMapping": 2,  # admission queue -> function, completion queue -> function
         "AWS::KMS::Key": 1,
-        "AWS::CloudWatch::Alarm": 9,
+        "AWS::CloudWatch::Alarm": 10,  # 9 that page, 1 that informs (the bulk lane late against its share)
         "AWS::SNS::Topic": 1,
     }.items():
         template.resource_count_is(kind, count)
@@ -693,8 +693,8 @@ def test_a_backfill_that_fails_or_times_out_raises_an_alarm_and_a_stop_does_not(
 
 
 def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> None:
-    """Every run writes BacklogLateSeconds (0 when the backlog is empty), and only the dispatcher does (the
-    reconciliation sweep writes OldestPendingAgeSeconds too): its absence is the alarm."""
+    """Every run writes LiveBacklogLateSeconds (0 when the live lane is empty), and only the dispatcher does: its
+    absence is the alarm."""
     (alarm,) = [
         a
         for a in resources(template.to_json(), "AWS::CloudWatch::Alarm").values()
@@ -702,7 +702,7 @@ def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> 
     ]
     properties = alarm["Properties"]
     assert (properties["MetricName"], properties["Statistic"], properties["Period"]) == (
-        "BacklogLateSeconds",
+        "LiveBacklogLateSeconds",
         "SampleCount",
         300,
     )
@@ -714,22 +714,27 @@ def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> 
     assert properties["TreatMissingData"] == "breaching" and properties["AlarmActions"]
 
 
-def test_the_backlog_alarm_watches_how_late_the_oldest_copy_is_not_its_age(template: Template) -> None:
-    """A 1M backfill's last copy waits 46 days at 0.24/s, on time: the alarm is on BacklogLateSeconds (what
-    the copies admitted before it do not explain), an hour of it for half an hour."""
+def test_the_backlog_alarms_watch_how_late_each_lanes_oldest_copy_is_and_only_the_live_lane_pages(
+    template: Template,
+) -> None:
+    """A 1M backfill's last copy waits 46 days at 0.24/s, on time: the alarms are on each lane's lateness (what
+    the copies admitted before it do not explain at the lane's promised rate), an hour of it for half an hour.
+    New imports late page someone; bulk work late against its share is information (no action)."""
     alarms = {
         a["Properties"]["AlarmName"].split("-")[-1]: a["Properties"]
         for a in resources(template.to_json(), "AWS::CloudWatch::Alarm").values()
     }
-    assert "BacklogAge" not in alarms
-    late = alarms["BacklogLate"]
-    assert (late["MetricName"], late["Statistic"], late["Period"], late["EvaluationPeriods"]) == (
-        "BacklogLateSeconds",
-        "Maximum",
-        900,
-        2,
-    )
-    assert (late["ComparisonOperator"], late["Threshold"]) == ("GreaterThanOrEqualToThreshold", 3600)
+    assert not {"BacklogAge", "BacklogLate"} & set(alarms)
+    for name, metric in (("LiveBacklogLate", "LiveBacklogLateSeconds"), ("BulkBacklogLate", "BulkBacklogLateSeconds")):
+        late = alarms[name]
+        assert (late["MetricName"], late["Statistic"], late["Period"], late["EvaluationPeriods"]) == (
+            metric,
+            "Maximum",
+            900,
+            2,
+        )
+        assert (late["ComparisonOperator"], late["Threshold"]) == ("GreaterThanOrEqualToThreshold", 3600)
+    assert alarms["LiveBacklogLate"]["AlarmActions"] and "AlarmActions" not in alarms["BulkBacklogLate"]
 
 
 def test_what_cdk_destroy_keeps_and_what_it_deletes(template: Template) -> None:

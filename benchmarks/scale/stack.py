@@ -6,7 +6,6 @@ AwaitCopy, CheckCopy) and the completion events that wake it. The decisions are 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections import deque
@@ -234,7 +233,9 @@ class Stack:
         )
         rate = planning.promised_rate(limits.copy_rate, limits.concurrent_copies, plan.copy_seconds)
         admitted = [self.arrivals[copy] for copy in itertools.islice(self.backlog, len(plan.slots))]
-        plan = dataclasses.replace(plan, due=planning.due_after(self.pacing.get("dueAt"), admitted, rate))
+        plan = planning.shared_by_lanes(
+            plan, self.pacing, live=admitted, bulk=[], rate=rate, bulk_minimum_share=limits.bulk_minimum_share
+        )
         fields = planning.after_run(self.pacing, plan, pace=pace, quiet_runs=quiet, now=now, settled=settled)
         for name, value in fields.items():
             self.pacing[name] = self.pacing.get(name, 0) + value if name in planning.ADDED_FIELDS else value
@@ -242,7 +243,7 @@ class Stack:
         self.seen = dict(self.pacing)
         copies = [self.backlog.popleft() for _ in range(len(plan.slots))]
         head = self.arrivals[self.backlog[0]] if self.backlog else None
-        self.result.peak_late = max(self.result.peak_late, planning.lateness(plan.due, head, now))
+        self.result.peak_late = max(self.result.peak_late, planning.lateness(plan.live_due, head, now))
         self._call("dynamodb:TransactWriteItems", math.ceil(len(copies) / journal.MARKS_PER_TRANSACTION))
         when = now + 3 * limits.ddb_read + 2 * limits.ddb_write
         interval = max(1.0 / starting.START_RATE, limits.start_call / starting.START_WORKERS)

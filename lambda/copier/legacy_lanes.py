@@ -34,6 +34,8 @@ from typing import Any
 from copier import clock, journal, pacing, table
 
 LAG_SECONDS = 120.0
+# A run labels until this long after it began (the function times out at 60 s), after its starts.
+UNTIL_SECONDS = 50.0
 READS_PER_RUN = 20_000
 PAGE = 500
 LABELS_PER_SECOND = 200.0
