@@ -210,7 +210,8 @@ def records(template: dict[str, Any]) -> dict[str, Any]:
 def backlog(workflow: Any, seeded: Any) -> dict[str, Any]:
     """4. The one backlog of a release before lanes: a copy that FAILED (its call refused), a backfill's 20 PENDING
     entries, then an import's PENDING entry after them; then a dispatcher run under way: the table and the inputs
-    of the executions it started (each waiting for its slot, no copy called yet), the pacing item as it left it."""
+    of the executions it started (each waiting for its slot, no function step under way, no copy called yet), the
+    pacing item as it left it."""
     import boto3
 
     from offline import seed  # the release's, as everything below
@@ -253,13 +254,19 @@ def backlog(workflow: Any, seeded: Any) -> dict[str, Any]:
         )
         intake.admit_event(seed.image_set_created_event(DATASTORE_ID, IMPORTED, is_primary=True))
         clock.advance(10)
-        clock.join()  # the run's executions wait for their slots while the snapshot is taken: no copy in flight
+
+        def at_first_copy(event: dict[str, Any]) -> None:
+            """Just before the run's first StartCopy: the run has ended (it held the handler until its entries
+            were marked STARTED), its executions wait for their slots, no function step is under way."""
+            if event.get("action") == "start_copy" and "runUnderWay" not in recorder.snapshots:
+                with pipeline._handler_lock:
+                    recorder.take("runUnderWay")
+
+        pipeline.handler_hook = at_first_copy
         started = pipeline.dispatch()
-        recorder.take("runUnderWay")
         sfn = boto3.client("stepfunctions")
         described = [sfn.describe_execution(executionArn=arn) for arn in started]
         inputs = {execution["name"]: json.loads(execution["input"]) for execution in described}
-        clock.leave()
         for arn in started:
             copied = pipeline.wait(arn)
             assert copied.status == "SUCCEEDED", copied.cause
