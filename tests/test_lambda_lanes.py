@@ -203,10 +203,30 @@ def test_every_entry_of_0_2_0_is_labelled_in_its_lane_in_place_once_and_the_curs
     assert waiting(journal, "bulk") == ids[::3]
     assert waiting(journal, "live") == [i for n, i in enumerate(ids) if n % 3] + [SOURCE]
     assert {image_set_id: item(image_set_id)["updatedAt"] for image_set_id in ids} == before  # places kept
-    assert pacing_item()["labelledId"] == {"S": f"journal#{ids[-1]}#1"}
+    assert pacing_item()["labelTailId"] == {"S": f"journal#{ids[-1]}#1"}  # 0.2.0's backlog, older than the head
     at[0] += legacy_lanes.LAG_SECONDS
     third = legacy_lanes.label_unlaned(state(function), at[0], seconds=30.0)
     assert (third.read, third.labelled) == (1, 0)  # this release's entry, read once more, written never
+
+
+def test_the_last_imports_of_0_2_0_are_labelled_first_and_its_backlog_after_them(
+    function: Function, journal: Any, legacy_lanes: ModuleType, at: list[float]
+) -> None:
+    """At the upgrade, 0.2.0's backlog (a backfill's, days old) and its last imports (minutes before the deploy):
+    the head, from an hour before the first labelling run, takes the imports in that run's first second; the tail
+    then works through the backlog, oldest first, with the time left."""
+    backlog = [f"{n:032x}" for n in range(6)]
+    for n, image_set_id in enumerate(backlog):
+        put_as_0_2_0(image_set_id, 1_000.0 + n, backfillId="bf")
+    put_as_0_2_0(SOURCE, at[0] - 600)  # an import 0.2.0 admitted ten minutes before
+    with mock.patch.object(legacy_lanes, "LABELS_PER_SECOND", 2.0):  # time for 3 labels: the import's and 2
+        first = legacy_lanes.label_unlaned(state(function), at[0], seconds=1.25)
+    labelled_first = (waiting(journal, "live"), waiting(journal, "bulk"))
+    rest = legacy_lanes.label_unlaned(state(function), at[0] + 60, seconds=30.0)
+    assert labelled_first == ([SOURCE], backlog[:2])
+    assert (first.labelled, first.caught_up, rest.labelled, rest.caught_up) == (3, False, 4, True)
+    assert waiting(journal, "bulk") == backlog
+    assert float(pacing_item()["labelHeadFrom"]["N"]) == at[0] - legacy_lanes.LAG_SECONDS - 3_600
 
 
 def test_the_cursor_stays_behind_writes_in_flight_and_finds_them_later(
@@ -254,7 +274,7 @@ def test_an_entry_moved_on_before_its_label_is_not_labelled(
     function: Function, journal: Any, legacy_lanes: ModuleType, at: list[float]
 ) -> None:
     put_as_0_2_0(SOURCE, 5_000.0)
-    (entry,), _ = journal.pending_after(None, at[0], 10)
+    (entry,), _ = journal.pending_after(None, None, at[0], 10)
     boto3.client("dynamodb").update_item(
         TableName=TABLE,
         Key={"id": {"S": f"journal#{SOURCE}#1"}},
@@ -271,8 +291,8 @@ def test_a_cursor_another_run_moved_meanwhile_is_not_moved_back(
         put_as_0_2_0(f"{n:032x}", 5_000.0 + n)
     stale = state(function)  # read by a run that a duplicated schedule delivery overtakes
     legacy_lanes.label_unlaned(state(function), at[0], seconds=30.0)
-    moved = pacing_item()["labelledId"]
+    moved = pacing_item()["labelTailId"]
     put_as_0_2_0(OTHER, 5_001.5)
     legacy_lanes.label_unlaned(stale, at[0], seconds=30.0)
-    assert pacing_item()["labelledId"] == moved == {"S": f"journal#{2:032x}#1"}
+    assert pacing_item()["labelTailId"] == moved == {"S": f"journal#{2:032x}#1"}
     assert waiting(function.modules.journal, "live") == [f"{n:032x}" for n in range(2)] + [OTHER, f"{2:032x}"]

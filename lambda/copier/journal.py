@@ -350,17 +350,21 @@ def waiting(lane: Lane, limit: int) -> list[dict[str, Any]]:
     return found
 
 
-def pending_after(after: dict[str, Any] | None, until: float, limit: int) -> tuple[list[dict[str, Any]], bool]:
-    """Up to `limit` PENDING entries changed no later than `until`, after the journalByStatus key `after` (None:
-    from the oldest), oldest change first, with only what labelling reads: their keys, lanes and backfillId.
-    And whether there are more."""
+def pending_after(
+    after: dict[str, Any] | None, since: float | None, until: float, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` PENDING entries changed no earlier than `since` (None: any) and no later than `until`, after
+    the journalByStatus key `after` (None: from the range's start), oldest change first, with only what labelling
+    reads: their keys, lanes and backfillId. And whether there are more."""
+    bounds = {":pending": JournalStatus.PENDING.value, ":until": Decimal(repr(until))}
+    if since is not None:
+        bounds[":since"] = Decimal(repr(since))
     page = table.call(
         "query",
         IndexName=BY_STATUS_INDEX,
-        KeyConditionExpression="journalStatus = :pending AND updatedAt <= :until",
-        ExpressionAttributeValues=table.to_dynamodb(
-            {":pending": JournalStatus.PENDING.value, ":until": Decimal(repr(until))}
-        ),
+        KeyConditionExpression="journalStatus = :pending AND "
+        + ("updatedAt <= :until" if since is None else "updatedAt BETWEEN :since AND :until"),
+        ExpressionAttributeValues=table.to_dynamodb(bounds),
         ProjectionExpression=f"id, journalStatus, updatedAt, #lane, backfillId, {BACKLOG_LANE}",
         ExpressionAttributeNames={"#lane": "lane"},
         Limit=limit,
