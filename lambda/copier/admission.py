@@ -79,6 +79,12 @@ def plan_starts(
 class LaneSplit:
     live: int  # the run's first slots, to the live lane's oldest copies
     bulk: int  # the slots after them, to the bulk lane's oldest copies
+    reserved: int = 0  # of the run's slots, those the bulk lane was sure of (its minimum share, or its copies)
+
+    def live_rate(self, rate: float, slots: int) -> float:
+        """The rate this run promises the live lane: `rate`, less the bulk lane's minimum share while it has copies
+        (so a flood of imports beyond it is old, not late, as it would be with no backfill)."""
+        return rate if slots <= 0 else rate * (1.0 - self.reserved / slots)
 
     def bulk_rate(self, rate: float, slots: int) -> float:
         """The rate this run promises the bulk lane: what the live lane left of `rate` (the run's `slots`), at
@@ -95,4 +101,4 @@ def split_lanes(slots: int, *, live: int, bulk: int, bulk_minimum_share: float) 
     # A share that multiplies to a whole number is that number (0.1 x 20 is 2, not 2.0000000000000004 rounded up).
     reserved = min(bulk, math.ceil(round(bulk_minimum_share * slots, 9)))
     to_live = min(live, slots - reserved)
-    return LaneSplit(live=to_live, bulk=min(bulk, slots - to_live))
+    return LaneSplit(live=to_live, bulk=min(bulk, slots - to_live), reserved=reserved)

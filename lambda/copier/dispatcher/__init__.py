@@ -23,7 +23,8 @@ from the admission queue, reconciliation) and bulk (backfills, a large `ops.cli 
    seconds of slots it planned ahead, never behind bulk work;
 5. writes the block of slots on the pacing item (one conditional write for the whole run: a copy started
    by hand, or a call pushed back, reserves its own slot after them), and when each lane's next copy is due
-   (due_after: the live lane served at the rate the settings promise, the bulk lane at what live leaves it);
+   (due_after, planning.shared_by_lanes: the live lane served at the rate the settings promise less the bulk
+   lane's minimum share while it has copies, the bulk lane at what live leaves it);
 6. starts the executions (starting.py), a few at a time and at most START_RATE a second (the account's
    StartExecution quota is shared: Step Functions' smallest Regions refill 150 a second), each with its plan
    and slot as input, marking each entry STARTED with its slot;

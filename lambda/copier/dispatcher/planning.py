@@ -101,16 +101,16 @@ def shared_by_lanes(
     """The run's slots shared by the lanes (admission.split_lanes: the live lane's oldest copies first, the bulk
     lane's after them, at least its minimum share), `live` and `bulk` the admission times of the copies waiting in
     each, oldest first; and when each lane's next copy is due once these start (due_after): the live lane served
-    at the rate the settings promise (promised_rate), the bulk lane at what the live lane left of it
-    (LaneSplit.bulk_rate), so that each lane is late only when it gets less than it is promised."""
-    split = admission.split_lanes(
-        len(plan.slots), live=len(live), bulk=len(bulk), bulk_minimum_share=bulk_minimum_share
-    )
+    at the rate the settings promise (promised_rate) less the bulk lane's minimum share while it has copies
+    (LaneSplit.live_rate), the bulk lane at what the live lane left (LaneSplit.bulk_rate), so that each lane is
+    late only when it gets less than it is promised, never for the demand on it."""
+    slots = len(plan.slots)
+    split = admission.split_lanes(slots, live=len(live), bulk=len(bulk), bulk_minimum_share=bulk_minimum_share)
     return replace(
         plan,
         split=split,
-        live_due=due_after(_due(state, journal.Lane.LIVE), live[: split.live], rate),
-        bulk_due=due_after(_due(state, journal.Lane.BULK), bulk[: split.bulk], split.bulk_rate(rate, len(plan.slots))),
+        live_due=due_after(_due(state, journal.Lane.LIVE), live[: split.live], split.live_rate(rate, slots)),
+        bulk_due=due_after(_due(state, journal.Lane.BULK), bulk[: split.bulk], split.bulk_rate(rate, slots)),
     )
 
 
