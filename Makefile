@@ -6,7 +6,7 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 test-scale lint synth deploy diagram lock bench bench-scale clean upgrade-fixtures
+.PHONY: setup demo test test-lambda-py313 test-scale lint synth deploy diagram lock bench bench-scale bench-lanes clean upgrade-fixtures
 
 setup: $(VENV)/.installed $(VENV)/bin/healthimaging-copy
 
@@ -108,6 +108,12 @@ bench: setup
 bench-scale: setup
 	$(PY) -m benchmarks.scale --table
 	$(PY) -m benchmarks.scale --shared
+
+# docs/figures.md's lanes table (new imports while a 1M backfill waits, at each quota) and how fast entries of 0.2.0
+# join the lanes after an upgrade.
+bench-lanes: setup
+	$(PY) -m benchmarks.scale --lanes
+	$(PY) -m benchmarks.legacy_labels
 
 clean:
 	rm -rf $(VENV) .venv313 node_modules cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis
