@@ -110,7 +110,7 @@ def records(template: dict[str, Any]) -> dict[str, Any]:
     from offline import seed  # the release's, as everything below
     from offline.clock import VirtualClock
     from offline.emulator import HealthImagingEmulator
-    from offline.runner import TABLE, LocalPipeline
+    from offline.runner import LocalPipeline
     from offline.template import WorkflowDefinition
 
     workflow = WorkflowDefinition.from_template(template)
@@ -190,21 +190,28 @@ def records(template: dict[str, Any]) -> dict[str, Any]:
 
     pages = {"n": 0}
     with LocalPipeline(workflow, emulator, clock, handler_hook=at_page) as pipeline:
-        from ops.cli import backfill_start
-
         recorder = Recorder(pipeline, emulator, clock)
-        arn = backfill_start(
-            state_machine_arn=pipeline.backfill_state_machine_arn,
-            table_name=TABLE,
-            backfill_id="bf",
-            filters={"everything": True},
-        )
-        backfilled = pipeline.wait(arn)
-        assert backfilled.status == "SUCCEEDED", backfilled.cause
+        backfilled = backfill_everything(pipeline)
         scenarios["backfill"] = {"snapshots": recorder.snapshots, "execution": {
             "name": backfilled.name, **_wait_inputs(backfilled)}}  # fmt: skip
     scenarios["backlog"] = backlog(workflow, seeded)
     return scenarios
+
+
+def backfill_everything(pipeline: Any) -> Any:
+    """The release's `ops.cli backfill start --everything` as backfill "bf", run to its end: its execution's record."""
+    from offline.runner import TABLE  # the release's
+    from ops.cli import backfill_start
+
+    arn = backfill_start(
+        state_machine_arn=pipeline.backfill_state_machine_arn,
+        table_name=TABLE,
+        backfill_id="bf",
+        filters={"everything": True},
+    )
+    backfilled = pipeline.wait(arn)
+    assert backfilled.status == "SUCCEEDED", backfilled.cause
+    return backfilled
 
 
 def backlog(workflow: Any, seeded: Any) -> dict[str, Any]:
@@ -217,8 +224,7 @@ def backlog(workflow: Any, seeded: Any) -> dict[str, Any]:
     from offline import seed  # the release's, as everything below
     from offline.clock import VirtualClock
     from offline.emulator import HealthImagingEmulator
-    from offline.runner import TABLE, LocalPipeline
-    from ops.cli import backfill_start
+    from offline.runner import LocalPipeline
 
     clock = VirtualClock()
     emulator = HealthImagingEmulator(clock=clock.now)
@@ -238,14 +244,7 @@ def backlog(workflow: Any, seeded: Any) -> dict[str, Any]:
         failed = pipeline.wait(failing)
         assert failed.status == "FAILED", failed.status
         clock.advance(60)
-        arn = backfill_start(
-            state_machine_arn=pipeline.backfill_state_machine_arn,
-            table_name=TABLE,
-            backfill_id="bf",
-            filters={"everything": True},
-        )
-        backfilled = pipeline.wait(arn)
-        assert backfilled.status == "SUCCEEDED", backfilled.cause
+        backfill_everything(pipeline)
         clock.advance(10)
         emulator.seed_image_set(
             DATASTORE_ID,
