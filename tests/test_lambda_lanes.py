@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 from unittest import mock
@@ -14,7 +15,8 @@ import boto3
 import pytest
 from function_stubs import DATASTORE, SOURCE, TABLE, Function
 
-from ops.cli import backfill_progress, journal_entries
+import ops.cli
+from ops.cli import backfill_progress, journal_entries, main, retry
 
 OTHER = "d" * 32
 
@@ -296,3 +298,98 @@ def test_a_cursor_another_run_moved_meanwhile_is_not_moved_back(
     legacy_lanes.label_unlaned(stale, at[0], seconds=30.0)
     assert pacing_item()["labelTailId"] == moved == {"S": f"journal#{2:032x}#1"}
     assert waiting(function.modules.journal, "live") == [f"{n:032x}" for n in range(2)] + [OTHER, f"{2:032x}"]
+
+
+# --- operators: retry chooses a lane, list and status show it, a sweep promotes ------------------------------------
+def failed_entries(function: Function, journal: Any, count: int, **fields: str) -> list[str]:
+    """`count` copies admitted (live, or a backfill's with backfillId) and FAILED; their image set ids."""
+    ids = [f"{n:032x}" for n in range(count)]
+    lane = journal.Lane.BULK if "backfillId" in fields else journal.Lane.LIVE
+    for image_set_id in ids:
+        journal.admit(image_set_id, "1", plan(function, image_set_id), lane=lane, **fields)
+        journal.record(image_set_id, "1", journal.JournalStatus.FAILED, error="CopyAccessDenied")
+    return ids
+
+
+def test_a_retry_readmits_each_failure_into_its_own_lane_and_prints_which(
+    function: Function, journal: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed_entries(function, journal, 2)
+    put_as_0_2_0(OTHER, 5_000.0, backfillId="bf")  # 0.2.0's, failed: a backfill's, so bulk
+    boto3.client("dynamodb").update_item(
+        TableName=TABLE,
+        Key={"id": {"S": f"journal#{OTHER}#1"}},
+        UpdateExpression="SET journalStatus = :failed, #plan = :plan",
+        ExpressionAttributeNames={"#plan": "plan"},
+        ExpressionAttributeValues={":failed": {"S": "FAILED"}, ":plan": {"S": plan(function, OTHER).model_dump_json()}},
+    )
+    assert main(["retry", "--table-name", TABLE, "--status", "failed"]) == 0
+    printed = capsys.readouterr().out
+    assert "re-admitted 3 cop(ies) to the backlog: 2 into the live lane, 1 into the bulk lane" in printed
+    assert f"journal#{OTHER}#1 lane=bulk" in printed and "large retry" not in printed
+    assert (sorted(waiting(journal, "live")), waiting(journal, "bulk")) == ([f"{n:032x}" for n in range(2)], [OTHER])
+
+
+@pytest.fixture
+def large_retry() -> Iterator[int]:
+    """ops.cli's threshold of a large retry, lowered to 3 live entries here (100 in the product: moto is slow)."""
+    with mock.patch.object(ops.cli, "LARGE_RETRY", 3):
+        yield 3
+
+
+def test_a_large_retry_goes_to_the_bulk_lane_unless_told_live(
+    function: Function, journal: Any, large_retry: int
+) -> None:
+    ids = failed_entries(function, journal, large_retry + 1)
+    large = retry(table_name=TABLE)
+    assert (large.large, len(large.lanes["bulk"]), large.lanes["live"]) == (True, large_retry + 1, [])
+    for image_set_id in ids:  # failed again
+        journal.record(image_set_id, "1", journal.JournalStatus.FAILED, error="CopyAccessDenied")
+    told = retry(table_name=TABLE, lane="live")
+    assert (told.large, len(told.lanes["live"]), told.lanes["bulk"]) == (False, large_retry + 1, [])
+    assert sorted(waiting(journal, "live")) == ids
+
+
+def test_a_retry_of_as_many_live_failures_as_the_threshold_stays_live(
+    function: Function, journal: Any, large_retry: int
+) -> None:
+    failed_entries(function, journal, large_retry)
+    retried = retry(table_name=TABLE)
+    assert (retried.large, len(retried.lanes["live"])) == (False, large_retry)
+
+
+def test_a_large_retry_is_a_hundred_live_entries() -> None:
+    """100 copies are 7 minutes of the default quota (0.24 a second): docs/operations.md says so."""
+    assert ops.cli.LARGE_RETRY == 100 and round(100 / 0.24 / 60) == 7
+
+
+def test_list_and_status_show_each_entrys_lane_an_entry_of_0_2_0_as_read(
+    function: Function, journal: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_as_0_2_0(SOURCE, 5_000.0, backfillId="bf")
+    journal.admit(OTHER, "1", plan(function, OTHER), lane=journal.Lane.LIVE)
+    assert main(["list", "--table-name", TABLE, "--status", "pending"]) == 0
+    assert main(["status", "--table-name", TABLE, SOURCE]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"journalSourceId={SOURCE} sourceVersionId=1 journalStatus=PENDING lane=bulk" in lines[0]
+    assert f"journalSourceId={OTHER} sourceVersionId=1 journalStatus=PENDING lane=live" in lines[1]
+    assert "lane=bulk" in lines[3]
+
+
+def test_a_sweep_that_finds_a_backfills_copy_of_a_new_image_set_promotes_it(
+    function: Function, journal: Any, at: list[float]
+) -> None:
+    """A backfill admitted a new image set (its range reaching past the import) before its event was admitted, and
+    the event never came: the sweep finds its entry waiting in the bulk lane and moves it to the live lane, as the
+    event would have; one that is live already, or started, is left as it is."""
+    journal.admit(SOURCE, "1", plan(function, SOURCE), lane=journal.Lane.BULK, backfillId="bf")
+    journal.admit(OTHER, "1", plan(function, OTHER), lane=journal.Lane.LIVE)
+    summaries = [
+        {"imageSetId": image_set_id, "version": 1, "createdAt": datetime.fromtimestamp(at[0] - 600, tz=UTC)}
+        for image_set_id in (SOURCE, OTHER)
+    ]
+    function.reads.add_response("search_image_sets", {"imageSetsMetadataSummaries": summaries})
+    swept = function.invoke({"action": "reconcile"})
+    function.reads.assert_no_pending_responses()
+    assert (swept["missed"], swept["promoted"]) == (0, 1)
+    assert sorted(waiting(journal, "live")) == sorted([SOURCE, OTHER]) and waiting(journal, "bulk") == []
