@@ -2,7 +2,7 @@
 dispatcher's own labelling (copier.legacy_lanes.label_unlaned) run by run, on moto's DynamoDB with the table as
 synthesized (its indexes included), on entries written as 0.2.0 wrote them (half a backfill's).
 
-    python -m benchmarks.legacy_labels [--entries 4000] [--seconds 40]
+    python -m benchmarks.legacy_labels [--entries 10000] [--seconds 40]
 
 Each run labels for `--seconds` of real time (a scheduled run labels with what it has left of UNTIL_SECONDS after
 its starts: ~49 s at the default quota, where a minute's 15 starts take a fraction of a second; ~15 s at 50 copies
@@ -51,7 +51,7 @@ def written_by_0_2_0(count: int, at: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    parser.add_argument("--entries", type=int, default=4_000)
+    parser.add_argument("--entries", type=int, default=10_000, help="more than a run labels: a few runs")
     parser.add_argument("--seconds", type=float, default=40.0, help="real seconds of labelling a run")
     args = parser.parse_args()
     clock = VirtualClock()
@@ -70,11 +70,11 @@ def main() -> None:
             if not run.labelled:
                 raise RuntimeError(f"a run labelled nothing with {args.entries - labelled} left")
         spent = time.perf_counter() - began
-    per_run = max(count for count, _ in runs)
+    per_run = max(count for count, _ in runs)  # a run that had the whole of its time
     per_second = labelled / sum(seconds for _, seconds in runs)
     bound = legacy_lanes.LABELS_PER_SECOND * args.seconds
     print(f"{args.entries:,} entries of 0.2.0 labelled in {len(runs)} runs, {spent:.0f} s of real time")
-    print(f"here (moto): up to {per_run:,} a run, {per_second:.0f} a second: 1M in {MILLION / per_run:.0f} runs")
+    print(f"here (moto): {per_run:,} a run at most, {per_second:.0f} a second: 1M in {MILLION / per_run:.0f} runs")
     print(
         f"on DynamoDB, the code's bound ({legacy_lanes.LABELS_PER_SECOND:g} a second x {args.seconds:g} s a run):"
         f" {bound:,.0f} a run, 1M in {MILLION / bound:.0f} runs, {MILLION / bound / 60:.1f} h at a run a minute"
