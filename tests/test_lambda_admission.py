@@ -205,7 +205,7 @@ def test_a_run_adapts_from_the_counts_on_the_pacing_item() -> None:
     assert pacing.adapted({"pace": 50.0}, 1.0) == (1.0, 1)  # a lowered copyRatePerSecond takes effect at once
 
 
-# --- how late the backlog is (alarm BacklogLate): what its size does not explain ----------------
+# --- how late the backlog is (alarms LiveBacklogLate, BulkBacklogLate): what its size does not explain ------
 def test_a_backlog_served_at_the_promised_rate_is_never_late_however_large() -> None:
     """A 1M backfill admitted at once (50 a second for 5.6 h) and started at 0.24/s, a minute's copies a run:
     its oldest copy waits up to 48 days and is never late."""

@@ -42,7 +42,7 @@ def test_the_dispatcher_meets_the_targets_and_the_first_copy_does_not_wait_for_t
     _, outcome = run
     assert outcome.unmet() == [] and outcome.copied == N
     assert outcome.first_call < 10  # the admission consumer finds nothing planned and dispatches at once
-    assert outcome.peak_late <= 60  # a backlog drained at the promised rate is never late (alarm BacklogLate)
+    assert outcome.peak_late <= 60  # a backlog drained at the promised rate is never late (alarm LiveBacklogLate)
 
 
 def test_a_copy_takes_eight_transitions_when_its_event_comes() -> None:
@@ -66,7 +66,7 @@ def test_a_client_taking_half_the_quota_for_a_while_slows_the_pace_which_recover
     assert outcome.throttled > 0  # the other client was there
     assert outcome.lowest_pace < 0.6 * limits.copy_rate  # AIMD: down to about the share it left
     assert outcome.last_pace == limits.copy_rate  # and back up once it had gone
-    assert outcome.peak_late > 60  # the backlog fell behind what the settings promise: BacklogLate sees it
+    assert outcome.peak_late > 60  # the backlog fell behind what the settings promise: LiveBacklogLate sees it
 
 
 def test_the_event_sources_figures_are_the_stacks() -> None:

@@ -35,7 +35,7 @@ class Outcome:
     min_accept_gap: float = math.inf  # between two accepted CopyImageSet calls of this stack
     first_call: float = math.nan  # the first event to the first CopyImageSet accepted
     longest_wait: float = 0.0
-    peak_late: float = 0.0  # the dispatcher's BacklogLateSeconds, at its highest (alarm BacklogLate: 1 h)
+    peak_late: float = 0.0  # the live lane's LiveBacklogLateSeconds, at its highest (alarm LiveBacklogLate: 1 h)
     peak_lambda: int = 0
     peak_in_flight: int = 0
     peak_starts: int = 0
