@@ -390,3 +390,29 @@ def test_a_live_copy_admitted_just_after_a_run_takes_the_next_runs_first_slot_be
     assert second[imported] == pytest.approx(max(first.values()) + INTERVAL)  # 68.7 s: 67.7 s after its admission
     assert second[imported] < 60 + schedule.HORIZON_SECONDS - INTERVAL * 13  # then the bulk copies that run starts
     assert set(second) - {imported} == set(backfilled[16:29]) and len(second) == 14
+
+
+def test_while_the_lanes_index_is_being_built_a_run_reads_the_backlog_by_status_live_first(
+    dispatcher_runs: Dispatcher,
+) -> None:
+    """The upgrade adds the lanes' index to a table that holds entries: CloudFormation starts its backfill and goes
+    on, and DynamoDB refuses to read it until it is built (ValidationException). Runs meanwhile read the oldest
+    PENDING entries from journalByStatus, each in its lane: new imports still first, nothing waits for the index."""
+    function = dispatcher_runs.function
+    table, errors = function.modules.table, function.modules.errors
+    backfilled = dispatcher_runs.admit(20, lane="bulk")
+    dispatcher_runs.clock.advance(1)
+    (imported,) = dispatcher_runs.admit(1)
+    read = table.call
+    refused: list[str] = []
+
+    def being_built(operation: str, **params: object) -> dict[str, object]:
+        if params.get("IndexName") == function.modules.journal.BACKLOG_INDEX:
+            refused.append(operation)
+            raise errors.TableUnavailable("Cannot read from backfilling global secondary index", "ValidationException")
+        return read(operation, **params)  # type: ignore[no-any-return]
+
+    with mock.patch.object(table, "call", being_built):
+        first = dispatcher_runs.started_at(0)
+    assert refused  # the index was asked for, and refused
+    assert min(first, key=first.__getitem__) == imported and set(first) - {imported} == set(backfilled[:15])

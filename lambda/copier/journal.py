@@ -393,6 +393,14 @@ def label(entry: dict[str, Any]) -> bool:
     return labelled is not None
 
 
+def pending_by_lane(limit: int) -> dict[Lane, list[dict[str, Any]]]:
+    """Each lane's oldest PENDING entries (up to `limit` each), read from journalByStatus (whatever their labels):
+    what the dispatcher reads while the lanes' index is being built (an upgrade adds it to a table that holds
+    entries; DynamoDB refuses reads of an index until it is built)."""
+    oldest = pending(2 * limit)
+    return {lane: [entry for entry in oldest if lane_of(entry) is lane][:limit] for lane in (Lane.LIVE, Lane.BULK)}
+
+
 def _unlabel(entry_id: str) -> None:
     """Take an entry that is no longer PENDING out of the backlog's index (on that condition)."""
     table.call_if(
@@ -515,9 +523,9 @@ def is_recorded(source_image_set_id: str, source_version_id: str) -> bool:
     return read(source_image_set_id, source_version_id) is not None
 
 
-def oldest_pending_change(lane: Lane | None = None) -> float | None:
-    """When the oldest PENDING entry (of one lane, or of either) was admitted (the backlog's age), if any."""
-    oldest = pending(limit=1) if lane is None else waiting(lane, limit=1)
+def oldest_pending_change() -> float | None:
+    """When the oldest PENDING entry (of either lane) was admitted (the backlog's age), if any."""
+    oldest = pending(limit=1)
     return float(oldest[0]["updatedAt"]) if oldest else None
 
 

@@ -58,7 +58,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from copier import clock, journal, legacy_lanes, pacing, table
 from copier.dispatcher import lease, planning, schedule, settling, starting
-from copier.errors import FunctionMisconfigured
+from copier.errors import FunctionMisconfigured, TableUnavailable
 from copier.settings import load_settings
 
 logger = Logger(child=True)
@@ -106,9 +106,7 @@ def dispatch(*, scheduled: bool = True) -> DispatchResult:
             settling.settle_ended_executions(now)
         pace, quiet_runs = pacing.adapted(state, settings.copy_rate_per_second)
         most = math.ceil(pace * schedule.HORIZON_SECONDS) + 1
-        # One more than can start, in each lane: its age after this run. The live lane first: a promotion between
-        # the two reads moves an entry from bulk to live, so it is found in one lane at most.
-        waiting = {lane: journal.waiting(lane, most + 1) for lane in (journal.Lane.LIVE, journal.Lane.BULK)}
+        waiting = _waiting(most + 1)  # one more than can start, in each lane: its age after this run
         live, bulk = waiting[journal.Lane.LIVE][:most], waiting[journal.Lane.BULK][:most]
         plan = planning.planned(
             state, now, pace=pace, quiet_runs=quiet_runs, live=live, bulk=bulk, settings=settings, settled=settled
@@ -140,6 +138,20 @@ def dispatch(*, scheduled: bool = True) -> DispatchResult:
     if scheduled:
         _label_legacy_entries(state, now, began)
     return DispatchResult(started, max(figures["age"] for figures in lanes.values()))
+
+
+def _waiting(limit: int) -> dict[journal.Lane, list[dict[str, Any]]]:
+    """Each lane's oldest waiting entries, from the lanes' index; the live lane first: a promotion between the two
+    reads moves an entry from bulk to live, so it is found in one lane at most. While the index is being built
+    (the upgrade that adds it: CloudFormation starts its backfill and goes on, DynamoDB refuses its reads until it
+    is done, minutes for millions of entries), from journalByStatus's oldest PENDING entries, each in its lane."""
+    try:
+        return {lane: journal.waiting(lane, limit) for lane in (journal.Lane.LIVE, journal.Lane.BULK)}
+    except TableUnavailable as error:
+        if error.code != "ValidationException":
+            raise
+    logger.warning("The lanes' index cannot be read yet (being built?): the oldest PENDING entries, by their lanes")
+    return journal.pending_by_lane(limit)
 
 
 def _label_legacy_entries(state: dict[str, Any], now: float, began: float) -> None:
