@@ -6,7 +6,7 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 test-scale lint synth deploy diagram lock bench bench-scale clean upgrade-fixtures
+.PHONY: setup demo test test-lambda-py313 test-scale lint synth deploy diagram lock bench bench-scale bench-lanes clean upgrade-fixtures
 
 setup: $(VENV)/.installed $(VENV)/bin/healthimaging-copy
 
@@ -82,12 +82,18 @@ diagram: setup  ## redraw docs/design.md's state machine picture from the synthe
 lock: setup  ## after changing lambda/requirements.txt: re-resolve the function bundle's wheels with hashes
 	$(PY) -m infra.function_bundle lock
 
-# The previous release's template and records, written by that release's own code (tests/test_upgrade.py reads
-# them). Run once per release, with RELEASE the tag the next release upgrades from.
-RELEASE ?= v0.1.0
+# The previous release's template and records, written by that release's own code (tests/test_upgrade*.py read
+# them). Run once per release, with RELEASE the release the next one upgrades from. Releases are named by their
+# commit here (a clone has no tags): add each release's line when it is cut.
+RELEASE_COMMITS := \
+	v0.1.0=828e6c339a65b75e228fb882b784bc2f44bf2725 \
+	v0.2.0=cbdcb93acdcd08560aea4aaa0f4bca984bfdfee0
+RELEASE ?= v0.2.0
+RELEASE_COMMIT = $(patsubst $(RELEASE)=%,%,$(filter $(RELEASE)=%,$(RELEASE_COMMITS)))
 upgrade-fixtures: setup
+	@test -n "$(RELEASE_COMMIT)" || { echo "RELEASE=$(RELEASE) is none of: $(RELEASE_COMMITS)"; exit 1; }
 	@rm -rf .upgrade-source && mkdir .upgrade-source
-	git archive $(RELEASE) | tar -x -C .upgrade-source
+	git archive $(RELEASE_COMMIT) | tar -x -C .upgrade-source
 	$(PY) tests/upgrade_fixtures.py --release-source .upgrade-source --out tests/fixtures/$(RELEASE)
 	@rm -rf .upgrade-source
 
@@ -102,6 +108,12 @@ bench: setup
 bench-scale: setup
 	$(PY) -m benchmarks.scale --table
 	$(PY) -m benchmarks.scale --shared
+
+# docs/figures.md's lanes table (new imports while a 1M backfill waits, at each quota) and how fast entries of 0.2.0
+# join the lanes after an upgrade.
+bench-lanes: setup
+	$(PY) -m benchmarks.scale --lanes
+	$(PY) -m benchmarks.legacy_labels
 
 clean:
 	rm -rf $(VENV) .venv313 node_modules cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -63,32 +63,35 @@ class OperationsDashboard(Construct):
             self._graph("Uncertain outcomes, duplicates, wait timeouts", metrics.UNCERTAIN_OUTCOMES, width=8),
         )
         self.dashboard.add_widgets(
-            self._graph("Backlog: copies admitted, skipped, dispatched", metrics.ADMISSION, width=8),
-            cloudwatch.GraphWidget(
-                title="Backlog: oldest pending copy, how late, admission queue depth",
+            self._graph(
+                "Backlog: copies admitted, skipped; dispatched from each lane",
+                (*metrics.ADMISSION, *metrics.DISPATCHED),
                 width=8,
-                left=[
-                    metrics.function_metric(
-                        metrics.BACKLOG[0],
-                        service=service,
-                        statistic="Maximum",
-                        period=PERIOD,
-                        label="Oldest pending (s)",
-                    ),
-                    metrics.function_metric(
-                        metrics.BACKLOG[1],
-                        service=service,
-                        statistic="Maximum",
-                        period=PERIOD,
-                        label="Late beyond the pace (s)",
-                    ),
-                ],
+            ),
+            self._lane(
+                "Live lane (new imports): oldest pending copy, how late, admission queue depth",
+                metrics.LIVE_BACKLOG,
                 right=[
                     admission_queue.metric_approximate_number_of_messages_visible(
                         period=PERIOD, statistic="Maximum", label="Events to admit"
                     )
                 ],
             ),
+            self._lane(
+                "Bulk lane (backfills, large retries): oldest pending copy, how late against its share",
+                metrics.BULK_BACKLOG,
+                right=[
+                    metrics.function_metric(
+                        metrics.LEGACY[0],
+                        service=service,
+                        statistic="Sum",
+                        period=PERIOD,
+                        label="Entries of 0.2.0 labelled (after an upgrade)",
+                    )
+                ],
+            ),
+        )
+        self.dashboard.add_widgets(
             self._graph("Reconciliation: copies no event announced", metrics.RECONCILIATION, width=8),
             self._graph("Backfill: existing image sets looked at", metrics.BACKFILL, width=8),
         )
@@ -139,6 +142,24 @@ class OperationsDashboard(Construct):
                     )
                 ],
             ),
+        )
+
+    def _lane(self, title: str, names: Sequence[str], *, right: list[cloudwatch.IMetric]) -> cloudwatch.GraphWidget:
+        """One lane of the backlog: its oldest pending copy's age and how late it is (seconds, the worst of each
+        period), beside `right`."""
+        age, late = names
+        return cloudwatch.GraphWidget(
+            title=title,
+            width=8,
+            left=[
+                metrics.function_metric(
+                    age, service=self._service, statistic="Maximum", period=PERIOD, label="Oldest pending (s)"
+                ),
+                metrics.function_metric(
+                    late, service=self._service, statistic="Maximum", period=PERIOD, label="Late beyond its rate (s)"
+                ),
+            ],
+            right=right,
         )
 
     def _graph(self, title: str, names: Sequence[str], *, width: int) -> cloudwatch.GraphWidget:

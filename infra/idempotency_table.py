@@ -5,6 +5,9 @@ Indexes (sparse: only the items that carry their keys):
   set version (the copy-storm guard, confirmation). Only accepted copies carry both keys.
 - journalBySource (journalSourceId): the journal entries of one image set, every version.
 - journalByStatus (journalStatus, updatedAt): journal entries in one status, oldest change first.
+- journalBacklog (backlogLane, updatedAt): the backlog, one lane at a time, oldest first; only PENDING entries
+  carry backlogLane (lambda/copier/journal.py). Added by the release after 0.2.0: CloudFormation adds one index
+  to a table per update, in place (the table keeps its logical id and its items; the index backfills).
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ class IdempotencyTable(Construct):
         self.table.add_global_secondary_index(
             index_name="journalByStatus",
             partition_key=dynamodb.Attribute(name="journalStatus", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="updatedAt", type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.table.add_global_secondary_index(
+            index_name="journalBacklog",
+            partition_key=dynamodb.Attribute(name="backlogLane", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="updatedAt", type=dynamodb.AttributeType.NUMBER),
             projection_type=dynamodb.ProjectionType.ALL,
         )

@@ -18,16 +18,23 @@ COPIES = ("CopiesStarted", "CopiesCompleted", "CopiesFailed", "ForcedCopies")
 FORCE_DECISIONS = ("ForcesAuthorised", "ForceRefusals")
 PUSHBACK = ("CopyConflicts", "CopyThrottles", "CopyQuotaExceeded")
 UNCERTAIN_OUTCOMES = ("AmbiguousCopyOutcomes", "UndecidedCopyOutcomes", "DuplicatesSuppressed", "CopyWaitTimeouts")
-# Events into the copy journal's backlog (the admission queue's consumer) and out of it (the dispatcher).
-ADMISSION = ("CopiesAdmitted", "CopiesSkipped", "CopiesDispatched")
+# Events into the copy journal's backlog (the admission queue's consumer), and copies out of each of its lanes (the
+# dispatcher: live, new imports; bulk, backfills and large retries).
+ADMISSION = ("CopiesAdmitted", "CopiesSkipped")
+DISPATCHED = ("LiveCopiesDispatched", "BulkCopiesDispatched")
 # Written by each reconciliation sweep: copies no event announced.
 RECONCILIATION = ("MissedEventsFound",)
 # Written by each backfill page: existing image sets looked at (their copies go through the backlog).
 BACKFILL = ("BackfillImageSetsSeen",)
-# Written by each dispatcher run: the age of the oldest PENDING journal entry (each reconciliation sweep
-# writes it too), and how late it is: how long it waited beyond what the copies admitted before it explain at
-# the rate the settings promise (copier.dispatcher.planning.lateness; only the dispatcher writes it).
-BACKLOG = ("OldestPendingAgeSeconds", "BacklogLateSeconds")
+# Written by each dispatcher run, per lane: the age of the lane's oldest PENDING journal entry, and how late it
+# is: how long it waited beyond what the copies admitted before it explain at the rate the lane is promised
+# (copier.dispatcher.planning.lateness: the live lane, the rate the settings promise; the bulk lane, what the live lane
+# leaves of it, at least bulkMinimumShare). The live lane's lateness pages; the bulk lane's is information.
+LIVE_BACKLOG = ("LiveOldestPendingAgeSeconds", "LiveBacklogLateSeconds")
+BULK_BACKLOG = ("BulkOldestPendingAgeSeconds", "BulkBacklogLateSeconds")
+# Written by each scheduled dispatcher run: PENDING entries of 0.2.0 (no lane) it labelled for the lanes' index
+# (copier.legacy_lanes): after an upgrade, until none are left.
+LEGACY = ("LegacyEntriesLabelled",)
 # Written by each dispatcher run: the adaptive CopyImageSet pace (copies a second), at most copyRatePerSecond.
 PACE = ("CopyPace",)
 # HealthImaging's copy outcome events (copier.wake): copies woken, events that woke none, tokens no longer

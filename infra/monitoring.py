@@ -1,6 +1,7 @@
-"""Alarms on what needs a person: failed or timed-out copies, undecided outcomes, undelivered events (either
-dead-letter queue), copies carried by their fallback wait rather than their completion events, AwaitCopy's
-write failing, a backfill that ended before its end, a dispatcher that stopped running, function errors."""
+"""Alarms on what needs a person (`alarms`, each to the alarm topic): failed or timed-out copies, undecided
+outcomes, undelivered events (either dead-letter queue), copies carried by their fallback wait rather than their
+completion events, AwaitCopy's write failing, new imports late, a backfill that ended before its end, a dispatcher
+that stopped running, function errors; and alarms that inform without paging (`information`): bulk work late."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from constructs import Construct
 
 from . import metrics
 
-# The backlog's oldest copy this much later than the rate the settings promise explains: trouble, whatever the
+# A lane's oldest copy this much later than the rate the lane is promised explains: trouble, whatever the
 # backlog's size (a 1M backfill is never late for its size alone). Another client taking half the quota for an
 # hour makes a 50k burst at 10 TPS 24 min late (python -m benchmarks.scale --shared): not alarmed; for hours, it is.
 BACKLOG_LATE_ALARM_SECONDS = 3600
@@ -135,26 +136,27 @@ class Monitoring(Construct):
                 1,
                 "Reconciliation admitted copies whose HealthImaging event never arrived (they are copied)",
             ),
-            # The oldest pending copy later than the backlog ahead of it explains (copier.dispatcher.planning.lateness):
-            # the age alone says nothing (a 1M backfill's last copy waits 48 days at 0.24/s and is on time).
+            # The live lane's oldest copy later than the live copies ahead of it explain at the promised rate
+            # (copier.dispatcher.planning.lateness): new imports are late. The age alone says nothing: a burst's
+            # last copy waits hours at 0.24/s and is on time.
             self._alarm(
-                "BacklogLate",
+                "LiveBacklogLate",
                 metrics.function_metric(
-                    metrics.BACKLOG[1], service=service, statistic="Maximum", period=Duration.minutes(15)
+                    metrics.LIVE_BACKLOG[1], service=service, statistic="Maximum", period=Duration.minutes(15)
                 ),
                 BACKLOG_LATE_ALARM_SECONDS,
                 2,
-                "The oldest pending copy is over an hour later than copyRatePerSecond (or the concurrent-copy quota)"
-                " explains: CopyPace below the setting (another client of the quota), copies slower than usual, or"
-                " starts failing (docs/operations.md, Alarms)",
+                "New imports (the backlog's live lane) wait over an hour longer than copyRatePerSecond (or the"
+                " concurrent-copy quota) explains: CopyPace below the setting (another client of the quota), copies"
+                " slower than usual, or starts failing (docs/operations.md, Alarms)",
             ),
-            # Every dispatcher run writes how late the backlog is, 0 when empty: none for 15 minutes means the
-            # backlog is not being drained (the schedule off, every run failing) and BacklogLate, fed by the
-            # same runs, cannot see it.
+            # Every dispatcher run writes how late the live lane is, 0 when empty: none for 15 minutes means the
+            # backlog is not being drained (the schedule off, every run failing) and the lateness alarms, fed by
+            # the same runs, cannot see it.
             self._alarm(
                 "DispatcherSilent",
                 metrics.function_metric(
-                    metrics.BACKLOG[1], service=service, statistic="SampleCount", period=five_minutes
+                    metrics.LIVE_BACKLOG[1], service=service, statistic="SampleCount", period=five_minutes
                 ),
                 1,
                 3,
@@ -191,6 +193,22 @@ class Monitoring(Construct):
         ]
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
+        # Information, not a page: the bulk lane (backfills, large retries) an hour behind what the live lane
+        # leaves it of the quota (at least bulkMinimumShare). It shows on the dashboard; nobody is woken for a
+        # backfill of weeks that runs an hour late, and what slows it (another client of the quota, slow
+        # copies) pages through LiveBacklogLate when it slows new imports too.
+        self.information = [
+            self._alarm(
+                "BulkBacklogLate",
+                metrics.function_metric(
+                    metrics.BULK_BACKLOG[1], service=service, statistic="Maximum", period=Duration.minutes(15)
+                ),
+                BACKLOG_LATE_ALARM_SECONDS,
+                2,
+                "Backfills and large retries (the backlog's bulk lane) are over an hour behind what new imports leave"
+                " them of the quota (at least bulkMinimumShare): information, no action (docs/operations.md, Alarms)",
+            )
+        ]
 
     def _alarm(
         self,

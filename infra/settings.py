@@ -57,6 +57,11 @@ class StackSettings(BaseModel):
     # HealthImaging's "Maximum concurrent CopyImageSet requests per data store" (AWS General Reference, HealthImaging
     # endpoints and quotas: 100 in each Region, adjustable, Service Quotas code L-0D1B2633).
     concurrent_copy_quota: int = Field(default=100, ge=1, le=10_000)
+    # The backlog's bulk lane (backfills, large retries) gets what new imports (the live lane) leave of the quota, and
+    # at least this share of each dispatcher run's slots while it has work: new imports keep 90% however large a
+    # backfill (a burst of them waits at most 1.11x as long), and no flood of them stops a backfill. More than a
+    # half would put bulk work ahead of new imports (docs/configuration.md).
+    bulk_minimum_share: float = Field(default=0.1, ge=0.01, le=0.5)
     conflict_retry_attempts: int = Field(default=8, ge=0, le=99)
     conflict_retry_interval_seconds: int = Field(default=15, ge=1, le=3600)
     conflict_retry_max_delay_seconds: int = Field(default=300, ge=1, le=86_400)
@@ -135,6 +140,7 @@ class StackSettings(BaseModel):
             "TRIGGER_DETAIL_TYPES": ",".join(self.trigger_detail_types),
             "COPY_RATE_PER_SECOND": str(self.copy_rate_per_second),
             "CONCURRENT_COPY_QUOTA": str(self.concurrent_copy_quota),
+            "BULK_MINIMUM_SHARE": str(self.bulk_minimum_share),
             "THROTTLE_RETRY_ATTEMPTS": str(self.throttle_retry_attempts),
             "POLL_INITIAL_SECONDS": str(self.poll_initial_seconds),
             "POLL_MAX_SECONDS": str(self.poll_max_seconds),

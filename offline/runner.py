@@ -22,8 +22,8 @@ requirements-dev.txt; tests/test_runner_internals.py fails loudly if they move):
   matches, comparing DynamoType objects (each comparison converts both values again): with 10,000 image sets
   journaled, the dispatcher's queries alone took minutes. The runner sorts by the same converted values, once
   each (the same order, the same items), and not the whole table for a query, which orders its matches itself;
-- (the function, not moto) copier.dispatcher.starting.START_WORKERS is 1: moto's DynamoDB is not safe for calls from
-  several threads of one invocation at once;
+- (the function, not moto) copier.dispatcher.starting.START_WORKERS and copier.legacy_lanes.WORKERS are 1: moto's
+  DynamoDB is not safe for calls from several threads of one invocation at once;
 - jsonpath_ng's parse, where moto's paths call it: it builds a new parser (yacc tables) for every path of
   every state (~10%); the runner parses each path once (a parsed path keeps no state between finds);
 - the callback pattern (AwaitCopy's `.waitForTaskToken`): CallbackEndpoint.wait sleeps on the virtual clock
@@ -120,6 +120,7 @@ STALE_TOKEN_ANSWERS = {
     "TaskTimedOut": "Task Timed Out: 'Provided task does not exist anymore'",
     "TaskDoesNotExist": "Task does not exist anymore",
 }
+STUCK_RUNS = 60  # drain_backlog's dispatcher runs that start nothing, with nothing running, before it gives up
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
@@ -410,14 +411,16 @@ class LocalPipeline:
         for name in [m for m in sys.modules if m in {"handler", "copier"} or m.startswith("copier.")]:
             del sys.modules[name]
         handler_module = importlib.import_module("handler")
-        from copier import clock, healthimaging  # noqa: PLC0415
+        from copier import clock, healthimaging, legacy_lanes  # noqa: PLC0415
         from copier.dispatcher import starting  # noqa: PLC0415
 
         attach(healthimaging.read_client(), self.emulator)
         attach(healthimaging.copy_client(), self.emulator)
         # moto's DynamoDB is not safe for calls from several threads at once (its transactions roll back by
-        # patching a module, offline/runner.py's too): the dispatcher starts its copies one at a time here.
+        # patching a module, offline/runner.py's too): the dispatcher starts its copies (and labels entries of
+        # 0.2.0) one at a time here.
         self._stack.enter_context(mock.patch.object(starting, "START_WORKERS", 1))
+        self._stack.enter_context(mock.patch.object(legacy_lanes, "WORKERS", 1))
         self._stack.enter_context(mock.patch.object(clock, "now", self.clock.now))
         self._stack.enter_context(mock.patch.object(clock, "sleep", self._sleep_in_handler))
         for log_handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
@@ -476,11 +479,16 @@ class LocalPipeline:
         from copier.dispatcher import schedule  # noqa: PLC0415
 
         self.clock.join()  # the schedule is a participant: the clock does not jump past its next run
+        idle = 0
         try:
             while True:
-                self.dispatch()
-                if not self._executions(status="RUNNING") and not journal.pending(limit=1):
+                started = self.dispatch()
+                running = self._executions(status="RUNNING")
+                if not running and not journal.pending(limit=1):
                     break
+                idle = 0 if started or running else idle + 1
+                if idle >= STUCK_RUNS:  # an hour of runs: what waits is invisible to the dispatcher
+                    raise RuntimeError(f"the backlog is stuck: no run started its PENDING entries for {idle} runs")
                 self.clock.sleep(schedule.PERIOD_SECONDS)
         finally:
             self.clock.leave()

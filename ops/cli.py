@@ -8,7 +8,7 @@ check the account against what the design assumes (doctor).
     healthimaging-copy resolve --record-id copy#... (--not-accepted | --accepted-into ID:VERSION)
     healthimaging-copy status IMAGE_SET_ID
     healthimaging-copy list --status failed [--since 2026-11-01T00:00:00Z]
-    healthimaging-copy retry --status failed [--since 2026-11-01T00:00:00Z]
+    healthimaging-copy retry --status failed [--since 2026-11-01T00:00:00Z] [--lane live|bulk]
     healthimaging-copy backfill start (--created-after ISO [--created-before ISO] | --study-instance-uid UID ...
                                        | --everything) [--id NAME]
     healthimaging-copy backfill stop|resume|status --id NAME [--watch]
@@ -32,6 +32,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
@@ -159,7 +160,7 @@ def resolve(*, table_name: str, record_id: str, accepted_into: tuple[str, str] |
 
 
 JOURNAL_COLUMNS = (
-    "journalSourceId", "sourceVersionId", "journalStatus", "decision", "reason", "copiedIntoImageSetId",
+    "journalSourceId", "sourceVersionId", "journalStatus", "lane", "decision", "reason", "copiedIntoImageSetId",
     "copiedIntoVersionId", "forced", "forcePolicy", "forceDecision", "inconsistentElements", "error",
     "executionId", "dispatches", "updatedAt",
 )  # fmt: skip
@@ -180,7 +181,8 @@ def journal_entries(
 def _journal_line(entry: dict[str, Any]) -> str:
     values = []
     for column in JOURNAL_COLUMNS:
-        value = entry.get(column)
+        # An entry of 0.2.0 names no lane: it is read as the dispatcher reads it.
+        value = function_module("journal").lane_of(entry).value if column == "lane" else entry.get(column)
         if value is None:
             continue
         if column == "updatedAt":
@@ -191,22 +193,39 @@ def _journal_line(entry: dict[str, Any]) -> str:
     return " ".join(values)
 
 
-def retry(*, table_name: str, since: float = 0.0) -> tuple[list[str], list[str]]:
-    """Re-admit every copy whose journal entry is FAILED (changed since a time) to the backlog, with the
-    plan it was admitted with: the dispatcher starts it at the quota's pace, under a new execution name,
-    and the copy records keep an accepted copy from being repeated. Returns (entries re-admitted, FAILED
-    entries that hold no plan: console copies that never reached StartCopy, to start again by hand).
-    Running it twice re-admits nothing twice: only FAILED entries move."""
+# A retry of more live entries than this re-admits them into the bulk lane, unless --lane live says otherwise:
+# 100 copies are 7 minutes of the default quota (0.24 a second) that new imports would wait behind.
+LARGE_RETRY = 100
+
+
+@dataclass(frozen=True)
+class Retried:
+    lanes: dict[str, list[str]]  # lane -> the entries re-admitted into it
+    without_plan: list[str]  # FAILED entries that hold no plan: console copies that never reached StartCopy
+    large: bool  # more than LARGE_RETRY live entries, re-admitted into the bulk lane
+
+    @property
+    def readmitted(self) -> list[str]:
+        return [entry_id for entries in self.lanes.values() for entry_id in entries]
+
+
+def retry(*, table_name: str, since: float = 0.0, lane: str | None = None) -> Retried:
+    """Re-admit every copy whose journal entry is FAILED (changed since a time) to the backlog, with the plan it
+    was admitted with: the dispatcher starts it at the quota's pace, under a new execution name, and the copy
+    records keep an accepted copy from being repeated. Into `lane` if given, else each entry's own lane, except
+    that a large retry (more than LARGE_RETRY live entries) goes to the bulk lane: thousands of old failures
+    must not hold new imports behind them. Running it twice re-admits nothing twice: only FAILED entries move."""
     journal = function_module("journal")
-    readmitted: list[str] = []
-    without_plan: list[str] = []
+    lanes: dict[str, list[str]] = {value.value: [] for value in journal.Lane}
     with function_module("settings").operating_on(table_name):
-        for entry in journal.entries(status=journal.JournalStatus.FAILED, since=since):
-            if not entry.get("plan"):
-                without_plan.append(entry["id"])
-            elif journal.readmit(entry):
-                readmitted.append(entry["id"])
-    return readmitted, without_plan
+        failed = journal.entries(status=journal.JournalStatus.FAILED, since=since)
+        planned = [entry for entry in failed if entry.get("plan")]
+        large = lane is None and sum(journal.lane_of(e) is journal.Lane.LIVE for e in planned) > LARGE_RETRY
+        for entry in planned:
+            chosen = journal.Lane(lane) if lane else journal.Lane.BULK if large else journal.lane_of(entry)
+            if journal.readmit(entry, chosen):
+                lanes[chosen.value].append(entry["id"])
+    return Retried(lanes, [entry["id"] for entry in failed if not entry.get("plan")], large)
 
 
 # --- backfill (lambda/copier/backfill.py: the progress item and the execution names) ---------------------------
@@ -298,9 +317,10 @@ def backfill_resume(*, state_machine_arn: str, table_name: str, backfill_id: str
 
 
 def backfill_line(backfill_id: str, progress: dict[str, Any] | None) -> str:
-    """One line: `backfill ID [#####.....] 52% admitted 5,200 copied 4,900 failed 3 remaining 297 (RUNNING)`.
-    Admitted: journal entries the backfill created; copied and failed: of those, now; remaining: still
-    waiting for the dispatcher or being copied; the percentage is of the admitted ones, settled."""
+    """One line: `backfill ID [####....] 52% admitted 5,200 copied 4,900 failed 3 remaining 297 in the bulk lane
+    (RUNNING)`. Admitted: journal entries the backfill created; copied and failed: of those, now; remaining:
+    still waiting for the dispatcher (in the backlog's bulk lane, behind no new import: an import event for one
+    of them promotes it to the live lane) or being copied; the percentage is of the admitted ones, settled."""
     if progress is None:
         return f"backfill {backfill_id}: not started yet (its first page has not run)"
 
@@ -318,7 +338,7 @@ def backfill_line(backfill_id: str, progress: dict[str, Any] | None) -> str:
     searching = "" if state == "DONE" else f", searching: {count('seen'):,} image sets seen"
     return (
         f"backfill {backfill_id} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:4.0%} admitted {admitted:,}"
-        f" copied {copied:,} failed {failed:,} remaining {remaining:,} ({state}{searching})"
+        f" copied {copied:,} failed {failed:,} remaining {remaining:,} in the bulk lane ({state}{searching})"
     )
 
 
@@ -395,6 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     retry_parser = command("retry", "re-admit failed copies to the backlog (copy journal)", TABLE)
     retry_parser.add_argument("--status", required=True, type=str.upper, choices=("FAILED",))
     retry_parser.add_argument("--since", type=datetime.fromisoformat, help="ISO time: failures since then")
+    retry_parser.add_argument(
+        "--lane",
+        choices=("live", "bulk"),
+        help=f"the backlog lane to re-admit into (default: each entry's own; more than {LARGE_RETRY} live: bulk)",
+    )
 
     backfill = commands.add_parser(
         "backfill", help="copy image sets that already exist (at the quota's pace)", allow_abbrev=False
@@ -484,14 +509,22 @@ def run(args: argparse.Namespace, names: dict[StackName, str]) -> int:
     if args.command == "backfill":
         return _backfill(args, names)
     if args.command == "retry":
-        readmitted, without_plan = retry(table_name=names[TABLE], since=args.since.timestamp() if args.since else 0.0)
-        for entry_id in readmitted:
-            print(entry_id)
+        retried = retry(table_name=names[TABLE], since=args.since.timestamp() if args.since else 0.0, lane=args.lane)
+        for lane, entry_ids in retried.lanes.items():
+            for entry_id in entry_ids:
+                print(f"{entry_id} lane={lane}")
+        per_lane = ", ".join(f"{len(ids)} into the {lane} lane" for lane, ids in retried.lanes.items())
         print(
-            f"re-admitted {len(readmitted)} cop(ies) to the backlog; {len(without_plan)} failed entr(ies) hold no"
-            " plan (console copies that never reached StartCopy: start them again with healthimaging-copy start)"
+            f"re-admitted {len(retried.readmitted)} cop(ies) to the backlog: {per_lane}; {len(retried.without_plan)}"
+            " failed entr(ies) hold no plan (console copies that never reached StartCopy: start them again with"
+            " healthimaging-copy start)"
         )
-        for entry_id in without_plan:
+        if retried.large:
+            print(
+                f"  a large retry (more than {LARGE_RETRY} live entries) goes to the bulk lane, behind no new"
+                " import: --lane live to re-admit them as new imports"
+            )
+        for entry_id in retried.without_plan:
             print(f"  no plan: {entry_id}")
         return 0
     if args.command in ("status", "list"):

@@ -41,6 +41,7 @@ COPY_TABLE_SCHEMA: dict[str, Any] = {
         {"AttributeName": "journalSourceId", "AttributeType": "S"},
         {"AttributeName": "journalStatus", "AttributeType": "S"},
         {"AttributeName": "updatedAt", "AttributeType": "N"},
+        {"AttributeName": "backlogLane", "AttributeType": "S"},
     ],
     "GlobalSecondaryIndexes": [
         {
@@ -60,6 +61,14 @@ COPY_TABLE_SCHEMA: dict[str, Any] = {
             "IndexName": "journalByStatus",
             "KeySchema": [
                 {"AttributeName": "journalStatus", "KeyType": "HASH"},
+                {"AttributeName": "updatedAt", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            "IndexName": "journalBacklog",
+            "KeySchema": [
+                {"AttributeName": "backlogLane", "KeyType": "HASH"},
                 {"AttributeName": "updatedAt", "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},

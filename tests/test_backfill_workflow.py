@@ -77,7 +77,8 @@ def test_a_backfill_copies_each_image_set_once_and_a_second_one_copies_nothing(
         60,
     )
     printed = capsys.readouterr().out
-    assert f"backfill first [{'#' * 30}] 100% admitted 60 copied 60 failed 0 remaining 0 (DONE)" in printed
+    done = f"backfill first [{'#' * 30}] 100% admitted 60 copied 60 failed 0 remaining 0 in the bulk lane (DONE)"
+    assert done in printed
 
 
 def test_a_stopped_backfill_resumes_where_it_was_with_no_gap_and_no_duplicate(

@@ -1,5 +1,6 @@
-"""The backlog's alarm (BacklogLate) on the synthesized workflow with the real handler: a backlog the quota takes
-long to drain is old, not late; a backlog nothing started for an hour is an hour late until it drains."""
+"""The live lane's alarm (LiveBacklogLate) on the synthesized workflow with the real handler: a backlog of imports
+the quota takes long to drain is old, not late; one nothing started for an hour is an hour late until it drains.
+(The bulk lane's lateness against its share: tests/test_lambda_admission.py.)"""
 
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ def imports(emulator: HealthImagingEmulator, count: int) -> list[dict[str, objec
 
 
 def backlog_metrics(pipeline: LocalPipeline) -> tuple[list[float], list[float]]:
-    """Each dispatcher run's OldestPendingAgeSeconds and BacklogLateSeconds, in order."""
-    documents = [d for d in emf_documents(pipeline.logs.getvalue()) if "BacklogLateSeconds" in d]
+    """Each dispatcher run's LiveOldestPendingAgeSeconds and LiveBacklogLateSeconds, in order."""
+    documents = [d for d in emf_documents(pipeline.logs.getvalue()) if "LiveBacklogLateSeconds" in d]
     return (
-        [d["OldestPendingAgeSeconds"][0] for d in documents],
-        [d["BacklogLateSeconds"][0] for d in documents],
+        [d["LiveOldestPendingAgeSeconds"][0] for d in documents],
+        [d["LiveBacklogLateSeconds"][0] for d in documents],
     )
 
 
@@ -65,7 +66,7 @@ def test_a_backlog_nothing_started_for_an_hour_is_an_hour_late_until_it_drains(c
 
 
 def test_every_run_writes_how_late_the_backlog_is_even_with_nothing_pending(clock: VirtualClock) -> None:
-    """DispatcherSilent's heartbeat: only dispatcher runs write BacklogLateSeconds, 0 with no backlog."""
+    """DispatcherSilent's heartbeat: only dispatcher runs write LiveBacklogLateSeconds, 0 with no backlog."""
     with local_pipeline(clock=clock) as pipeline:
         runs = [pipeline.dispatch() for _ in range(2)]
         _, late = backlog_metrics(pipeline)

@@ -33,7 +33,7 @@ def physical_names(template: dict[str, Any]) -> list[str]:
 def test_two_constructs_in_one_stack_synthesize_clean_and_name_nothing_twice() -> None:
     _, research, clinical, template = two_in_one_stack()
     names = physical_names(template)
-    assert len(names) == 2 * (2 + 12 + 1 + 2), names  # per construct: 2 state machines, 12 alarms, 1 dashboard, 2 logs
+    assert len(names) == 2 * (2 + 13 + 1 + 2), names  # per construct: 2 state machines, 13 alarms, 1 dashboard, 2 logs
     assert [name for name, count in Counter(names).items() if count > 1] == []
     assert (research.name_prefix, clinical.name_prefix) == ("Imaging-Research", "Imaging-Clinical")
     assert research.service != clinical.service  # their alarms read their own function's metrics
@@ -84,6 +84,7 @@ def test_the_props_are_the_settings_model_s_fields() -> None:
         ({"datastore_id": "not-a-data-store"}, "datastore_id"),
         ({"copy_rate_per_second": 51.0}, "copy_rate_per_second"),
         ({"concurrent_copy_quota": 0}, "concurrent_copy_quota"),
+        ({"bulk_minimum_share": 0.75}, "bulk_minimum_share"),
         ({"completion_wait_seconds": 0}, "completion_wait_seconds"),
         ({"copy_policy": "sometimes"}, "copy_policy"),
         ({"trigger_detail_types": ["Image Set Copied"]}, "trigger_detail_types"),
@@ -108,10 +109,10 @@ def test_it_takes_the_host_app_s_alarm_topic() -> None:
     template = Template.from_stack(stack).to_json()
     topics = [logical_id for logical_id, r in template["Resources"].items() if r["Type"] == "AWS::SNS::Topic"]
     assert topics == [stack.get_logical_id(topic.node.default_child)]  # type: ignore[arg-type]
-    actions = [
-        r["Properties"]["AlarmActions"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
-    ]
+    alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    actions = [alarm["AlarmActions"] for alarm in alarms if "AlarmActions" in alarm]
     assert len(actions) == 12 and all(a == [{"Ref": topics[0]}] for a in actions)
+    assert [alarm["AlarmName"] for alarm in alarms if "AlarmActions" not in alarm] == ["Host-Copy-BulkBacklogLate"]
     with pytest.raises(SettingsError, match="alarm_topic or alarm_topic_arn"):
         HealthImagingCopy(
             stack,
@@ -130,5 +131,5 @@ def test_public_attributes_let_the_host_wire_more() -> None:
                      "dead_letter_queue", "completion_queue", "completion_dead_letter_queue", "dashboard", "key")
     }  # fmt: skip
     assert len(set(resolved.values())) == len(resolved)
-    assert len(research.alarms) == 12
+    assert len(research.alarms) == 12 and len(research.information_alarms) == 1
     assert research.alarm_topic is research.monitoring.own_topic

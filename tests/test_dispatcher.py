@@ -118,18 +118,18 @@ def test_two_runs_at_once_start_nothing_twice(quota_emulator: HealthImagingEmula
         import copier.dispatcher  # the pipeline's fresh modules
         import copier.journal
 
-        read_backlog = copier.journal.pending
+        read_backlog = copier.journal.waiting
         overlapping: list[object] = []
 
-        def backlog_read_while_another_run_arrives(limit: int) -> list[dict[str, object]]:
+        def backlog_read_while_another_run_arrives(lane: object, limit: int) -> list[dict[str, object]]:
             if not overlapping:
                 overlapping.append("arriving")
                 overlapping[0] = copier.dispatcher.dispatch()  # a duplicated or late schedule delivery
-            return read_backlog(limit)
+            return read_backlog(lane, limit)
 
-        copier.journal.pending = backlog_read_while_another_run_arrives  # type: ignore[assignment]
+        copier.journal.waiting = backlog_read_while_another_run_arrives  # type: ignore[assignment]
         pipeline.admit(events(sources))  # the idle schedule: the consumer's own run starts them
-        copier.journal.pending = read_backlog  # type: ignore[assignment]
+        copier.journal.waiting = read_backlog  # type: ignore[assignment]
         records = pipeline.drain_backlog()
     (second,) = overlapping
     assert (second.started, second.ran) == ([], False)  # type: ignore[attr-defined]  # the lease
@@ -189,7 +189,7 @@ def test_an_execution_that_ends_without_a_word_is_marked_failed_for_retry(
         clock.advance(3_700)  # past the hour a copy may legitimately take
         assert pipeline.dispatch() == []  # this run settles it: FAILED, not PENDING
         (entry,) = journal_entries(table_name=TABLE, image_set_id=source)
-        readmitted, _ = retry(table_name=TABLE)
+        readmitted = retry(table_name=TABLE).readmitted
         (retried,) = pipeline.drain_backlog()
     assert crashed.status == "FAILED" and retried.name == f"{source}-1-d1"
     assert (entry["journalStatus"], entry["error"]) == ("FAILED", "ExecutionFailed")
@@ -197,14 +197,14 @@ def test_an_execution_that_ends_without_a_word_is_marked_failed_for_retry(
     assert len(quota_emulator.accepted_copies(source)) == 1
 
 
-def test_every_run_writes_the_backlogs_age_even_with_nothing_pending(clock: VirtualClock) -> None:
-    """The dashboard's backlog age: a run that finds nothing still writes OldestPendingAgeSeconds, 0 (the
-    DispatcherSilent alarm's heartbeat is BacklogLateSeconds: tests/test_backlog_lateness.py)."""
+def test_every_run_writes_each_lanes_age_even_with_nothing_pending(clock: VirtualClock) -> None:
+    """The dashboard's backlog ages: a run that finds nothing still writes each lane's oldest pending age, 0 (the
+    DispatcherSilent alarm's heartbeat is LiveBacklogLateSeconds: tests/test_backlog_lateness.py)."""
     with local_pipeline(clock=clock) as pipeline:
         runs = [pipeline.dispatch() for _ in range(2)]
         documents = emf_documents(pipeline.logs.getvalue())
-    ages = [d["OldestPendingAgeSeconds"] for d in documents if "OldestPendingAgeSeconds" in d]
-    assert runs == [[], []] and ages == [[0.0], [0.0]]
+    ages = [[d[f"{lane}OldestPendingAgeSeconds"] for lane in ("Live", "Bulk")] for d in documents if "CopyPace" in d]
+    assert runs == [[], []] and ages == [[[0.0], [0.0]], [[0.0], [0.0]]]
 
 
 def test_a_run_that_dies_holding_the_lease_stops_every_run_until_the_lease_ends(
@@ -227,16 +227,16 @@ def test_a_run_that_dies_holding_the_lease_stops_every_run_until_the_lease_ends(
                 raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
 
         copier.table.client().meta.events.register_first("before-call.dynamodb", nothing_lands_once_killed)
-        read_backlog = copier.journal.pending
+        read_backlog = copier.journal.waiting
 
-        def killed_reading_the_backlog(limit: int) -> list[dict[str, object]]:
+        def killed_reading_the_backlog(lane: object, limit: int) -> list[dict[str, object]]:
             killed.append("timed out")  # with the lease taken
-            return read_backlog(limit)
+            return read_backlog(lane, limit)
 
-        copier.journal.pending = killed_reading_the_backlog  # type: ignore[assignment]
+        copier.journal.waiting = killed_reading_the_backlog  # type: ignore[assignment]
         with pytest.raises(Exception) as died:
             dispatcher_run(pipeline)
-        copier.journal.pending = read_backlog  # type: ignore[assignment]
+        copier.journal.waiting = read_backlog  # type: ignore[assignment]
         killed.clear()
         pipeline.admit(events([source]))  # the idle schedule: the consumer's own run, refused by the lease
         at_admission = executions(pipeline)
@@ -371,8 +371,8 @@ def test_started_entries_whose_executions_timed_out_or_were_aborted_fail_and_a_r
 def test_the_backlogs_age_is_how_long_its_oldest_entry_has_waited(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:
-    """OldestPendingAgeSeconds (the dashboard's), written by the dispatcher and by reconciliation; and
-    BacklogLateSeconds (the BacklogLate alarm's), by the dispatcher alone: no copy was planned ahead of these
+    """LiveOldestPendingAgeSeconds (the dashboard's) and LiveBacklogLateSeconds (the LiveBacklogLate alarm's),
+    written by the dispatcher alone (a reconciliation sweep writes neither): no copy was planned ahead of these
     entries, so they were due when admitted, and are as late as they are old."""
     seed_imports(quota_emulator, 2)
     with local_pipeline(quota_emulator, clock) as pipeline:
@@ -385,9 +385,9 @@ def test_the_backlogs_age_is_how_long_its_oldest_entry_has_waited(
         sweep = pipeline.call_function({"action": "reconcile"})
         documents = emf_documents(pipeline.logs.getvalue()[written:])
         pending = journal_entries(table_name=TABLE, status="PENDING")
-    ages = [d["OldestPendingAgeSeconds"] for d in documents if "OldestPendingAgeSeconds" in d]
-    late = [d["BacklogLateSeconds"] for d in documents if "BacklogLateSeconds" in d]
-    assert (run["started"], sweep["missed"], len(pending)) == ([], 0, 2)
-    assert ages == [[90.0], [90.0]]
+    ages = [d["LiveOldestPendingAgeSeconds"] for d in documents if "LiveOldestPendingAgeSeconds" in d]
+    late = [d["LiveBacklogLateSeconds"] for d in documents if "LiveBacklogLateSeconds" in d]
+    assert (run["started"], sweep["missed"], sweep["promoted"], len(pending)) == ([], 0, 0, 2)
+    assert ages == [[90.0]]
     assert late == [[90.0]]
-    assert run["oldest_pending_seconds"] == sweep["oldest_pending_seconds"] == 90.0
+    assert run["oldest_pending_seconds"] == 90.0

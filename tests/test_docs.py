@@ -118,7 +118,7 @@ def test_every_alarm_has_a_runbook_entry_and_every_entry_an_alarm() -> None:
 
 def test_the_runbook_reader_sees_every_entry() -> None:
     entries = runbook_entries()
-    assert len(entries) >= 9 and "BacklogLate" in entries and "```bash" in entries["ExecutionsFailed"]
+    assert len(entries) >= 10 and "LiveBacklogLate" in entries and "```bash" in entries["ExecutionsFailed"]
 
 
 # --- the errors page (docs/errors.md) ---------------------------------------------------------------------------

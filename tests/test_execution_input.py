@@ -25,7 +25,9 @@ def test_an_execution_started_with_the_entry_alone_copies_once_through_its_own_s
         from copier import intake  # the pipeline's fresh modules
 
         # Admitted by the previous release (PENDING), and started by its dispatcher with the entry alone.
-        plan = intake.plan_for_image_set(source, "1", is_primary=True, why="an event, before the deploy")
+        plan = intake.plan_for_image_set(
+            source, "1", is_primary=True, why="an event, before the deploy", lane=intake.Lane.LIVE
+        )
         record = pipeline.run({"admitted": {"sourceImageSetId": source, "sourceVersionId": "1"}}, name=f"{source}-1")
         again = pipeline.dispatch()
         entry = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"id": {"S": f"journal#{source}#1"}})["Item"]

@@ -64,12 +64,16 @@ def test_failed_copies_are_readmitted_once_with_the_plan_that_admitted_them(
     emulator.faults.copy_faults.append("error:AccessDeniedException")  # fixed by the time of the retry
     with local_pipeline(emulator, clock, copyPolicy="merge-into-primary") as pipeline:
         failed = pipeline.run_event(merge_event(study.consistent))
-        readmitted, without_plan = retry(table_name=TABLE)
-        again, _ = retry(table_name=TABLE)  # the entry is PENDING now: nothing to re-admit
+        retried_once = retry(table_name=TABLE)
+        again = retry(table_name=TABLE)  # the entry is PENDING now: nothing to re-admit
         retried = pipeline.drain_backlog()
         (entry,) = journal_entries(table_name=TABLE, image_set_id=study.consistent)
     assert failed.error == "CopyAccessDenied"
-    assert (len(readmitted), without_plan, again) == (1, [], [])
+    assert (retried_once.lanes["live"], retried_once.without_plan, again.readmitted) == (
+        [f"journal#{study.consistent}#1"],
+        [],
+        [],
+    )
     assert [record.name for record in retried] == [f"{study.consistent}-1-d1"]  # the second dispatch
     assert retried[0].status == "SUCCEEDED", retried[0].cause
     assert (retried[0].output or {})["destinationImageSetId"] == study.primary  # re-admitted as its event: merged

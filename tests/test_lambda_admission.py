@@ -147,6 +147,43 @@ def test_free_permits_start_at_the_pace() -> None:
     assert admission.plan_starts(0.0, 2.0, 3, 4.0, 67.0, permits=permits) == pytest.approx([2.0, 2.25, 2.5])
 
 
+# --- the lanes: a run's slots shared by new imports (live) and bulk work ------------------------------
+def test_the_live_lane_takes_the_first_slots_and_the_bulk_lane_what_is_left() -> None:
+    assert admission.split_lanes(16, live=3, bulk=1_000, bulk_minimum_share=0.1) == admission.LaneSplit(3, 13, 2)
+    assert admission.split_lanes(16, live=0, bulk=1_000, bulk_minimum_share=0.1) == admission.LaneSplit(0, 16, 2)
+    assert admission.split_lanes(16, live=3, bulk=0, bulk_minimum_share=0.1) == admission.LaneSplit(3, 0, 0)
+    assert admission.split_lanes(0, live=3, bulk=5, bulk_minimum_share=0.1) == admission.LaneSplit(0, 0, 0)
+
+
+def test_a_flood_of_live_copies_leaves_the_bulk_lane_its_minimum_share_rounded_up_to_a_whole_copy() -> None:
+    assert admission.split_lanes(16, live=500, bulk=1_000, bulk_minimum_share=0.1) == admission.LaneSplit(14, 2, 2)
+    assert admission.split_lanes(20, live=500, bulk=1_000, bulk_minimum_share=0.1) == admission.LaneSplit(18, 2, 2)
+    assert admission.split_lanes(148, live=500, bulk=1, bulk_minimum_share=0.1) == admission.LaneSplit(147, 1, 1)
+    assert admission.split_lanes(1, live=5, bulk=5, bulk_minimum_share=0.1) == admission.LaneSplit(0, 1, 1)
+
+
+@given(
+    slots=st.integers(min_value=0, max_value=3_000),
+    live=st.integers(min_value=0, max_value=5_000),
+    bulk=st.integers(min_value=0, max_value=5_000),
+    share=st.floats(min_value=0.01, max_value=0.5),
+)
+def test_every_split_uses_the_slots_it_can_and_keeps_each_lanes_promise(
+    slots: int, live: int, bulk: int, share: float
+) -> None:
+    split = admission.split_lanes(slots, live=live, bulk=bulk, bulk_minimum_share=share)
+    assert 0 <= split.live <= live and 0 <= split.bulk <= bulk
+    assert split.live + split.bulk == min(slots, live + bulk)  # no slot idle while a copy waits
+    assert split.bulk >= min(bulk, share * slots)  # the bulk lane's minimum share, while it has copies
+    assert split.live >= min(live, slots - max(1, 1 + share * slots))  # live takes all but that share, rounded
+    promised = split.bulk_rate(1.0, slots)  # of a rate of 1: the share of the rate the bulk lane is promised
+    assert promised == (pytest.approx(1.0 - split.live / slots) if slots else 1.0)
+    if bulk > split.bulk:  # copies left waiting in the bulk lane: promised at least its minimum share
+        assert promised >= share - 1e-12
+    if slots and live > split.live:  # copies left waiting in the live lane: it was given all it was promised
+        assert split.live / slots == pytest.approx(split.live_rate(1.0, slots))
+
+
 # --- the adaptive pace (AIMD): a quota shared with other clients -------------------------------
 def test_pushbacks_slow_the_pace_to_the_share_that_went_through_at_most_halving_it() -> None:
     assert pacing.slowed(10.0, 10.0, pushbacks=100, calls=600) == pytest.approx(10.0 * (500 / 600) * 0.98)
@@ -168,7 +205,7 @@ def test_a_run_adapts_from_the_counts_on_the_pacing_item() -> None:
     assert pacing.adapted({"pace": 50.0}, 1.0) == (1.0, 1)  # a lowered copyRatePerSecond takes effect at once
 
 
-# --- how late the backlog is (alarm BacklogLate): what its size does not explain ----------------
+# --- how late the backlog is (alarms LiveBacklogLate, BulkBacklogLate): what its size does not explain ------
 def test_a_backlog_served_at_the_promised_rate_is_never_late_however_large() -> None:
     """A 1M backfill admitted at once (50 a second for 5.6 h) and started at 0.24/s, a minute's copies a run:
     its oldest copy waits up to 48 days and is never late."""
@@ -201,6 +238,55 @@ def test_a_copy_admitted_after_the_backlog_drained_is_due_when_admitted() -> Non
     assert planning.lateness(due, 1_000.0, now=1_030.0) == 30.0
 
 
+def lanes_run(
+    state: dict[str, float], now: float, *, live: list[float], bulk: list[float], share: float = 0.1
+) -> planning.Plan:
+    """One run's plan shared by the lanes, its slots a minute of the rate from the last run's (as plan_run gives
+    them in a backlog), and the pacing item updated as after_run leaves it."""
+    first = max(now + pacing.HOLD_LEAD_SECONDS, state.get("nextSlot", -1e9) + INTERVAL)
+    slots = admission.plan_starts(now, first, len(live) + len(bulk), RATE, schedule.HORIZON_SECONDS)
+    plan = planning.shared_by_lanes(
+        planning.Plan(slots, 45.0, 0, counted=False), state, live=live, bulk=bulk, rate=RATE, bulk_minimum_share=share
+    )
+    state.update({k: v for k, v in planning.after_run(state, plan, pace=RATE, quiet_runs=0, now=now).items()})
+    return plan
+
+
+def test_a_flood_of_imports_over_a_backfill_makes_both_lanes_old_and_neither_late() -> None:
+    """A day of imports beyond the quota (the live lane full: each run leaves the bulk lane its minimum share) over a
+    1M backfill admitted at once: each lane gets what it is promised (live: the rate but the bulk lane's minimum
+    share; bulk: what live leaves it), so neither is late, however long the imports and the backfill wait: the
+    demand on a lane is not a fault (with no backfill the flood would not be late either)."""
+    state: dict[str, float] = {}
+    backfill = [0.0] * 1_000_000
+    imports = [n / 0.3 for n in range(int(86_400 * 0.3))]  # 0.3 a second: more than the 0.24 the quota gives
+    started = {"live": 0, "bulk": 0}
+    worst = {"live": 0.0, "bulk": 0.0}
+    for now in range(60, 86_400, schedule.PERIOD_SECONDS):
+        live = [at for at in imports[started["live"] :][:17] if at <= now]
+        plan = lanes_run(state, now, live=live, bulk=backfill[started["bulk"] :][:17])
+        started["live"] += plan.split.live
+        started["bulk"] += plan.split.bulk
+        heads = {"live": imports[started["live"]], "bulk": backfill[started["bulk"]]}
+        for lane, due in (("live", plan.live_due), ("bulk", plan.bulk_due)):
+            head = heads[lane] if heads[lane] <= now else None
+            worst[lane] = max(worst[lane], planning.lateness(due, head, now))
+    # Its minimum share, rounded up to 2 of the 14 or 15 slots a run has at 0.24 a second.
+    assert 0.1 <= started["bulk"] / (started["live"] + started["bulk"]) <= 2 / 14
+    assert worst["bulk"] <= schedule.PERIOD_SECONDS and worst["live"] <= schedule.PERIOD_SECONDS
+    assert now - imports[started["live"]] > 6 * 3_600  # old: the flood's imports wait hours
+
+
+def test_the_first_runs_after_the_upgrade_go_on_from_the_schedule_0_2_0_left() -> None:
+    """0.2.0 kept one due time for its one backlog (`dueAt`, on time): a backfill it admitted days ago and served
+    as promised is not late for the new code's first run, whose lanes start from it."""
+    now = 5 * 86_400.0
+    state = {"dueAt": now - 5.0, "nextSlot": now - 1.0}
+    plan = lanes_run(state, now, live=[], bulk=[0.0] * 100)
+    assert planning.lateness(plan.bulk_due, 0.0, now) == 0.0
+    assert state["bulkDueAt"] == pytest.approx(now - 5.0 + 16 * INTERVAL)  # on from it, 16 copies later
+
+
 def test_the_promised_rate_is_the_setting_or_the_concurrent_copy_quota_over_a_copys_duration() -> None:
     assert planning.promised_rate(0.24, 100, 45.0) == 0.24
     assert planning.promised_rate(9.9, 100, 45.0) == pytest.approx(100 / 45)
@@ -219,21 +305,32 @@ class Dispatcher:
     start: float
     admitted: int = 0
 
-    def admit(self, count: int) -> None:
-        """`count` more image set versions into the backlog (PENDING), as the admission queue leaves them."""
-        models = self.function.modules.models
-        for number in range(self.admitted, self.admitted + count):
-            image_set_id = f"{number:032x}"
+    def admit(self, count: int, lane: str = "live") -> list[str]:
+        """`count` more image set versions into the backlog's lane (PENDING), as the admission queue (live) or a
+        backfill (bulk) leaves them; their image set ids."""
+        models, journal = self.function.modules.models, self.function.modules.journal
+        admitted = [f"{number:032x}" for number in range(self.admitted, self.admitted + count)]
+        for image_set_id in admitted:
             request = models.CopyRequest(
                 datastore_id=DATASTORE, source_image_set_id=image_set_id, source_version_id="1"
             )
-            self.function.modules.journal.admit(image_set_id, "1", models.CopyPlan(request=request))
+            journal.admit(image_set_id, "1", models.CopyPlan(request=request), lane=journal.Lane(lane))
         self.admitted += count
+        return admitted
 
     def run_at(self, seconds: float) -> int:
         """One scheduled run, `seconds` after the first; how many executions it started."""
+        return len(self.started_at(seconds))
+
+    def started_at(self, seconds: float) -> dict[str, float]:
+        """One scheduled run, `seconds` after the first: the image sets it started, and the slot each was given
+        (its execution's input), seconds after the first run."""
         self.clock.advance(self.start + seconds - self.clock.now())
-        return len(self.function.invoke({"action": "dispatch"})["started"])
+        names = self.function.invoke({"action": "dispatch"})["started"]
+        sfn = boto3.client("stepfunctions")
+        prefix = STATE_MACHINE_ARN.replace(":stateMachine:", ":execution:")
+        inputs = [json.loads(sfn.describe_execution(executionArn=f"{prefix}:{n}")["input"]) for n in names]
+        return {i["admitted"]["sourceImageSetId"]: i["slot"]["at"] - self.start for i in inputs}
 
 
 @pytest.fixture
@@ -275,3 +372,47 @@ def test_a_run_that_starts_nothing_keeps_the_schedule(dispatcher_runs: Dispatche
     dispatcher_runs.admit(20)
     runs.append(dispatcher_runs.run_at(6))  # still from 10.3 + 4.17 s: 15 (a forgotten schedule: 16, from 8 s)
     assert runs == [3, 0, 15]
+
+
+def test_a_live_copy_admitted_just_after_a_run_takes_the_next_runs_first_slot_before_any_bulk_copy(
+    dispatcher_runs: Dispatcher,
+) -> None:
+    """A backfill of 100 waits in the bulk lane; a run hands 16 of them a minute of slots, up to its horizon (the next
+    run's first slot, 67 s). An import admitted a second later waits for the next run and the slots the first one
+    planned ahead of it, no more: its slot is the first after them, ahead of every bulk copy that run starts."""
+    backfilled = dispatcher_runs.admit(100, lane="bulk")
+    first = dispatcher_runs.started_at(0)
+    dispatcher_runs.clock.advance(1)
+    (imported,) = dispatcher_runs.admit(1)
+    second = dispatcher_runs.started_at(60)
+    assert set(first) == set(backfilled[:16]) and max(first.values()) < schedule.HORIZON_SECONDS
+    assert min(second, key=second.__getitem__) == imported
+    assert second[imported] == pytest.approx(max(first.values()) + INTERVAL)  # 68.7 s: 67.7 s after its admission
+    assert second[imported] < 60 + schedule.HORIZON_SECONDS - INTERVAL * 13  # then the bulk copies that run starts
+    assert set(second) - {imported} == set(backfilled[16:29]) and len(second) == 14
+
+
+def test_while_the_lanes_index_is_being_built_a_run_reads_the_backlog_by_status_live_first(
+    dispatcher_runs: Dispatcher,
+) -> None:
+    """The upgrade adds the lanes' index to a table that holds entries: CloudFormation starts its backfill and goes
+    on, and DynamoDB refuses to read it until it is built (ValidationException). Runs meanwhile read the oldest
+    PENDING entries from journalByStatus, each in its lane: new imports still first, nothing waits for the index."""
+    function = dispatcher_runs.function
+    table, errors = function.modules.table, function.modules.errors
+    backfilled = dispatcher_runs.admit(20, lane="bulk")
+    dispatcher_runs.clock.advance(1)
+    (imported,) = dispatcher_runs.admit(1)
+    read = table.call
+    refused: list[str] = []
+
+    def being_built(operation: str, **params: object) -> dict[str, object]:
+        if params.get("IndexName") == function.modules.journal.BACKLOG_INDEX:
+            refused.append(operation)
+            raise errors.TableUnavailable("Cannot read from backfilling global secondary index", "ValidationException")
+        return read(operation, **params)  # type: ignore[no-any-return]
+
+    with mock.patch.object(table, "call", being_built):
+        first = dispatcher_runs.started_at(0)
+    assert refused  # the index was asked for, and refused
+    assert min(first, key=first.__getitem__) == imported and set(first) - {imported} == set(backfilled[:15])

@@ -245,7 +245,7 @@ def test_counters_follow_the_journal_exactly_once(backfill: Backfill) -> None:
     journal.record(image_set, "1", status.FAILED, error="CopyAccessDenied")
     journal.record(image_set, "1", status.FAILED, error="CopyAccessDenied")  # a retried step
     failed = backfill.progress()
-    readmitted, _ = retry(table_name=TABLE)  # ops.cli retry: FAILED -> PENDING, counted as it moves
+    readmitted = retry(table_name=TABLE).lanes["bulk"]  # ops.cli retry: FAILED -> PENDING, counted as it moves
     retried = backfill.progress()
     journal.record(image_set, "1", status.STARTED, only_from=(status.PENDING,))
     journal.record(image_set, "1", status.COPIED)
@@ -269,7 +269,8 @@ def test_the_progress_line_reads_the_counters() -> None:
         "entriesSTARTED": 497,
     }
     assert backfill_line("x", progress) == (
-        f"backfill x [{'#' * 16}{'.' * 14}]  52% admitted 5,200 copied 2,700 failed 3 remaining 2,497 (DONE)"
+        f"backfill x [{'#' * 16}{'.' * 14}]  52% admitted 5,200 copied 2,700 failed 3 remaining 2,497"
+        " in the bulk lane (DONE)"
     )
     assert backfill_line("x", None) == "backfill x: not started yet (its first page has not run)"
 

@@ -23,7 +23,7 @@ def test_an_entry_moves_forward_and_a_landed_copy_is_final(function: Function, j
     clock = function.modules.clock
     for at, status in enumerate((statuses.PENDING, statuses.STARTED, statuses.COPIED), start=1):
         clock.now = lambda at=at: 1_000.0 + at
-        assert journal.record(SOURCE, "1", status, decision="copy")
+        assert journal.record(SOURCE, "1", status, lane=journal.Lane.LIVE, decision="copy")
     # A late duplicate execution cannot turn a landed copy back into STARTED or FAILED.
     assert not journal.record(SOURCE, "1", statuses.STARTED)
     assert not journal.record(SOURCE, "1", statuses.FAILED, error="CopyConflict")
@@ -71,7 +71,7 @@ def test_a_pending_entry_never_expires_and_its_retention_starts_when_it_leaves_t
     statuses = journal.JournalStatus
     function.modules.clock.now = lambda: 5_000.0
     journal.record(SOURCE, "1", statuses.FAILED, error="CopyConflict")
-    journal.record(SOURCE, "1", statuses.PENDING)  # re-admitted: waits in the backlog, however long
+    journal.record(SOURCE, "1", statuses.PENDING, lane=journal.Lane.BULK)  # re-admitted: waits, however long
     (pending,) = journal_entries(table_name=TABLE, image_set_id=SOURCE)
     journal.record(SOURCE, "1", statuses.STARTED)
     (started,) = journal_entries(table_name=TABLE, image_set_id=SOURCE)

@@ -3,11 +3,13 @@ the project code it drives. Its figures are printed by `python -m benchmarks.sca
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from benchmarks.scale.limits import Limits
 from benchmarks.scale.outcome import Outcome
-from benchmarks.scale.scenarios import simulate
+from benchmarks.scale.scenarios import LiveLoad, simulate, simulate_lanes
 
 N, WINDOW = 1_000, 60.0
 
@@ -40,7 +42,7 @@ def test_the_dispatcher_meets_the_targets_and_the_first_copy_does_not_wait_for_t
     _, outcome = run
     assert outcome.unmet() == [] and outcome.copied == N
     assert outcome.first_call < 10  # the admission consumer finds nothing planned and dispatches at once
-    assert outcome.peak_late <= 60  # a backlog drained at the promised rate is never late (alarm BacklogLate)
+    assert outcome.peak_late <= 60  # a backlog drained at the promised rate is never late (alarm LiveBacklogLate)
 
 
 def test_a_copy_takes_eight_transitions_when_its_event_comes() -> None:
@@ -75,7 +77,7 @@ def test_a_client_taking_half_the_quota_for_a_while_slows_the_pace_which_recover
     assert outcome.throttled > 0  # the other client was there
     assert outcome.lowest_pace < 0.6 * limits.copy_rate  # AIMD: down to about the share it left
     assert outcome.last_pace == limits.copy_rate  # and back up once it had gone
-    assert outcome.peak_late > 60  # the backlog fell behind what the settings promise: BacklogLate sees it
+    assert outcome.peak_late > 60  # the backlog fell behind what the settings promise: LiveBacklogLate sees it
 
 
 def test_the_event_sources_figures_are_the_stacks() -> None:
@@ -97,3 +99,35 @@ def test_the_pipeline_alone_never_runs_more_copies_than_the_data_store_allows() 
     outcome = simulate(limits, 3_000, 60.0, seed=2)
     assert outcome.copied == 3_000 and outcome.executions_failed == 0
     assert outcome.over_quota == 0 and outcome.lowest_pace == limits.copy_rate
+
+
+# --- the lanes (issue 23): imports while a backfill waits -------------------------------------------------------
+def test_imports_arriving_while_a_backfill_waits_go_first_and_the_backfill_drains_on_what_they_leave() -> None:
+    """The model's lanes are the dispatcher's (planning.shared_by_lanes, admission.split_lanes): every import is
+    called within two runs of its event, the backfill drains at the physical limit less the imports, and nothing
+    is lost or copied twice."""
+    limits = Limits.at(1.0)
+    load = LiveLoad(steady=0.1, burst=150, every=1_800.0)
+    outcome = simulate_lanes(limits, load, bulk=3_000, seed=5)
+    assert outcome.copied == outcome.n == 3_000 + len(outcome.live_waits) and outcome.executions_failed == 0
+    assert (outcome.copies_lost, outcome.duplicates) == (0, 0)
+    assert outcome.live_wait(1.0) <= 2 * 60 + 7  # the next run, and the seconds of slots the last one planned
+    ratio = outcome.bulk_drain_ratio()
+    assert ratio is not None and ratio <= 1.05
+    assert outcome.peak_late <= 60 and outcome.peak_late_bulk <= 60
+
+
+def test_the_models_lanes_are_the_dispatchers_own_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the bulk lane served first (admission.split_lanes replaced), imports wait behind the whole backfill:
+    the model's figures come from the function's split, not from one of its own."""
+    from benchmarks.scale.stack import planning  # the function's module the model plans with
+
+    admission = planning.admission  # the local runner imports the function afresh: this one, not sys.modules'
+
+    def bulk_first(slots: int, *, live: int, bulk: int, bulk_minimum_share: float) -> Any:
+        to_bulk = min(bulk, slots)
+        return admission.LaneSplit(live=min(live, slots - to_bulk), bulk=to_bulk, reserved=to_bulk)
+
+    monkeypatch.setattr(admission, "split_lanes", bulk_first)
+    outcome = simulate_lanes(Limits.at(1.0), LiveLoad(steady=0.1, burst=150, every=1_800.0), bulk=1_000, seed=5)
+    assert outcome.live_wait(1.0) > 10 * 60  # behind the backfill's 1,000 copies at 1 a second

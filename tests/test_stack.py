@@ -37,7 +37,7 @@ def test_one_of_each_part(template: Template) -> None:
         "AWS::SQS::Queue": 4,  # admission and its dead letters, completion and its dead letters
         "AWS::Lambda::EventSourceMapping": 2,  # admission queue -> function, completion queue -> function
         "AWS::KMS::Key": 1,
-        "AWS::CloudWatch::Alarm": 12,
+        "AWS::CloudWatch::Alarm": 13,  # 12 that page, 1 that informs (the bulk lane late against its share)
         "AWS::SNS::Topic": 1,
     }.items():
         template.resource_count_is(kind, count)
@@ -427,6 +427,8 @@ def _list(value: Any) -> list[Any]:
         ({"datastoreId": DS, "copyRatePerSecond": "51"}, "copyRatePerSecond"),
         ({"datastoreId": DS, "copyRatePerSecond": "0"}, "copyRatePerSecond"),
         ({"datastoreId": DS, "concurrentCopyQuota": "0"}, "concurrentCopyQuota"),
+        ({"datastoreId": DS, "bulkMinimumShare": "0"}, "bulkMinimumShare"),  # a flood of imports would stop bulk work
+        ({"datastoreId": DS, "bulkMinimumShare": "0.6"}, "bulkMinimumShare"),  # bulk work ahead of new imports
         ({"datastoreId": DS, "conflictRetryAttempts": "many"}, "conflictRetryAttempts"),
         ({"datastoreId": DS, "maxWaitSeconds": "5"}, "maxWaitSeconds"),
         ({"datastoreId": DS, "copyRecordRetentionDays": "14"}, "copyRecordRetentionDays"),  # < redrive window
@@ -447,6 +449,13 @@ def _list(value: Any) -> list[Any]:
 def test_bad_settings_are_named(context: dict[str, Any], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         stack_settings_from_context(context)
+
+
+def test_the_bulk_lanes_minimum_share_reaches_the_function() -> None:
+    (settings,) = stack_settings_from_context({"datastoreId": DS, "bulkMinimumShare": "0.25"}).values()
+    (default,) = stack_settings_from_context({"datastoreId": DS}).values()
+    assert settings.function_environment()["BULK_MINIMUM_SHARE"] == "0.25"
+    assert default.bulk_minimum_share == 0.1
 
 
 def test_any_rate_up_to_fifty_copies_a_second() -> None:
@@ -623,11 +632,11 @@ def test_the_table_indexes_are_the_ones_the_function_and_its_tests_use(template:
     from function_stubs import COPY_TABLE_SCHEMA
 
     from copier.copy_record import BY_DESTINATION_INDEX
-    from copier.journal import BY_SOURCE_INDEX, BY_STATUS_INDEX
+    from copier.journal import BACKLOG_INDEX, BY_SOURCE_INDEX, BY_STATUS_INDEX
 
     (table,) = template.find_resources("AWS::DynamoDB::Table").values()
     indexes = {index["IndexName"]: index for index in table["Properties"]["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {BY_DESTINATION_INDEX, BY_SOURCE_INDEX, BY_STATUS_INDEX}
+    assert set(indexes) == {BY_DESTINATION_INDEX, BY_SOURCE_INDEX, BY_STATUS_INDEX, BACKLOG_INDEX}
     for expected in COPY_TABLE_SCHEMA["GlobalSecondaryIndexes"]:
         index = indexes[expected["IndexName"]]
         assert (index["KeySchema"], index["Projection"]) == (expected["KeySchema"], expected["Projection"])
@@ -717,8 +726,8 @@ def test_a_backfill_that_fails_or_times_out_raises_an_alarm_and_a_stop_does_not(
 
 
 def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> None:
-    """Every run writes BacklogLateSeconds (0 when the backlog is empty), and only the dispatcher does (the
-    reconciliation sweep writes OldestPendingAgeSeconds too): its absence is the alarm."""
+    """Every run writes LiveBacklogLateSeconds (0 when the live lane is empty), and only the dispatcher does: its
+    absence is the alarm."""
     (alarm,) = [
         a
         for a in resources(template.to_json(), "AWS::CloudWatch::Alarm").values()
@@ -726,7 +735,7 @@ def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> 
     ]
     properties = alarm["Properties"]
     assert (properties["MetricName"], properties["Statistic"], properties["Period"]) == (
-        "BacklogLateSeconds",
+        "LiveBacklogLateSeconds",
         "SampleCount",
         300,
     )
@@ -738,22 +747,27 @@ def test_a_dispatcher_that_stops_running_raises_an_alarm(template: Template) -> 
     assert properties["TreatMissingData"] == "breaching" and properties["AlarmActions"]
 
 
-def test_the_backlog_alarm_watches_how_late_the_oldest_copy_is_not_its_age(template: Template) -> None:
-    """A 1M backfill's last copy waits 46 days at 0.24/s, on time: the alarm is on BacklogLateSeconds (what
-    the copies admitted before it do not explain), an hour of it for half an hour."""
+def test_the_backlog_alarms_watch_how_late_each_lanes_oldest_copy_is_and_only_the_live_lane_pages(
+    template: Template,
+) -> None:
+    """A 1M backfill's last copy waits 46 days at 0.24/s, on time: the alarms are on each lane's lateness (what
+    the copies admitted before it do not explain at the lane's promised rate), an hour of it for half an hour.
+    New imports late page someone; bulk work late against its share is information (no action)."""
     alarms = {
         a["Properties"]["AlarmName"].split("-")[-1]: a["Properties"]
         for a in resources(template.to_json(), "AWS::CloudWatch::Alarm").values()
     }
-    assert "BacklogAge" not in alarms
-    late = alarms["BacklogLate"]
-    assert (late["MetricName"], late["Statistic"], late["Period"], late["EvaluationPeriods"]) == (
-        "BacklogLateSeconds",
-        "Maximum",
-        900,
-        2,
-    )
-    assert (late["ComparisonOperator"], late["Threshold"]) == ("GreaterThanOrEqualToThreshold", 3600)
+    assert not {"BacklogAge", "BacklogLate"} & set(alarms)
+    for name, metric in (("LiveBacklogLate", "LiveBacklogLateSeconds"), ("BulkBacklogLate", "BulkBacklogLateSeconds")):
+        late = alarms[name]
+        assert (late["MetricName"], late["Statistic"], late["Period"], late["EvaluationPeriods"]) == (
+            metric,
+            "Maximum",
+            900,
+            2,
+        )
+        assert (late["ComparisonOperator"], late["Threshold"]) == ("GreaterThanOrEqualToThreshold", 3600)
+    assert alarms["LiveBacklogLate"]["AlarmActions"] and "AlarmActions" not in alarms["BulkBacklogLate"]
 
 
 def test_copies_carried_by_their_fallback_and_await_copy_failing_raise_alarms(template: Template) -> None:

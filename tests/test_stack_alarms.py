@@ -77,16 +77,28 @@ def _alarm_paths(template: dict[str, Any]) -> list[tuple[str, str, list[Any], st
     return paths
 
 
+# Alarms that inform without paging (no action): the bulk lane late against its share.
+INFORMATION = ("BulkBacklogLate",)
+
+
 def _alarm_arns(template: dict[str, Any]) -> set[str]:
+    """The paging alarms' ARNs: every alarm but the information ones."""
     return {
-        _alarm_arn(alarm["Properties"]["AlarmName"]) for alarm in resources(template, "AWS::CloudWatch::Alarm").values()
+        _alarm_arn(alarm["Properties"]["AlarmName"])
+        for alarm in resources(template, "AWS::CloudWatch::Alarm").values()
+        if not alarm["Properties"]["AlarmName"].endswith(tuple(f"-{name}" for name in INFORMATION))
     }
 
 
 def test_every_alarm_notifies_an_encrypted_topic_of_the_stack(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm").values()
     # Alarms with an action, not actions: two on one alarm must not hide another alarm that has none.
-    assert [len(alarm["Properties"].get("AlarmActions", [])) for alarm in alarms] == 12 * [1]
+    actions = {
+        alarm["Properties"]["AlarmName"].split("-")[-1]: len(alarm["Properties"].get("AlarmActions", []))
+        for alarm in alarms
+    }
+    assert sorted(actions.values()) == [0] + 12 * [1]
+    assert [name for name, count in actions.items() if not count] == list(INFORMATION)
     assert {path[0] for path in _alarm_paths(template)} == _alarm_arns(template)  # each to a topic of the stack
 
 
@@ -101,8 +113,11 @@ def test_cloudwatch_may_publish_each_alarm_to_its_topic_and_use_the_topic_key(te
 
 
 def test_cloudwatch_may_not_act_for_alarms_of_other_stacks_or_accounts(template: dict[str, Any]) -> None:
+    informing = [_alarm_arn(f"HealthImagingCopy-{name}") for name in INFORMATION]  # ours, but it pages nobody
     for alarm_arn, topic_arn, topic_policies, key_arn, key_policies in _alarm_paths(template):
         name = alarm_arn.rsplit(":", 1)[1]
+        for stranger in informing:
+            assert decide(topic_policies, _cloudwatch("sns:Publish", topic_arn, stranger)) != Decision.ALLOW
         for stranger in (_alarm_arn("SomeoneElses-Alarm"), _alarm_arn(name, OTHER_ACCOUNT)):
             assert decide(topic_policies, _cloudwatch("sns:Publish", topic_arn, stranger)) != Decision.ALLOW
             for action in ("kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"):
@@ -119,7 +134,8 @@ def test_a_topic_brought_by_the_user_gets_the_alarms_and_no_grant_on_the_stack_k
     raw = template.to_json()
     assert resources(raw, "AWS::SNS::Topic") == resources(raw, "AWS::SNS::TopicPolicy") == {}
     alarms = resources(raw, "AWS::CloudWatch::Alarm").values()
-    assert [alarm["Properties"]["AlarmActions"] for alarm in alarms] == 12 * [[TOPIC_ARN]]
+    paging = [alarm for alarm in alarms if not alarm["Properties"]["AlarmName"].endswith(INFORMATION)]
+    assert [alarm["Properties"]["AlarmActions"] for alarm in paging] == 12 * [[TOPIC_ARN]] and len(alarms) == 13
     refs = _refs(raw)
     ((key_id, key),) = resources(raw, "AWS::KMS::Key").items()
     key_policies = [resolved(key["Properties"]["KeyPolicy"], refs)]

@@ -94,7 +94,10 @@ def test_the_dashboard_plots_every_metric_the_function_emits_and_nothing_else(te
     expected_dimensions = [part for name in dimension_names for part in (name, document[name])]
     for metric in ours:
         assert metric[2:-1] == expected_dimensions, metric
-        gauges = {**dict.fromkeys(metrics.BACKLOG, "Maximum"), **dict.fromkeys(metrics.PACE, "Minimum")}
+        gauges = {
+            **dict.fromkeys((*metrics.LIVE_BACKLOG, *metrics.BULK_BACKLOG), "Maximum"),
+            **dict.fromkeys(metrics.PACE, "Minimum"),
+        }
         assert metric[-1]["stat"] == gauges.get(metric[1], "Sum")
 
 
@@ -121,10 +124,27 @@ def test_the_dashboard_url_is_an_output(template: dict[str, Any]) -> None:
     assert name == f"HealthImagingCopy-{REGION}"
 
 
-def test_the_backlog_row_shows_its_way_in_its_way_out_and_its_age(template: dict[str, Any]) -> None:
-    (backlog,) = [w for w in _widgets(template) if w["properties"].get("title", "").startswith("Backlog: oldest")]
-    plotted = [metric[1] for metric in backlog["properties"]["metrics"]]
-    assert plotted == ["OldestPendingAgeSeconds", "BacklogLateSeconds", "ApproximateNumberOfMessagesVisible"]
-    (queue_metric,) = [m for m in backlog["properties"]["metrics"] if m[0] == "AWS/SQS"]
+def test_the_backlog_row_shows_its_way_in_its_way_out_and_each_lanes_age(template: dict[str, Any]) -> None:
+    titles = {w["properties"].get("title", ""): w for w in _widgets(template)}
+    (live,) = [w for title, w in titles.items() if title.startswith("Live lane")]
+    (bulk,) = [w for title, w in titles.items() if title.startswith("Bulk lane")]
+    (flow,) = [w for title, w in titles.items() if title.startswith("Backlog: copies admitted")]
+    assert [m[1] for m in live["properties"]["metrics"]] == [
+        "LiveOldestPendingAgeSeconds",
+        "LiveBacklogLateSeconds",
+        "ApproximateNumberOfMessagesVisible",
+    ]
+    assert [m[1] for m in bulk["properties"]["metrics"]] == [
+        "BulkOldestPendingAgeSeconds",
+        "BulkBacklogLateSeconds",
+        "LegacyEntriesLabelled",
+    ]
+    assert [m[1] for m in flow["properties"]["metrics"]] == [
+        "CopiesAdmitted",
+        "CopiesSkipped",
+        "LiveCopiesDispatched",
+        "BulkCopiesDispatched",
+    ]
+    (queue_metric,) = [m for m in live["properties"]["metrics"] if m[0] == "AWS/SQS"]
     admission_queue = next(name for name in resources(template, "AWS::SQS::Queue") if "AdmissionQueue" in name)
     assert admission_queue in json.dumps(queue_metric)

@@ -1,5 +1,6 @@
-"""Upgrading a deployed stack: the previous release's template and records (tests/fixtures/v0.1.0/, written
-by that release's own code: `make upgrade-fixtures`) against the current code.
+"""Upgrading a deployed stack: the previous releases' templates (both) and 0.1.0's records
+(tests/fixtures/<release>/, written by that release's own code: `make upgrade-fixtures`) against the current
+code; 0.2.0's records: tests/test_upgrade_from_v0_2_0.py.
 
 The logical ids: CloudFormation replaces a resource whose logical id changes, and a replaced table is a
 lost copy journal, a replaced queue lost events, a replaced state machine its executions in flight.
@@ -7,46 +8,43 @@ lost copy journal, a replaced queue lost events, a replaced state machine its ex
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from captured_output import CAPTURED_OUTPUT
 from function_stubs import emf_metrics
+from release_fixtures import (
+    IDEMPOTENCY_KEY_PREFIX,
+    STATEFUL,
+    Release,
+    deploy_current_definition,
+    journal_status,
+    table_item,
+)
 from stack_app import synthesize
-from workflow import DS, before_each_task_call, workflow
 
-from offline import seed
-from offline.clock import VirtualClock
-from offline.emulator import HealthImagingEmulator, ImageSet, ImageSetVersion
-from offline.runner import ACCOUNT, REGION, TABLE, LocalPipeline
-from offline.template import WorkflowDefinition, resolve
-from ops.cli import backfill_progress, journal_entries
-
-IDEMPOTENCY_KEY_PREFIX = "healthimaging-copy#start-copy"  # lambda/copier/copy_start.py: never to change
+from offline.runner import REGION, TABLE
+from ops.cli import backfill_progress
 
 pytestmark = pytest.mark.slow
 
-RELEASE = Path(__file__).resolve().parent / "fixtures" / "v0.1.0"
-STATEFUL = ("AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::KMS::Key", "AWS::Logs::LogGroup", "AWS::SNS::Topic")
-# Resources of the previous release this one removes on purpose, and why. Stateless only: a deploy deletes them
-# and loses nothing (the test below refuses a stateful one here).
+RELEASE = Release("v0.1.0")
+# Resources of a previous release the current one removes on purpose, and why. Stateless only: a deploy deletes
+# them and loses nothing (the test below refuses a stateful one here).
 INTENDED_REMOVALS = {
-    # The backlog's age alarm, replaced by BacklogLate (alarm MonitoringBacklogLate...): a 1M backfill's age is
-    # weeks on time, so the alarm watches how late the oldest copy is instead (docs/operations.md, Alarms).
-    "MonitoringBacklogAge056EF81C": "AWS::CloudWatch::Alarm",
+    "v0.1.0": {
+        # The backlog's age alarm, replaced by BacklogLate in 0.2.0: a 1M backfill's age is weeks on time, so the
+        # alarm watches how late the oldest copy is instead (docs/operations.md, Alarms).
+        "MonitoringBacklogAge056EF81C": "AWS::CloudWatch::Alarm",
+    },
+    "v0.2.0": {
+        # The backlog's lateness alarm, one per lane since lanes: LiveBacklogLate pages (new imports late), and
+        # BulkBacklogLate informs (backfills late against their share); docs/operations.md, Alarms.
+        "MonitoringBacklogLateC8AD485A": "AWS::CloudWatch::Alarm",
+    },
 }
-
-
-def release_resources() -> dict[str, dict[str, str]]:
-    resources: dict[str, dict[str, str]] = json.loads((RELEASE / "logical-ids.json").read_text())
-    return resources
+STATEFUL_RESOURCES = {"v0.1.0": 8, "v0.2.0": 10}  # 0.2.0 added the completion queue and its DLQ
 
 
 def current_resources() -> dict[str, Any]:
@@ -54,19 +52,32 @@ def current_resources() -> dict[str, Any]:
     return resources
 
 
-def test_every_resource_of_the_previous_release_keeps_its_logical_id_and_type() -> None:
-    before = {logical_id: resource["Type"] for logical_id, resource in release_resources().items()}
+# A published version of the function is named by a hash of its code and configuration: each deploy that changes
+# them publishes a new one and keeps the one before (DeletionPolicy Retain: executions started on it finish on
+# it; docs/operations.md, Upgrading). Its logical id changing is the design, not a replacement.
+PUBLISHED_VERSION = "AWS::Lambda::Version"
+
+
+def release_resources(release: str) -> dict[str, dict[str, str]]:
+    return {k: v for k, v in Release(release).logical_ids.items() if v["Type"] != PUBLISHED_VERSION}
+
+
+@pytest.mark.parametrize("release", ["v0.1.0", "v0.2.0"])
+def test_every_resource_of_a_previous_release_keeps_its_logical_id_and_type(release: str) -> None:
+    before = {logical_id: resource["Type"] for logical_id, resource in release_resources(release).items()}
     now = {logical_id: resource["Type"] for logical_id, resource in current_resources().items()}
     changed = {k: v for k, v in before.items() if now.get(k) != v}
-    assert changed == INTENDED_REMOVALS, "renamed or retyped: an upgrade replaces them"
-    assert not set(INTENDED_REMOVALS) & set(now)  # removed, not kept under another type
-    assert not any(kind in STATEFUL for kind in INTENDED_REMOVALS.values())
-    assert sum(kind in STATEFUL for kind in before.values()) == 8  # table, 2 queues, key, 3 log groups, topic
+    assert changed == INTENDED_REMOVALS[release], "renamed or retyped: an upgrade replaces them"
+    assert not set(INTENDED_REMOVALS[release]) & set(now)  # removed, not kept under another type
+    assert not any(kind in STATEFUL for kind in INTENDED_REMOVALS[release].values())
+    # table, admission queue and DLQ, key, 3 log groups, topic (and from 0.2.0 the completion queue and its DLQ)
+    assert sum(kind in STATEFUL for kind in before.values()) == STATEFUL_RESOURCES[release]
 
 
-def test_what_the_previous_release_kept_on_deletion_is_still_kept() -> None:
+@pytest.mark.parametrize("release", ["v0.1.0", "v0.2.0"])
+def test_what_a_previous_release_kept_on_deletion_is_still_kept(release: str) -> None:
     now = current_resources()
-    for logical_id, resource in release_resources().items():
+    for logical_id, resource in release_resources(release).items():
         if resource.get("DeletionPolicy") == "Retain":
             assert now[logical_id].get("DeletionPolicy") == "Retain", logical_id
             assert now[logical_id].get("UpdateReplacePolicy") == "Retain", logical_id
@@ -78,110 +89,11 @@ def test_what_the_previous_release_kept_on_deletion_is_still_kept() -> None:
 # while an execution waited in a state, starts that execution again from that state on 0.1.0's definition (its
 # state payload as 0.1.0 saved it), and lets the current handler finish it. A change that cannot read one of
 # these records fails here, naming it in the execution's error.
-RECORDS: dict[str, Any] = json.loads((RELEASE / "records.json").read_text())
-WORKFLOWS: dict[str, Any] = json.loads((RELEASE / "workflows.json").read_text())
+RECORDS = RELEASE.records
 PRIMARY, CONSISTENT, SECOND_STUDY = "1a" * 16, "2b" * 16, "3c" * 16  # tests/upgrade_fixtures.py
 BACKFILLED = 55
-FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:copy-image-set"
-
-
-def snapshot(scenario: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = RECORDS[scenario]["snapshots"][name]
-    return found
-
-
-def saved_state(scenario: str, state: str) -> dict[str, Any]:
-    found: dict[str, Any] = RECORDS[scenario]["execution"][state]
-    return found
-
-
-def data_store(taken: dict[str, Any], clock: VirtualClock) -> HealthImagingEmulator:
-    """The emulator holding the image sets of the snapshot, every version."""
-    emulator = HealthImagingEmulator(clock=clock.now)
-    emulator.create_datastore(DS)
-    for image_set in taken["dataStore"]:
-        versions = [ImageSetVersion(**version) for version in image_set["versions"]]
-        emulator.image_sets[(image_set["datastore_id"], image_set["image_set_id"])] = ImageSet(
-            **{**image_set, "versions": versions}
-        )
-    return emulator
-
-
-def load_table(taken: dict[str, Any]) -> None:
-    """The snapshot's items into the pipeline's table. Idempotency records expire by the real clock: they are
-    moved on by the time since they were written, as if the upgrade came right after."""
-    moved_on = time.time() - float(taken["writtenAt"])
-    client = boto3.client("dynamodb", region_name=REGION)
-    for written in taken["table"]:
-        item = dict(written)
-        if item["id"]["S"].startswith(IDEMPOTENCY_KEY_PREFIX):
-            item["expiration"] = {"N": str(int(float(item["expiration"]["N"]) + moved_on))}
-            if "in_progress_expiration" in item:
-                shifted = int(float(item["in_progress_expiration"]["N"]) + moved_on * 1000)
-                item["in_progress_expiration"] = {"N": str(shifted)}
-        client.put_item(TableName=TABLE, Item=item)
-
-
-def refs(current: WorkflowDefinition) -> dict[str, str]:
-    """As the local runner resolves a template's intrinsic functions (0.1.0's function has the same logical id)."""
-    return {
-        "AWS::Partition": "aws",
-        "AWS::Region": REGION,
-        "AWS::AccountId": ACCOUNT,
-        **current.function_refs(FUNCTION_ARN),
-        current.table_logical_id: TABLE,
-    }
-
-
-def release_definition(role: str, start_at: str, current: WorkflowDefinition) -> str:
-    """0.1.0's synthesized definition, started at `start_at`: where its execution waited."""
-    definition = json.loads(str(resolve(WORKFLOWS[role], refs(current))))
-    assert start_at in definition["States"], f"0.1.0's {role} workflow has no state {start_at}"
-    return json.dumps({**definition, "StartAt": start_at})
-
-
-def resumed(role: str, state: str) -> WorkflowDefinition:
-    """The current workflow (environment, table) with 0.1.0's definition of `role` starting at `state`."""
-    current = workflow()
-    if role == "copy":
-        return dataclasses.replace(current, definition=json.dumps(release_definition("copy", state, current)))
-    return dataclasses.replace(current, backfill_definition=json.dumps(release_definition("backfill", state, current)))
-
-
-def deploy_current_definition(pipeline: LocalPipeline) -> None:
-    """The upgrade's state machine update: executions started from now on run the current definition."""
-    current = workflow()
-    boto3.client("stepfunctions", region_name=REGION).update_state_machine(
-        stateMachineArn=pipeline.state_machine_arn,
-        definition=str(resolve(json.loads(current.definition), refs(current))),
-    )
-
-
-def table_item(key: str) -> dict[str, Any] | None:
-    item: dict[str, Any] | None = (
-        boto3.client("dynamodb", region_name=REGION).get_item(TableName=TABLE, Key={"id": {"S": key}}).get("Item")
-    )
-    return item
-
-
-def journal_status(image_set_id: str) -> str:
-    (entry,) = journal_entries(table_name=TABLE, image_set_id=image_set_id)
-    return str(entry["journalStatus"])
-
-
-@contextmanager
-def pipeline_on(
-    scenario: str, name: str, workflow_definition: WorkflowDefinition | None = None
-) -> Iterator[tuple[LocalPipeline, HealthImagingEmulator]]:
-    taken = snapshot(scenario, name)
-    clock = VirtualClock(start=float(taken["clock"]))
-    emulator = data_store(taken, clock)
-    with LocalPipeline(workflow_definition or workflow(), emulator, clock) as pipeline:
-        load_table(taken)
-        try:
-            yield pipeline, emulator
-        finally:
-            CAPTURED_OUTPUT.append(pipeline.logs.getvalue())  # for the PHI check
+snapshot, saved_state = RELEASE.snapshot, RELEASE.saved_state
+resumed, pipeline_on = RELEASE.resumed, RELEASE.pipeline_on
 
 
 def test_a_pending_journal_entry_is_dispatched_and_copied_once() -> None:
@@ -324,66 +236,3 @@ def test_the_previous_release_s_console_input_runs_on_the_current_definition() -
     with pipeline_on("confirming", "waitingBeforeLookingAgain") as (pipeline, _):
         record = pipeline.run(execution_input)
     assert record.status == "SUCCEEDED", f"0.1.0's console input: {record.error} {record.cause}"
-
-
-# --- executions of the definition before issue 24 (still running at the deploy): ---------------------------------
-# Its AwaitCopy left the token on the destination's wake item alone (an UpdateItem); the current one leaves it on
-# the source's too, in a transaction, and waits before trying again when its write fails. Written from main at
-# cbdcb93 by `tests/upgrade_fixtures.py --release-source <git archive cbdcb93> --out tests/fixtures/main-cbdcb93
-# --only workflows`. Its executions invoke the function version they started with for their steps; the completion
-# queue's consumer (copier.wake) is the latest function's: it must wake them, and the current steps still read
-# what their AwaitCopy answers.
-PREVIOUS_DEFINITION: dict[str, Any] = json.loads((RELEASE.parent / "main-cbdcb93" / "workflows.json").read_text())
-
-
-def on_previous_definition() -> WorkflowDefinition:
-    """The current workflow (environment, table) with the previous copy definition, which invokes the function
-    version it was deployed with (another logical id: the version's hash), resolved as the current one is."""
-    current = workflow()
-    (version,) = {
-        part["Ref"]
-        for part in PREVIOUS_DEFINITION["copy"]["Fn::Join"][1]
-        if isinstance(part, dict) and "CurrentVersion" in str(part.get("Ref", ""))
-    }
-    previous_refs = {**refs(current), version: f"{FUNCTION_ARN}:1"}
-    definition = json.loads(str(resolve(PREVIOUS_DEFINITION["copy"], previous_refs)))
-    assert definition["States"]["AwaitCopy"]["Resource"].endswith(":dynamodb:updateItem.waitForTaskToken")
-    return dataclasses.replace(current, definition=json.dumps(json.dumps(definition)))  # as release_definition
-
-
-@pytest.mark.parametrize("event_first", [False, True], ids=["event after the token", "event before the token"])
-def test_a_copy_of_the_previous_definition_is_woken_by_its_event_and_finishes(event_first: bool) -> None:
-    """The previous AwaitCopy's item (the destination's, no partner) woken by the current consumer; or, the event
-    recorded before its token, its UpdateItem's failed condition read as "event already recorded" (looked at
-    once), not as a failure of AwaitCopy's (that would wait first)."""
-    clock = VirtualClock()
-    emulator = HealthImagingEmulator(clock=clock.now, copy_seconds=0 if event_first else 45)
-    emulator.create_datastore(DS)
-    source = emulator.seed_image_set(DS, seed.image_set_metadata(patient_number=1, study=1, series=[1]))
-    announced: list[dict[str, Any]] = []
-    delivered_first: list[int] = []
-    with LocalPipeline(on_previous_definition(), emulator, clock) as pipeline:
-
-        def event_first_hook(params: dict[str, Any], **_: Any) -> None:  # just before AwaitCopy's UpdateItem
-            if params.get("Key", {}).get("id", {}).get("S", "").startswith("wake#") and not delivered_first:
-                emulator.settle()
-                delivered_first.append(len(pipeline.deliver_events(list(announced))))
-
-        if event_first:  # the copy lands at once, and its event is recorded before the token's write
-            pipeline.events.drop = lambda event: True
-            emulator.event_listeners.append(announced.append)
-        with before_each_task_call("UpdateItem", event_first_hook if event_first else lambda **_: None):
-            assert pipeline.admit([seed.image_set_created_event(DS, source, event_id="1", is_primary=True)]) == []
-            (record,) = pipeline.drain_backlog()
-        metrics = emf_metrics(pipeline.logs.getvalue())
-        CAPTURED_OUTPUT.append(pipeline.logs.getvalue())
-    assert delivered_first == ([0] if event_first else [])  # the event came first (delivered, used)
-    output = record.output or {}
-    assert record.status == "SUCCEEDED" and output["status"] == "COPIED", f"{record.error} {record.cause}"
-    assert len(emulator.accepted_copies(source)) == 1
-    assert "AwaitCopyFailures" not in metrics and "CompletionEventsMissed" not in metrics
-    if event_first:
-        assert "DynamoDb.ConditionalCheckFailedException" in record.task_failures()
-        assert output["waitedSeconds"] == 0
-    else:
-        assert metrics["CopiesWoken"] == 1 and output["waitedSeconds"] <= emulator.copy_seconds + 2

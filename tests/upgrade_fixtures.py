@@ -8,6 +8,7 @@ function's `copier` are imported from --release-source, i.e. the release's code 
 
 - logical-ids.json: the default app's resources (logical id -> type and deletion policies), for
   tests/test_upgrade.py's check that an upgrade replaces nothing stateful.
+- table.json: the table's keys and indexes (CloudFormation adds or removes one index per update).
 - workflows.json: the release's state machine definitions (ASL, intrinsic functions unresolved): an
   execution started before an upgrade keeps its definition, so the current code must serve it.
 - records.json: what the release left in the table and in its executions (tests/test_upgrade.py).
@@ -36,6 +37,14 @@ def logical_ids(template: dict[str, Any]) -> dict[str, dict[str, str]]:
     }
 
 
+def table(template: dict[str, Any]) -> dict[str, Any]:
+    tables = [(k, v) for k, v in template["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"]
+    ((logical_id, resource),) = tables
+    properties = resource["Properties"]
+    keys = ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")
+    return {"logicalId": logical_id, **{name: properties[name] for name in keys}}
+
+
 def workflows(template: dict[str, Any]) -> dict[str, Any]:
     from offline.template import state_machine  # the release's
 
@@ -46,6 +55,9 @@ def workflows(template: dict[str, Any]) -> dict[str, Any]:
 # Image sets with fixed ids, so that the test finds them by name.
 PRIMARY, CONSISTENT, SECOND_STUDY = "1a" * 16, "2b" * 16, "3c" * 16
 BACKFILLED = [f"{n:02d}" + "d" * 30 for n in range(55)]
+# The backlog as lanes meet it: an import after a backfill's admissions, a failed copy, a dispatcher run under way.
+IMPORTED, FAILING = "4e" * 16, "5f" * 16
+IN_BACKLOG = [f"{n:02d}" + "a" * 30 for n in range(20)]
 
 
 class Recorder:
@@ -98,7 +110,7 @@ def records(template: dict[str, Any]) -> dict[str, Any]:
     from offline import seed  # the release's, as everything below
     from offline.clock import VirtualClock
     from offline.emulator import HealthImagingEmulator
-    from offline.runner import TABLE, LocalPipeline
+    from offline.runner import LocalPipeline
     from offline.template import WorkflowDefinition
 
     workflow = WorkflowDefinition.from_template(template)
@@ -178,23 +190,86 @@ def records(template: dict[str, Any]) -> dict[str, Any]:
 
     pages = {"n": 0}
     with LocalPipeline(workflow, emulator, clock, handler_hook=at_page) as pipeline:
-        from ops.cli import backfill_start
-
         recorder = Recorder(pipeline, emulator, clock)
-        arn = backfill_start(
-            state_machine_arn=pipeline.backfill_state_machine_arn,
-            table_name=TABLE,
-            backfill_id="bf",
-            filters={"everything": True},
-        )
-        backfilled = pipeline.wait(arn)
-        assert backfilled.status == "SUCCEEDED", backfilled.cause
+        backfilled = backfill_everything(pipeline)
         scenarios["backfill"] = {"snapshots": recorder.snapshots, "execution": {
             "name": backfilled.name, **_wait_inputs(backfilled)}}  # fmt: skip
+    scenarios["backlog"] = backlog(workflow, seeded)
     return scenarios
 
 
-FILES = ("logical-ids", "workflows", "records")
+def backfill_everything(pipeline: Any) -> Any:
+    """The release's `ops.cli backfill start --everything` as backfill "bf", run to its end: its execution's record."""
+    from offline.runner import TABLE  # the release's
+    from ops.cli import backfill_start
+
+    arn = backfill_start(
+        state_machine_arn=pipeline.backfill_state_machine_arn,
+        table_name=TABLE,
+        backfill_id="bf",
+        filters={"everything": True},
+    )
+    backfilled = pipeline.wait(arn)
+    assert backfilled.status == "SUCCEEDED", backfilled.cause
+    return backfilled
+
+
+def backlog(workflow: Any, seeded: Any) -> dict[str, Any]:
+    """4. The one backlog of a release before lanes: a copy that FAILED (its call refused), a backfill's 20 PENDING
+    entries, then an import's PENDING entry after them; then a dispatcher run under way: the table and the inputs
+    of the executions it started (each waiting for its slot, no function step under way, no copy called yet), the
+    pacing item as it left it."""
+    import boto3
+
+    from offline import seed  # the release's, as everything below
+    from offline.clock import VirtualClock
+    from offline.emulator import HealthImagingEmulator
+    from offline.runner import LocalPipeline
+
+    clock = VirtualClock()
+    emulator = HealthImagingEmulator(clock=clock.now)
+    seeded(
+        emulator,
+        (FAILING, 30, (1,)),
+        *((image_set_id, 40 + n, (1,)) for n, image_set_id in enumerate(IN_BACKLOG)),
+    )
+    clock.advance(60)
+    with LocalPipeline(workflow, emulator, clock) as pipeline:
+        from copier import intake  # the release's function, loaded by the pipeline
+
+        recorder = Recorder(pipeline, emulator, clock)
+        emulator.faults.copy_faults.append("error:AccessDeniedException")
+        intake.admit_event(seed.image_set_created_event(DATASTORE_ID, FAILING, is_primary=True))
+        (failing,) = pipeline.dispatch()
+        failed = pipeline.wait(failing)
+        assert failed.status == "FAILED", failed.status
+        clock.advance(60)
+        backfill_everything(pipeline)
+        clock.advance(10)
+        emulator.seed_image_set(
+            DATASTORE_ID,
+            seed.series_image_set_metadata(patient_number=1, study=90, series=1, instances=(1,)),
+            image_set_id=IMPORTED,
+        )
+        intake.admit_event(seed.image_set_created_event(DATASTORE_ID, IMPORTED, is_primary=True))
+        clock.advance(10)
+
+        def at_first_copy(event: dict[str, Any]) -> None:
+            """Just before the run's first StartCopy: the run has ended (it held the handler until its entries
+            were marked STARTED), its executions wait for their slots, no function step is under way."""
+            if event.get("action") == "start_copy" and "runUnderWay" not in recorder.snapshots:
+                with pipeline._handler_lock:
+                    recorder.take("runUnderWay")
+
+        pipeline.handler_hook = at_first_copy
+        started = pipeline.dispatch()
+        sfn = boto3.client("stepfunctions")
+        described = [sfn.describe_execution(executionArn=arn) for arn in started]
+        inputs = {execution["name"]: json.loads(execution["input"]) for execution in described}
+        for arn in started:
+            copied = pipeline.wait(arn)
+            assert copied.status == "SUCCEEDED", copied.cause
+    return {"snapshots": recorder.snapshots, "executions": inputs}
 
 
 def write(path: Path, content: Any) -> None:
@@ -206,14 +281,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--release-source", type=Path, required=True, help="the release's files (git archive)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=FILES,
-        help="write only these (e.g. workflows, for a definition executions in flight may still run)",
-    )
     arguments = parser.parse_args()
-    wanted = arguments.only or FILES
     source = arguments.release_source.resolve()
     sys.path[:0] = [str(source), str(source / "lambda")]
     arguments.out.mkdir(parents=True, exist_ok=True)
@@ -221,9 +289,10 @@ def main() -> None:
     from offline.template import synthesize  # the release's
 
     template = synthesize({"datastoreId": DATASTORE_ID})
-    for name, content in (("logical-ids", logical_ids), ("workflows", workflows), ("records", records)):
-        if name in wanted:
-            write(arguments.out / f"{name}.json", content(template))
+    write(arguments.out / "logical-ids.json", logical_ids(template))
+    write(arguments.out / "table.json", table(template))
+    write(arguments.out / "workflows.json", workflows(template))
+    write(arguments.out / "records.json", records(template))
 
 
 if __name__ == "__main__":

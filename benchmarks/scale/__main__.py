@@ -10,7 +10,7 @@ import time
 from benchmarks import scale
 from benchmarks.scale.limits import SETTINGS, Limits
 from benchmarks.scale.report import report
-from benchmarks.scale.scenarios import BURSTS, C_RAISED, QUOTAS, run_jobs, shared_report
+from benchmarks.scale.scenarios import BURSTS, C_RAISED, QUOTAS, lanes_report, run_jobs, shared_report
 
 
 def main() -> int:
@@ -27,11 +27,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="10k in 60 s at 0.25, 1 and 10 TPS")
     parser.add_argument("--table", action="store_true", help="docs/figures.md's table")
     parser.add_argument("--shared", action="store_true", help="the shared-quota scenarios")
+    parser.add_argument("--lanes", action="store_true", help="new imports while a 1M backfill waits (issue 23)")
+    parser.add_argument("--backfill", type=int, default=1_000_000, help="--lanes: the backfill's image sets")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     started = time.perf_counter()
     if args.shared:
         print(shared_report(args.seed))
+        return 0
+    if args.lanes:
+        print(lanes_report(args.seed, bulk=args.backfill))
         return 0
 
     def limits_at(quota: float) -> Limits:

@@ -42,6 +42,7 @@ class Limits:
     copy_burst: float = 1.0
     copy_rate: float = 0.24
     concurrent_copies: int = SETTINGS.concurrent_copy_quota
+    bulk_minimum_share: float = SETTINGS.bulk_minimum_share
     copy_seconds: float = 45.0
     get_image_set_quota: float = 25.0
     start_execution: tuple[float, float] = (START_EXECUTION_BUCKET, START_EXECUTION_REFILL)

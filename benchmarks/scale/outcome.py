@@ -35,7 +35,7 @@ class Outcome:
     min_accept_gap: float = math.inf  # between two accepted CopyImageSet calls of this stack
     first_call: float = math.nan  # the first event to the first CopyImageSet accepted
     longest_wait: float = 0.0
-    peak_late: float = 0.0  # the dispatcher's BacklogLateSeconds, at its highest (alarm BacklogLate: 1 h)
+    peak_late: float = 0.0  # the live lane's LiveBacklogLateSeconds, at its highest (alarm LiveBacklogLate: 1 h)
     peak_lambda: int = 0
     peak_in_flight: int = 0
     peak_starts: int = 0
@@ -48,6 +48,13 @@ class Outcome:
     lowest_pace: float = math.inf
     last_pace: float = math.nan  # the pace of the run that started the last copies
     real_seconds: float = 0.0
+    # The lanes: of the N copies, `bulk` were a backfill's (in the bulk lane from the start), the rest live events.
+    bulk: int = 0
+    live_waits: list[float] = field(default_factory=list)  # each live copy's event to its CopyImageSet accepted
+    live_accepts: list[float] = field(default_factory=list)  # when each live copy's CopyImageSet was accepted
+    bulk_last_accept: float = -math.inf
+    peak_late_bulk: float = 0.0  # the bulk lane's BulkBacklogLateSeconds, at its highest (against its share)
+    window_calls: list[int] = field(default_factory=lambda: [0, 0])  # live, bulk calls accepted in the window
 
     @property
     def executions_failed(self) -> int:
@@ -58,6 +65,23 @@ class Outcome:
 
     def pushbacks_per_copy(self) -> float:
         return (self.throttled + self.over_quota) / self.n
+
+    def live_wait(self, share: float) -> float:
+        """The live copies' event-to-CopyImageSet time at this quantile (0.5: the median, 1: the longest)."""
+        ordered = sorted(self.live_waits) or [math.nan]
+        return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
+
+    def bulk_drain_ratio(self) -> float | None:
+        """The backfill's drain (the first event to its last CopyImageSet accepted) over what the quota left it: its
+        copies and the live ones called meanwhile, at the physical limit."""
+        if self.bulk == 0 or self.bulk_last_accept == -math.inf or self.copied < self.n:
+            return None
+        live_meanwhile = sum(1 for at in self.live_accepts if at <= self.bulk_last_accept)
+        return self.bulk_last_accept / ((self.bulk + live_meanwhile) / self.physical_limit)
+
+    def window_bulk_share(self) -> float | None:
+        calls = sum(self.window_calls)
+        return None if not calls else self.window_calls[1] / calls
 
     def unmet(self) -> list[str]:
         """Issue 16's targets this run misses."""

@@ -110,3 +110,34 @@ def report(title: str, outcomes: list[Outcome], limits_of: Callable[[Outcome], L
     ]
     parts += ["", "Where the limits bind", limits_table(outcomes, limits_of)]
     return "\n".join(parts)
+
+
+def lanes_table(outcomes: list[Outcome]) -> str:
+    """Issue 23's figures: new imports' event-to-CopyImageSet times while a backfill waits, the backfill's drain
+    against what the quota leaves it, and the model's invariants."""
+    rows = []
+    for o in outcomes:
+        ratio = o.bulk_drain_ratio()
+        share = o.window_bulk_share()
+        rows.append(
+            [
+                f"{o.quota:g}",
+                f"{o.concurrent_copies:,}",
+                f"{o.bulk:,} backfill; imports {o.label}",
+                f"{len(o.live_waits):,}",
+                " / ".join(duration(o.live_wait(q)) for q in (0.5, 0.99, 1.0)),
+                "never" if ratio is None else f"{ratio:.3f}",
+                "-" if share is None else f"{share:.3f}",
+                f"{duration(o.peak_late)} / {duration(o.peak_late_bulk)}",
+                f"{o.executions_failed:,}",
+                f"{o.copies_lost:,} / {o.duplicates:,}",
+                f"{o.throttled / o.n:.3f}",
+                f"{o.real_seconds:.0f} s",
+            ]
+        )
+    headers = [
+        "Q", "C", "scenario", "imports copied", "import's event -> CopyImageSet p50 / p99 / max",
+        "backfill drain / what the quota left it", "bulk share of calls while imports exceed the quota",
+        "late (peak): live / bulk", "failed", "lost / dup", "throttled / copy", "model run",
+    ]  # fmt: skip
+    return table(headers, rows)

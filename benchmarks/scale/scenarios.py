@@ -1,17 +1,20 @@
 """Arrivals and scenarios: the bursts and quotas of docs/figures.md's table, a scenario's events spread over its
 window, one stack's run or several stacks' of one account (`simulate`, `simulate_stacks`), what the quota
-allows a stack when others share it, runs spread over the machine's cores (`run_jobs`), and issue 16's
-shared-quota scenarios (`shared_report`). A new kind of arrival or scenario goes here."""
+allows a stack when others share it, runs spread over the machine's cores (`run_jobs`), issue 16's
+shared-quota scenarios (`shared_report`), and issue 23's lanes (`LANES`, `simulate_lanes`, `lanes_report`): new
+imports arriving while a 1M backfill waits. A new kind of arrival or scenario goes here."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 from benchmarks.scale.limits import Limits
 from benchmarks.scale.outcome import Outcome
-from benchmarks.scale.report import report
+from benchmarks.scale.report import lanes_table, report
 from benchmarks.scale.services import Account, OtherClient
 from benchmarks.scale.stack import Stack
 
@@ -127,3 +130,90 @@ def shared_report(seed: int) -> str:
         outcome.label = f"stack {stack} of two, 50k each at once, both at 10/s"
     outcomes = [half, *pair]
     return report("Shared quota", outcomes, lambda o: full if "two" in o.label else one, time.perf_counter() - started)
+
+
+# --- issue 23: new imports while a backfill waits -------------------------------------------------------------------
+@dataclass(frozen=True)
+class LiveLoad:
+    """New imports, as a site makes them: a steady stream, bursts (an import job's image sets, spread over ten
+    minutes) every so often, and, for the row that shows it, a span where they come faster than the quota."""
+
+    steady: float  # events a second, always
+    burst: int  # events in each burst
+    every: float  # seconds from one burst's start to the next's
+    overload: tuple[float, float, float] | None = None  # (events a second on top, from, to)
+    burst_window: float = 600.0
+
+    def arrivals(self, until: float) -> list[float]:
+        """When each event arrives, in order, up to `until` seconds."""
+        times = [n / self.steady for n in range(int(until * self.steady))]
+        for start in (k * self.every + self.every / 2 for k in range(int(until / self.every))):
+            times += [start + n * self.burst_window / self.burst for n in range(self.burst)]
+        if self.overload is not None:
+            rate, start, end = self.overload
+            times += [start + n / rate for n in range(int((end - start) * rate))]
+        return sorted(times)
+
+    def mean_rate(self) -> float:
+        return self.steady + self.burst / self.every
+
+    def describe(self) -> str:
+        load = f"{self.steady:g}/s + {self.burst:,} in 10 min every {self.every / 3600:g} h"
+        if self.overload is not None:
+            rate, start, end = self.overload
+            load += f"; +{rate:g}/s for {(end - start) / 3600:g} h (above the quota)"
+        return load
+
+
+BACKFILL = 1_000_000
+HOUR = 3_600.0
+# Per quota (and concurrent-copy quota), a live load the live lane carries: its bursts at most about half of what
+# the quota gives in ten minutes (at 0.25 TPS, 144 copies in ten minutes in all: a burst of a few hundred would be
+# more than the whole quota, so 60), its steady stream about a tenth. One more row at 0.25 TPS is overloaded: for
+# six hours the imports come faster than the whole quota, to show what happens (the bulk lane keeps its share,
+# the live lane queues).
+LANES: tuple[tuple[float, int | None, LiveLoad], ...] = (
+    (0.25, None, LiveLoad(steady=0.02, burst=60, every=6 * HOUR)),
+    (0.25, None, LiveLoad(steady=0.02, burst=60, every=6 * HOUR, overload=(0.3, 2 * 86_400.0, 2 * 86_400 + 6 * HOUR))),
+    (1.0, None, LiveLoad(steady=0.1, burst=300, every=6 * HOUR)),
+    (10.0, None, LiveLoad(steady=0.2, burst=500, every=2 * HOUR)),
+    (10.0, 600, LiveLoad(steady=1.0, burst=500, every=2 * HOUR)),
+    (40.0, None, LiveLoad(steady=0.2, burst=500, every=2 * HOUR)),
+    (40.0, 2_400, LiveLoad(steady=3.0, burst=500, every=2 * HOUR)),
+)
+
+
+def simulate_lanes(limits: Limits, load: LiveLoad, *, bulk: int = BACKFILL, seed: int = 1) -> Outcome:
+    """A backfill of `bulk` image sets waiting in the bulk lane at the start, and new imports arriving (`load`)
+    for as long as the backfill should take with them: one stack's run."""
+    started = time.perf_counter()
+    drain = bulk / max(limits.physical_limit - load.mean_rate(), 0.05 * limits.physical_limit)
+    live = load.arrivals(drain * 1.05)
+    account = Account(limits, seed)
+    window = None if load.overload is None else load.overload[1:]
+    stack = Stack(account, limits, load.describe(), [0.0] * bulk + live, bulk=bulk, window=window)
+    stack.begin()
+    account.run(until=lambda: stack.finished)
+    return stack.finish(time.perf_counter() - started)
+
+
+def _run_lanes(job: tuple[Limits, LiveLoad, int, int]) -> Outcome:
+    limits, load, bulk, seed = job
+    return simulate_lanes(limits, load, bulk=bulk, seed=seed)
+
+
+def lanes_report(seed: int, *, bulk: int = BACKFILL) -> str:
+    """docs/figures.md's lanes table: each LANES row, run in parallel over the machine's cores."""
+    started = time.perf_counter()
+    jobs = []
+    for quota, concurrent_copies, load in LANES:
+        limits = Limits.at(quota)
+        if concurrent_copies is not None:
+            limits = dataclasses.replace(limits, concurrent_copies=concurrent_copies)
+        jobs.append((limits, load, bulk, seed))
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i][0].physical_limit)  # the longest (slowest) first
+    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        done = dict(zip(order, pool.map(_run_lanes, [jobs[i] for i in order]), strict=True))
+    outcomes = [done[i] for i in range(len(jobs))]
+    seconds = time.perf_counter() - started
+    return f"Lanes: {len(outcomes)} runs in {seconds:.0f} s of real time.\n\n" + lanes_table(outcomes)

@@ -1,12 +1,13 @@
 """One deployed pipeline (one data store) in the account, each copy taking the deployed way: admission
-(EventBridge -> SQS -> the function's batches), the copy journal's backlog, the dispatcher's runs (lease, plan,
-pacing write, starts), each execution's states (WaitForCopySlot, StartCopy, CopyImageSet accepted or pushed back,
-AwaitCopy, CheckCopy) and the completion events that wake it. The decisions are the function's own code
-(`copier.dispatcher`, `copier.pacing`, `copier.copy_status`); the services it calls are services.py's."""
+(EventBridge -> SQS -> the function's batches), the copy journal's backlog in its two lanes (live: the events;
+bulk: a backfill's copies, admitted before the run begins), the dispatcher's runs (lease, plan, the slots shared
+by the lanes, pacing write, starts), each execution's states (WaitForCopySlot, StartCopy, CopyImageSet accepted or
+pushed back, AwaitCopy, CheckCopy) and the completion events that wake it. The decisions are the function's own
+code (`copier.dispatcher`, `copier.admission`, `copier.pacing`, `copier.copy_status`); the services it calls are
+services.py's."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections import deque
@@ -55,14 +56,28 @@ class Execution:
 class Stack:
     """One deployed pipeline (one data store) in the account: admission, backlog, dispatcher, executions."""
 
-    def __init__(self, account: Account, limits: Limits, label: str, arrivals: list[float], name: str = "") -> None:
+    def __init__(
+        self,
+        account: Account,
+        limits: Limits,
+        label: str,
+        arrivals: list[float],
+        name: str = "",
+        *,
+        bulk: int = 0,
+        window: tuple[float, float] | None = None,
+    ) -> None:
+        """`arrivals`: when each copy's event arrives, but the first `bulk` copies': a backfill's, in the bulk lane
+        from the start (their arrivals: when it admitted them). `window`: a span whose accepted calls are counted
+        per lane (the bulk lane's share of them)."""
         self.account, self.limits, self.arrivals = account, limits, arrivals
         self.name = name
+        self.bulk, self.window = bulk, window
         n = len(arrivals)
         self.pool = LambdaPool(limits.lambda_concurrency, limits.cold_start, limits.keep_alive)
         self.outcome_of = bytearray(n)
         self.accepted = bytearray(n)
-        self.result = Outcome(label, limits.copy_quota, n, limits.physical_limit, limits.concurrent_copies)
+        self.result = Outcome(label, limits.copy_quota, n, limits.physical_limit, limits.concurrent_copies, bulk=bulk)
         self.transient_backoff = [
             min(limits.transient_retry[3], limits.transient_retry[0] * limits.transient_retry[1] ** k)
             for k in range(limits.transient_retry[2])
@@ -73,15 +88,16 @@ class Stack:
         self.landed: deque[tuple[float, float]] = deque()
         self.in_flight = 0  # the data store's copies under way
         self.pacing_writes, self.pending_writes = PerSecond(), PerSecond()
-        # Admission: the queue, its consumers; the backlog (PENDING entries, oldest first).
-        self.backlog: deque[int] = deque()
-        self.received = 0
+        # Admission: the queue, its consumers; the backlog (PENDING entries, oldest first), one queue per lane.
+        self.live_lane: deque[int] = deque()
+        self.bulk_lane: deque[int] = deque(range(bulk))  # the bulk lane
+        self.received = bulk
         self.consumers = 0
         self.poll_at = math.inf
         self.leased = False
         self.seen: dict[str, Any] = {}  # dispatcher.is_idle's memory (one for all environments: optimistic)
         self.dispatched = 0
-        self.first_event = arrivals[0] if arrivals else 0.0
+        self.first_event = min(arrivals[:1] + arrivals[bulk : bulk + 1]) if arrivals else 0.0
         self.last_accept = -math.inf
         self.done = 0
         # The completion queue: events waiting for a consumer, consumers under way.
@@ -139,8 +155,10 @@ class Stack:
             visible = self.arrivals[last] + limits.queue_lag <= account.now + 1e-9
             full = visible and last - self.received + 1 == batch_size
             if not full and account.now < first + limits.batching_window - 1e-9:
-                # The batching window: the poller waits for a full batch, or the window's end.
-                self._poll_soon(min(first + limits.batching_window, self.arrivals[last] + limits.queue_lag))
+                # The batching window: the poller waits for a full batch, or the window's end. Fewer events than a
+                # batch left to come: only the window's end (waiting for the last one would wait for now again).
+                fills = self.arrivals[last] + limits.queue_lag if last - self.received + 1 == batch_size else math.inf
+                self._poll_soon(min(first + limits.batching_window, fills))
                 return
             batch = []
             while (
@@ -172,7 +190,7 @@ class Stack:
         account.at(when + limits.ddb_read, self._admitted)
 
     def _journaled(self, copy: int) -> None:
-        self.backlog.append(copy)
+        self.live_lane.append(copy)
         self.pending_writes.add(self.account.now)
 
     def _admitted(self, _: object) -> None:
@@ -219,30 +237,37 @@ class Stack:
             self._call("dynamodb:Query")  # ended executions to settle
         pace, quiet = pacing.adapted(self.pacing, limits.copy_rate)
         self.result.lowest_pace = min(self.result.lowest_pace, pace)
-        if self.backlog:
+        if self.live_lane or self.bulk_lane:
             self.result.last_pace = pace
         most = math.ceil(pace * schedule.HORIZON_SECONDS) + 1
-        self._call("dynamodb:Query", 1 + most // 1_500)  # the backlog's oldest, a page per 1 MB
+        self._call("dynamodb:Query", 2 * (1 + most // 1_500))  # each lane's oldest, a page per 1 MB
+        live = [self.arrivals[copy] for copy in itertools.islice(self.live_lane, most)]
+        bulk = [self.arrivals[copy] for copy in itertools.islice(self.bulk_lane, most)]
         plan = planning.plan_run(
             self.pacing,
             now,
             pace=pace,
-            pending=min(len(self.backlog), most),
+            pending=len(live) + len(bulk),
             capacity=limits.concurrent_copies,
             started_slots=self._started_slots,
             landed_since=self._landed_since,
         )
         rate = planning.promised_rate(limits.copy_rate, limits.concurrent_copies, plan.copy_seconds)
-        admitted = [self.arrivals[copy] for copy in itertools.islice(self.backlog, len(plan.slots))]
-        plan = dataclasses.replace(plan, due=planning.due_after(self.pacing.get("dueAt"), admitted, rate))
+        plan = planning.shared_by_lanes(
+            plan, self.pacing, live=live, bulk=bulk, rate=rate, bulk_minimum_share=limits.bulk_minimum_share
+        )
         fields = planning.after_run(self.pacing, plan, pace=pace, quiet_runs=quiet, now=now, settled=settled)
         for name, value in fields.items():
             self.pacing[name] = self.pacing.get(name, 0) + value if name in planning.ADDED_FIELDS else value
         self._pacing_write()  # the plan
         self.seen = dict(self.pacing)
-        copies = [self.backlog.popleft() for _ in range(len(plan.slots))]
-        head = self.arrivals[self.backlog[0]] if self.backlog else None
-        self.result.peak_late = max(self.result.peak_late, planning.lateness(plan.due, head, now))
+        copies = [self.live_lane.popleft() for _ in range(plan.split.live)]
+        copies += [self.bulk_lane.popleft() for _ in range(plan.split.bulk)]
+        result = self.result
+        live_head = self.arrivals[self.live_lane[0]] if self.live_lane else None
+        bulk_head = self.arrivals[self.bulk_lane[0]] if self.bulk_lane else None
+        result.peak_late = max(result.peak_late, planning.lateness(plan.live_due, live_head, now))
+        result.peak_late_bulk = max(result.peak_late_bulk, planning.lateness(plan.bulk_due, bulk_head, now))
         self._call("dynamodb:TransactWriteItems", math.ceil(len(copies) / journal.MARKS_PER_TRANSACTION))
         when = now + 3 * limits.ddb_read + 2 * limits.ddb_write
         interval = max(1.0 / starting.START_RATE, limits.start_call / starting.START_WORKERS)
@@ -364,6 +389,7 @@ class Stack:
         if self.last_accept == -math.inf:
             result.first_call = account.now - self.first_event
         self.last_accept = max(self.last_accept, account.now)
+        self._accepted_in_lane(execution.copy)
         self.in_flight += 1
         result.peak_in_flight = max(result.peak_in_flight, self.in_flight)
         execution.accepted_at = account.now
@@ -526,6 +552,18 @@ class Stack:
             self.landed.append((account.now, (landed or account.now) - slot))
         self.outcome_of[execution.copy] = COPIED
         self.done += 1
+
+    def _accepted_in_lane(self, copy: int) -> None:
+        """A live copy's wait, from its event to its CopyImageSet; the bulk lane's last call; calls in the window."""
+        now, result = self.account.now, self.result
+        bulk = copy < self.bulk
+        if bulk:
+            result.bulk_last_accept = max(result.bulk_last_accept, now)
+        else:
+            result.live_waits.append(now - self.arrivals[copy])
+            result.live_accepts.append(now)
+        if self.window is not None and self.window[0] <= now < self.window[1]:
+            result.window_calls[bulk] += 1
 
     # --- the figures ---------------------------------------------------------------------------
     def finish(self, real_seconds: float) -> Outcome:

@@ -9,6 +9,12 @@ long a copy holds one (measured by the dispatcher, copier.dispatcher). A slot wa
 permit free at its time, so whatever the pace, copies in flight never exceed the quota; at a pace above
 quota / copy duration, the permits set the schedule instead.
 
+A run's slots are shared by the backlog's two lanes (`split_lanes`): the live lane (new imports) takes the
+earliest, the bulk lane (backfills, large retries) the rest, and never less than its minimum share of them
+while it has work. The slots before them were handed out by earlier runs, which plan no further ahead than
+the next run's first slot (the horizon): so a live copy admitted just after a run waits for the next run and
+for no more than the slots that run planned ahead, never behind a day of bulk work.
+
 Pure functions: `python -m benchmarks.scale` drives these same ones; copier.dispatcher calls them in the
 deployed stack, and keeps the schedule between its runs (the pacing item's next free slot) itself.
 """
@@ -67,3 +73,32 @@ def plan_starts(
         starts.append(start)
         candidate = start + interval
     return starts
+
+
+@dataclass(frozen=True)
+class LaneSplit:
+    live: int  # the run's first slots, to the live lane's oldest copies
+    bulk: int  # the slots after them, to the bulk lane's oldest copies
+    reserved: int = 0  # of the run's slots, those the bulk lane was sure of (its minimum share, or its copies)
+
+    def live_rate(self, rate: float, slots: int) -> float:
+        """The rate this run promises the live lane: `rate`, less the bulk lane's minimum share while it has copies
+        (so a flood of imports beyond it is old, not late, as it would be with no backfill)."""
+        return rate if slots <= 0 else rate * (1.0 - self.reserved / slots)
+
+    def bulk_rate(self, rate: float, slots: int) -> float:
+        """The rate this run promises the bulk lane: what the live lane left of `rate` (the run's `slots`), at
+        least the bulk lane's minimum share (rounded up to its whole slots). `rate` when the run had no slot."""
+        return rate if slots <= 0 else rate * (1.0 - self.live / slots)
+
+
+def split_lanes(slots: int, *, live: int, bulk: int, bulk_minimum_share: float) -> LaneSplit:
+    """How a run's `slots` (the earliest first) go to the lanes, `live` and `bulk` copies waiting in each: the
+    live lane first, the bulk lane what is left, and at least `bulk_minimum_share` of the slots (rounded up to a
+    whole copy) while it has copies waiting; never more slots than a lane has copies."""
+    if slots < 0 or live < 0 or bulk < 0 or not 0.0 <= bulk_minimum_share <= 1.0:
+        raise ValueError("slots and waiting copies must not be negative; the share must be within [0, 1]")
+    # A share that multiplies to a whole number is that number (0.1 x 20 is 2, not 2.0000000000000004 rounded up).
+    reserved = min(bulk, math.ceil(round(bulk_minimum_share * slots, 9)))
+    to_live = min(live, slots - reserved)
+    return LaneSplit(live=to_live, bulk=min(bulk, slots - to_live), reserved=reserved)

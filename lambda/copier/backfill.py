@@ -2,9 +2,11 @@
 that already exist, one SearchImageSets page per call.
 
 A backfill only admits: each image set found without a copy journal entry goes through the copy policy
-(intake.plan_for_image_set: copy-storm guard, merge-into-primary) into the backlog as PENDING, and the
-dispatcher starts the copies at the CopyImageSet quota's pace. Admission is create-only, so a page read
-twice, a backfill run twice or an image set an event admitted too is one journal entry and one copy.
+(intake.plan_for_image_set: copy-storm guard, merge-into-primary) into the backlog's bulk lane as PENDING, and
+the dispatcher starts the copies with what the live lane (new imports) leaves of the CopyImageSet quota, at
+least bulkMinimumShare of it. Admission is create-only, so a page read twice, a backfill run twice or an image
+set an event admitted too is one journal entry and one copy (an event's entry stays live; an event for an
+image set whose copy waits in the bulk lane promotes it).
 
 Its progress lives in one item, `backfill#<id>`: the filters, the cursor (which search, which page), the
 execution that owns it, its state (RUNNING, STOPPED, DONE), what the pages saw (seen, skipped,
@@ -131,6 +133,7 @@ def backfill_page(raw: Any, *, execution_id: str | None) -> PageResult:
             version,
             is_primary=bool(summary.get("isPrimary")),
             why=f"backfill {run.backfill_id}",
+            lane=journal.Lane.BULK,
             backfillId=run.backfill_id,
         )
         skipped += decision.skip

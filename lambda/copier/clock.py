@@ -7,6 +7,7 @@ pacing API calls against quotas that count real seconds (the local runner leaves
 from __future__ import annotations
 
 import time
+from threading import Lock
 
 
 def now() -> float:
@@ -25,3 +26,26 @@ def monotonic() -> float:
 def pause(seconds: float) -> None:
     if seconds > 0:
         time.sleep(seconds)
+
+
+class Pacer:
+    """At most `rate` calls a second (real time: the quotas these calls count against count real seconds)
+    across the threads that share it, until `budget` seconds after it was made."""
+
+    def __init__(self, rate: float, budget: float) -> None:
+        self._lock = Lock()
+        self._interval = 1.0 / rate
+        self._next = monotonic()
+        self.deadline = self._next + budget
+
+    def turn(self) -> bool:
+        """Wait for this call's turn; False once the budget is spent."""
+        with self._lock:
+            at, self._next = self._next, max(self._next, monotonic()) + self._interval
+        if at > self.deadline:
+            return False
+        pause(at - monotonic())
+        return True
+
+    def spent(self) -> bool:
+        return max(self._next, monotonic()) > self.deadline

@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger
 
 from copier import copy_record, healthimaging, journal
 from copier.errors import InvalidCopyRequest
-from copier.journal import JournalStatus
+from copier.journal import JournalStatus, Lane
 from copier.models import AdmittedCopy, CopyPlan, CopyRequest, HealthImagingEvent, parse
 from copier.settings import CopyPolicy, load_settings
 
@@ -67,6 +67,7 @@ def _plan_for_event(raw: dict[str, Any], *, started_by: str | None) -> CopyPlan:
         detail.image_set_version,
         is_primary=detail.is_primary,
         why=f"{event.detail_type} event",
+        lane=Lane.LIVE,
         started_by=started_by,
     )
 
@@ -92,12 +93,14 @@ def plan_for_image_set(
     *,
     is_primary: bool | None,
     why: str,
+    lane: Lane,
     started_by: str | None = None,
     **fields: str,
 ) -> CopyPlan:
-    """The copy policy's decision about one image set version, journaled: PENDING in the backlog for
-    the dispatcher (an event from the queue, a sweep, a backfill), or STARTED when the execution
-    `started_by` copies it itself (an event given to an execution by hand)."""
+    """The copy policy's decision about one image set version, journaled: PENDING in the backlog's `lane` for
+    the dispatcher (live: an event from the queue, a sweep; bulk: a backfill), or STARTED when the execution
+    `started_by` copies it itself (an event given to an execution by hand). A live admission of a version that
+    waits in the bulk lane promotes it: one entry, one copy, now among the new imports."""
     settings = load_settings()
     if settings.copy_policy is CopyPolicy.OFF:
         return _skip(image_set_id, version_id, "copy policy is 'off' (console-only)")
@@ -117,7 +120,9 @@ def plan_for_image_set(
     if version_id is None:
         return plan  # started by hand without a version: journaled from StartCopy on, once it is known
     if started_by is None:
-        journal.admit(image_set_id, version_id, plan, reason=reason, **fields)
+        admitted = journal.admit(image_set_id, version_id, plan, lane=lane, reason=reason, **fields)
+        if not admitted and lane is Lane.LIVE and journal.promote(image_set_id, version_id):
+            logger.info("Copy promoted to the live lane", extra={"imageSetId": image_set_id, "versionId": version_id})
     else:
         journal.record(
             image_set_id,
@@ -125,6 +130,7 @@ def plan_for_image_set(
             JournalStatus.STARTED,
             plan=plan,
             only_from=(None, JournalStatus.PENDING),
+            lane=lane,
             decision="copy",
             reason=reason,
             executionId=started_by,

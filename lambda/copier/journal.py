@@ -10,6 +10,16 @@ the operator's questions (`healthimaging-copy status` and `list` read them): `jo
 of one image set) and `journalByStatus` (e.g. every FAILED entry, oldest first). Entries expire
 `journalRetentionDays` after their last change, except PENDING ones: the backlog waits as long as it takes.
 
+The backlog has two lanes, and every entry names the one it was (last) admitted in (`lane`): `live` (import
+events, the reconciliation sweep's missed events, copies started by hand) and `bulk` (backfills; a large
+`ops.cli retry`). The dispatcher reads each lane oldest first from a third index, `journalBacklog`: its key,
+`backlogLane`, is the entry's lane while it is PENDING and absent otherwise (every write into PENDING sets it,
+every write out of PENDING removes it), so the index holds the backlog and nothing else. One version is one
+entry whichever lane admits it: admission is create-only, and an import event (or a sweep) for a version
+waiting in the bulk lane promotes it to live (`promote`). Entries written before lanes existed (0.2.0 and
+earlier, or a function version of it still running after the deploy) carry neither: `lane_of` reads them as
+bulk if a backfill admitted them, else live, and copier.legacy_lanes labels the PENDING ones for the index.
+
 An entry a backfill admitted names it (`backfillId`) and remembers what its backfill counted it as
 (`countedStatus`): its status changes move the counts on the backfill's progress item (`backfill#<id>`).
 
@@ -32,6 +42,25 @@ from copier.settings import table_settings
 KEY_PREFIX = "journal#"
 BY_SOURCE_INDEX = "journalBySource"
 BY_STATUS_INDEX = "journalByStatus"
+
+
+class Lane(StrEnum):
+    LIVE = "live"  # new imports: minutes matter
+    BULK = "bulk"  # backfills, large retries: days or weeks
+
+
+BACKLOG_INDEX = "journalBacklog"
+# The lanes' own attribute, only while PENDING: the journalBacklog index's key.
+BACKLOG_LANE = "backlogLane"
+
+
+def lane_of(entry: dict[str, Any]) -> Lane:
+    """The lane an entry was admitted in. An entry written before lanes existed (0.2.0) names none: a backfill's
+    (it names its `backfillId`) is bulk, any other live."""
+    lane = entry.get("lane")
+    if lane in (Lane.LIVE.value, Lane.BULK.value):
+        return Lane(lane)
+    return Lane.BULK if "backfillId" in entry else Lane.LIVE
 
 
 class JournalStatus(StrEnum):
@@ -58,14 +87,18 @@ def record(
     *,
     plan: CopyPlan | None = None,
     only_from: tuple[JournalStatus | None, ...] | None = None,
+    lane: Lane | None = None,
     **fields: str | bool | int | Decimal | list[str] | None,
 ) -> bool:
     """Write the entry's new status and fields; False when the entry is not in a status it may leave
     (`only_from`, None standing for "no entry yet"; by default any but a landed copy: a late duplicate).
     `plan`: what copies this version (the request, and whether its destination is still to be found),
     kept from the first write that names one: the dispatcher starts it, `ops.cli retry` re-admits it.
+    `lane`: the lane it is (re-)admitted in, which a write into PENDING must name; other writes keep it.
     An entry a backfill admitted moves its backfill's counters along (count_backfill_change)."""
-    update = _update(source_image_set_id, source_version_id, status, plan=plan, only_from=only_from, fields=fields)
+    update = _update(
+        source_image_set_id, source_version_id, status, plan=plan, only_from=only_from, lane=lane, fields=fields
+    )
     answer = table.call_if("update_item", ReturnValues="ALL_OLD", **update)
     if answer is None:
         return False  # the entry is elsewhere: a late duplicate, or someone else moved it on
@@ -82,6 +115,7 @@ def _update(
     *,
     plan: CopyPlan | None,
     only_from: tuple[JournalStatus | None, ...] | None,
+    lane: Lane | None = None,
     fields: dict[str, Any],
 ) -> dict[str, Any]:
     """The entry's conditional UpdateItem parameters (TableName left to the caller)."""
@@ -89,10 +123,14 @@ def _update(
     # A PENDING entry never expires: a backlog lasts as long as the quota makes it (1M copies: 48 days),
     # whatever journalRetentionDays says. Its retention starts when it leaves the backlog.
     pending = status is JournalStatus.PENDING
+    if pending and lane is None:
+        raise ValueError("a write into the backlog (PENDING) names its lane")
     values: dict[str, Any] = {
         "journalStatus": status.value,
         "updatedAt": now,
         **({} if pending else {"expiration": int(now) + table_settings().journal_retention_seconds}),
+        **({"lane": lane.value} if lane else {}),
+        **({BACKLOG_LANE: lane.value} if pending and lane else {}),
         **{name: value for name, value in fields.items() if value is not None},
     }
     names = {f"#{name}": name for name in values} | ({"#plan": "plan"} if plan else {})  # PLAN: a reserved word
@@ -125,7 +163,8 @@ def _update(
             f"SET {assignments}, journalSourceId = :source, sourceVersionId = :version,"
             " createdAt = if_not_exists(createdAt, :now)"
             + (", #plan = if_not_exists(#plan, :plan)" if plan else "")
-            + (" REMOVE expiration" if pending else "")
+            # Out of the backlog's index when out of PENDING; and out of retention while in it.
+            + (" REMOVE expiration" if pending else f" REMOVE {BACKLOG_LANE}")
         ),
         "ConditionExpression": condition,
         "ExpressionAttributeNames": names,
@@ -133,11 +172,14 @@ def _update(
     }
 
 
-def admit(source_image_set_id: str, source_version_id: str, plan: CopyPlan, **fields: str | None) -> bool:
-    """The backlog's way in: PENDING, unless the pipeline already decided about this version (an event
-    delivered twice, a sweep or a backfill that finds it again): False then, and nothing changes, not
-    even its place in the backlog. With `backfillId`, the entry and its backfill's counters are written
-    together (one transaction), so a backfill counts what it admitted exactly, however often it retries."""
+def admit(
+    source_image_set_id: str, source_version_id: str, plan: CopyPlan, *, lane: Lane, **fields: str | None
+) -> bool:
+    """The backlog's way in: PENDING in `lane`, unless the pipeline already decided about this version (an event
+    delivered twice, a sweep or a backfill that finds it again): False then, and nothing changes, not even its
+    place in the backlog (a live admission of a version waiting in the bulk lane: `promote`). With
+    `backfillId`, the entry and its backfill's counters are written together (one transaction), so a backfill
+    counts what it admitted exactly, however often it retries."""
     backfill_id = fields.get("backfillId")
     if backfill_id is None:
         return record(
@@ -146,6 +188,7 @@ def admit(source_image_set_id: str, source_version_id: str, plan: CopyPlan, **fi
             JournalStatus.PENDING,
             plan=plan,
             only_from=(None,),
+            lane=lane,
             decision="copy",
             **fields,
         )
@@ -156,6 +199,7 @@ def admit(source_image_set_id: str, source_version_id: str, plan: CopyPlan, **fi
         JournalStatus.PENDING,
         plan=plan,
         only_from=(None,),
+        lane=lane,
         fields={"decision": "copy", "countedStatus": pending, **fields},
     )
     if table.transact_write([("Update", entry), ("Update", _counters(backfill_id, {"admitted": 1, pending: 1}))]):
@@ -164,6 +208,27 @@ def admit(source_image_set_id: str, source_version_id: str, plan: CopyPlan, **fi
         return False  # the entry exists: already decided about
     # A conflict with another transaction on the backfill's item: the page is retried.
     raise TableUnavailable(f"backfill {backfill_id}: an admission was cancelled", "TransactionCanceledException")
+
+
+def promote(source_image_set_id: str, source_version_id: str) -> bool:
+    """A version waiting in the bulk lane (a backfill's, or a large retry's) into the live lane, at its back:
+    its import event (or a sweep that found it) came. Still one entry and one copy; its backfill's counters
+    stay as they are (it is still PENDING). False when it is not waiting in the bulk lane (live already,
+    started, landed, or no entry): nothing changes. An entry of 0.2.0 (no lane) is bulk if a backfill admitted
+    it, whether or not it is labelled yet."""
+    now = Decimal(repr(clock.now()))
+    promoted = table.call_if(
+        "update_item",
+        Key={"id": {"S": entry_key(source_image_set_id, source_version_id)}},
+        UpdateExpression=f"SET #lane = :live, {BACKLOG_LANE} = :live, updatedAt = :now",
+        ConditionExpression="journalStatus = :pending"
+        " AND (#lane = :bulk OR (attribute_not_exists(#lane) AND attribute_exists(backfillId)))",
+        ExpressionAttributeNames={"#lane": "lane"},
+        ExpressionAttributeValues=table.to_dynamodb(
+            {":live": Lane.LIVE.value, ":bulk": Lane.BULK.value, ":pending": JournalStatus.PENDING.value, ":now": now}
+        ),
+    )
+    return promoted is not None
 
 
 # --- a backfill's counters: how many of the entries it admitted are in each status ----------------------
@@ -254,8 +319,97 @@ def _started(entry: dict[str, Any], execution_arn: str, slot: float) -> dict[str
 
 
 def pending(limit: int) -> list[dict[str, Any]]:
-    """The oldest PENDING entries, oldest first: what the dispatcher starts next."""
+    """The oldest PENDING entries, oldest first, whatever their lane (labelled or not): the whole backlog."""
     return oldest(JournalStatus.PENDING, limit)
+
+
+def waiting(lane: Lane, limit: int) -> list[dict[str, Any]]:
+    """The oldest entries waiting in one lane, oldest first: what the dispatcher starts next (journalBacklog).
+    An entry the index still holds although it left PENDING (a function version of 0.2.0, which knows no
+    lanes, moved it on: an event given to an execution by hand, a copy that landed) is not waiting: its label
+    is taken off, and it is left out."""
+    found: list[dict[str, Any]] = []
+    start: dict[str, Any] | None = None
+    while len(found) < limit:
+        page = table.call(
+            "query",
+            IndexName=BACKLOG_INDEX,
+            KeyConditionExpression=f"{BACKLOG_LANE} = :lane",
+            ExpressionAttributeValues=table.to_dynamodb({":lane": lane.value}),
+            Limit=limit - len(found),
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        for item in map(table.from_dynamodb, page.get("Items", [])):
+            if item.get("journalStatus") == JournalStatus.PENDING.value:
+                found.append(item)
+            else:
+                _unlabel(str(item["id"]))
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            break
+    return found
+
+
+def pending_after(
+    after: dict[str, Any] | None, since: float | None, until: float, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` PENDING entries changed no earlier than `since` (None: any) and no later than `until`, after
+    the journalByStatus key `after` (None: from the range's start), oldest change first, with only what labelling
+    reads: their keys, lanes and backfillId. And whether there are more."""
+    bounds = {":pending": JournalStatus.PENDING.value, ":until": Decimal(repr(until))}
+    if since is not None:
+        bounds[":since"] = Decimal(repr(since))
+    page = table.call(
+        "query",
+        IndexName=BY_STATUS_INDEX,
+        KeyConditionExpression="journalStatus = :pending AND "
+        + ("updatedAt <= :until" if since is None else "updatedAt BETWEEN :since AND :until"),
+        ExpressionAttributeValues=table.to_dynamodb(bounds),
+        ProjectionExpression=f"id, journalStatus, updatedAt, #lane, backfillId, {BACKLOG_LANE}",
+        ExpressionAttributeNames={"#lane": "lane"},
+        Limit=limit,
+        **({"ExclusiveStartKey": table.to_dynamodb(after)} if after else {}),
+    )
+    return [table.from_dynamodb(item) for item in page.get("Items", [])], "LastEvaluatedKey" in page
+
+
+def status_index_key(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry's position in journalByStatus (its key there: what LastEvaluatedKey names)."""
+    return {"journalStatus": entry["journalStatus"], "updatedAt": entry["updatedAt"], "id": entry["id"]}
+
+
+def label(entry: dict[str, Any]) -> bool:
+    """A PENDING entry that has no lane label (written by 0.2.0) into the backlog's index, in its lane (lane_of),
+    on condition it is still PENDING and still unlabelled; its place (updatedAt) is kept."""
+    lane = lane_of(entry).value
+    labelled = table.call_if(
+        "update_item",
+        Key={"id": {"S": str(entry["id"])}},
+        UpdateExpression=f"SET {BACKLOG_LANE} = :lane, #lane = :lane",
+        ConditionExpression=f"journalStatus = :pending AND attribute_not_exists({BACKLOG_LANE})",
+        ExpressionAttributeNames={"#lane": "lane"},
+        ExpressionAttributeValues=table.to_dynamodb({":lane": lane, ":pending": JournalStatus.PENDING.value}),
+    )
+    return labelled is not None
+
+
+def pending_by_lane(limit: int) -> dict[Lane, list[dict[str, Any]]]:
+    """Each lane's oldest PENDING entries (up to `limit` each), read from journalByStatus (whatever their labels):
+    what the dispatcher reads while the lanes' index is being built (an upgrade adds it to a table that holds
+    entries; DynamoDB refuses reads of an index until it is built)."""
+    oldest = pending(2 * limit)
+    return {lane: [entry for entry in oldest if lane_of(entry) is lane][:limit] for lane in (Lane.LIVE, Lane.BULK)}
+
+
+def _unlabel(entry_id: str) -> None:
+    """Take an entry that is no longer PENDING out of the backlog's index (on that condition)."""
+    table.call_if(
+        "update_item",
+        Key={"id": {"S": entry_id}},
+        UpdateExpression=f"REMOVE {BACKLOG_LANE}",
+        ConditionExpression="journalStatus <> :pending",
+        ExpressionAttributeValues=table.to_dynamodb({":pending": JournalStatus.PENDING.value}),
+    )
 
 
 def oldest(status: JournalStatus, limit: int, *, changed_before: float | None = None) -> list[dict[str, Any]]:
@@ -342,15 +496,16 @@ def entries(
             return found
 
 
-def readmit(entry: dict[str, Any]) -> bool:
-    """A FAILED entry back into the backlog (`ops.cli retry`), with the plan it was admitted with: the dispatcher
-    starts it under a new execution name (its dispatch count goes up), and its backfill's counts move with it.
-    False when it is no longer FAILED (re-admitted meanwhile, or started again by hand)."""
+def readmit(entry: dict[str, Any], lane: Lane) -> bool:
+    """A FAILED entry back into the backlog (`ops.cli retry`) in `lane`, with the plan it was admitted with: the
+    dispatcher starts it under a new execution name (its dispatch count goes up), and its backfill's counts
+    move with it. False when it is no longer FAILED (re-admitted meanwhile, or started again by hand)."""
     return record(
         str(entry["journalSourceId"]),
         str(entry["sourceVersionId"]),
         JournalStatus.PENDING,
         only_from=(JournalStatus.FAILED,),
+        lane=lane,
         dispatches=int(entry.get("dispatches", 0)) + 1,
     )
 
@@ -370,7 +525,7 @@ def is_recorded(source_image_set_id: str, source_version_id: str) -> bool:
 
 
 def oldest_pending_change() -> float | None:
-    """When the oldest PENDING entry was admitted (the backlog's age), if any."""
+    """When the oldest PENDING entry (of either lane) was admitted (the backlog's age), if any."""
     oldest = pending(limit=1)
     return float(oldest[0]["updatedAt"]) if oldest else None
 
@@ -396,6 +551,7 @@ def for_request(
         status,
         plan=plan,
         only_from=None,
+        lane=None,  # a copy's own steps keep the entry's lane
         copyRecordId=copy_record.request_key(request),
         **fields,
     )

@@ -60,6 +60,8 @@ class Settings(TableSettings):
     copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=MAX_COPY_RATE_PER_SECOND)
     # The data store's concurrent-copy quota: the dispatcher keeps the copies in flight under it.
     concurrent_copy_quota: int = Field(alias="CONCURRENT_COPY_QUOTA", default=100, ge=1)
+    # The share of each dispatcher run's slots the bulk lane keeps while it has work (infra/settings.py says why).
+    bulk_minimum_share: float = Field(alias="BULK_MINIMUM_SHARE", default=0.1, ge=0.01, le=0.5)
     # A CopyImageSet throttled or refused for quota goes back for a new slot, this many times at most.
     throttle_retry_attempts: int = Field(alias="THROTTLE_RETRY_ATTEMPTS", default=10, ge=0)
     # The queue HealthImaging's copy outcome events arrive on (they wake the executions waiting for them).

@@ -206,7 +206,7 @@ def admit_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     answer = process_partial_response(event=event, record_handler=admit_message, processor=batch, context=context)
     if batch.success_messages and dispatcher.is_idle():
         try:
-            dispatcher.dispatch()
+            dispatcher.dispatch(scheduled=False)
         except (CopyError, ClientError) as error:  # admitted all the same: the schedule's next run starts them
             logger.warning("Dispatch after admission failed", extra={"error": type(error).__name__})
     return dict(answer)

@@ -1,31 +1,38 @@
 """The paced dispatcher (action `dispatch`, run every minute by a schedule rule, and at once by the
-admission queue's consumer when nothing is planned): starts the backlog's oldest copies, as many as the
-CopyImageSet schedule and the data store's concurrent copies have room for until just past its next run.
+admission queue's consumer when nothing is planned): starts the backlog's oldest copies, new imports first, as
+many as the CopyImageSet schedule and the data store's concurrent copies have room for until just past its next
+run.
 
-The backlog is the copy journal's PENDING entries (events from the admission queue, reconciliation,
-backfill, `ops.cli retry`), durable for as long as they take. A run (`dispatch`, below):
+The backlog is the copy journal's PENDING entries, durable for as long as they take, in two lanes: live (events
+from the admission queue, reconciliation) and bulk (backfills, a large `ops.cli retry`). A run (`dispatch`):
 
 1. takes the lease on the pacing item (lease.py: one run at a time; its answer is the schedule: the last slot
    handed out, the adaptive pace and its counts, copies in flight as last counted); the first run after an
    upgrade from 0.1.0 also waits for a run of 0.1.0 still holding that release's lease, and deletes its item;
 2. adapts the pace to the last period's pushbacks (copier.pacing.adapted: AIMD, for a quota shared with
    other clients of the account);
-3. reads the oldest PENDING entries, as many as the pace can start before the next run (HORIZON_SECONDS,
-   schedule.py);
-4. gives each a slot (planning.py, with copier.admission.plan_starts) after the last one handed out, 1/pace
-   apart, and a permit of the concurrent-copy quota: when the copies in flight could reach the quota, it counts
-   them from the journal (a STARTED entry holds one from its slot until a copy's duration later, then is
-   believed to land within seconds: an entry a crash left STARTED holds it no longer than a copy would) and
-   measures how long a copy takes from the copies that landed since;
+3. reads each lane's oldest PENDING entries (journal.waiting), as many as the pace can start before the next
+   run (HORIZON_SECONDS, schedule.py);
+4. gives the run's copies their slots (planning.py, with copier.admission.plan_starts) after the last one handed
+   out, 1/pace apart, and a permit of the concurrent-copy quota: when the copies in flight could reach the
+   quota, it counts them from the journal (a STARTED entry holds one from its slot until a copy's duration
+   later, then is believed to land within seconds: an entry a crash left STARTED holds it no longer than a copy
+   would) and measures how long a copy takes from the copies that landed since; the live lane takes the first
+   slots, the bulk lane the rest and at least bulkMinimumShare of them (admission.split_lanes). No run plans
+   past the next one's first slot, so a new import admitted after a run waits for the next run and the
+   seconds of slots it planned ahead, never behind bulk work;
 5. writes the block of slots on the pacing item (one conditional write for the whole run: a copy started
-   by hand, or a call pushed back, reserves its own slot after them), and when the backlog's next copy is due
-   (due_after: the backlog served at the rate the settings promise);
+   by hand, or a call pushed back, reserves its own slot after them), and when each lane's next copy is due
+   (due_after, planning.shared_by_lanes: the live lane served at the rate the settings promise less the bulk
+   lane's minimum share while it has copies, the bulk lane at what live leaves it);
 6. starts the executions (starting.py), a few at a time and at most START_RATE a second (the account's
    StartExecution quota is shared: Step Functions' smallest Regions refill 150 a second), each with its plan
    and slot as input, marking each entry STARTED with its slot;
-7. gives the lease back, and writes how late the backlog's oldest copy is (BacklogLateSeconds: how long it
-   has waited beyond what the copies admitted before it explain, so that its alarm means trouble whatever the
-   backlog's size: a 1M backfill is no later than one import).
+7. gives the lease back, and writes per lane how late its oldest copy is (LiveBacklogLateSeconds,
+   BulkBacklogLateSeconds: how long it has waited beyond what the copies admitted before it explain, so that
+   their alarms mean trouble whatever the backlog's size: a 1M backfill is no later than one import);
+8. a scheduled run then labels PENDING entries of 0.2.0 (no lane) for the lanes' index (copier.legacy_lanes)
+   with the time it has left.
 
 Once a quarter of an hour, a run first settles the executions that ended without a word (settling.py). The
 admission queue's consumer asks `is_idle` (schedule.py's wants_a_run, on the pacing item) before its own run.
@@ -49,9 +56,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from copier import clock, journal, pacing, table
+from copier import clock, journal, legacy_lanes, pacing, table
 from copier.dispatcher import lease, planning, schedule, settling, starting
-from copier.errors import FunctionMisconfigured
+from copier.errors import FunctionMisconfigured, TableUnavailable
 from copier.settings import load_settings
 
 logger = Logger(child=True)
@@ -60,16 +67,29 @@ metrics = Metrics()
 
 @dataclass(frozen=True)
 class DispatchResult:
-    started: list[str]  # names of the executions started
-    oldest_pending_seconds: float  # the backlog's age after this run
+    started: list[str]  # names of the executions started, the live lane's first
+    oldest_pending_seconds: float  # the backlog's age after this run (its oldest copy, either lane)
     ran: bool = True  # False: another run held the lease
 
 
-def dispatch() -> DispatchResult:
-    """One run: the schedule rule's every minute, or the admission queue's when the schedule is idle."""
+# Each lane's metrics, as a run writes them: copies dispatched, its oldest pending copy's age, how late that is.
+LANE_METRICS = {
+    (journal.Lane.LIVE, "dispatched"): "LiveCopiesDispatched",
+    (journal.Lane.LIVE, "age"): "LiveOldestPendingAgeSeconds",
+    (journal.Lane.LIVE, "late"): "LiveBacklogLateSeconds",
+    (journal.Lane.BULK, "dispatched"): "BulkCopiesDispatched",
+    (journal.Lane.BULK, "age"): "BulkOldestPendingAgeSeconds",
+    (journal.Lane.BULK, "late"): "BulkBacklogLateSeconds",
+}
+
+
+def dispatch(*, scheduled: bool = True) -> DispatchResult:
+    """One run: the schedule rule's every minute (`scheduled`: it also labels entries of 0.2.0 for the lanes'
+    index, legacy_lanes), or the admission queue's when the schedule is idle."""
     settings = load_settings()
     if not settings.state_machine_arn:
         raise FunctionMisconfigured("function settings are invalid: STATE_MACHINE_ARN")
+    began = clock.monotonic()
     now = clock.now()
     lease_until = now + lease.LEASE_SECONDS
     state = lease.take_lease(now, lease_until)
@@ -86,36 +106,66 @@ def dispatch() -> DispatchResult:
             settling.settle_ended_executions(now)
         pace, quiet_runs = pacing.adapted(state, settings.copy_rate_per_second)
         most = math.ceil(pace * schedule.HORIZON_SECONDS) + 1
-        entries = journal.pending(most + 1)  # one more than can start: the backlog's age after this run
+        waiting = _waiting(most + 1)  # one more than can start, in each lane: its age after this run
+        live, bulk = waiting[journal.Lane.LIVE][:most], waiting[journal.Lane.BULK][:most]
         plan = planning.planned(
-            state, now, pace=pace, quiet_runs=quiet_runs, entries=entries[:most], settings=settings, settled=settled
+            state, now, pace=pace, quiet_runs=quiet_runs, live=live, bulk=bulk, settings=settings, settled=settled
         )
         _remember_planned({**state, **planning.after_run(state, plan, pace=pace, quiet_runs=quiet_runs, now=now)})
         # The lease is held until the run's copies are marked STARTED: a run that counted the copies in flight
         # meanwhile would miss them and hand out permits the concurrent-copy quota does not have.
-        started = starting.start_all(entries[: len(plan.slots)], plan.slots, settings.state_machine_arn)
+        chosen = [*live[: plan.split.live], *bulk[: plan.split.bulk]]  # the run's slots in order: live's first
+        started = starting.start_all(chosen, plan.slots, settings.state_machine_arn)
     finally:
         lease.give_back_lease(lease_until)
-    waiting = [entry for entry in entries if starting.execution_name(entry) not in started]
-    head = float(waiting[0]["updatedAt"]) if waiting else None
-    oldest = 0.0 if head is None else max(0.0, clock.now() - head)
-    late = planning.lateness(plan.due, head, clock.now())
-    metrics.add_metric(name="CopiesDispatched", unit=MetricUnit.Count, value=len(started))
-    metrics.add_metric(name="OldestPendingAgeSeconds", unit=MetricUnit.Seconds, value=oldest)
-    # Only runs write it, 0 with no backlog: DispatcherSilent counts them.
-    metrics.add_metric(name="BacklogLateSeconds", unit=MetricUnit.Seconds, value=late)
+    ended = clock.now()
+    lanes: dict[str, dict[str, float]] = {}
+    for lane, due in ((journal.Lane.LIVE, plan.live_due), (journal.Lane.BULK, plan.bulk_due)):
+        left = [entry for entry in waiting[lane] if starting.execution_name(entry) not in started]
+        head = float(left[0]["updatedAt"]) if left else None
+        figures = {
+            "dispatched": len(waiting[lane]) - len(left),
+            "age": 0.0 if head is None else max(0.0, ended - head),
+            # Only runs write it, 0 with no backlog: DispatcherSilent counts the live lane's.
+            "late": planning.lateness(due, head, ended),
+        }
+        for figure, value in figures.items():
+            unit = MetricUnit.Count if figure == "dispatched" else MetricUnit.Seconds
+            metrics.add_metric(name=LANE_METRICS[lane, figure], unit=unit, value=value)
+        lanes[lane.value] = figures
     metrics.add_metric(name="CopyPace", unit=MetricUnit.CountPerSecond, value=pace)
-    logger.info(
-        "Dispatch run",
-        extra={
-            "slots": len(plan.slots),
-            "started": len(started),
-            "pace": pace,
-            "oldestPending": oldest,
-            "backlogLate": late,
-        },
-    )
-    return DispatchResult(started, oldest)
+    logger.info("Dispatch run", extra={"slots": len(plan.slots), "pace": pace, "lanes": lanes})
+    if scheduled:
+        _label_legacy_entries(state, now, began)
+    return DispatchResult(started, max(figures["age"] for figures in lanes.values()))
+
+
+def _waiting(limit: int) -> dict[journal.Lane, list[dict[str, Any]]]:
+    """Each lane's oldest waiting entries, from the lanes' index; the live lane first: a promotion between the two
+    reads moves an entry from bulk to live, so it is found in one lane at most. While the index is being built
+    (the upgrade that adds it: CloudFormation starts its backfill and goes on, DynamoDB refuses its reads until it
+    is done, minutes for millions of entries), from journalByStatus's oldest PENDING entries, each in its lane."""
+    try:
+        return {lane: journal.waiting(lane, limit) for lane in (journal.Lane.LIVE, journal.Lane.BULK)}
+    except TableUnavailable as error:
+        if error.code != "ValidationException":
+            raise
+    logger.warning("The lanes' index cannot be read yet (being built?): the oldest PENDING entries, by their lanes")
+    return journal.pending_by_lane(limit)
+
+
+def _label_legacy_entries(state: dict[str, Any], now: float, began: float) -> None:
+    """PENDING entries of 0.2.0 into the lanes' index (legacy_lanes), with the time the run has left."""
+    seconds = legacy_lanes.UNTIL_SECONDS - (clock.monotonic() - began)
+    if seconds <= 0:
+        return
+    labelling = legacy_lanes.label_unlaned(state, now, seconds=seconds)
+    metrics.add_metric(name="LegacyEntriesLabelled", unit=MetricUnit.Count, value=labelling.labelled)
+    if labelling.labelled or not labelling.caught_up:
+        logger.info(
+            "Entries of 0.2.0 labelled",
+            extra={"read": labelling.read, "labelled": labelling.labelled, "caughtUp": labelling.caught_up},
+        )
 
 
 # The schedule as this environment last saw it: while it says no run is needed, a burst's admission batches

@@ -1,12 +1,13 @@
-"""A dispatcher run's plan: its copies' slots and permits of the concurrent-copy quota (plan_run), when the
-backlog's next copy is due and how late its oldest is (due_after, lateness), and the pacing item's fields the
-run writes (after_run), in one conditional write. plan_run, due_after, lateness and after_run are pure:
-benchmarks/scale/ plans with them too."""
+"""A dispatcher run's plan: its copies' slots and permits of the concurrent-copy quota (plan_run), the slots
+shared by the backlog's lanes and when each lane's next copy is due (shared_by_lanes, with admission.split_lanes
+and due_after) and how late its oldest is (lateness), and the pacing item's fields the run writes (after_run), in
+one conditional write. plan_run, shared_by_lanes, due_after, lateness and after_run are pure: benchmarks/scale/
+plans with them too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +37,15 @@ class Plan:
     in_flight: int  # copies in flight or planned after this run, an upper bound
     counted: bool  # whether this run counted the copies in flight
     left: int = 0  # pending copies the plan had no slot or permit for
-    due: float | None = None  # when the backlog's next copy is due (due_after), once a run has planned one
+    split: admission.LaneSplit = field(default_factory=lambda: admission.LaneSplit(0, 0))  # live's first, bulk's after
+    live_due: float | None = None  # when each lane's next copy is due (due_after), once a run has planned one
+    bulk_due: float | None = None
+
+
+# The pacing item's fields: when each lane's next copy is due. 0.2.0 kept one for its one backlog (`dueAt`): the
+# first runs after the upgrade go on from it, so neither lane looks late for the backlog 0.2.0 served on time.
+DUE_AT = {journal.Lane.LIVE: "liveDueAt", journal.Lane.BULK: "bulkDueAt"}
+PREVIOUS_RELEASE_DUE_AT = "dueAt"
 
 
 def planned(
@@ -45,33 +54,68 @@ def planned(
     *,
     pace: float,
     quiet_runs: int,
-    entries: list[dict[str, Any]],
+    live: list[dict[str, Any]],
+    bulk: list[dict[str, Any]],
     settings: Settings,
     settled: bool,
 ) -> Plan:
-    """This run's plan, written on the pacing item. A copy that reserved a slot meanwhile (started by hand,
-    or pushed back) moved the schedule on: plan again after it."""
+    """This run's plan for the oldest copies waiting in each lane, written on the pacing item. A copy that reserved
+    a slot meanwhile (started by hand, or pushed back) moved the schedule on: plan again after it."""
     for _ in range(PLAN_ATTEMPTS):
-        plan = _plan(state, now, pace, entries, settings)
-        rate = promised_rate(settings.copy_rate_per_second, settings.concurrent_copy_quota, plan.copy_seconds)
-        admitted = [float(entry["updatedAt"]) for entry in entries[: len(plan.slots)]]
-        plan = replace(plan, due=due_after(_float(state.get("dueAt")), admitted, rate))
+        plan = _plan(state, now, pace, len(live) + len(bulk), settings)
+        plan = shared_by_lanes(
+            plan,
+            state,
+            live=[float(entry["updatedAt"]) for entry in live],
+            bulk=[float(entry["updatedAt"]) for entry in bulk],
+            rate=promised_rate(settings.copy_rate_per_second, settings.concurrent_copy_quota, plan.copy_seconds),
+            bulk_minimum_share=settings.bulk_minimum_share,
+        )
         if _write_plan(state, plan, pace, quiet_runs, settled=settled):
             return plan
         state = table.get_item(pacing.PACING_KEY) or {}
     raise TableUnavailable("could not plan the run's slots: the schedule kept moving")
 
 
-def _plan(state: dict[str, Any], now: float, pace: float, entries: list[dict[str, Any]], settings: Settings) -> Plan:
+def _plan(state: dict[str, Any], now: float, pace: float, pending: int, settings: Settings) -> Plan:
     return plan_run(
         state,
         now,
         pace=pace,
-        pending=len(entries),
+        pending=pending,
         capacity=settings.concurrent_copy_quota,
         started_slots=journal.started_slots,
         landed_since=journal.landed_since,
     )
+
+
+def shared_by_lanes(
+    plan: Plan,
+    state: Mapping[str, Any],
+    *,
+    live: Sequence[float],
+    bulk: Sequence[float],
+    rate: float,
+    bulk_minimum_share: float,
+) -> Plan:
+    """The run's slots shared by the lanes (admission.split_lanes: the live lane's oldest copies first, the bulk
+    lane's after them, at least its minimum share), `live` and `bulk` the admission times of the copies waiting in
+    each, oldest first; and when each lane's next copy is due once these start (due_after): the live lane served
+    at the rate the settings promise (promised_rate) less the bulk lane's minimum share while it has copies
+    (LaneSplit.live_rate), the bulk lane at what the live lane left (LaneSplit.bulk_rate), so that each lane is
+    late only when it gets less than it is promised, never for the demand on it."""
+    slots = len(plan.slots)
+    split = admission.split_lanes(slots, live=len(live), bulk=len(bulk), bulk_minimum_share=bulk_minimum_share)
+    return replace(
+        plan,
+        split=split,
+        live_due=due_after(_due(state, journal.Lane.LIVE), live[: split.live], split.live_rate(rate, slots)),
+        bulk_due=due_after(_due(state, journal.Lane.BULK), bulk[: split.bulk], split.bulk_rate(rate, slots)),
+    )
+
+
+def _due(state: Mapping[str, Any], lane: journal.Lane) -> float | None:
+    return _float(state.get(DUE_AT[lane], state.get(PREVIOUS_RELEASE_DUE_AT)))
 
 
 def plan_run(
@@ -141,7 +185,7 @@ def after_run(
     state: Mapping[str, Any], plan: Plan, *, pace: float, quiet_runs: int, now: float, settled: bool = False
 ) -> dict[str, Any]:
     """The pacing item's fields a run sets: its block of slots (the last one), the adapted pace, the copies in
-    flight as far as it knows, when the backlog's next copy is due, when it last settled ended executions, and
+    flight as far as it knows, when each lane's next copy is due, when it last settled ended executions, and
     the counts it adapted the pace from
     taken off (pushbacks and slots handed out meanwhile stay for the next run)."""
     fields: dict[str, Any] = {
@@ -158,8 +202,9 @@ def after_run(
         fields["settledAt"] = now
     if plan.slots:
         fields["nextSlot"] = plan.slots[-1]
-    if plan.due is not None:
-        fields["dueAt"] = plan.due
+    for lane, due in ((journal.Lane.LIVE, plan.live_due), (journal.Lane.BULK, plan.bulk_due)):
+        if due is not None:
+            fields[DUE_AT[lane]] = due
     # Copies left for want of a slot or a permit are the next run's: no run at once before it (is_idle).
     fields["busyUntil"] = now + PERIOD_SECONDS if plan.left else now
     fields["runAt"] = now

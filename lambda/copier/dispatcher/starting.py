@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from threading import Lock
 from typing import Any
 
 import boto3
@@ -40,29 +39,10 @@ def execution_name(entry: dict[str, Any]) -> str:
     return f"{entry['journalSourceId']}-{entry['sourceVersionId']}-d{int(entry.get('dispatches', 0))}"
 
 
-class _StartPacer:
-    """At most START_RATE StartExecution calls a second across the run's workers (real time: the account's
-    quota counts real seconds)."""
-
-    def __init__(self) -> None:
-        self._lock = Lock()
-        self._next = clock.monotonic()
-        self.deadline = self._next + RUN_BUDGET_SECONDS
-
-    def turn(self) -> bool:
-        """Wait for this start's turn; False once the run's budget is spent."""
-        with self._lock:
-            at, self._next = self._next, max(self._next, clock.monotonic()) + 1.0 / START_RATE
-        if at > self.deadline:
-            return False
-        clock.pause(at - clock.monotonic())
-        return True
-
-
 def start_all(entries: list[dict[str, Any]], slots: list[float], state_machine_arn: str) -> list[str]:
     """Start each entry's execution on its slot, a few at a time, then mark the entries STARTED (a transaction
     per hundred); the names of those started, in order."""
-    pacer = _StartPacer()
+    pacer = clock.Pacer(START_RATE, RUN_BUDGET_SECONDS)  # the account's StartExecution quota counts real seconds
 
     def start(pair: tuple[dict[str, Any], float]) -> tuple[dict[str, Any], str, float] | None:
         entry, slot = pair
@@ -126,6 +106,7 @@ def _name_in_use(entry: dict[str, Any], name: str, state_machine_arn: str) -> st
         version,
         JournalStatus.PENDING,
         only_from=(JournalStatus.PENDING,),
+        lane=journal.lane_of(entry),
         dispatches=int(entry.get("dispatches", 0)) + 1,
     )
     return None
