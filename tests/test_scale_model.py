@@ -124,7 +124,7 @@ def test_the_models_lanes_are_the_dispatchers_own_split(monkeypatch: pytest.Monk
 
     admission = planning.admission  # the local runner imports the function afresh: this one, not sys.modules'
 
-    def bulk_first(slots: int, *, live: int, bulk: int, bulk_minimum_share: float) -> Any:
+    def bulk_first(slots: int, *, live: int, bulk: int, bulk_minimum_share: float, credit: float) -> Any:
         to_bulk = min(bulk, slots)
         return admission.LaneSplit(live=min(live, slots - to_bulk), bulk=to_bulk, reserved=to_bulk)
 

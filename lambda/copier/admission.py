@@ -80,25 +80,37 @@ class LaneSplit:
     live: int  # the run's first slots, to the live lane's oldest copies
     bulk: int  # the slots after them, to the bulk lane's oldest copies
     reserved: int = 0  # of the run's slots, those the bulk lane was sure of (its minimum share, or its copies)
+    share: float = 0.0  # the share of the run's slots the bulk lane is promised at least, while it has copies
+    credit: float = 0.0  # the bulk lane's share this run owed it and could not give in whole slots: the next run's
 
-    def live_rate(self, rate: float, slots: int) -> float:
+    def live_rate(self, rate: float) -> float:
         """The rate this run promises the live lane: `rate`, less the bulk lane's minimum share while it has copies
         (so a flood of imports beyond it is old, not late, as it would be with no backfill)."""
-        return rate if slots <= 0 else rate * (1.0 - self.reserved / slots)
+        return rate * (1.0 - self.share)
 
     def bulk_rate(self, rate: float, slots: int) -> float:
         """The rate this run promises the bulk lane: what the live lane left of `rate` (the run's `slots`), at
-        least the bulk lane's minimum share (rounded up to its whole slots). `rate` when the run had no slot."""
+        least the bulk lane's minimum share. `rate` when the run had no slot."""
         return rate if slots <= 0 else rate * (1.0 - self.live / slots)
 
 
-def split_lanes(slots: int, *, live: int, bulk: int, bulk_minimum_share: float) -> LaneSplit:
+def split_lanes(slots: int, *, live: int, bulk: int, bulk_minimum_share: float, credit: float = 0.0) -> LaneSplit:
     """How a run's `slots` (the earliest first) go to the lanes, `live` and `bulk` copies waiting in each: the
-    live lane first, the bulk lane what is left, and at least `bulk_minimum_share` of the slots (rounded up to a
-    whole copy) while it has copies waiting; never more slots than a lane has copies."""
-    if slots < 0 or live < 0 or bulk < 0 or not 0.0 <= bulk_minimum_share <= 1.0:
-        raise ValueError("slots and waiting copies must not be negative; the share must be within [0, 1]")
-    # A share that multiplies to a whole number is that number (0.1 x 20 is 2, not 2.0000000000000004 rounded up).
-    reserved = min(bulk, math.ceil(round(bulk_minimum_share * slots, 9)))
+    live lane first, the bulk lane what is left, and at least `bulk_minimum_share` of the slots while it has copies
+    waiting; never more slots than a lane has copies. The share counts in whole slots, its fractions carried from
+    run to run (`credit`, the last run's LaneSplit.credit), never rounded up: a run of one or two slots (copies
+    that take long against the concurrent-copy quota) gives the bulk lane one now and then, not every run's."""
+    if slots < 0 or live < 0 or bulk < 0 or not 0.0 <= bulk_minimum_share <= 1.0 or credit < 0:
+        raise ValueError("slots, waiting copies and credit must not be negative; the share must be within [0, 1]")
+    if bulk == 0:
+        return LaneSplit(live=min(live, slots), bulk=0)  # nothing owed to a lane with nothing waiting
+    # A share that multiplies to a whole number is that number (0.1 x 20 is 2, not 1.9999999999999998 rounded down).
+    owed = round(credit + bulk_minimum_share * slots, 9)
+    reserved = min(bulk, slots, math.floor(owed))
     to_live = min(live, slots - reserved)
-    return LaneSplit(live=to_live, bulk=min(bulk, slots - to_live), reserved=reserved)
+    to_bulk = min(bulk, slots - to_live)
+    # What is owed beyond the slots given is carried, up to one slot: a share the lane had no copies to use, or
+    # slots it took beyond its share (the live lane had nothing), is not banked.
+    carried = min(max(owed - to_bulk, 0.0), 1.0)
+    share = min(bulk_minimum_share, bulk / slots) if slots else 0.0
+    return LaneSplit(live=to_live, bulk=to_bulk, reserved=reserved, share=share, credit=carried)

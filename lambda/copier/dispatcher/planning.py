@@ -46,6 +46,8 @@ class Plan:
 # first runs after the upgrade go on from it, so neither lane looks late for the backlog 0.2.0 served on time.
 DUE_AT = {journal.Lane.LIVE: "liveDueAt", journal.Lane.BULK: "bulkDueAt"}
 PREVIOUS_RELEASE_DUE_AT = "dueAt"
+# The bulk lane's share a run owed it beyond the whole slots it gave (admission.split_lanes): the next run's.
+BULK_CREDIT = "bulkCredit"
 
 
 def planned(
@@ -105,11 +107,17 @@ def shared_by_lanes(
     (LaneSplit.live_rate), the bulk lane at what the live lane left (LaneSplit.bulk_rate), so that each lane is
     late only when it gets less than it is promised, never for the demand on it."""
     slots = len(plan.slots)
-    split = admission.split_lanes(slots, live=len(live), bulk=len(bulk), bulk_minimum_share=bulk_minimum_share)
+    split = admission.split_lanes(
+        slots,
+        live=len(live),
+        bulk=len(bulk),
+        bulk_minimum_share=bulk_minimum_share,
+        credit=float(state.get(BULK_CREDIT, 0.0)),
+    )
     return replace(
         plan,
         split=split,
-        live_due=due_after(_due(state, journal.Lane.LIVE), live[: split.live], split.live_rate(rate, slots)),
+        live_due=due_after(_due(state, journal.Lane.LIVE), live[: split.live], split.live_rate(rate)),
         bulk_due=due_after(_due(state, journal.Lane.BULK), bulk[: split.bulk], split.bulk_rate(rate, slots)),
     )
 
@@ -185,9 +193,9 @@ def after_run(
     state: Mapping[str, Any], plan: Plan, *, pace: float, quiet_runs: int, now: float, settled: bool = False
 ) -> dict[str, Any]:
     """The pacing item's fields a run sets: its block of slots (the last one), the adapted pace, the copies in
-    flight as far as it knows, when each lane's next copy is due, when it last settled ended executions, and
-    the counts it adapted the pace from
-    taken off (pushbacks and slots handed out meanwhile stay for the next run)."""
+    flight as far as it knows, when each lane's next copy is due and the bulk lane's share still owed, when it last
+    settled ended executions, and the counts it adapted the pace from taken off (pushbacks and slots handed out
+    meanwhile stay for the next run)."""
     fields: dict[str, Any] = {
         "pace": pace,
         "quietRuns": quiet_runs,
@@ -205,6 +213,7 @@ def after_run(
     for lane, due in ((journal.Lane.LIVE, plan.live_due), (journal.Lane.BULK, plan.bulk_due)):
         if due is not None:
             fields[DUE_AT[lane]] = due
+    fields[BULK_CREDIT] = plan.split.credit
     # Copies left for want of a slot or a permit are the next run's: no run at once before it (is_idle).
     fields["busyUntil"] = now + PERIOD_SECONDS if plan.left else now
     fields["runAt"] = now
