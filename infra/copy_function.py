@@ -21,6 +21,9 @@ from .log_groups import retention
 
 LAMBDA_SOURCE = Path(__file__).resolve().parent.parent / "lambda"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
+# Never bundled, and never hashed: bytecode a test run or an editor left under lambda/ must not change the asset's
+# hash, and with it the function version's logical id, from one machine to the next.
+NOT_BUNDLED = ("__pycache__", "*.pyc")
 
 
 @jsii.implements(ILocalBundling)
@@ -45,7 +48,7 @@ class PipBundling:
             LAMBDA_SOURCE,
             output_dir,
             dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"),
+            ignore=shutil.ignore_patterns(*NOT_BUNDLED, "requirements.txt"),
         )
         return True
 
@@ -86,6 +89,7 @@ class CopyFunction(Construct):
             handler="handler.handler",
             code=lambda_.Code.from_asset(
                 str(LAMBDA_SOURCE),
+                exclude=list(NOT_BUNDLED),
                 bundling=BundlingOptions(image=RUNTIME.bundling_image, local=PipBundling()),
             ),
             role=self.role,

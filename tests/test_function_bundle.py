@@ -8,9 +8,12 @@ import importlib.metadata
 import re
 from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_kms as kms
+from aws_cdk.assertions import Template
 
-from infra.copy_function import LAMBDA_SOURCE, RUNTIME, PipBundling
+from infra.copy_function import LAMBDA_SOURCE, RUNTIME, CopyFunction, PipBundling
 from infra.function_bundle import CONSTRAINTS, LOCK, REQUIREMENTS, canonical_name
 
 pytestmark = pytest.mark.slow
@@ -85,3 +88,39 @@ def _digest(bundle: Path) -> str:
         digest.update(str(path.relative_to(bundle)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _function_code_key() -> str:
+    """The copy function's code asset key (its hash) in a stack of the function alone, synthesized without bundling."""
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    stack = cdk.Stack(app, "Bytecode")
+    CopyFunction(
+        stack,
+        "Function",
+        environment={},
+        key=kms.Key(stack, "Key"),
+        log_retention_days=30,
+        reserved_concurrency=None,
+        service="bytecode",
+    )
+    (function,) = Template.from_stack(stack).find_resources("AWS::Lambda::Function").values()
+    return str(function["Properties"]["Code"]["S3Key"])
+
+
+def test_bytecode_under_the_source_does_not_change_the_assets_hash() -> None:
+    """The asset's hash names the function's published version (its logical id) and the asset's key: bytecode a test
+    run or an editor left under lambda/ must not change it from one machine to the next (mutation: without the
+    asset's exclusions this fails)."""
+    before = _function_code_key()
+    stray = [LAMBDA_SOURCE / "copier" / "__pycache__" / "stray-test.cpython-311.pyc", LAMBDA_SOURCE / "stray-test.pyc"]
+    created_directory = not stray[0].parent.exists()
+    try:
+        stray[0].parent.mkdir(exist_ok=True)
+        for path in stray:
+            path.write_bytes(b"\x00stray bytecode")
+        assert _function_code_key() == before
+    finally:
+        for path in stray:
+            path.unlink(missing_ok=True)
+        if created_directory:
+            stray[0].parent.rmdir()
