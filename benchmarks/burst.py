@@ -27,6 +27,7 @@ from typing import Any
 
 import boto3
 
+from benchmarks import record
 from benchmarks.scale.limits import default_burst, default_rate
 from offline import seed
 from offline.clock import VirtualClock
@@ -158,4 +159,4 @@ def _copied_at() -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(record.run(main))

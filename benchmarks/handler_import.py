@@ -19,6 +19,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks import record
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
     "DATASTORE_ID": "0123456789abcdef0123456789abcdef",
@@ -89,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record.run(main))

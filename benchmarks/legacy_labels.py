@@ -15,11 +15,13 @@ bound is what limits it.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
 import boto3
 
+from benchmarks import record
 from offline.clock import VirtualClock
 from offline.emulator import HealthImagingEmulator
 from offline.runner import REGION, TABLE, LocalPipeline
@@ -82,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record.run(main))

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks import record
 from benchmarks.handler_import import ENV as FUNCTION_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,4 +316,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record.run(main))

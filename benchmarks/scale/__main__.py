@@ -7,7 +7,7 @@ import dataclasses
 import sys
 import time
 
-from benchmarks import scale
+from benchmarks import record, scale
 from benchmarks.scale.limits import SETTINGS, Limits
 from benchmarks.scale.report import report
 from benchmarks.scale.scenarios import BURSTS, C_RAISED, QUOTAS, lanes_report, run_jobs, shared_report
@@ -66,4 +66,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(record.run(main))
