@@ -34,8 +34,8 @@ def test_the_default_quotas_copy_at_copy_rate_per_second_under_either_policy() -
     [
         (CopyPolicy.SNAPSHOT, 10.0, 24.0, 10.0, Operation.COPY_IMAGE_SET),
         (CopyPolicy.SNAPSHOT, 40.0, 24.0, 24.0, Operation.GET_IMAGE_SET),  # CheckCopy's one read a copy binds
-        (CopyPolicy.MERGE_INTO_PRIMARY, 10.0, 24.0, 6.0, Operation.GET_IMAGE_SET),  # four reads a copy
-        (CopyPolicy.MERGE_INTO_PRIMARY, 10.0, 40.0, 10.0, Operation.COPY_IMAGE_SET),  # a tie: CopyImageSet's
+        (CopyPolicy.MERGE_INTO_PRIMARY, 10.0, 24.0, 8.0, Operation.GET_IMAGE_SET),  # three reads a copy
+        (CopyPolicy.MERGE_INTO_PRIMARY, 10.0, 30.0, 10.0, Operation.COPY_IMAGE_SET),  # a tie: CopyImageSet's
         (CopyPolicy.MERGE_INTO_PRIMARY, 40.0, 160.0, 21.0, Operation.SEARCH_IMAGE_SETS),  # the paging's share left
     ],
 )
@@ -95,3 +95,11 @@ def test_calls_per_copy_are_what_the_steps_make(policy: CopyPolicy) -> None:
     assert [(record.output or {}).get("status") for record in records] == ["COPIED"] * copies
     made = Counter({name.split(":")[1]: count for name, count in calls.items() if name.startswith("medical-imaging:")})
     assert made == Counter({operation.value: n * copies for operation, n in CALLS_PER_COPY[policy].items()})
+    if merge:  # the primary found on the copy's slot, its reads paced with the copies (not at the run's start)
+        for record in records:
+            states = record.states_entered()
+            assert (
+                states.index("WaitForSlotToFindPrimary")
+                < states.index("FindPrimaryOfSeries")
+                < states.index("StartCopy")
+            )

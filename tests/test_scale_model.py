@@ -153,7 +153,7 @@ def test_where_a_default_read_quota_binds_nothing_fails_and_no_read_is_throttled
     quota: float, policy: str, binding: str
 ) -> None:
     """At the default read quotas: snapshot at 40 TPS (CheckCopy's GetImageSet, 25 a second, binds at 24 copies a
-    second), merge-into-primary at 10 (4 GetImageSet a copy: 6). The dispatcher plans the budgets' rate, so the
+    second), merge-into-primary at 10 (3 GetImageSet a copy: 8). The dispatcher plans the budgets' rate, so the
     copies drain at the read quota's pace with no read throttled; the quota was what bound (peak reads near it)."""
     limits = Limits.at(quota, policy=policy, concurrent_copies=2_400)
     assert limits.planned.binding == binding and limits.physical_limit < limits.copy_quota

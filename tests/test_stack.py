@@ -496,14 +496,14 @@ def test_obsolete_settings_synthesize_ignored_with_a_warning_naming_each_on_its_
 
 
 def test_synth_warns_when_a_read_budget_binds_naming_the_quota_to_raise_and_the_rate_it_allows() -> None:
-    """merge-into-primary reads GetImageSet 4 times a copy: at copyRatePerSecond 10 the default budget (24) allows 6.
+    """merge-into-primary reads GetImageSet 3 times a copy: at copyRatePerSecond 10 the default budget (24) allows 8.
     Raised to 40 with it, nothing binds but CopyImageSet, and there is no warning."""
     app = build_app(
         {
             **CONTEXT,
             "copyPolicy": "merge-into-primary",
             "copyRatePerSecond": "10",
-            "stacks": {"Reads": {}, "Raised": {"getImageSetRatePerSecond": 40}},
+            "stacks": {"Reads": {}, "Raised": {"getImageSetRatePerSecond": 30}},
         },
         nag=False,
     )
@@ -517,8 +517,8 @@ def test_synth_warns_when_a_read_budget_binds_naming_the_quota_to_raise_and_the_
     }
     assert warned["Raised"] == []
     (message,) = warned["Reads"]
-    assert "GetImageSet 4x a copy: getImageSetRatePerSecond 24 allows 6 copies a second" in message
-    assert "GetImageSet quota to be raised to 41.7 TPS and set getImageSetRatePerSecond to 40" in message
+    assert "GetImageSet 3x a copy: getImageSetRatePerSecond 24 allows 8 copies a second" in message
+    assert "GetImageSet quota to be raised to 31.2 TPS and set getImageSetRatePerSecond to 30" in message
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ from copier.settings import CopyPolicy
 PENDING, COPIED, FAILED = range(3)
 # The reads each step makes (copier.budgets.CALLS_PER_COPY is their sum; tests/test_scale_model.py checks it).
 FIND_PRIMARY_READS = (Operation.GET_IMAGE_SET, Operation.GET_IMAGE_SET_METADATA, Operation.SEARCH_IMAGE_SETS)
-MERGE_START_READS = (Operation.GET_IMAGE_SET, Operation.GET_IMAGE_SET)  # the source, the destination
+MERGE_START_READS = (Operation.GET_IMAGE_SET,)  # the destination (the source read on this slot: _source_known)
+MERGE_RETRY_READS = (Operation.GET_IMAGE_SET, Operation.GET_IMAGE_SET)  # retried or pushed back: the source too
 SNAPSHOT_RETRY_READS = (Operation.GET_IMAGE_SET,)  # a snapshot copy's StartCopy after a pushback reads its source
 CHECK_READS = (Operation.GET_IMAGE_SET,)
 # A read chain: the execution, the reads left, the attempt at the first, what follows, the step to retry.
@@ -444,11 +445,15 @@ class Stack:
         self._task(execution, self._starting)
 
     def _starting(self, execution: Execution, ready: float) -> None:
-        """StartCopy: the idempotency record and the copy record; its reads (merge-into-primary: the source and the
-        destination; a snapshot copy's first attempt on the dispatcher's slot reads nothing, copy_start._unread), held
-        to the slot, CopyImageSet."""
+        """StartCopy: the idempotency record and the copy record; its reads (the first attempt on the dispatcher's slot:
+        merge-into-primary's the destination, snapshot's none, copy_start._source_known; a later one the source too),
+        held to the slot, CopyImageSet."""
         self._call("dynamodb:PutItem", 2)  # Powertools' in-progress record, the copy record CALLING
-        reads = MERGE_START_READS if self.merge else SNAPSHOT_RETRY_READS if execution.reservations else ()
+        first = not execution.reservations and not execution.transient  # copy_start._source_known
+        if self.merge:
+            reads = MERGE_START_READS if first else MERGE_RETRY_READS
+        else:
+            reads = () if first else SNAPSHOT_RETRY_READS
         self.account.at(ready, self._reads, (execution, reads, 0, self._hold, self._start_copy))
 
     def _hold(self, execution: Execution) -> None:

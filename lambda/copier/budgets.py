@@ -4,7 +4,7 @@ copy policy (planned_rate, pure: the dispatcher, the synth warning and benchmark
 
 Quotas are per account and Region, one per operation (HealthImaging throttling limits: CopyImageSet 0.25,
 GetImageSet 25, GetImageSetMetadata 50, SearchImageSets 25 TPS by default, each adjustable on its own): an account
-that raised CopyImageSet to 10 and left GetImageSet at 25 copies into primaries at 6 a second, not 10, and the
+that raised CopyImageSet to 10 and left GetImageSet at 25 copies into primaries at 8 a second, not 10, and the
 pipeline says so (the synth warning, the PlannedCopyRate metric and the CopyRateAllowedBy... ones) rather than
 throttle its own reads. Nothing calls ListImageSetVersions: it has no budget.
 """
@@ -31,15 +31,16 @@ class Operation(StrEnum):
 # - snapshot: StartCopy reads nothing (the backlog admitted the source version; a new image set has no baseline:
 #   copy_start._unread), CopyImageSet, CheckCopy reads the version it produced once its event wakes it.
 # - merge-into-primary: FindPrimaryOfSeries reads the source (GetImageSet: its version, whether it is primary), its
-#   series (GetImageSetMetadata) and the primary of the series (SearchImageSets); StartCopy reads the source and
-#   the destination (their states and the destination's latest version, the copy's baseline); CheckCopy as above.
+#   series (GetImageSetMetadata) and the primary of the series (SearchImageSets), on the copy's slot; StartCopy reads
+#   the destination (its state and latest version, the copy's baseline; the source's version was read on this slot:
+#   copy_start._source_known); CheckCopy as above.
 CALLS_PER_COPY: Mapping[CopyPolicy, Mapping[Operation, int]] = MappingProxyType(
     {
         CopyPolicy.SNAPSHOT: MappingProxyType({Operation.COPY_IMAGE_SET: 1, Operation.GET_IMAGE_SET: 1}),
         CopyPolicy.MERGE_INTO_PRIMARY: MappingProxyType(
             {
                 Operation.COPY_IMAGE_SET: 1,
-                Operation.GET_IMAGE_SET: 4,
+                Operation.GET_IMAGE_SET: 3,
                 Operation.GET_IMAGE_SET_METADATA: 1,
                 Operation.SEARCH_IMAGE_SETS: 1,
             }
