@@ -215,7 +215,7 @@ def _per_second(quota: dict[str, Any]) -> float:
 # --- Lambda ---------------------------------------------------------------------------------------------------------
 # The function's concurrent environments the scale model needs, with its 1.25 x reserve (docs/figures.md, the most
 # any burst of a row's quota took; docs/configuration.md, reservedConcurrency): (copies a second, environments).
-LAMBDA_ENVIRONMENTS = ((0.25, 10), (1.0, 12), (10.0, 59), (40.0, 183))
+LAMBDA_ENVIRONMENTS = ((0.25, 10), (1.0, 13), (10.0, 58), (40.0, 184))
 
 
 def lambda_environments_needed(rate: float) -> int:

@@ -346,7 +346,7 @@ def test_doctors_judgements_are_the_alarms() -> None:
     assert doctor.BACKLOG_LATE_ALARM_SECONDS == monitoring.BACKLOG_LATE_ALARM_SECONDS
 
 
-@pytest.mark.parametrize(("rate", "needed"), [(0.24, 10), (0.25, 10), (1.0, 12), (10.0, 59), (40.0, 183), (50.0, 225)])
+@pytest.mark.parametrize(("rate", "needed"), [(0.24, 10), (0.25, 10), (1.0, 13), (10.0, 58), (40.0, 184), (50.0, 226)])
 def test_the_lambda_environments_needed_follow_the_scale_models_rows(rate: float, needed: int) -> None:
     assert doctor.lambda_environments_needed(rate) == needed
 
