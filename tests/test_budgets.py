@@ -49,6 +49,12 @@ def test_the_tightest_budget_binds(
     assert min(planned.allowed.values()) == planned.rate
 
 
+def test_a_backfill_pages_within_the_searches_left_to_paging() -> None:
+    from infra.backfill_workflow import PAUSE_BETWEEN_PAGES
+
+    assert 1 / PAUSE_BETWEEN_PAGES.to_seconds() < PAGING_SEARCHES_PER_SECOND  # the sweep's pages get the rest
+
+
 def test_the_function_reads_its_budgets_and_the_previous_release_environment_gets_the_defaults() -> None:
     previous = Settings.model_validate({"IDEMPOTENCY_TABLE": "t", "DATASTORE_ID": DS})
     assert budgets_of(previous) == DEFAULTS
