@@ -6,7 +6,7 @@ DEMO_DATASTORE := 0123456789abcdef0123456789abcdef
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: setup demo test test-lambda-py313 test-scale lint synth deploy diagram lock bench bench-scale bench-lanes clean upgrade-fixtures
+.PHONY: setup demo test test-lambda-py313 test-scale lint synth deploy diagram lock bench bench-scale bench-reads bench-lanes clean upgrade-fixtures
 
 setup: $(VENV)/.installed $(VENV)/bin/healthimaging-copy
 
@@ -108,6 +108,12 @@ bench: setup
 bench-scale: setup
 	$(PY) -m benchmarks.scale --table
 	$(PY) -m benchmarks.scale --shared
+
+# docs/figures.md's read budgets table (every HealthImaging operation against its quota: 10 and 40 TPS, default and
+# raised read quotas, snapshot and merge-into-primary) and a merge-into-primary burst's calls per copy on the emulator.
+bench-reads: setup
+	$(PY) -m benchmarks.scale --reads
+	$(PY) -m benchmarks.burst --imports 200 --policy merge-into-primary --breakdown
 
 # docs/figures.md's lanes table (new imports while a 1M backfill waits, at each quota) and how fast entries of 0.2.0
 # join the lanes after an upgrade.

@@ -26,7 +26,9 @@ from .workflow_parts import function_step, logged_state_machine
 
 # 1,000 pages of up to 50 image sets, a couple of seconds each: about an hour per execution.
 EXECUTION_TIMEOUT = Duration.days(1)
-PAUSE_BETWEEN_PAGES = Duration.seconds(1)  # SearchImageSets is shared with reconciliation and copies
+# SearchImageSets is shared with reconciliation and copies: a page, then this pause, keeps a backfill under one page a
+# second, within the share of searchImageSetsRatePerSecond the dispatcher leaves paging (PAGING_SEARCHES_PER_SECOND).
+PAUSE_BETWEEN_PAGES = Duration.seconds(1)
 
 
 class BackfillWorkflow(Construct):

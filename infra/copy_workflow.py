@@ -4,8 +4,11 @@ Written top-down in the order a copy runs (JSONPath: moto runs it offline):
 1. RouteCopy -> [ValidateInput] -> [FindPrimaryOfSeries]        what to copy, or skip; the dispatcher's
                                                                 input is already a plan with its slot
 2. [ReserveCopySlot] -> WaitForCopySlot -> StartCopy            on its slot (StartCopy holds); Retry on
-                                                                conflict, transient; throttled or over a
-                                                                quota: back to ReserveCopySlot
+   [WaitForSlotToFindPrimary -> FindPrimaryOfSeries ->          conflict, transient; throttled or over a
+    FoundOnSlot?] -> StartCopy                                  quota: back to ReserveCopySlot. The
+                                                                dispatcher's merge-into-primary plan finds
+                                                                its destination on its slot: its reads go
+                                                                at the planned rate
 3. [ConfirmCopy <-> WaitBeforeLookingAgain]                     the call's answer never came
 4. AwaitCopy <-> CheckCopy -> ReportResult -> Copied            woken by the completion event (or its
    [WaitBeforeAwaitingAgain]                                    fallback wait), judged on its own version;
@@ -63,6 +66,11 @@ class CopyWorkflow(Construct):
         # 2. Start it on its slot: the dispatcher's, or one reserved on the pacing item.
         reserve = self._step("ReserveCopySlot", "reserve_slot", {"slot": "$.slot"}, "$.slot")
         wait_for_slot = sfn.Wait(self, "WaitForCopySlot", time=sfn.WaitTime.timestamp_path("$.slot.waitUntil"))
+        # merge-into-primary: the dispatcher starts a minute of copies within seconds, and FindPrimaryOfSeries reads
+        # three times a copy (GetImageSet, GetImageSetMetadata, SearchImageSets: copier.budgets): on their slots,
+        # 1/rate apart, those reads keep to the rate the budgets planned instead of a burst at each run.
+        wait_to_find = sfn.Wait(self, "WaitForSlotToFindPrimary", time=sfn.WaitTime.timestamp_path("$.slot.waitUntil"))
+        found_on_slot = sfn.Choice(self, "FoundOnSlot?", comment="After FindPrimaryOfSeries: on a slot already?")
         start = self._step(
             "StartCopy",
             "start_copy",
@@ -139,15 +147,19 @@ class CopyWorkflow(Construct):
         # The wiring, in the same order.
         route.when(sfn.Condition.not_(self._is_plan()), validate)
         route.when(sfn.Condition.boolean_equals("$.skip", True), skipped.next(sfn.Succeed(self, "NothingToCopy")))
-        route.when(sfn.Condition.boolean_equals("$.resolveDestination", True), find_primary)
-        route.when(
-            sfn.Condition.and_(sfn.Condition.is_present("$.slot.at"), sfn.Condition.is_present("$.slot.waitUntil")),
-            wait_for_slot,
+        has_slot = sfn.Condition.and_(
+            sfn.Condition.is_present("$.slot.at"), sfn.Condition.is_present("$.slot.waitUntil")
         )
+        resolve = sfn.Condition.boolean_equals("$.resolveDestination", True)
+        route.when(sfn.Condition.and_(resolve, has_slot), wait_to_find.next(find_primary))  # found on its slot
+        route.when(resolve, find_primary)  # a copy started by hand: found first, its slot reserved then
+        route.when(has_slot, wait_for_slot)
         route.otherwise(reserve)
         validate.add_catch(invalid_input, errors=["InvalidCopyRequest"], result_path="$.error")
         validate.next(route)
-        find_primary.next(route)
+        find_primary.next(found_on_slot)
+        found_on_slot.when(sfn.Condition.and_(sfn.Condition.boolean_equals("$.skip", False), has_slot), start)
+        found_on_slot.otherwise(route)
         reserve.next(wait_for_slot).next(start).next(await_copy)
         # Throttled on its slot (another client of the account's quota), or refused over the concurrent-copy
         # quota: a new slot later, not an unpaced retry that would take the token of the next paced call.

@@ -108,6 +108,14 @@ class OperationsDashboard(Construct):
                     cloudwatch.HorizontalAnnotation(value=copy_rate_per_second, label="copyRatePerSecond")
                 ],
             ),
+            cloudwatch.GraphWidget(
+                title="Planned copy rate (copies a second) and what each HealthImaging budget allows: the lowest binds",
+                width=8,
+                left=[
+                    metrics.function_metric(name, service=service, statistic="Minimum", period=PERIOD, label=name)
+                    for name in metrics.PLANNED_RATE
+                ],
+            ),
             self._graph(
                 "Completion events: wake-ups, ignored, stale tokens, missed; AwaitCopy failures",
                 metrics.COMPLETION,

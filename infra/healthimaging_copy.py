@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from aws_cdk import Acknowledgment, ArnFormat, Stack, Token, Validations
+from aws_cdk import Acknowledgment, Annotations, ArnFormat, Stack, Token, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -30,7 +30,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from . import naming, outputs
+from . import naming, outputs, read_budgets
 from .backfill_workflow import BackfillWorkflow
 from .copy_completion import CopyCompletion
 from .copy_function import CopyFunction
@@ -101,6 +101,9 @@ class HealthImagingCopy(Construct):
         force_policy: Literal["never", "same-patient", "always"] | None = None,
         trigger_detail_types: Sequence[str] | None = None,
         copy_rate_per_second: float | None = None,
+        get_image_set_rate_per_second: float | None = None,
+        get_image_set_metadata_rate_per_second: float | None = None,
+        search_image_sets_rate_per_second: float | None = None,
         concurrent_copy_quota: int | None = None,
         bulk_minimum_share: float | None = None,
         conflict_retry_attempts: int | None = None,
@@ -127,6 +130,9 @@ class HealthImagingCopy(Construct):
         if alarm_topic is not None and alarm_topic_arn is not None:
             raise SettingsError(f"HealthImagingCopy {self.node.path}: give alarm_topic or alarm_topic_arn, not both")
         self.settings = settings
+        read_bound = read_budgets.read_bound_warning(settings)
+        if read_bound is not None:
+            Annotations.of(self).add_warning_v2(read_budgets.WARNING_ID, read_bound)
         stack = Stack.of(self)
         self.name_prefix = naming.name_prefix(self)
         self.service = naming.service_name(self)

@@ -37,6 +37,16 @@ BULK_BACKLOG = ("BulkOldestPendingAgeSeconds", "BulkBacklogLateSeconds")
 LEGACY = ("LegacyEntriesLabelled",)
 # Written by each dispatcher run: the adaptive CopyImageSet pace (copies a second), at most copyRatePerSecond.
 PACE = ("CopyPace",)
+# Written by each dispatcher run: the copies a second it plans (copier.budgets: the tightest of copyRatePerSecond and
+# each HealthImaging read's budget over the reads a copy makes under the copy policy), and what each operation's
+# budget allows (a policy's operations only): the lowest binds.
+PLANNED_RATE = (
+    "PlannedCopyRate",
+    "CopyRateAllowedByCopyImageSet",
+    "CopyRateAllowedByGetImageSet",
+    "CopyRateAllowedByGetImageSetMetadata",
+    "CopyRateAllowedBySearchImageSets",
+)
 # HealthImaging's copy outcome events (copier.wake): copies woken, events that woke none, tokens no longer
 # waited on; and, from CheckCopy, copies found ended when their fallback wait ran out (no event came), and
 # AwaitCopy's writes that failed other than on their condition (the copy waited before it tried again).

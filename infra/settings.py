@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from copier.settings import PAGING_SEARCHES_PER_SECOND
+
 # Image set events only: a copy is about one image set. ("Import Job Completed" names a job,
 # not its image sets; each of those has its own "Image Set Created" event.)
 KNOWN_DETAIL_TYPES = (
@@ -54,6 +56,13 @@ class StackSettings(BaseModel):
     # The applied CopyImageSet quota less a margin (docs/configuration.md, "Choosing copyRatePerSecond"); 50 is what the
     # dispatcher, the journal's indexes and the pacing item are sized for (benchmarks/scale/).
     copy_rate_per_second: float = Field(default=0.24, gt=0, le=50)
+    # Each HealthImaging read the copies make has its own quota (AWS HealthImaging throttling limits: GetImageSet 25,
+    # GetImageSetMetadata 50, SearchImageSets 25 TPS by default, each adjustable on its own): its budget is the applied
+    # quota less the margin copyRatePerSecond keeps (0.96). The dispatcher plans no more copies a second than each
+    # allows by copyPolicy (lambda/copier/budgets.py); SearchImageSets' also serves reconciliation and backfill pages.
+    get_image_set_rate_per_second: float = Field(default=24.0, gt=0, le=10_000)
+    get_image_set_metadata_rate_per_second: float = Field(default=48.0, gt=0, le=10_000)
+    search_image_sets_rate_per_second: float = Field(default=24.0, gt=PAGING_SEARCHES_PER_SECOND, le=10_000)
     # HealthImaging's "Maximum concurrent CopyImageSet requests per data store" (AWS General Reference, HealthImaging
     # endpoints and quotas: 100 in each Region, adjustable, Service Quotas code L-0D1B2633).
     concurrent_copy_quota: int = Field(default=100, ge=1, le=10_000)
@@ -139,6 +148,9 @@ class StackSettings(BaseModel):
             "FORCE_POLICY": self.force_policy,
             "TRIGGER_DETAIL_TYPES": ",".join(self.trigger_detail_types),
             "COPY_RATE_PER_SECOND": str(self.copy_rate_per_second),
+            "GET_IMAGE_SET_RATE_PER_SECOND": str(self.get_image_set_rate_per_second),
+            "GET_IMAGE_SET_METADATA_RATE_PER_SECOND": str(self.get_image_set_metadata_rate_per_second),
+            "SEARCH_IMAGE_SETS_RATE_PER_SECOND": str(self.search_image_sets_rate_per_second),
             "CONCURRENT_COPY_QUOTA": str(self.concurrent_copy_quota),
             "BULK_MINIMUM_SHARE": str(self.bulk_minimum_share),
             "THROTTLE_RETRY_ATTEMPTS": str(self.throttle_retry_attempts),

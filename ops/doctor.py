@@ -99,11 +99,13 @@ class QuotaCheck:
     value: Callable[[Any], float]  # the setting's deployed value, from the function's settings
     quota_code: str | None = None  # Service Quotas' code, when known
     name_has: tuple[str, ...] = ()  # otherwise: words its QuotaName holds (case-insensitive)
+    name_lacks: tuple[str, ...] = ()  # ... and words it does not (GetImageSet's is not GetImageSetMetadata's)
     per_second: bool = False  # a rate: the quota's Period converts it to a second's
 
 
-# One row per quota. Issue 24's read budgets (GetImageSet, GetImageSetMetadata, SearchImageSets against their
-# settings) belong here, one row each, once their settings exist.
+# One row per quota. AWS publishes Service Quotas codes for none of the TPS quotas (the throttling limits page lists
+# their figures; raises go through AWS Support): those rows find the quota by its name's words, if the account's
+# Service Quotas lists it, and otherwise say the setting is unchecked.
 QUOTA_CHECKS = (
     QuotaCheck(
         name="concurrent-copies",
@@ -119,6 +121,31 @@ QUOTA_CHECKS = (
         setting="copyRatePerSecond",
         value=lambda settings: float(settings.copy_rate_per_second),
         name_has=("rate", "copyimageset"),
+        per_second=True,
+    ),
+    QuotaCheck(
+        name="get-image-set-rate",
+        operation="GetImageSet requests a second (account and Region)",
+        setting="getImageSetRatePerSecond",
+        value=lambda settings: float(settings.get_image_set_rate_per_second),
+        name_has=("rate", "getimageset"),
+        name_lacks=("metadata",),
+        per_second=True,
+    ),
+    QuotaCheck(
+        name="get-image-set-metadata-rate",
+        operation="GetImageSetMetadata requests a second (account and Region)",
+        setting="getImageSetMetadataRatePerSecond",
+        value=lambda settings: float(settings.get_image_set_metadata_rate_per_second),
+        name_has=("rate", "getimagesetmetadata"),
+        per_second=True,
+    ),
+    QuotaCheck(
+        name="search-image-sets-rate",
+        operation="SearchImageSets requests a second (account and Region)",
+        setting="searchImageSetsRatePerSecond",
+        value=lambda settings: float(settings.search_image_sets_rate_per_second),
+        name_has=("rate", "searchimagesets"),
         per_second=True,
     ),
 )
@@ -167,13 +194,17 @@ def _quota_for(check: QuotaCheck, quotas: list[dict[str, Any]], datastore: str) 
         quota
         for quota in quotas
         if (quota.get("QuotaCode") == check.quota_code)
-        or (check.name_has and all(word in str(quota.get("QuotaName", "")).lower() for word in check.name_has))
+        or (check.name_has and _named(str(quota.get("QuotaName", "")).lower(), check))
     ]
     for quota in matching:
         if datastore in str(quota.get("QuotaContext", {}).get("ContextId", "")):
             return quota
     account = [quota for quota in matching if quota.get("QuotaContext", {}).get("ContextScope") != "RESOURCE"]
     return account[0] if account else None
+
+
+def _named(quota_name: str, check: QuotaCheck) -> bool:
+    return all(word in quota_name for word in check.name_has) and not any(w in quota_name for w in check.name_lacks)
 
 
 def _per_second(quota: dict[str, Any]) -> float:
@@ -184,7 +215,7 @@ def _per_second(quota: dict[str, Any]) -> float:
 # --- Lambda ---------------------------------------------------------------------------------------------------------
 # The function's concurrent environments the scale model needs, with its 1.25 x reserve (docs/figures.md, the most
 # any burst of a row's quota took; docs/configuration.md, reservedConcurrency): (copies a second, environments).
-LAMBDA_ENVIRONMENTS = ((0.25, 10), (1.0, 12), (10.0, 59), (40.0, 183))
+LAMBDA_ENVIRONMENTS = ((0.25, 10), (1.0, 13), (10.0, 58), (40.0, 184))
 
 
 def lambda_environments_needed(rate: float) -> int:

@@ -207,6 +207,23 @@ def test_every_run_writes_each_lanes_age_even_with_nothing_pending(clock: Virtua
     assert runs == [[], []] and ages == [[[0.0], [0.0]], [[0.0], [0.0]]]
 
 
+def test_a_run_plans_no_faster_than_the_read_budgets_allow_and_says_which_binds(clock: VirtualClock) -> None:
+    """merge-into-primary reads GetImageSet three times a copy: at the default budget (24) that allows 8 copies a
+    second, under copyRatePerSecond 10. The run's pace and the slots a copy by hand reserves follow it."""
+    with local_pipeline(clock=clock, copyPolicy="merge-into-primary", copyRatePerSecond=10) as pipeline:
+        pipeline.dispatch()
+        documents = [d for d in emf_documents(pipeline.logs.getvalue()) if "PlannedCopyRate" in d]
+        pacing_item = boto3.resource("dynamodb").Table(TABLE).get_item(Key={"id": "pacing#copy-image-set"})["Item"]
+        first = pipeline.call_function({"action": "reserve_slot", "slot": {"reservations": 0}})
+        second = pipeline.call_function({"action": "reserve_slot", "slot": {"reservations": 0}})
+    (document,) = documents
+    assert document["PlannedCopyRate"] == [8.0]
+    assert document["CopyRateAllowedByGetImageSet"] == [8.0]
+    assert document["CopyRateAllowedByCopyImageSet"] == [10.0]
+    assert float(pacing_item["pace"]) == 8.0
+    assert second["at"] - first["at"] == pytest.approx(1 / 8)
+
+
 def test_a_run_that_dies_holding_the_lease_stops_every_run_until_the_lease_ends(
     quota_emulator: HealthImagingEmulator, clock: VirtualClock
 ) -> None:

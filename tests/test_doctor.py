@@ -219,6 +219,8 @@ def test_an_account_as_the_design_assumes_gets_a_clean_bill(account: Account) ->
     assert by_name["concurrent-copies"].startswith("ok concurrent-copies: concurrentCopyQuota 100 <= Maximum")
     assert "AWS default" in by_name["concurrent-copies"]  # nothing applied: the default is the account's
     assert by_name["copy-rate"].startswith("note copy-rate: Service Quotas publishes no quota")
+    for read in ("get-image-set-rate", "get-image-set-metadata-rate", "search-image-sets-rate"):
+        assert by_name[read].startswith(f"note {read}: Service Quotas publishes no quota"), by_name[read]
     assert "39 woken by their events, 1 found by their fallback look" in by_name["events"]
     assert "0.025 a copy" in by_name["pushed-back"]
     rules = [line for line in lines if line.name.startswith("rules-")]
@@ -245,6 +247,25 @@ def _copy_rate_quota(account: Account) -> None:
             "Value": 15.0,
             "Period": {"PeriodValue": 1, "PeriodUnit": "MINUTE"},  # 0.25 a second
         }
+    ]
+
+
+def _get_image_set_quota(account: Account) -> None:
+    """A published GetImageSet quota under getImageSetRatePerSecond; GetImageSetMetadata's, raised, is not it."""
+    account.environment["GET_IMAGE_SET_RATE_PER_SECOND"] = "40"
+    account.quotas = [
+        {
+            "ServiceCode": "medical-imaging",
+            "QuotaCode": "L-33333333",
+            "QuotaName": "Rate of GetImageSetMetadata requests",
+            "Value": 100.0,
+        },
+        {
+            "ServiceCode": "medical-imaging",
+            "QuotaCode": "L-44444444",
+            "QuotaName": "Rate of GetImageSet requests",
+            "Value": 25.0,
+        },
     ]
 
 
@@ -283,6 +304,7 @@ def _nobody_subscribed(account: Account) -> None:
     [
         (_raised_concurrent_copies, "concurrent-copies"),
         (_copy_rate_quota, "copy-rate"),
+        (_get_image_set_quota, "get-image-set-rate"),
         (_reserved_too_small, "lambda-reserved-concurrency"),
         (_pool_too_small, "lambda-account-concurrency"),
         (_rule_disabled, "rules-completion"),
@@ -324,7 +346,7 @@ def test_doctors_judgements_are_the_alarms() -> None:
     assert doctor.BACKLOG_LATE_ALARM_SECONDS == monitoring.BACKLOG_LATE_ALARM_SECONDS
 
 
-@pytest.mark.parametrize(("rate", "needed"), [(0.24, 10), (0.25, 10), (1.0, 12), (10.0, 59), (40.0, 183), (50.0, 225)])
+@pytest.mark.parametrize(("rate", "needed"), [(0.24, 10), (0.25, 10), (1.0, 13), (10.0, 58), (40.0, 184), (50.0, 226)])
 def test_the_lambda_environments_needed_follow_the_scale_models_rows(rate: float, needed: int) -> None:
     assert doctor.lambda_environments_needed(rate) == needed
 

@@ -3,6 +3,7 @@ the project code it drives. Its figures are printed by `python -m benchmarks.sca
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -98,7 +99,7 @@ def test_the_pipeline_alone_never_runs_more_copies_than_the_data_store_allows() 
     limits = Limits.at(40.0)
     outcome = simulate(limits, 3_000, 60.0, seed=2)
     assert outcome.copied == 3_000 and outcome.executions_failed == 0
-    assert outcome.over_quota == 0 and outcome.lowest_pace == limits.copy_rate
+    assert outcome.over_quota == 0 and outcome.lowest_pace == limits.planned.rate  # GetImageSet's budget: 24
 
 
 # --- the lanes (issue 23): imports while a backfill waits -------------------------------------------------------
@@ -131,3 +132,52 @@ def test_the_models_lanes_are_the_dispatchers_own_split(monkeypatch: pytest.Monk
     monkeypatch.setattr(admission, "split_lanes", bulk_first)
     outcome = simulate_lanes(Limits.at(1.0), LiveLoad(steady=0.1, burst=150, every=1_800.0), bulk=1_000, seed=5)
     assert outcome.live_wait(1.0) > 10 * 60  # behind the backfill's 1,000 copies at 1 a second
+
+
+# --- the read budgets (issue 24): every HealthImaging operation against its quota -----------------------------------
+def test_each_steps_reads_in_the_model_are_the_calls_per_copy_the_dispatcher_plans_with() -> None:
+    from benchmarks.scale import stack
+    from copier.budgets import CALLS_PER_COPY, Operation
+    from copier.settings import CopyPolicy
+
+    merge = Counter([*stack.FIND_PRIMARY_READS, *stack.MERGE_START_READS, *stack.CHECK_READS, Operation.COPY_IMAGE_SET])
+    assert merge == CALLS_PER_COPY[CopyPolicy.MERGE_INTO_PRIMARY]
+    assert Counter([*stack.CHECK_READS, Operation.COPY_IMAGE_SET]) == CALLS_PER_COPY[CopyPolicy.SNAPSHOT]
+
+
+@pytest.mark.parametrize(
+    ("quota", "policy", "binding"),
+    [(40.0, "snapshot", "GetImageSet"), (10.0, "merge-into-primary", "GetImageSet")],
+)
+def test_where_a_default_read_quota_binds_nothing_fails_and_no_read_is_throttled(
+    quota: float, policy: str, binding: str
+) -> None:
+    """At the default read quotas: snapshot at 40 TPS (CheckCopy's GetImageSet, 25 a second, binds at 24 copies a
+    second), merge-into-primary at 10 (3 GetImageSet a copy: 8). The dispatcher plans the budgets' rate, so the
+    copies drain at the read quota's pace with no read throttled; the quota was what bound (peak reads near it)."""
+    limits = Limits.at(quota, policy=policy, concurrent_copies=2_400)
+    assert limits.planned.binding == binding and limits.physical_limit < limits.copy_quota
+    outcome = simulate(limits, 3_000, 60.0, seed=4)
+    assert outcome.copied == 3_000 and outcome.executions_failed == 0
+    assert (outcome.copies_lost, outcome.duplicates) == (0, 0)
+    assert sum(outcome.read_throttled.values()) == 0
+    assert outcome.peak_reads["GetImageSet"] >= 0.8 * limits.get_image_set_quota  # the reads ran near their quota
+    ratio = outcome.drain_ratio()
+    assert (
+        ratio is not None and ratio <= 1.07
+    )  # 3,000 copies: the first run's minute weighs more than in the table's 20k
+
+
+def test_a_dispatcher_planning_at_the_copy_rate_alone_overruns_the_read_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same run with the dispatcher planning copyRatePerSecond alone (the budgets ignored): reads are throttled
+    and copies fail. The model's reads are real limits, and the budgets are what keeps within them."""
+    limits = Limits.at(40.0, concurrent_copies=2_400)
+    monkeypatch.setattr(Limits, "planned", property(planned_rate_at_copy_rate))
+    outcome = simulate(limits, 3_000, 60.0, seed=4)
+    assert sum(outcome.read_throttled.values()) > 0
+
+
+def planned_rate_at_copy_rate(limits: Limits) -> Any:
+    from copier.budgets import Operation, PlannedRate
+
+    return PlannedRate(limits.copy_rate, Operation.COPY_IMAGE_SET, {Operation.COPY_IMAGE_SET: limits.copy_rate})

@@ -495,6 +495,45 @@ def test_obsolete_settings_synthesize_ignored_with_a_warning_naming_each_on_its_
     assert clean == []
 
 
+def test_synth_warns_when_a_read_budget_binds_naming_the_quota_to_raise_and_the_rate_it_allows() -> None:
+    """merge-into-primary reads GetImageSet 3 times a copy: at copyRatePerSecond 10 the default budget (24) allows 8.
+    Raised to 40 with it, nothing binds but CopyImageSet, and there is no warning."""
+    app = build_app(
+        {
+            **CONTEXT,
+            "copyPolicy": "merge-into-primary",
+            "copyRatePerSecond": "10",
+            "stacks": {"Reads": {}, "Raised": {"getImageSetRatePerSecond": 30}},
+        },
+        nag=False,
+    )
+    stacks = {child.node.id: child for child in app.node.children if isinstance(child, CopyPipelineStack)}
+    warned = {
+        name: [
+            str(found.entry.data)
+            for found in Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("copies a second"))
+        ]
+        for name, stack in stacks.items()
+    }
+    assert warned["Raised"] == []
+    (message,) = warned["Reads"]
+    assert "GetImageSet 3x a copy: getImageSetRatePerSecond 24 allows 8 copies a second" in message
+    assert "GetImageSet quota to be raised to 31.2 TPS and set getImageSetRatePerSecond to 30" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("getImageSetRatePerSecond", "0"),
+        ("getImageSetMetadataRatePerSecond", "-1"),
+        ("searchImageSetsRatePerSecond", "3"),
+    ],
+)
+def test_a_read_budget_out_of_range_is_named(key: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=key):
+        stack_settings_from_context({"datastoreId": DS, key: value})
+
+
 def test_dash_c_strings_and_several_stacks() -> None:
     stacks = stack_settings_from_context(
         {

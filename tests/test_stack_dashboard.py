@@ -96,7 +96,7 @@ def test_the_dashboard_plots_every_metric_the_function_emits_and_nothing_else(te
         assert metric[2:-1] == expected_dimensions, metric
         gauges = {
             **dict.fromkeys((*metrics.LIVE_BACKLOG, *metrics.BULK_BACKLOG), "Maximum"),
-            **dict.fromkeys(metrics.PACE, "Minimum"),
+            **dict.fromkeys((*metrics.PACE, *metrics.PLANNED_RATE), "Minimum"),
         }
         assert metric[-1]["stat"] == gauges.get(metric[1], "Sum")
 

@@ -1,7 +1,8 @@
-"""Every figure the scale model assumes, with its source: the services' quotas (HealthImaging's CopyImageSet and
-GetImageSet, Step Functions', Lambda's), latencies, the SQS event sources' figures and the stack's own settings
-(`Limits`; `Limits.at(quota)` the limits at a CopyImageSet quota). A new quota or limit gets its figure here and
-its line in `Limits.assumptions`, printed with the results; its mechanism goes in services.py."""
+"""Every figure the scale model assumes, with its source: the services' quotas (HealthImaging's CopyImageSet and each
+read a copy makes: GetImageSet, GetImageSetMetadata, SearchImageSets; Step Functions', Lambda's), latencies, the SQS
+event sources' figures and the stack's own settings (`Limits`; `Limits.at(quota)` the limits at a CopyImageSet quota,
+the read quotas as given: AWS's defaults unless raised). A new quota or limit gets its figure here and its line in
+`Limits.assumptions`, printed with the results; its mechanism goes in services.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from copier import pacing
+from copier.budgets import CALLS_PER_COPY, Operation, PlannedRate, planned_rate
 from copier.dispatcher import schedule, starting
+from copier.settings import PAGING_SEARCHES_PER_SECOND, CopyPolicy
 from infra.settings import EXECUTION_TIMEOUT_DAYS, StackSettings
 
 DAY = 86_400.0
@@ -26,6 +29,30 @@ def default_burst(quota: float) -> float:
     """HealthImaging's CopyImageSet burst: 1 at the default 0.25 TPS; a raised quota's assumed 4 s of it, as
     the throttling limits page shows for UpdateImageSetMetadata raised to 10 TPS (burst 40)."""
     return max(1.0, 4.0 * quota)
+
+
+# HealthImaging's default read quotas (throttling limits; burst: twice the rate), and the margin a budget keeps under
+# its quota (docs/configuration.md, "Read budgets": 0.96, as copyRatePerSecond's 0.24 of 0.25).
+READ_QUOTAS = {Operation.GET_IMAGE_SET: 25.0, Operation.GET_IMAGE_SET_METADATA: 50.0, Operation.SEARCH_IMAGE_SETS: 25.0}
+BUDGET_MARGIN = 0.96
+# The reconciliation sweep: every reconciliationIntervalMinutes, a SearchImageSets page per 50 image sets created in
+# the last two intervals up to 5 minutes ago (copier.reconciliation), one page after another.
+SWEEP_PAGE_SIZE = 50
+
+
+def raised_reads(copy_rate: float, policy: CopyPolicy) -> dict[Operation, float]:
+    """The read quotas docs/configuration.md ("Read budgets") tells an operator to ask for with a copy rate: each
+    operation's calls a second at that rate (SearchImageSets' with the paging's share) over the margin, never under
+    AWS's default."""
+    calls = CALLS_PER_COPY[policy]
+    paging = {Operation.SEARCH_IMAGE_SETS: PAGING_SEARCHES_PER_SECOND}
+    return {
+        operation: max(
+            default,
+            float(math.ceil((copy_rate * calls.get(operation, 0) + paging.get(operation, 0.0)) / BUDGET_MARGIN)),
+        )
+        for operation, default in READ_QUOTAS.items()
+    }
 
 
 def default_rate(quota: float, burst: float) -> float:
@@ -44,7 +71,12 @@ class Limits:
     concurrent_copies: int = SETTINGS.concurrent_copy_quota
     bulk_minimum_share: float = SETTINGS.bulk_minimum_share
     copy_seconds: float = 45.0
-    get_image_set_quota: float = 25.0
+    policy: CopyPolicy = CopyPolicy.SNAPSHOT
+    get_image_set_quota: float = READ_QUOTAS[Operation.GET_IMAGE_SET]
+    get_image_set_metadata_quota: float = READ_QUOTAS[Operation.GET_IMAGE_SET_METADATA]
+    search_image_sets_quota: float = READ_QUOTAS[Operation.SEARCH_IMAGE_SETS]
+    read_latency: tuple[float, float] = (0.01, 0.04)
+    reconciliation_interval: float = SETTINGS.reconciliation_interval_minutes * 60.0
     start_execution: tuple[float, float] = (START_EXECUTION_BUCKET, START_EXECUTION_REFILL)
     transitions: tuple[float, float] = (TRANSITION_BUCKET, TRANSITION_REFILL)
     lambda_concurrency: int = 1_000
@@ -78,18 +110,44 @@ class Limits:
     wake_events_per_second_per_batch: float = 15.0
 
     @classmethod
-    def at(cls, quota: float, **overrides: Any) -> Limits:
-        """The limits at a CopyImageSet quota: its burst, the rate docs/configuration.md recommends, a GetImageSet quota
-        raised with it past the default, unless given."""
+    def at(cls, quota: float, *, reads: str = "default", **overrides: Any) -> Limits:
+        """The limits at a CopyImageSet quota: its burst, the rate docs/configuration.md recommends, unless given;
+        the read quotas AWS's defaults (`reads="default"`), or raised with the rate as docs/configuration.md says
+        (`reads="raised"`: raised_reads), unless given one by one."""
         burst = overrides.pop("copy_burst", None) or default_burst(quota)
         rate = overrides.pop("copy_rate", None) or default_rate(quota, burst)
-        reads = overrides.pop("get_image_set_quota", None) or max(25.0, 2.0 * rate)
-        return cls(copy_quota=quota, copy_burst=burst, copy_rate=rate, get_image_set_quota=reads, **overrides)
+        policy = CopyPolicy(overrides.pop("policy", None) or CopyPolicy.SNAPSHOT)
+        quotas = raised_reads(rate, policy) if reads == "raised" else dict(READ_QUOTAS)
+        read_quotas = {
+            field: overrides.pop(field, None) or quotas[operation] for operation, field in READ_QUOTA_FIELDS.items()
+        }
+        return cls(copy_quota=quota, copy_burst=burst, copy_rate=rate, policy=policy, **read_quotas, **overrides)
+
+    def read_quota(self, operation: Operation) -> float:
+        return float(getattr(self, READ_QUOTA_FIELDS[operation]))
+
+    @property
+    def planned(self) -> PlannedRate:
+        """The dispatcher's planned rate (copier.budgets.planned_rate) under the budgets the stack deploys with:
+        copyRatePerSecond, and each read quota less the margin (SearchImageSets' less the paging's share)."""
+        budgets = {operation: BUDGET_MARGIN * self.read_quota(operation) for operation in READ_QUOTA_FIELDS}
+        budgets[Operation.SEARCH_IMAGE_SETS] -= PAGING_SEARCHES_PER_SECOND
+        return planned_rate(self.policy, {**budgets, Operation.COPY_IMAGE_SET: self.copy_rate})
+
+    def read_limits(self) -> dict[Operation, float]:
+        """Copies a second each read quota allows: the quota over the calls a copy makes (the policy's reads)."""
+        calls = CALLS_PER_COPY[self.policy]
+        return {
+            operation: self.read_quota(operation) / calls[operation]
+            for operation in READ_QUOTA_FIELDS
+            if calls.get(operation)
+        }
 
     @property
     def physical_limit(self) -> float:
-        """Copies a second at best: the TPS quota, or the concurrent copies over a copy's duration."""
-        return min(self.copy_quota, self.concurrent_copies / self.copy_seconds)
+        """Copies a second at best: the TPS quota, the concurrent copies over a copy's duration, or what each read's
+        quota allows over the calls a copy makes, whichever is lowest."""
+        return min(self.copy_quota, self.concurrent_copies / self.copy_seconds, *self.read_limits().values())
 
     @property
     def wake_concurrency(self) -> int:
@@ -120,14 +178,27 @@ class Limits:
             ("a copy's duration", f"{self.copy_seconds:g} s", "--copy-seconds; offline.emulator default"),
             (
                 "physical limit",
-                f"{self.physical_limit:g} copies/s",
-                "min(TPS quota, concurrent copies / a copy's duration)",
+                f"{self.physical_limit:.4g} copies/s",
+                "min(TPS quota, concurrent copies / a copy's duration, each read quota / its calls a copy)",
             ),
             (
-                "GetImageSet quota",
-                f"{self.get_image_set_quota:g}/s, burst {2 * self.get_image_set_quota:g}",
-                "--get-image-set-quota; 25/50 by default (throttling limits), raised with the rate past 12.5 copies/s"
-                " (docs/configuration.md: raise together)",
+                "read quotas: GetImageSet / GetImageSetMetadata / SearchImageSets",
+                " / ".join(f"{self.read_quota(o):g}/s" for o in READ_QUOTA_FIELDS) + ", bursts 2 x",
+                "--get-image-set-quota etc.; 25 / 50 / 25 by default (throttling limits); raised: what"
+                " docs/configuration.md says to ask for with the rate",
+            ),
+            (
+                "copyPolicy: calls a copy",
+                f"{self.policy}: "
+                + ", ".join(f"{o} {n}" for o, n in CALLS_PER_COPY[self.policy].items())
+                + f"; planned rate {self.planned.rate:.3g}/s ({self.planned.binding} binds)",
+                "copier/budgets.py (tests/test_budgets.py: the emulator's call log); budgets 0.96 x each quota",
+            ),
+            (
+                "reconciliation sweep",
+                f"every {self.reconciliation_interval / 60:g} min, a SearchImageSets page per {SWEEP_PAGE_SIZE} image"
+                " sets of its window",
+                "copier/reconciliation.py",
             ),
             (
                 "StartExecution (Standard)",
@@ -154,8 +225,9 @@ class Limits:
                 "infra/workflow_parts.py",
             ),
             (
-                "GetImageSet throttled",
-                f"{self.read_attempts} attempts, U(0,1) x min(2^i, 20) s, then the transient retrier",
+                "a read throttled",
+                f"{self.read_attempts} attempts, U(0,1) x min(2^i, 20) s, then the transient retrier (the step again);"
+                f" {self.read_latency[0] * 1000:g}-{self.read_latency[1] * 1000:g} ms a read",
                 "copier/healthimaging.py (botocore standard mode)",
             ),
             (
@@ -202,3 +274,11 @@ class Limits:
             ("DynamoDB latency", f"read {self.ddb_read * 1000:g} ms, write {self.ddb_write * 1000:g} ms", "assumed"),
             ("execution timeout", f"{self.execution_timeout / DAY:g} days", "infra/settings.py"),
         ]
+
+
+# Each read's quota, as a field of Limits.
+READ_QUOTA_FIELDS = {
+    Operation.GET_IMAGE_SET: "get_image_set_quota",
+    Operation.GET_IMAGE_SET_METADATA: "get_image_set_metadata_quota",
+    Operation.SEARCH_IMAGE_SETS: "search_image_sets_quota",
+}

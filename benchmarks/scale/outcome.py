@@ -41,7 +41,10 @@ class Outcome:
     peak_starts: int = 0
     peak_transitions: int = 0
     transition_delay: float = 0.0
-    peak_reads: int = 0
+    peak_reads: dict[str, int] = field(default_factory=dict)  # each HealthImaging read's calls in its busiest second
+    read_throttled: Counter[str] = field(default_factory=Counter)  # each read's calls throttled
+    sweep_pages: int = 0  # the reconciliation sweep's SearchImageSets pages
+    sweeps_failed: int = 0
     peak_wakes: int = 0
     peak_pacing_writes: int = 0
     peak_pending_writes: int = 0
@@ -62,6 +65,9 @@ class Outcome:
 
     def drain_ratio(self) -> float | None:
         return None if self.drain is None else self.drain / self.allowed
+
+    def reads_throttled_per_copy(self) -> float:
+        return sum(self.read_throttled.values()) / self.n
 
     def pushbacks_per_copy(self) -> float:
         return (self.throttled + self.over_quota) / self.n

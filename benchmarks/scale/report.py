@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from benchmarks.scale.limits import DAY, SEND_TASK_SUCCESS_REFILL, Limits
+from benchmarks.scale.limits import DAY, READ_QUOTA_FIELDS, SEND_TASK_SUCCESS_REFILL, Limits
 from benchmarks.scale.outcome import Outcome
 
 
@@ -73,7 +73,7 @@ def limits_table(outcomes: list[Outcome], limits_of: Callable[[Outcome], Limits]
                 f"{o.peak_in_flight} of {limits.concurrent_copies}",
                 f"{o.peak_starts} of {limits.start_execution[1]:g}",
                 f"{o.peak_transitions} of {limits.transitions[1]:g} ({duration(o.transition_delay)} delay)",
-                f"{o.peak_reads} of {limits.get_image_set_quota:g}",
+                " / ".join(f"{o.peak_reads.get(op, 0)} of {limits.read_quota(op):g}" for op in READ_QUOTA_FIELDS),
                 f"{o.peak_wakes} of {SEND_TASK_SUCCESS_REFILL:g}",
                 f"{o.peak_pacing_writes} / {o.peak_pending_writes}",
                 f"{o.lowest_pace:g}",
@@ -84,7 +84,7 @@ def limits_table(outcomes: list[Outcome], limits_of: Callable[[Outcome], Limits]
         )
     headers = [
         "Q", "C", "scenario", "peak Lambda", "peak copies in flight", "StartExecution/s (refill)",
-        "transitions/s (refill)", "GetImageSet/s (quota)", "SendTaskSuccess/s (refill)",
+        "transitions/s (refill)", "reads/s G / M / S (quota)", "SendTaskSuccess/s (refill)",
         "writes/s: pacing item / PENDING index", "lowest pace", "longest event->call",
         "backlog late (peak)", "model run",
     ]  # fmt: skip
@@ -139,5 +139,47 @@ def lanes_table(outcomes: list[Outcome]) -> str:
         "Q", "C", "scenario", "imports copied", "import's event -> CopyImageSet p50 / p99 / max",
         "backfill drain / what the quota left it", "bulk share of calls while imports exceed the quota",
         "late (peak): live / bulk", "failed", "lost / dup", "throttled / copy", "model run",
+    ]  # fmt: skip
+    return table(headers, rows)
+
+
+def reads_table(outcomes: list[Outcome], limits_of: Callable[[Outcome], Limits]) -> str:
+    """Issue 24's figures: each run's drain against the limit that binds (the copy quota, the concurrent copies, or a
+    read's quota over the calls a copy makes), the dispatcher's planned rate and its binding budget, each read's calls
+    a second at their peak against its quota, throttled reads per copy, and the model's invariants."""
+    rows = []
+    for o in outcomes:
+        limits = limits_of(o)
+        ratio = o.drain_ratio()
+        limits_by = {
+            "CopyImageSet": limits.copy_quota,
+            "concurrent copies": limits.concurrent_copies / limits.copy_seconds,
+        }
+        limits_by.update({str(op): allowed for op, allowed in limits.read_limits().items()})
+        binds = min(limits_by, key=lambda name: limits_by[name])
+        planned = limits.planned
+        rows.append(
+            [
+                f"{o.quota:g}",
+                f"{o.concurrent_copies:,}",
+                str(limits.policy),
+                " / ".join(f"{limits.read_quota(op):g}" for op in READ_QUOTA_FIELDS),
+                o.label,
+                f"{o.physical_limit:.3g}/s ({binds})",
+                f"{planned.rate:.3g}/s ({planned.binding})",
+                "never" if ratio is None else f"{ratio:.3f}",
+                " / ".join(f"{o.peak_reads.get(op, 0)}" for op in READ_QUOTA_FIELDS),
+                f"{o.reads_throttled_per_copy():.3f}",
+                f"{o.executions_failed:,}",
+                f"{o.copies_lost:,} / {o.duplicates:,}",
+                f"{o.throttled / o.n:.3f}",
+                f"{sum(o.calls.values()) / o.n:.1f}",
+                f"{o.real_seconds:.0f} s",
+            ]
+        )
+    headers = [
+        "Q", "C", "copyPolicy", "read quotas G / M / S", "scenario", "limit that binds", "planned rate (binds)",
+        "drain / limit", "peak reads/s G / M / S", "throttled reads / copy", "failed", "lost / dup",
+        "throttled copies / copy", "AWS calls / copy", "model run",
     ]  # fmt: skip
     return table(headers, rows)

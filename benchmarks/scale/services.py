@@ -1,5 +1,5 @@
 """The services the pipeline runs on, as the model replicates them: token buckets that refuse when empty
-(CopyImageSet, GetImageSet, StartExecution) or delay (Step Functions' state transitions), peaks a second,
+(CopyImageSet, each HealthImaging read, StartExecution) or delay (Step Functions' state transitions), peaks a second,
 one function's Lambda environments, and the account: the virtual clock's event loop and the quotas its stacks
 and other clients share (`Account`; a new quota's bucket goes there, its figure in limits.py)."""
 
@@ -11,7 +11,8 @@ from collections.abc import Callable
 from random import Random
 from typing import Any
 
-from benchmarks.scale.limits import Limits
+from benchmarks.scale.limits import READ_QUOTA_FIELDS, Limits
+from copier.budgets import Operation
 
 SPAN = 64.0  # events further off than this wait outside the heap until their span comes
 
@@ -107,10 +108,15 @@ class Account:
         self._later_spans: list[int] = []
         self._sequence = itertools.count()
         self.copy_bucket = RefusingBucket(limits.copy_quota, limits.copy_burst)
-        self.read_bucket = RefusingBucket(limits.get_image_set_quota, 2 * limits.get_image_set_quota)
+        # Each HealthImaging read's own quota (throttling limits: burst twice the rate), and its calls' peak a second.
+        self.read_buckets = {
+            operation: RefusingBucket(limits.read_quota(operation), 2 * limits.read_quota(operation))
+            for operation in READ_QUOTA_FIELDS
+        }
+        self.read_peaks = {operation: PerSecond() for operation in READ_QUOTA_FIELDS}
         self.start_bucket = RefusingBucket(limits.start_execution[1], limits.start_execution[0])
         self.transition_bucket = DelayingBucket(limits.transitions[1], limits.transitions[0])
-        self.starts, self.transitions, self.reads, self.wakes = PerSecond(), PerSecond(), PerSecond(), PerSecond()
+        self.starts, self.transitions, self.wakes = PerSecond(), PerSecond(), PerSecond()
         self.transition_delay = 0.0
 
     def at(self, when: float, action: Callable[[Any], None], subject: Any = None) -> None:
@@ -139,6 +145,11 @@ class Account:
 
     def uniform(self, bounds: tuple[float, float]) -> float:
         return bounds[0] + (bounds[1] - bounds[0]) * self.rng.random()
+
+    def read(self, operation: Operation) -> bool:
+        """A HealthImaging read now: counted on its second, and whether its quota lets it through."""
+        self.read_peaks[operation].add(self.now)
+        return self.read_buckets[operation].take(self.now)
 
     def enter(self, count: int = 1) -> float:
         """State transitions now; the time they may run (throttled transitions wait)."""

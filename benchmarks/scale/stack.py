@@ -1,26 +1,38 @@
 """One deployed pipeline (one data store) in the account, each copy taking the deployed way: admission
 (EventBridge -> SQS -> the function's batches), the copy journal's backlog in its two lanes (live: the events;
 bulk: a backfill's copies, admitted before the run begins), the dispatcher's runs (lease, plan, the slots shared
-by the lanes, pacing write, starts), each execution's states (WaitForCopySlot, StartCopy, CopyImageSet accepted or
-pushed back, AwaitCopy, CheckCopy) and the completion events that wake it. The decisions are the function's own
-code (`copier.dispatcher`, `copier.admission`, `copier.pacing`, `copier.copy_status`); the services it calls are
-services.py's."""
+by the lanes, pacing write, starts), each execution's states (FindPrimaryOfSeries under merge-into-primary,
+WaitForCopySlot, StartCopy, CopyImageSet accepted or pushed back, AwaitCopy, CheckCopy) with the HealthImaging reads
+each makes, the completion events that wake it, and the reconciliation sweep's SearchImageSets pages. The decisions
+are the function's own code (`copier.dispatcher`, `copier.admission`, `copier.pacing`, `copier.copy_status`,
+`copier.budgets`); the services it calls are services.py's."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.scale.limits import DAY, Limits
+from benchmarks.scale.limits import DAY, SWEEP_PAGE_SIZE, Limits
 from benchmarks.scale.outcome import Outcome
 from benchmarks.scale.services import Account, LambdaPool, PerSecond
 from copier import copy_status, journal, pacing
+from copier.budgets import Operation
 from copier.dispatcher import planning, schedule, settling, starting
+from copier.settings import CopyPolicy
 
 PENDING, COPIED, FAILED = range(3)
+# The reads each step makes (copier.budgets.CALLS_PER_COPY is their sum; tests/test_scale_model.py checks it).
+FIND_PRIMARY_READS = (Operation.GET_IMAGE_SET, Operation.GET_IMAGE_SET_METADATA, Operation.SEARCH_IMAGE_SETS)
+MERGE_START_READS = (Operation.GET_IMAGE_SET,)  # the destination (the source read on this slot: _source_known)
+MERGE_RETRY_READS = (Operation.GET_IMAGE_SET, Operation.GET_IMAGE_SET)  # retried or pushed back: the source too
+SNAPSHOT_RETRY_READS = (Operation.GET_IMAGE_SET,)  # a snapshot copy's StartCopy after a pushback reads its source
+CHECK_READS = (Operation.GET_IMAGE_SET,)
+# A read chain: the execution, the reads left, the attempt at the first, what follows, the step to retry.
+ReadChain = tuple["Execution", tuple[Operation, ...], int, Callable[["Execution"], None], Callable[["Execution"], None]]
 
 
 class Execution:
@@ -78,6 +90,8 @@ class Stack:
         self.outcome_of = bytearray(n)
         self.accepted = bytearray(n)
         self.result = Outcome(label, limits.copy_quota, n, limits.physical_limit, limits.concurrent_copies, bulk=bulk)
+        self.planned = limits.planned  # the dispatcher's planned rate: copier.budgets, under the stack's budgets
+        self.merge = limits.policy is CopyPolicy.MERGE_INTO_PRIMARY
         self.transient_backoff = [
             min(limits.transient_retry[3], limits.transient_retry[0] * limits.transient_retry[1] ** k)
             for k in range(limits.transient_retry[2])
@@ -107,6 +121,8 @@ class Stack:
     def begin(self) -> None:
         account, limits = self.account, self.limits
         account.at(self.first_event + account.rng.random() * limits.dispatch_period, self._minute)
+        if limits.reconciliation_interval:
+            account.at(self.first_event + limits.reconciliation_interval, self._sweep)
         self._poll_soon(self.first_event + limits.queue_lag)
 
     @property
@@ -235,7 +251,7 @@ class Stack:
         settled = now - float(self.pacing.get("settledAt", 0)) >= settling.SETTLE_EVERY_SECONDS
         if settled:
             self._call("dynamodb:Query")  # ended executions to settle
-        pace, quiet = pacing.adapted(self.pacing, limits.copy_rate)
+        pace, quiet = pacing.adapted(self.pacing, self.planned.rate)
         self.result.lowest_pace = min(self.result.lowest_pace, pace)
         if self.live_lane or self.bulk_lane:
             self.result.last_pace = pace
@@ -252,7 +268,7 @@ class Stack:
             started_slots=self._started_slots,
             landed_since=self._landed_since,
         )
-        rate = planning.promised_rate(limits.copy_rate, limits.concurrent_copies, plan.copy_seconds)
+        rate = planning.promised_rate(self.planned.rate, limits.concurrent_copies, plan.copy_seconds)
         plan = planning.shared_by_lanes(
             plan, self.pacing, live=live, bulk=bulk, rate=rate, bulk_minimum_share=limits.bulk_minimum_share
         )
@@ -309,10 +325,81 @@ class Stack:
         self.started[copy] = slot
         self.dispatched += 1
         execution = Execution(copy, slot, account.now + self.limits.execution_timeout)
-        ready = self._enter(2)  # RouteCopy, WaitForCopySlot
-        until = max(ready, math.floor(slot - pacing.HOLD_LEAD_SECONDS))  # pacing.wait_until's second
-        self.result.longest_wait = max(self.result.longest_wait, until - self.arrivals[copy])
-        account.at(until, self._start_copy, execution)
+        self._wait_for_slot(execution, self._enter(2))  # RouteCopy, WaitForCopySlot (or WaitForSlotToFindPrimary)
+
+    def _wait_for_slot(self, execution: Execution, ready: float) -> None:
+        until = max(ready, math.floor(execution.slot - pacing.HOLD_LEAD_SECONDS))  # pacing.wait_until's second
+        self.result.longest_wait = max(self.result.longest_wait, until - self.arrivals[execution.copy])
+        # merge-into-primary: WaitForSlotToFindPrimary, then FindPrimaryOfSeries on the slot (its reads paced too).
+        self.account.at(until, self._find_primary if self.merge else self._start_copy, execution)
+
+    # --- merge-into-primary: the primary of the source's series -----------------------------------
+    def _find_primary(self, execution: Execution) -> None:
+        self._task(execution, self._finding)
+
+    def _finding(self, execution: Execution, ready: float) -> None:
+        """FindPrimaryOfSeries: the source (GetImageSet), its series (GetImageSetMetadata), the primary of the series
+        (SearchImageSets)."""
+        self.account.at(ready, self._reads, (execution, FIND_PRIMARY_READS, 0, self._found, self._find_primary))
+
+    def _found(self, execution: Execution) -> None:
+        self._release()
+        self._enter()  # FoundOnSlot?
+        self._start_copy(execution)
+
+    # --- HealthImaging reads -------------------------------------------------------------------
+    def _reads(self, chain: ReadChain) -> None:
+        """A step's reads, one after another; one throttled is tried again as botocore does (read_attempts, U(0,1) x
+        min(2^i, 20) s), then the step fails HealthImagingUnavailable and the transient retrier runs it again."""
+        execution, reads, attempt, then, again = chain
+        if not reads:
+            then(execution)
+            return
+        account, limits = self.account, self.limits
+        operation = reads[0]
+        self._call(f"medical-imaging:{operation}")
+        if account.read(operation):
+            after = account.now + account.uniform(limits.read_latency)
+            account.at(after, self._reads, (execution, reads[1:], 0, then, again))
+            return
+        self.result.read_throttled[operation] += 1
+        if attempt + 1 < limits.read_attempts:
+            backoff = account.rng.random() * min(2.0 ** (attempt + 1), 20.0)
+            account.at(account.now + backoff, self._reads, (execution, reads, attempt + 1, then, again))
+            return
+        self._release()
+        self._retry(execution, "HealthImagingUnavailable", again)
+
+    # --- the reconciliation sweep ------------------------------------------------------------------
+    def _sweep(self, _: object) -> None:
+        """Every reconciliation interval: SearchImageSets pages of the image sets created in the last two intervals up
+        to 5 minutes ago (each already in the journal: nothing admitted), one after another."""
+        account, limits = self.account, self.limits
+        if self.finished:
+            return
+        account.at(account.now + limits.reconciliation_interval, self._sweep)
+        until = account.now - 300.0
+        since = until - 2 * limits.reconciliation_interval
+        found = bisect.bisect_right(self.arrivals, until, lo=self.bulk) - bisect.bisect_left(
+            self.arrivals, since, lo=self.bulk
+        )
+        self._sweep_page((max(1, math.ceil(found / SWEEP_PAGE_SIZE)), 0))
+
+    def _sweep_page(self, sweep: tuple[int, int]) -> None:
+        pages, attempt = sweep
+        account, limits = self.account, self.limits
+        self._call(f"medical-imaging:{Operation.SEARCH_IMAGE_SETS}")
+        if account.read(Operation.SEARCH_IMAGE_SETS):
+            self.result.sweep_pages += 1
+            if pages > 1:
+                account.at(account.now + account.uniform(limits.read_latency) + 0.1, self._sweep_page, (pages - 1, 0))
+            return
+        self.result.read_throttled[Operation.SEARCH_IMAGE_SETS] += 1
+        if attempt + 1 < limits.read_attempts:
+            backoff = account.rng.random() * min(2.0 ** (attempt + 1), 20.0)
+            account.at(account.now + backoff, self._sweep_page, (pages, attempt + 1))
+            return
+        self.result.sweeps_failed += 1  # the next sweep's window overlaps this one's
 
     def _end_run(self, admission: bool) -> None:
         if admission:
@@ -358,9 +445,20 @@ class Stack:
         self._task(execution, self._starting)
 
     def _starting(self, execution: Execution, ready: float) -> None:
-        """StartCopy: the idempotency record and the copy record, held to the slot, CopyImageSet."""
+        """StartCopy: the idempotency record and the copy record; its reads (the first attempt on the dispatcher's slot:
+        merge-into-primary's the destination, snapshot's none, copy_start._source_known; a later one the source too),
+        held to the slot, CopyImageSet."""
         self._call("dynamodb:PutItem", 2)  # Powertools' in-progress record, the copy record CALLING
-        call = ready + pacing.hold_seconds(execution.slot, ready) + self.account.uniform(self.limits.copy_call_latency)
+        first = not execution.reservations and not execution.transient  # copy_start._source_known
+        if self.merge:
+            reads = MERGE_START_READS if first else MERGE_RETRY_READS
+        else:
+            reads = () if first else SNAPSHOT_RETRY_READS
+        self.account.at(ready, self._reads, (execution, reads, 0, self._hold, self._start_copy))
+
+    def _hold(self, execution: Execution) -> None:
+        now = self.account.now
+        call = now + pacing.hold_seconds(execution.slot, now) + self.account.uniform(self.limits.copy_call_latency)
         self.account.at(call, self._copy_call, execution)
 
     def _copy_call(self, execution: Execution) -> None:
@@ -418,7 +516,7 @@ class Stack:
         self.pacing["pushbacks"] = self.pacing.get("pushbacks", 0) + 1
         self.pacing["handed"] = self.pacing.get("handed", 0) + 1
         slot = pacing.next_slot(
-            account.now, pacing.last_slot(self.pacing), pacing.current_pace(self.pacing, self.limits.copy_rate)
+            account.now, pacing.last_slot(self.pacing), pacing.current_pace(self.pacing, self.planned.rate)
         )
         self.pacing["nextSlot"] = slot
         execution.slot = slot
@@ -508,22 +606,11 @@ class Stack:
         self._task(execution, self._checking)
 
     def _checking(self, execution: Execution, ready: float) -> None:
-        self.account.at(ready, self._read, (execution, 0))
+        """CheckCopy: GetImageSet on the version the copy produces."""
+        self.account.at(ready, self._reads, (execution, CHECK_READS, 0, self._checked, self._check))
 
-    def _read(self, read: tuple[Execution, int]) -> None:
-        """CheckCopy's GetImageSet on its version; throttled, botocore tries again, then the transient retrier."""
+    def _checked(self, execution: Execution) -> None:
         account, limits = self.account, self.limits
-        execution, attempt = read
-        self._call("medical-imaging:GetImageSet")
-        account.reads.add(account.now)
-        if not account.read_bucket.take(account.now):
-            if attempt + 1 < limits.read_attempts:
-                backoff = account.rng.random() * min(2.0 ** (attempt + 1), 20.0)
-                account.at(account.now + backoff, self._read, (execution, attempt + 1))
-                return
-            self._release()
-            self._retry(execution, "HealthImagingUnavailable", self._check)
-            return
         self._release()
         if account.now >= execution.lands_at:
             self._copied(execution)
@@ -579,7 +666,7 @@ class Stack:
         result.peak_starts = account.starts.peak
         result.peak_transitions = account.transitions.peak
         result.transition_delay = account.transition_delay
-        result.peak_reads = account.reads.peak
+        result.peak_reads = {operation: peak.peak for operation, peak in account.read_peaks.items()}
         result.peak_wakes = account.wakes.peak
         result.real_seconds = real_seconds
         return result

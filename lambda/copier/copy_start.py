@@ -161,14 +161,25 @@ def _unread(request: CopyRequest, *, planned: bool, first_attempt: bool) -> bool
     source is locked, moved on or gone (a refusal is retried, reading first), and neither is the copy record
     (the write that begins the call reads it). The reads are GetImageSet calls, whose own quota (25 TPS by
     default) every copy a second shares, and DynamoDB calls that every copy would pay for a rare repeat."""
-    return planned and first_attempt and request.source_version_id is not None and not request.destination_image_set_id
+    return _source_known(request, planned=planned, first_attempt=first_attempt) and not request.destination_image_set_id
 
 
-def _versions(request: CopyRequest) -> tuple[str, str | None]:
-    """The source version to copy and the destination's baseline, read."""
-    source = healthimaging.get_image_set(request.datastore_id, request.source_image_set_id)
-    _usable(source, "source")
-    source_version = _source_version(source, request.source_version_id)
+def _source_known(request: CopyRequest, *, planned: bool, first_attempt: bool) -> bool:
+    """The dispatcher's copy, first attempt, its source version given: admitted by the backlog, and under
+    merge-into-primary read by FindPrimaryOfSeries on this same slot, seconds ago. CopyImageSet's own answer says
+    whether the source moved on, is locked or gone since (a refusal is retried, reading first): one GetImageSet a
+    copy fewer against its quota (copier.budgets)."""
+    return planned and first_attempt and request.source_version_id is not None
+
+
+def _versions(request: CopyRequest, *, source_known: bool) -> tuple[str, str | None]:
+    """The source version to copy (read, unless known) and the destination's baseline, read."""
+    if source_known:
+        source_version = str(request.source_version_id)
+    else:
+        source = healthimaging.get_image_set(request.datastore_id, request.source_image_set_id)
+        _usable(source, "source")
+        source_version = _source_version(source, request.source_version_id)
     if not request.destination_image_set_id:
         return source_version, None
     destination = healthimaging.get_image_set(request.datastore_id, request.destination_image_set_id)
@@ -187,7 +198,10 @@ def _start_copy(
         accepted = _settled(previous, request)
         if accepted is not None:
             return _already_accepted(accepted)
-    source_version, baseline_version = (str(request.source_version_id), None) if unread else _versions(request)
+    source_known = _source_known(request, planned=planned, first_attempt=first_attempt)
+    source_version, baseline_version = (
+        (str(request.source_version_id), None) if unread else _versions(request, source_known=source_known)
+    )
     force_policy.ensure_force_allowed(request)
     # Held here, after the reads whose durations vary: the calls land on their slots, 1/rate apart.
     clock.sleep(pacing.hold_seconds(slot_at, clock.now()))

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from copier import clock, table
+from copier import budgets, clock, table
 from copier.errors import CopyQuotaExceeded, CopyThrottled, TableUnavailable
 from copier.settings import load_settings
 
@@ -141,7 +141,7 @@ def reserve_copy_slot(slot: dict[str, Any] | None = None, *, reservations: int =
         now = clock.now()
         state = table.get_item(PACING_KEY)
         previous = last_slot(state)
-        at = next_slot(now, previous, current_pace(state, settings.copy_rate_per_second))
+        at = next_slot(now, previous, current_pace(state, budgets.planned_rate_of(settings).rate))
         condition = "attribute_not_exists(nextSlot)" if previous is None else "nextSlot = :previous"
         values: dict[str, Any] = {":slot": Decimal(repr(at)), ":expiration": int(at) + 86_400, ":one": 1}
         if previous is not None:

@@ -17,6 +17,11 @@ from copier.errors import FunctionMisconfigured
 DatastoreId = Annotated[str, Field(pattern=r"^[0-9a-z]{32}$")]
 # The highest copyRatePerSecond the pipeline is built for (issue 16; infra/settings.py says the same).
 MAX_COPY_RATE_PER_SECOND = 50.0
+# SearchImageSets pages that are not copies': a backfill's (a page, then BetweenPages' second: at most one a second,
+# infra/backfill_workflow.py) and the reconciliation sweep's (a page per 50 image sets of its window, every
+# reconciliationIntervalMinutes: 1.6 a second on average at 40 new image sets a second). Copies get the rest of
+# searchImageSetsRatePerSecond (copier.budgets), which must leave them some.
+PAGING_SEARCHES_PER_SECOND = 3.0
 
 
 class CopyPolicy(StrEnum):
@@ -58,6 +63,15 @@ class Settings(TableSettings):
     trigger_detail_types: tuple[str, ...] = Field(alias="TRIGGER_DETAIL_TYPES", default=("Image Set Created",))
     # The pace CopyImageSet calls are shaped to (the account's applied quota, less a margin: docs/configuration.md).
     copy_rate_per_second: float = Field(alias="COPY_RATE_PER_SECOND", default=0.24, gt=0, le=MAX_COPY_RATE_PER_SECOND)
+    # Each HealthImaging read's budget (its applied quota, less a margin): the dispatcher plans no more copies a second
+    # than each allows (copier.budgets). The previous release's environment has none: the default quotas' budgets.
+    get_image_set_rate_per_second: float = Field(alias="GET_IMAGE_SET_RATE_PER_SECOND", default=24.0, gt=0)
+    get_image_set_metadata_rate_per_second: float = Field(
+        alias="GET_IMAGE_SET_METADATA_RATE_PER_SECOND", default=48.0, gt=0
+    )
+    search_image_sets_rate_per_second: float = Field(
+        alias="SEARCH_IMAGE_SETS_RATE_PER_SECOND", default=24.0, gt=PAGING_SEARCHES_PER_SECOND
+    )
     # The data store's concurrent-copy quota: the dispatcher keeps the copies in flight under it.
     concurrent_copy_quota: int = Field(alias="CONCURRENT_COPY_QUOTA", default=100, ge=1)
     # The share of each dispatcher run's slots the bulk lane keeps while it has work (infra/settings.py says why).

@@ -10,7 +10,8 @@ from the admission queue, reconciliation) and bulk (backfills, a large `ops.cli 
    handed out, the adaptive pace and its counts, copies in flight as last counted); the first run after an
    upgrade from 0.1.0 also waits for a run of 0.1.0 still holding that release's lease, and deletes its item;
 2. adapts the pace to the last period's pushbacks (copier.pacing.adapted: AIMD, for a quota shared with
-   other clients of the account);
+   other clients of the account), up to the copies a second every HealthImaging operation's budget allows under
+   the copy policy (copier.budgets: copyRatePerSecond, or fewer where the reads bind);
 3. reads each lane's oldest PENDING entries (journal.waiting), as many as the pace can start before the next
    run (HORIZON_SECONDS, schedule.py);
 4. gives the run's copies their slots (planning.py, with copier.admission.plan_starts) after the last one handed
@@ -56,7 +57,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from copier import clock, journal, legacy_lanes, pacing, table
+from copier import budgets, clock, journal, legacy_lanes, pacing, table
 from copier.dispatcher import lease, planning, schedule, settling, starting
 from copier.errors import FunctionMisconfigured, TableUnavailable
 from copier.settings import load_settings
@@ -82,6 +83,14 @@ LANE_METRICS = {
     (journal.Lane.BULK, "late"): "BulkBacklogLateSeconds",
 }
 
+# The copies a second each HealthImaging operation's budget allows (copier.budgets): the lowest binds.
+ALLOWED_BY_METRIC = {
+    budgets.Operation.COPY_IMAGE_SET: "CopyRateAllowedByCopyImageSet",
+    budgets.Operation.GET_IMAGE_SET: "CopyRateAllowedByGetImageSet",
+    budgets.Operation.GET_IMAGE_SET_METADATA: "CopyRateAllowedByGetImageSetMetadata",
+    budgets.Operation.SEARCH_IMAGE_SETS: "CopyRateAllowedBySearchImageSets",
+}
+
 
 def dispatch(*, scheduled: bool = True) -> DispatchResult:
     """One run: the schedule rule's every minute (`scheduled`: it also labels entries of 0.2.0 for the lanes'
@@ -104,7 +113,8 @@ def dispatch(*, scheduled: bool = True) -> DispatchResult:
         settled = now - float(state.get("settledAt", 0)) >= settling.SETTLE_EVERY_SECONDS
         if settled:
             settling.settle_ended_executions(now)
-        pace, quiet_runs = pacing.adapted(state, settings.copy_rate_per_second)
+        planned = budgets.planned_rate_of(settings)
+        pace, quiet_runs = pacing.adapted(state, planned.rate)
         most = math.ceil(pace * schedule.HORIZON_SECONDS) + 1
         waiting = _waiting(most + 1)  # one more than can start, in each lane: its age after this run
         live, bulk = waiting[journal.Lane.LIVE][:most], waiting[journal.Lane.BULK][:most]
@@ -134,7 +144,19 @@ def dispatch(*, scheduled: bool = True) -> DispatchResult:
             metrics.add_metric(name=LANE_METRICS[lane, figure], unit=unit, value=value)
         lanes[lane.value] = figures
     metrics.add_metric(name="CopyPace", unit=MetricUnit.CountPerSecond, value=pace)
-    logger.info("Dispatch run", extra={"slots": len(plan.slots), "pace": pace, "lanes": lanes})
+    metrics.add_metric(name="PlannedCopyRate", unit=MetricUnit.CountPerSecond, value=planned.rate)
+    for operation, allowed in planned.allowed.items():
+        metrics.add_metric(name=ALLOWED_BY_METRIC[operation], unit=MetricUnit.CountPerSecond, value=allowed)
+    logger.info(
+        "Dispatch run",
+        extra={
+            "slots": len(plan.slots),
+            "pace": pace,
+            "plannedRate": planned.rate,
+            "boundBy": planned.binding,
+            "lanes": lanes,
+        },
+    )
     if scheduled:
         _label_legacy_entries(state, now, began)
     return DispatchResult(started, max(figures["age"] for figures in lanes.values()))

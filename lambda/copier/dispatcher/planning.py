@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from copier import admission, clock, journal, pacing, table
+from copier import admission, budgets, clock, journal, pacing, table
 from copier.dispatcher.schedule import HORIZON_SECONDS, PERIOD_SECONDS
 from copier.dispatcher.settling import SETTLE_AFTER_SECONDS
 from copier.errors import TableUnavailable
@@ -70,7 +70,9 @@ def planned(
             state,
             live=[float(entry["updatedAt"]) for entry in live],
             bulk=[float(entry["updatedAt"]) for entry in bulk],
-            rate=promised_rate(settings.copy_rate_per_second, settings.concurrent_copy_quota, plan.copy_seconds),
+            rate=promised_rate(
+                budgets.planned_rate_of(settings).rate, settings.concurrent_copy_quota, plan.copy_seconds
+            ),
             bulk_minimum_share=settings.bulk_minimum_share,
         )
         if _write_plan(state, plan, pace, quiet_runs, settled=settled):
@@ -164,9 +166,10 @@ def plan_run(
 
 
 def promised_rate(rate: float, capacity: int, copy_seconds: float) -> float:
-    """The copies a second the settings promise: copyRatePerSecond, or the concurrent-copy quota over a copy's
-    duration (as measured) when that is lower. The adaptive pace is not in it: a quota shared with another
-    client for hours makes the backlog late, and its alarm says so."""
+    """The copies a second the settings promise: the budgets' planned rate (copyRatePerSecond, or what a read's budget
+    allows when lower), or the concurrent-copy quota over a copy's duration (as measured) when that is lower. The
+    adaptive pace is not in it: a quota shared with another client for hours makes the backlog late, and its alarm
+    says so."""
     return min(rate, capacity / copy_seconds)
 
 
