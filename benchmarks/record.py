@@ -57,9 +57,11 @@ class _Tee:
 
 def _commit() -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=RESULTS.parent, check=False).stdout
+        root = RESULTS.parent.parent
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root, check=False).stdout
 
     head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    # Changes to the code, not to the print-outs this and earlier runs wrote.
     changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results").strip()
     return f"{head} with uncommitted changes" if changed else head
 
