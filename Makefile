@@ -97,17 +97,20 @@ upgrade-fixtures: setup
 	$(PY) tests/upgrade_fixtures.py --release-source .upgrade-source --out tests/fixtures/$(RELEASE)
 	@rm -rf .upgrade-source
 
+# Each benchmark keeps its print-out in benchmarks/results/ (docs/figures.md quotes them; tests/test_figures.py
+# checks it does): bench and the bench-* targets below run every command docs/figures.md names. About 10 minutes.
 bench: setup
-	$(PY) -m benchmarks.handler_import
+	$(PY) -m benchmarks.handler_import --runs 15
 	$(PY) -m benchmarks.metadata
-	$(PY) -m benchmarks.burst
+	$(PY) -m benchmarks.burst --breakdown
 	$(PY) -m benchmarks.burst --quota 10
-	$(PY) -m benchmarks.scale --quick
 
-# docs/figures.md's scale table (4 quotas x 4 bursts and a 1M backfill) and the shared-quota scenarios.
+# docs/figures.md's scale table (4 quotas x 4 bursts and a 1M backfill), the shared-quota scenarios and the drain
+# with no completion events (about 25 minutes here).
 bench-scale: setup
 	$(PY) -m benchmarks.scale --table
 	$(PY) -m benchmarks.scale --shared
+	$(PY) -m benchmarks.scale --quota 10 --drop-events 1.0
 
 # docs/figures.md's read budgets table (every HealthImaging operation against its quota: 10 and 40 TPS, default and
 # raised read quotas, snapshot and merge-into-primary) and a merge-into-primary burst's calls per copy on the emulator.
