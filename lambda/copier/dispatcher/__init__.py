@@ -119,7 +119,15 @@ def dispatch(*, scheduled: bool = True) -> DispatchResult:
         waiting = _waiting(most + 1)  # one more than can start, in each lane: its age after this run
         live, bulk = waiting[journal.Lane.LIVE][:most], waiting[journal.Lane.BULK][:most]
         plan = planning.planned(
-            state, now, pace=pace, quiet_runs=quiet_runs, live=live, bulk=bulk, settings=settings, settled=settled
+            state,
+            now,
+            pace=pace,
+            quiet_runs=quiet_runs,
+            live=live,
+            bulk=bulk,
+            settings=settings,
+            planned_rate=planned.rate,
+            settled=settled,
         )
         _remember_planned({**state, **planning.after_run(state, plan, pace=pace, quiet_runs=quiet_runs, now=now)})
         # The lease is held until the run's copies are marked STARTED: a run that counted the copies in flight

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from copier import admission, budgets, clock, journal, pacing, table
+from copier import admission, clock, journal, pacing, table
 from copier.dispatcher.schedule import HORIZON_SECONDS, PERIOD_SECONDS
 from copier.dispatcher.settling import SETTLE_AFTER_SECONDS
 from copier.errors import TableUnavailable
@@ -59,6 +59,7 @@ def planned(
     live: list[dict[str, Any]],
     bulk: list[dict[str, Any]],
     settings: Settings,
+    planned_rate: float,
     settled: bool,
 ) -> Plan:
     """This run's plan for the oldest copies waiting in each lane, written on the pacing item. A copy that reserved
@@ -70,9 +71,7 @@ def planned(
             state,
             live=[float(entry["updatedAt"]) for entry in live],
             bulk=[float(entry["updatedAt"]) for entry in bulk],
-            rate=promised_rate(
-                budgets.planned_rate_of(settings).rate, settings.concurrent_copy_quota, plan.copy_seconds
-            ),
+            rate=promised_rate(planned_rate, settings.concurrent_copy_quota, plan.copy_seconds),
             bulk_minimum_share=settings.bulk_minimum_share,
         )
         if _write_plan(state, plan, pace, quiet_runs, settled=settled):
