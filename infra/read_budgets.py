@@ -3,7 +3,7 @@ raise and the copy rate the budgets allow meanwhile, as the dispatcher plans it 
 
 from __future__ import annotations
 
-from copier.budgets import CALLS_PER_COPY, Operation, budgets_of, planned_rate_of
+from copier.budgets import BUDGET_MARGIN, CALLS_PER_COPY, Operation, budgets_of, planned_rate_of
 from copier.settings import PAGING_SEARCHES_PER_SECOND, Settings
 
 from .settings import StackSettings
@@ -16,8 +16,6 @@ BUDGET_SETTINGS = {
     Operation.GET_IMAGE_SET_METADATA: "getImageSetMetadataRatePerSecond",
     Operation.SEARCH_IMAGE_SETS: "searchImageSetsRatePerSecond",
 }
-# A budget is the applied quota less this margin (copyRatePerSecond's 0.24 of 0.25).
-BUDGET_MARGIN = 0.96
 
 
 def read_bound_warning(settings: StackSettings) -> str | None:

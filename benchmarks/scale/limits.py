@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from copier import pacing
-from copier.budgets import CALLS_PER_COPY, Operation, PlannedRate, planned_rate
+from copier.budgets import BUDGET_MARGIN, CALLS_PER_COPY, Operation, PlannedRate, planned_rate
 from copier.dispatcher import schedule, starting
 from copier.settings import PAGING_SEARCHES_PER_SECOND, CopyPolicy
 from infra.settings import EXECUTION_TIMEOUT_DAYS, StackSettings
@@ -31,10 +31,9 @@ def default_burst(quota: float) -> float:
     return max(1.0, 4.0 * quota)
 
 
-# HealthImaging's default read quotas (throttling limits; burst: twice the rate), and the margin a budget keeps under
-# its quota (docs/configuration.md, "Read budgets": 0.96, as copyRatePerSecond's 0.24 of 0.25).
+# HealthImaging's default read quotas (throttling limits; burst: twice the rate); budgets keep copier.budgets'
+# BUDGET_MARGIN under them.
 READ_QUOTAS = {Operation.GET_IMAGE_SET: 25.0, Operation.GET_IMAGE_SET_METADATA: 50.0, Operation.SEARCH_IMAGE_SETS: 25.0}
-BUDGET_MARGIN = 0.96
 # The reconciliation sweep: every reconciliationIntervalMinutes, a SearchImageSets page per 50 image sets created in
 # the last two intervals up to 5 minutes ago (copier.reconciliation), one page after another.
 SWEEP_PAGE_SIZE = 50

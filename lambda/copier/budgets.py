@@ -18,6 +18,10 @@ from types import MappingProxyType
 
 from copier.settings import PAGING_SEARCHES_PER_SECOND, CopyPolicy, Settings
 
+# A budget is the operation's applied quota less this margin, as copyRatePerSecond is 0.24 of 0.25
+# (docs/configuration.md, "Read budgets"): the synth warning's figures to set and the scale model's budgets.
+BUDGET_MARGIN = 0.96
+
 
 class Operation(StrEnum):
     COPY_IMAGE_SET = "CopyImageSet"
