@@ -109,3 +109,38 @@ def test_calls_per_copy_are_what_the_steps_make(policy: CopyPolicy) -> None:
                 < states.index("FindPrimaryOfSeries")
                 < states.index("StartCopy")
             )
+
+
+@pytest.mark.slow
+def test_a_source_updated_between_finding_its_primary_and_its_copy_is_not_copied_at_its_old_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """merge-into-primary's StartCopy does not read the source again on its slot (FindPrimaryOfSeries just did):
+    another writer updating the source between the two steps is caught by CopyImageSet's own check, as the read
+    would have caught it, and nothing is copied at the version that is no longer the source's."""
+    clock = VirtualClock()
+    emulator = HealthImagingEmulator(clock=clock.now)
+    emulator.create_datastore(DS)
+    emulator.seed_image_set(DS, seed.series_image_set_metadata(patient_number=1, study=1, series=1))
+    source = emulator.seed_image_set(
+        DS, seed.series_image_set_metadata(patient_number=1, study=1, series=1, instances=(3, 4))
+    )
+    updated: list[str] = []
+    with local_pipeline(emulator, clock, copyPolicy=CopyPolicy.MERGE_INTO_PRIMARY.value) as pipeline:
+        from copier import copy_start  # the function's module, as the pipeline's environment loads it
+
+        original = copy_start._start_copy
+
+        def another_writer_first(*args: object, **kwargs: object) -> object:
+            if not updated:  # between FindPrimaryOfSeries and StartCopy's call: the source moves on to version 2
+                emulator.schedule_metadata_update(clock.now(), source)
+                clock.advance(1)
+                updated.append(source)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(copy_start, "_start_copy", another_writer_first)
+        assert pipeline.admit([seed.image_set_created_event(DS, source, is_primary=False)]) == []
+        records = pipeline.drain_backlog()
+    assert updated == [source]  # the other writer came between the two steps
+    assert [(r.status, r.error) for r in records] == [("FAILED", "ImageSetVersionChanged")]
+    assert emulator.accepted == []
